@@ -1,0 +1,101 @@
+"""graphcomp: compile static computation graphs, and their gradients, into fast native code.
+
+>>> import numpy as np, graphcomp as gc
+>>> with gc.Graph() as g:
+...     x = gc.placeholder((None, 3), "float64", name="x")
+...     w = gc.parameter(np.ones(3), name="w")
+...     y = gc.sum(x * w)
+>>> f = gc.compile([x], y, backend="numpy")
+>>> float(f(np.ones((2, 3))))
+6.0
+"""
+
+from graphcomp.errors import (
+    CompileError,
+    DTypeError,
+    GraphcompError,
+    GraphError,
+    InputError,
+    NonFiniteError,
+    ShapeError,
+)
+from graphcomp.ir import Graph, current_graph, reset_default_graph
+from graphcomp.ops import Parameter, Tensor
+from graphcomp.ops.functions import (
+    abs,
+    add,
+    argmax,
+    broadcast_to,
+    cast,
+    clip,
+    concatenate,
+    constant,
+    cos,
+    divide,
+    equal,
+    exp,
+    expand_dims,
+    expm1,
+    greater,
+    greater_equal,
+    less,
+    less_equal,
+    log,
+    log1p,
+    log_softmax,
+    logsumexp,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    multiply,
+    negative,
+    not_equal,
+    one_hot,
+    ones_like,
+    pad,
+    parameter,
+    placeholder,
+    power,
+    relu,
+    reshape,
+    sigmoid,
+    sigmoid_binary_cross_entropy,
+    sign,
+    sin,
+    softmax,
+    softmax_cross_entropy,
+    softplus,
+    sqrt,
+    square,
+    squeeze,
+    stack,
+    stop_gradient,
+    subtract,
+    sum,
+    take,
+    tanh,
+    transpose,
+    where,
+    zeros_like,
+)
+from graphcomp.inspect.export import to_networkx
+from graphcomp.inspect.listing import format
+from graphcomp.runtime.function import Function, compile
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CompileError", "DTypeError", "Function", "Graph", "GraphError", "GraphcompError",
+    "InputError", "NonFiniteError", "Parameter", "ShapeError", "Tensor", "abs", "add", "argmax",
+    "broadcast_to", "cast", "clip", "compile", "concatenate", "constant", "cos", "current_graph",
+    "divide", "equal", "exp", "expand_dims", "expm1", "format", "greater", "greater_equal",
+    "less", "less_equal", "log", "log1p", "log_softmax", "logsumexp", "matmul", "max", "maximum",
+    "mean", "min", "minimum", "multiply", "negative", "not_equal", "one_hot", "ones_like", "pad",
+    "parameter", "placeholder", "power", "relu", "reset_default_graph", "reshape", "sigmoid",
+    "sigmoid_binary_cross_entropy", "sign", "sin", "softmax", "softmax_cross_entropy",
+    "softplus", "sqrt", "square", "squeeze", "stack", "stop_gradient", "subtract", "sum", "take",
+    "tanh", "to_networkx", "transpose", "where", "zeros_like",
+]

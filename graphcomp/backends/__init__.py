@@ -1,0 +1,1 @@
+"""Backends: turn a ``Program`` into something that runs (numpy interpreter, Numba, CUDA)."""

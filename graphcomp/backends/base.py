@@ -1,0 +1,55 @@
+"""The interface every backend implements, and the registry of backends by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from graphcomp.errors import CompileError
+
+
+class Executable(Protocol):
+    """A compiled program: one call computes every output and every update's new value."""
+
+    source: str | None
+    compile_seconds: float
+    cache_hit: bool
+
+    def run(
+        self, inputs: Sequence[np.ndarray], binding: dict[str, int]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(outputs, new parameter values) for ``inputs`` under the dim ``binding``."""
+        ...
+
+
+BackendCompiler = Callable[..., Executable]
+_BACKENDS: dict[str, Callable[[], BackendCompiler]] = {}
+
+
+def register_backend(name: str, loader: Callable[[], BackendCompiler]) -> None:
+    """Make ``gc.compile(..., backend=name)`` use ``loader()`` (imported lazily)."""
+    _BACKENDS[name] = loader
+
+
+def get_backend(name: str) -> BackendCompiler:
+    """The compile function of backend ``name``; ``CompileError`` for an unknown name."""
+    if name not in _BACKENDS:
+        raise CompileError(f"unknown backend {name!r}; available: {', '.join(sorted(_BACKENDS))}")
+    return _BACKENDS[name]()
+
+
+def available_backends() -> list[str]:
+    """Names accepted by ``gc.compile(..., backend=...)``."""
+    return sorted(_BACKENDS)
+
+
+def _load_numpy() -> BackendCompiler:
+    from graphcomp.backends.numpy_backend import compile_numpy
+
+    return compile_numpy
+
+
+register_backend("numpy", _load_numpy)
+

@@ -1,0 +1,35 @@
+"""The one exception hierarchy of graphcomp.
+
+Every error a user can cause is a ``GraphcompError``; each message says what was expected, what
+was given and where (the node and the user's source line, or the placeholder).
+"""
+
+from __future__ import annotations
+
+
+class GraphcompError(Exception):
+    """Base class of every error graphcomp raises on purpose."""
+
+
+class ShapeError(GraphcompError, ValueError):
+    """Shapes that do not fit together (raised while the graph is built, or at call time)."""
+
+
+class DTypeError(GraphcompError, TypeError):
+    """An unsupported dtype, or dtypes an op cannot combine."""
+
+
+class GraphError(GraphcompError, ValueError):
+    """A graph that cannot be compiled: a cycle, a missing input, tensors of two graphs."""
+
+
+class CompileError(GraphcompError, RuntimeError):
+    """A backend could not compile a graph (an op without a kernel, say)."""
+
+
+class InputError(GraphcompError, ValueError):
+    """Bad arguments to a compiled function: missing, unknown, wrong shape or dtype."""
+
+
+class NonFiniteError(GraphcompError, ValueError):
+    """A value holds NaN or inf where finite values were required (``check_finite=True``)."""

@@ -1,0 +1,1 @@
+"""Inspection: text listings, networkx/DOT export of graphs and adjoint graphs."""

@@ -1,0 +1,68 @@
+"""Text listing of a graph, one node per line (like a jaxpr)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from graphcomp import dtypes
+from graphcomp.ir import Node, shape_str
+from graphcomp.ops import Tensor
+
+
+def _type_str(node: Node) -> str:
+    return dtypes.short_name(node.dtype) + shape_str(node.graph.dims.resolve_shape(node.shape))
+
+
+def _attr_str(node: Node, key: str, value: Any) -> str:
+    if isinstance(value, tuple):
+        # Symbols in shape-like attrs are shown in their unified form.
+        items = [node.graph.dims.resolve(v) if isinstance(v, str) else v for v in value]
+        return f"{key}=({','.join(str(v) for v in items)})"
+    return f"{key}={value}"
+
+
+def _constant_str(value: np.ndarray) -> str:
+    if value.size <= 4:
+        return np.array2string(value, separator=",").replace("\n", "")
+    return f"<{value.size} values>"
+
+
+def format_node(node: Node) -> str:
+    """One listing line: ``%7 = matmul %1 %3 : f64[N,10]``."""
+    if node.op == "constant":
+        rhs = f"constant {_constant_str(node.attrs['value'])}"
+    elif node.op in ("placeholder", "parameter"):
+        rhs = f'{node.op} "{node.name}"' if node.name else node.op
+    else:
+        attrs = ", ".join(_attr_str(node, k, v) for k, v in sorted(node.attrs.items()))
+        op = f"{node.op}[{attrs}]" if attrs else node.op
+        rhs = " ".join([op] + [f"%{i.id}" for i in node.inputs])
+    line = f"%{node.id} = {rhs} : {_type_str(node)}"
+    notes = []
+    if node.name and node.op not in ("placeholder", "parameter"):
+        notes.append(f'"{node.name}"')
+    if node.role == "adjoint":
+        notes.append(f"adjoint of %{node.forward_of}" if node.forward_of is not None else "adjoint")
+    if notes:
+        line = f"{line:<60}  # {'; '.join(notes)}"
+    return line
+
+
+def format(tensors: Tensor | Sequence[Tensor]) -> str:  # noqa: A001 - the public name
+    """Listing of every node the given tensors depend on, in topological order.
+
+    >>> # print(gc.format([loss, probs]))
+    >>> # %7 = matmul %1 %3 : f64[N,10]
+    """
+    items = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    if not items:
+        return ""
+    graph = items[0].graph
+    schedule = graph.schedule([t.node for t in items])
+    lines = [format_node(n) for n in schedule]
+    outs = ", ".join(f"%{t.node.id}" for t in items)
+    lines.append(f"return {outs}")
+    return "\n".join(lines)

@@ -1,0 +1,19 @@
+"""Graph IR: immutable nodes, symbolic shapes and the networkx-backed graph. Knows no op."""
+
+from graphcomp.ir.dims import Dim, DimMismatch, DimTable, Shape, is_static, shape_str
+from graphcomp.ir.graph import Graph, current_graph, reset_default_graph
+from graphcomp.ir.node import Node, user_source_line
+
+__all__ = [
+    "Dim",
+    "DimMismatch",
+    "DimTable",
+    "Graph",
+    "Node",
+    "Shape",
+    "current_graph",
+    "is_static",
+    "reset_default_graph",
+    "shape_str",
+    "user_source_line",
+]

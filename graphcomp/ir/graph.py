@@ -1,0 +1,154 @@
+"""The graph: immutable nodes kept in a ``networkx.DiGraph``, plus parameter storage.
+
+Edges run from an input to its consumer and carry the argument ``slots`` they fill. Topology
+questions (order, ancestors, cycles) are answered by networkx.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from graphcomp.errors import GraphError
+from graphcomp.ir.dims import DimTable, Shape
+from graphcomp.ir.node import Node, freeze_attrs, user_source_line
+
+_graph_stack: list[Graph] = []
+_default_graph: Graph | None = None
+_graph_names = itertools.count()
+
+
+class Graph:
+    """A static computation graph; also a context manager that makes it the default graph.
+
+    >>> with Graph(name="demo") as g:
+    ...     pass
+    >>> g.name
+    'demo'
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or f"graph{next(_graph_names)}"
+        self.nx = nx.DiGraph()
+        self.dims = DimTable()
+        self.parameter_values: dict[int, np.ndarray] = {}
+        self._next_id = 0
+        self._role = "forward"
+        self._forward_of: int | None = None
+
+    # -- default-graph context ------------------------------------------------------------
+    def __enter__(self) -> Graph:
+        _graph_stack.append(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _graph_stack.remove(self)
+
+    def __repr__(self) -> str:
+        return f"<Graph {self.name!r}: {self.nx.number_of_nodes()} nodes>"
+
+    # -- building -------------------------------------------------------------------------
+    def add_node(
+        self,
+        op: str,
+        inputs: Sequence[Node],
+        attrs: dict[str, Any],
+        shape: Shape,
+        dtype: np.dtype,
+        name: str | None = None,
+        source: str | None = None,
+    ) -> Node:
+        """Create a node, record its edges, and return it. Ops call this; users call ops."""
+        for node in inputs:
+            if node.graph is not self:
+                raise GraphError(
+                    f"cannot use {node.describe()} of graph {node.graph.name!r} in an op of "
+                    f"graph {self.name!r}; tensors of two graphs cannot be mixed"
+                )
+        node = Node(
+            id=self._next_id,
+            op=op,
+            inputs=tuple(inputs),
+            attrs=freeze_attrs(attrs),
+            shape=tuple(shape),
+            dtype=np.dtype(dtype),
+            graph=self,
+            name=name,
+            source=source or user_source_line(),
+            role=self._role,
+            forward_of=self._forward_of,
+        )
+        self._next_id += 1
+        self.nx.add_node(node.id, node=node)
+        for slot, source_node in enumerate(node.inputs):
+            if self.nx.has_edge(source_node.id, node.id):
+                self.nx.edges[source_node.id, node.id]["slots"] += (slot,)
+            else:
+                self.nx.add_edge(source_node.id, node.id, slots=(slot,))
+        return node
+
+    @contextlib.contextmanager
+    def role_scope(self, role: str, forward_of: Node | None = None) -> Iterator[None]:
+        """Tag every node created inside with ``role`` (and the forward node it came from)."""
+        saved = self._role, self._forward_of
+        self._role = role
+        self._forward_of = forward_of.id if forward_of is not None else None
+        try:
+            yield
+        finally:
+            self._role, self._forward_of = saved
+
+    # -- queries --------------------------------------------------------------------------
+    def node(self, node_id: int) -> Node:
+        """The node with id ``node_id``."""
+        return self.nx.nodes[node_id]["node"]
+
+    def nodes(self) -> list[Node]:
+        """All nodes, in creation order (which is a topological order)."""
+        return [self.node(i) for i in sorted(self.nx.nodes)]
+
+    def check_acyclic(self) -> None:
+        """Raise ``GraphError`` naming the nodes of a cycle, if there is one."""
+        if nx.is_directed_acyclic_graph(self.nx):
+            return
+        cycle = nx.find_cycle(self.nx)
+        names = " -> ".join(self.node(a).label() for a, _ in cycle)
+        raise GraphError(f"graph {self.name!r} has a cycle: {names}; a graph must be acyclic")
+
+    def ancestors(self, nodes: Iterable[Node]) -> set[int]:
+        """Ids of ``nodes`` and every node they depend on."""
+        result: set[int] = set()
+        for node in nodes:
+            if node.id not in result:
+                result |= nx.ancestors(self.nx, node.id)
+                result.add(node.id)
+        return result
+
+    def schedule(self, outputs: Iterable[Node]) -> list[Node]:
+        """The nodes ``outputs`` need, in a deterministic topological order (pruned)."""
+        self.check_acyclic()
+        needed = self.ancestors(outputs)
+        order = nx.lexicographical_topological_sort(self.nx.subgraph(needed))
+        return [self.node(i) for i in order]
+
+
+def current_graph() -> Graph:
+    """The innermost ``with Graph():`` block's graph, else a process-wide default graph."""
+    global _default_graph
+    if _graph_stack:
+        return _graph_stack[-1]
+    if _default_graph is None:
+        _default_graph = Graph(name="default")
+    return _default_graph
+
+
+def reset_default_graph() -> Graph:
+    """Replace the process-wide default graph with a new empty one and return it."""
+    global _default_graph
+    _default_graph = Graph(name="default")
+    return _default_graph

@@ -1,0 +1,28 @@
+"""Ops: the primitive registry, the Tensor type and the public op functions.
+
+Importing this package registers every primitive (one module per family).
+"""
+
+from graphcomp.ops.tensor import Parameter, Tensor, apply, as_tensor  # noqa: I001  (first: breaks the cycle)
+from graphcomp.ops import functions
+from graphcomp.ops import elementwise, indexing, linalg, reductions, sources, structural
+from graphcomp.ops.registry import REGISTRY, OpDef, Sample, get_op, register
+
+__all__ = [
+    "REGISTRY",
+    "OpDef",
+    "Parameter",
+    "Sample",
+    "Tensor",
+    "apply",
+    "as_tensor",
+    "elementwise",
+    "functions",
+    "get_op",
+    "indexing",
+    "linalg",
+    "reductions",
+    "register",
+    "sources",
+    "structural",
+]

@@ -1,0 +1,146 @@
+"""Reductions: sum, max, argmax, and dim_size (the runtime size of some axes, for means)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from graphcomp import dtypes
+from graphcomp.errors import DTypeError
+from graphcomp.ir import DimTable, Node
+from graphcomp.ops import functions as F
+from graphcomp.ops.registry import OpDef, Sample, register
+
+
+def reduced_shape(shape: Sequence, axes: Sequence[int], keepdims: bool) -> tuple:
+    """``shape`` with ``axes`` removed (or set to 1 when ``keepdims``)."""
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def _reduce_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
+    (x,) = nodes
+    dtype = np.dtype("int64") if x.dtype == np.dtype("bool") else x.dtype
+    return reduced_shape(x.shape, attrs["axes"], attrs["keepdims"]), dtype
+
+
+def _max_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
+    (x,) = nodes
+    if x.dtype == np.dtype("bool"):
+        raise DTypeError("max of bool is not supported; cast first")
+    return reduced_shape(x.shape, attrs["axes"], attrs["keepdims"]), x.dtype
+
+
+def _argmax_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
+    (x,) = nodes
+    return reduced_shape(x.shape, (attrs["axis"],), attrs["keepdims"]), np.dtype("int64")
+
+
+def _dim_size_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
+    return (), dtypes.as_dtype(attrs["dtype"])
+
+
+def _vjp_sum(g: Any, out: Any, ins: Sequence, attrs: dict) -> list:
+    (x,) = ins
+    return [F.expand_reduced(g, x.shape, attrs["axes"], attrs["keepdims"])]
+
+
+def _vjp_max(g: Any, out: Any, ins: Sequence, attrs: dict) -> list:
+    # The gradient goes to the maxima; ties share it equally (as in JAX).
+    (x,) = ins
+    axes, keepdims = attrs["axes"], attrs["keepdims"]
+    out_kept = F.expand_reduced(out, x.shape, axes, keepdims)
+    g_kept = F.expand_reduced(g, x.shape, axes, keepdims)
+    mask = F.cast(F.equal(x, out_kept), g.dtype)
+    count = F.expand_reduced(F.sum(mask, axis=axes, keepdims=True), x.shape, axes, True)
+    return [g_kept * mask / count]
+
+
+def _reduce_samples(rng: np.random.Generator, dtype: np.dtype) -> list[Sample]:
+    x3 = rng.standard_normal((2, 3, 4)).astype(dtype)
+    x2 = rng.standard_normal((5, 3)).astype(dtype)
+    return [
+        Sample((x3,), {"axes": (0, 1, 2), "keepdims": False}),
+        Sample((x3,), {"axes": (1,), "keepdims": False}),
+        Sample((x3,), {"axes": (0, 2), "keepdims": True}),
+        Sample((x2,), {"axes": (0,), "keepdims": False}, symbolic=({0: "N"},)),
+        Sample((x2,), {"axes": (1,), "keepdims": True}, symbolic=({0: "N"},)),
+    ]
+
+
+register(
+    OpDef(
+        name="reduce_sum",
+        kind="reduction",
+        infer=_reduce_rule,
+        numpy_impl=lambda xs, attrs, shape: np.sum(
+            xs[0], axis=attrs["axes"], keepdims=attrs["keepdims"]
+        ),
+        vjp=_vjp_sum,
+        samples=_reduce_samples,
+        doc="sum over axes",
+    )
+)
+
+register(
+    OpDef(
+        name="reduce_max",
+        kind="reduction",
+        infer=_max_rule,
+        numpy_impl=lambda xs, attrs, shape: np.max(
+            xs[0], axis=attrs["axes"], keepdims=attrs["keepdims"]
+        ),
+        vjp=_vjp_max,
+        samples=_reduce_samples,
+        doc="max over axes; the gradient is shared equally among tied maxima",
+    )
+)
+
+
+def _argmax_samples(rng: np.random.Generator, dtype: np.dtype) -> list[Sample]:
+    x = rng.standard_normal((5, 4)).astype(dtype)
+    return [
+        Sample((x,), {"axis": 1, "keepdims": False}, symbolic=({0: "N"},)),
+        Sample((x,), {"axis": 0, "keepdims": True}),
+    ]
+
+
+register(
+    OpDef(
+        name="argmax",
+        kind="reduction",
+        infer=_argmax_rule,
+        numpy_impl=lambda xs, attrs, shape: np.argmax(
+            xs[0], axis=attrs["axis"], keepdims=attrs["keepdims"]
+        ),
+        differentiable=False,
+        samples=_argmax_samples,
+        doc="index of the first maximum along an axis (int64, no gradient)",
+    )
+)
+
+
+def _dim_size_impl(xs: Sequence[np.ndarray], attrs: dict, shape: tuple) -> np.ndarray:
+    size = 1
+    for axis in attrs["axes"]:
+        size *= xs[0].shape[axis]
+    return np.asarray(size, dtype=attrs["dtype"])
+
+
+register(
+    OpDef(
+        name="dim_size",
+        kind="reduction",
+        infer=_dim_size_rule,
+        numpy_impl=_dim_size_impl,
+        differentiable=False,
+        samples=lambda rng, dtype: [
+            Sample((rng.standard_normal((5, 3)).astype(dtype),), {"axes": (0,), "dtype": dtype},
+                   symbolic=({0: "N"},))
+        ],
+        doc="product of x's sizes over axes, as a scalar of dtype (resolves symbolic dims)",
+    )
+)

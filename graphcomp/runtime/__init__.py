@@ -1,0 +1,1 @@
+"""Runtime: validate a compile request, bind call arguments, run a backend's executable."""

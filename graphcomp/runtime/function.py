@@ -1,0 +1,85 @@
+"""``gc.compile`` and the ``Function`` it returns."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from graphcomp.backends.base import get_backend
+from graphcomp.ops import Parameter, Tensor
+from graphcomp.runtime.binding import check_inputs, match_arguments
+from graphcomp.runtime.program import Program, build_program
+
+DEFAULT_BACKEND = "numpy"
+
+Updates = Sequence[tuple[Parameter, Tensor]] | Mapping[Parameter, Tensor] | None
+
+
+class Function:
+    """A compiled graph: call it with arrays, get arrays back; parameter updates happen in place.
+
+    >>> # f = gc.compile([x, y], [loss, probs]); loss_v, probs_v = f(xv, yv)
+    """
+
+    def __init__(self, program: Program, executable: Any, backend: str, single_output: bool,
+                 compile_seconds: float) -> None:
+        self.program = program
+        self.backend = backend
+        self._executable = executable
+        self._single_output = single_output
+        self.compile_seconds = compile_seconds
+
+    @property
+    def cache_hit(self) -> bool:
+        """True when the backend loaded compiled code from its disk cache."""
+        return bool(getattr(self._executable, "cache_hit", False))
+
+    @property
+    def source(self) -> str | None:
+        """The generated source code (None for the numpy interpreter)."""
+        return getattr(self._executable, "source", None)
+
+    @property
+    def input_names(self) -> list[str | None]:
+        """Names of the placeholders, in positional order."""
+        return [n.name for n in self.program.inputs]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        values = match_arguments(self.program.inputs, args, kwargs)
+        arrays, binding = check_inputs(self.program.inputs, values)
+        outputs, new_values = self._executable.run(arrays, binding)
+        storage = self.program.graph.parameter_values
+        for (param, _), value in zip(self.program.updates, new_values, strict=True):
+            np.copyto(storage[param.id], value)
+        results = [np.array(o, copy=True) for o in outputs]
+        return results[0] if self._single_output else results
+
+    def __repr__(self) -> str:
+        names = ", ".join(str(n) for n in self.input_names)
+        return f"<graphcomp.Function({names}) backend={self.backend!r}>"
+
+
+def compile(  # noqa: A001 - the public name
+    inputs: Sequence[Tensor],
+    outputs: Tensor | Sequence[Tensor],
+    updates: Updates = None,
+    backend: str = DEFAULT_BACKEND,
+    **options: Any,
+) -> Function:
+    """Compile a graph into a callable ``Function``.
+
+    ``outputs`` may be one tensor (the call returns one array) or a list (returns a list).
+    ``updates`` are ``(parameter, new_value)`` pairs applied after all outputs are computed.
+
+    >>> # step = gc.compile([x, y], [loss], updates=[(W, W - 0.1 * gW)])
+    """
+    single = isinstance(outputs, Tensor)
+    output_list = [outputs] if single else list(outputs)
+    start = time.perf_counter()
+    program = build_program(list(inputs), output_list, updates)
+    executable = get_backend(backend)(program, **options)
+    seconds = time.perf_counter() - start
+    return Function(program, executable, backend, single, seconds)
