@@ -19,7 +19,9 @@ def main() -> None:
     f = gc.compile([x, y], [loss, probs], backend="numpy")
     loss_v, probs_v = f(rng.random((32, 64)), rng.integers(0, 10, 32))
     print(gc.format([loss, probs]))
-    print(f"loss = {float(loss_v):.4f} (log 10 = {np.log(10):.4f}); probs sum to {probs_v.sum(1)[:3]}")
+    print(
+        f"loss = {float(loss_v):.4f} (log 10 = {np.log(10):.4f}); probs sum to {probs_v.sum(1)[:3]}"
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ class NumpyExecutable:
         return outputs, updates
 
 
-def evaluate(program: Program, inputs: Sequence[np.ndarray], binding: dict[str, int]) -> dict[int, np.ndarray]:
+def evaluate(
+    program: Program, inputs: Sequence[np.ndarray], binding: dict[str, int]
+) -> dict[int, np.ndarray]:
     """Value of every scheduled node, by node id."""
     values: dict[int, np.ndarray] = {n.id: a for n, a in zip(program.inputs, inputs, strict=True)}
     storage = program.graph.parameter_values

@@ -88,7 +88,9 @@ class DimTable:
         ndim = max((len(s) for s in shapes), default=0)
         result: list[Dim] = []
         for axis in range(ndim):
-            dims = [self.resolve(s[axis - ndim + len(s)]) for s in shapes if axis - ndim + len(s) >= 0]
+            dims = [
+                self.resolve(s[axis - ndim + len(s)]) for s in shapes if axis - ndim + len(s) >= 0
+            ]
             out: Dim = 1
             for d in dims:
                 if d == 1:

@@ -79,7 +79,9 @@ def _unary_samples(domain: Callable[[np.ndarray], np.ndarray]) -> Callable:
     def make(rng: np.random.Generator, dtype: np.dtype) -> list[Sample]:
         shapes = [(3, 4), (), (2, 3, 4)]
         return [
-            Sample((domain(_normal(rng, dtype, s)).astype(dtype),), symbolic=({0: "N"} if s else {},))
+            Sample(
+                (domain(_normal(rng, dtype, s)).astype(dtype),), symbolic=({0: "N"} if s else {},)
+            )
             for s in shapes
         ]
 
@@ -158,8 +160,11 @@ def _vjp_extremum(pick: Callable) -> Callable:
 def _vjp_where(g: Any, out: Any, ins: Sequence, attrs: dict) -> list:
     cond, a, b = ins
     zero = F.zeros_like(g)
-    return [None, F.unbroadcast(F.where(cond, g, zero), a.shape),
-            F.unbroadcast(F.where(cond, zero, g), b.shape)]
+    return [
+        None,
+        F.unbroadcast(F.where(cond, g, zero), a.shape),
+        F.unbroadcast(F.where(cond, zero, g), b.shape),
+    ]
 
 
 def _vjp_cast(g: Any, out: Any, ins: Sequence, attrs: dict) -> list:

@@ -71,15 +71,16 @@ def _vjp_take(g: Any, out: Any, ins: Sequence, attrs: dict) -> list:
 
 
 def _vjp_scatter_add(g: Any, out: Any, ins: Sequence, attrs: dict) -> list:
-    base, indices, updates = ins
+    indices = ins[1]
     return [g, None, F.take(g, indices, axis=attrs["axis"])]
 
 
 def _take_samples(rng: np.random.Generator, dtype: np.dtype) -> list[Sample]:
     table = rng.standard_normal((6, 3)).astype(dtype)
     return [
-        Sample((table, np.array([0, 5, 2, 2], dtype="int64")), {"axis": 0},
-               symbolic=({}, {0: "N"})),
+        Sample(
+            (table, np.array([0, 5, 2, 2], dtype="int64")), {"axis": 0}, symbolic=({}, {0: "N"})
+        ),
         Sample((table, np.array([[1, 0], [2, 2]], dtype="int32")), {"axis": 1}),
     ]
 

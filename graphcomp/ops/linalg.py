@@ -24,7 +24,9 @@ def _matmul_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
     try:
         dims.unify(k_a, k_b)
     except DimMismatch:
-        raise ShapeError(f"inner dimensions differ: {k_a} (last of a) vs {k_b} (first of b)") from None
+        raise ShapeError(
+            f"inner dimensions differ: {k_a} (last of a) vs {k_b} (first of b)"
+        ) from None
     batch = dims.broadcast(a.shape[:-2], b.shape[:-2])
     return batch + (a.shape[-2], b.shape[-1]), a.dtype
 

@@ -138,8 +138,11 @@ register(
         numpy_impl=_dim_size_impl,
         differentiable=False,
         samples=lambda rng, dtype: [
-            Sample((rng.standard_normal((5, 3)).astype(dtype),), {"axes": (0,), "dtype": dtype},
-                   symbolic=({0: "N"},))
+            Sample(
+                (rng.standard_normal((5, 3)).astype(dtype),),
+                {"axes": (0,), "dtype": dtype},
+                symbolic=({0: "N"},),
+            )
         ],
         doc="product of x's sizes over axes, as a scalar of dtype (resolves symbolic dims)",
     )

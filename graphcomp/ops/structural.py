@@ -204,8 +204,11 @@ register(
         samples=lambda rng, dtype: [
             Sample((_samples_3x4(rng, dtype),), {"shape": (2, 6)}),
             Sample((_samples_3x4(rng, dtype),), {"shape": (12,)}),
-            Sample((rng.standard_normal((2, 3, 4)).astype(dtype),), {"shape": ("N", 12)},
-                   symbolic=({0: "N"},)),
+            Sample(
+                (rng.standard_normal((2, 3, 4)).astype(dtype),),
+                {"shape": ("N", 12)},
+                symbolic=({0: "N"},),
+            ),
         ],
         doc="reshape to a static shape (symbolic dims may be carried through)",
     )
@@ -250,10 +253,15 @@ register(
         numpy_impl=_slice_impl,
         vjp=_vjp_slice,
         samples=lambda rng, dtype: [
-            Sample((rng.standard_normal((5, 6)).astype(dtype),),
-                   {"starts": (1, 0), "stops": (4, 6), "steps": (1, 2)}),
-            Sample((rng.standard_normal((5, 6)).astype(dtype),),
-                   {"starts": (0, 2), "stops": ("N", 3), "steps": (1, 1)}, symbolic=({0: "N"},)),
+            Sample(
+                (rng.standard_normal((5, 6)).astype(dtype),),
+                {"starts": (1, 0), "stops": (4, 6), "steps": (1, 2)},
+            ),
+            Sample(
+                (rng.standard_normal((5, 6)).astype(dtype),),
+                {"starts": (0, 2), "stops": ("N", 3), "steps": (1, 1)},
+                symbolic=({0: "N"},),
+            ),
         ],
         doc="basic slicing with non-negative starts/stops and positive steps",
     )
@@ -267,11 +275,15 @@ register(
         numpy_impl=_pad_impl,
         vjp=_vjp_pad,
         samples=lambda rng, dtype: [
-            Sample((_samples_3x4(rng, dtype),),
-                   {"lo": (1, 0), "hi": (2, 1), "interior": (0, 0), "value": 0.0}),
-            Sample((_samples_3x4(rng, dtype),),
-                   {"lo": (0, 2), "hi": (0, 0), "interior": (0, 1), "value": -1.5},
-                   symbolic=({0: "N"},)),
+            Sample(
+                (_samples_3x4(rng, dtype),),
+                {"lo": (1, 0), "hi": (2, 1), "interior": (0, 0), "value": 0.0},
+            ),
+            Sample(
+                (_samples_3x4(rng, dtype),),
+                {"lo": (0, 2), "hi": (0, 0), "interior": (0, 1), "value": -1.5},
+                symbolic=({0: "N"},),
+            ),
         ],
         doc="pad with a constant: lo/hi elements at each end and interior between elements",
     )

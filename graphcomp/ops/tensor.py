@@ -56,7 +56,12 @@ def as_tensor(value: Any, dtype: Any = None, graph: Graph | None = None) -> Tens
     dtype_ = dtypes.as_dtype(array.dtype, where="for a constant")
     graph = graph or current_graph()
     node = graph.add_node(
-        "constant", [], {"value": array.astype(dtype_)}, array.shape, dtype_, source=user_source_line()
+        "constant",
+        [],
+        {"value": array.astype(dtype_)},
+        array.shape,
+        dtype_,
+        source=user_source_line(),
     )
     return Tensor(node)
 
@@ -245,7 +250,9 @@ class Parameter(Tensor):
                 f"cannot assign shape {array.shape} to parameter {self.node.label()} "
                 f"of shape {storage.shape}"
             )
-        if array.dtype != storage.dtype and not np.can_cast(array.dtype, storage.dtype, "same_kind"):
+        if array.dtype != storage.dtype and not np.can_cast(
+            array.dtype, storage.dtype, "same_kind"
+        ):
             raise DTypeError(
                 f"cannot assign dtype {array.dtype} to parameter {self.node.label()} "
                 f"of dtype {storage.dtype}"

@@ -16,7 +16,9 @@ def placeholder_title(node: Node) -> str:
     return f"placeholder {node.name!r} (%{node.id})" if node.name else f"placeholder %{node.id}"
 
 
-def match_arguments(inputs: Sequence[Node], args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any]:
+def match_arguments(
+    inputs: Sequence[Node], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> list[Any]:
     """Arguments in the order of ``inputs``, from positional and keyword (placeholder name) args."""
     if len(args) > len(inputs):
         raise InputError(f"expected at most {len(inputs)} positional inputs, got {len(args)}")
@@ -37,7 +39,9 @@ def match_arguments(inputs: Sequence[Node], args: Sequence[Any], kwargs: Mapping
     return values
 
 
-def check_inputs(inputs: Sequence[Node], values: Sequence[Any]) -> tuple[list[np.ndarray], dict[str, int]]:
+def check_inputs(
+    inputs: Sequence[Node], values: Sequence[Any]
+) -> tuple[list[np.ndarray], dict[str, int]]:
     """Validate dtype and shape of each value; return C-contiguous arrays and the dim binding."""
     graph = inputs[0].graph if inputs else None
     binding: dict[str, int] = {}
@@ -96,4 +100,3 @@ def resolve_shape(node: Node, binding: Mapping[str, int]) -> tuple[int, ...]:
     for d in dims.resolve_shape(node.shape):
         out.append(d if isinstance(d, int) else binding[d])
     return tuple(out)
-

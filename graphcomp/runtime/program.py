@@ -52,7 +52,9 @@ def build_program(
     for pair in pairs:
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise GraphError("updates must be (parameter, new_value) pairs or a dict")
-        update_nodes.append((_as_node(pair[0], "an update target"), _as_node(pair[1], "an update value")))
+        update_nodes.append(
+            (_as_node(pair[0], "an update target"), _as_node(pair[1], "an update value"))
+        )
 
     all_nodes = input_nodes + output_nodes + [n for pair in update_nodes for n in pair]
     if not all_nodes:
