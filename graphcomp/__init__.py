@@ -10,6 +10,7 @@
 6.0
 """
 
+from graphcomp.autodiff import custom_vjp, grad, hvp
 from graphcomp.errors import (
     CompileError,
     DTypeError,
@@ -91,7 +92,8 @@ __all__ = [
     "CompileError", "DTypeError", "Function", "Graph", "GraphError", "GraphcompError",
     "InputError", "NonFiniteError", "Parameter", "ShapeError", "Tensor", "abs", "add", "argmax",
     "broadcast_to", "cast", "clip", "compile", "concatenate", "constant", "cos", "current_graph",
-    "divide", "equal", "exp", "expand_dims", "expm1", "format", "greater", "greater_equal",
+    "custom_vjp", "divide", "equal", "exp", "expand_dims", "expm1", "format", "grad", "greater",
+    "greater_equal", "hvp",
     "less", "less_equal", "log", "log1p", "log_softmax", "logsumexp", "matmul", "max", "maximum",
     "mean", "min", "minimum", "multiply", "negative", "not_equal", "one_hot", "ones_like", "pad",
     "parameter", "placeholder", "power", "relu", "reset_default_graph", "reshape", "sigmoid",

@@ -65,7 +65,7 @@ def parameter(value: Any, name: str | None = None, dtype: Any = None,
     graph = current_graph()
     array = np.array(value, dtype=None if dtype is None else dtypes.as_dtype(dtype), copy=True)
     dtype_ = dtypes.as_dtype(array.dtype, where=f"for parameter {name!r}")
-    array = np.ascontiguousarray(array, dtype=dtype_)
+    array = np.asarray(array, dtype=dtype_, order="C")  # ascontiguousarray makes 0-d 1-d
     if check_finite and array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))
         raise NonFiniteError(

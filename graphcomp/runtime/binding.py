@@ -83,14 +83,14 @@ def _as_array(value: Any, node: Node, title: str) -> np.ndarray:
                 f"{title}: expected dtype {want}, got {value.dtype}; convert with "
                 f".astype({str(want)!r})"
             )
-        return np.ascontiguousarray(value)
+        return np.asarray(value, order="C")  # ascontiguousarray would make 0-d arrays 1-d
     try:
         array = np.asarray(value)
     except Exception as exc:
         raise InputError(f"{title}: cannot convert {type(value).__name__} to an array") from exc
     if array.dtype == object or not np.can_cast(array.dtype, want, "same_kind"):
         raise InputError(f"{title}: expected dtype {want}, got {array.dtype} data")
-    return np.ascontiguousarray(array, dtype=want)
+    return np.asarray(array, dtype=want, order="C")
 
 
 def resolve_shape(node: Node, binding: Mapping[str, int]) -> tuple[int, ...]:
