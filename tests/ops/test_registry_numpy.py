@@ -1,0 +1,374 @@
+"""Registry-generated tests: every primitive on the numpy backend against a direct numpy formula.
+
+For each op in ``REGISTRY`` (sources aside) and each of its ``samples(rng, dtype)``, the graph is
+built from placeholders (symbolic where the sample says, and fully static when the attrs name no
+symbol), compiled with ``backend="numpy"`` and compared with the formula in ``EXPECTED`` below,
+written here independently of the op's own ``numpy_impl``. Each op also has a bad input in
+``BAD_INPUTS`` whose shape/dtype error must name the op and this file's line.
+
+Adding an op to the registry makes ``test_every_op_has_a_formula_samples_and_a_bad_input`` fail
+until it has an entry in ``EXPECTED`` and in ``BAD_INPUTS`` (or ``ACCEPTS_ANY_INPUT``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import graphcomp as gc
+from graphcomp.ops import REGISTRY, Sample, apply
+from graphcomp.ops.sources import SOURCE_OPS
+
+FILE = os.path.basename(__file__)
+DTYPES = [np.dtype("float32"), np.dtype("float64")]
+TESTED_OPS = sorted(set(REGISTRY) - SOURCE_OPS)
+
+
+# ---------------------------------------------------------------- the direct numpy formulas
+# Each: (input arrays, attrs, sizes of the sample's symbols) -> expected output.
+
+
+def _concrete(dims: Any, sizes: dict[str, int]) -> tuple:
+    return tuple(sizes[d] if isinstance(d, str) else d for d in dims)
+
+
+def _slice_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
+    stops = _concrete(attrs["stops"], sizes)
+    index = tuple(
+        slice(a, b, c) for a, b, c in zip(attrs["starts"], stops, attrs["steps"], strict=True)
+    )
+    return xs[0][index]
+
+
+def _pad_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
+    x = xs[0]
+    lo, hi, interior = attrs["lo"], attrs["hi"], attrs["interior"]
+    shape = [
+        low + high + n + max(n - 1, 0) * gap
+        for n, low, high, gap in zip(x.shape, lo, hi, interior, strict=True)
+    ]
+    out = np.full(shape, attrs["value"], dtype=x.dtype)
+    for index in np.ndindex(*x.shape):
+        target = tuple(low + i * (gap + 1) for i, low, gap in zip(index, lo, interior, strict=True))
+        out[target] = x[index]
+    return out
+
+
+def _scatter_add_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
+    base, indices, updates = xs
+    out = base.copy()
+    axis = attrs["axis"]
+    for position in np.ndindex(*indices.shape):
+        lead = (slice(None),) * axis
+        out[(*lead, indices[position])] += updates[(*lead, *position)]
+    return out
+
+
+def _take_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
+    x, indices = xs
+    return x[(slice(None),) * attrs["axis"] + (indices,)]
+
+
+def _maximum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.where(a >= b, a, b)
+
+
+def _minimum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.where(a <= b, a, b)
+
+
+Formula = Callable[[list, dict, dict], np.ndarray]
+EXPECTED: dict[str, Formula] = {
+    "negative": lambda xs, attrs, sizes: 0 - xs[0],
+    "exp": lambda xs, attrs, sizes: np.e ** xs[0],
+    "log": lambda xs, attrs, sizes: np.log(xs[0]),
+    "log1p": lambda xs, attrs, sizes: np.log1p(xs[0]),
+    "expm1": lambda xs, attrs, sizes: np.expm1(xs[0]),
+    "sqrt": lambda xs, attrs, sizes: xs[0] ** 0.5,
+    "abs": lambda xs, attrs, sizes: np.where(xs[0] < 0, -xs[0], xs[0]),
+    "sign": lambda xs, attrs, sizes: (xs[0] > 0).astype(xs[0].dtype) - (xs[0] < 0),
+    "sin": lambda xs, attrs, sizes: np.sin(xs[0]),
+    "cos": lambda xs, attrs, sizes: np.cos(xs[0]),
+    "tanh": lambda xs, attrs, sizes: np.tanh(xs[0]),
+    "sigmoid": lambda xs, attrs, sizes: 1 / (1 + np.exp(-xs[0])),
+    "add": lambda xs, attrs, sizes: xs[0] + xs[1],
+    "subtract": lambda xs, attrs, sizes: xs[0] - xs[1],
+    "multiply": lambda xs, attrs, sizes: xs[0] * xs[1],
+    "divide": lambda xs, attrs, sizes: xs[0] / xs[1],
+    "power": lambda xs, attrs, sizes: xs[0] ** xs[1],
+    "maximum": lambda xs, attrs, sizes: _maximum(xs[0], xs[1]),
+    "minimum": lambda xs, attrs, sizes: _minimum(xs[0], xs[1]),
+    "less": lambda xs, attrs, sizes: xs[0] < xs[1],
+    "less_equal": lambda xs, attrs, sizes: xs[0] <= xs[1],
+    "greater": lambda xs, attrs, sizes: xs[0] > xs[1],
+    "greater_equal": lambda xs, attrs, sizes: xs[0] >= xs[1],
+    "equal": lambda xs, attrs, sizes: xs[0] == xs[1],
+    "not_equal": lambda xs, attrs, sizes: xs[0] != xs[1],
+    "where": lambda xs, attrs, sizes: np.choose(xs[0].astype(int), [xs[2], xs[1]]),
+    "cast": lambda xs, attrs, sizes: np.array(xs[0], dtype=attrs["dtype"]),
+    "stop_gradient": lambda xs, attrs, sizes: xs[0].copy(),
+    "take": _take_expected,
+    "scatter_add": _scatter_add_expected,
+    "matmul": lambda xs, attrs, sizes: np.einsum("...ij,...jk->...ik", xs[0], xs[1]),
+    "reduce_sum": lambda xs, attrs, sizes: np.add.reduce(
+        xs[0], axis=tuple(attrs["axes"]), keepdims=attrs["keepdims"]
+    ),
+    "reduce_max": lambda xs, attrs, sizes: np.maximum.reduce(
+        xs[0], axis=tuple(attrs["axes"]), keepdims=attrs["keepdims"]
+    ),
+    "argmax": lambda xs, attrs, sizes: np.argmax(
+        xs[0], axis=attrs["axis"], keepdims=attrs["keepdims"]
+    ),
+    "dim_size": lambda xs, attrs, sizes: np.array(
+        np.prod([xs[0].shape[a] for a in attrs["axes"]]), dtype=attrs["dtype"]
+    ),
+    "reshape": lambda xs, attrs, sizes: xs[0].reshape(_concrete(attrs["shape"], sizes)),
+    "transpose": lambda xs, attrs, sizes: np.moveaxis(
+        xs[0], list(attrs["perm"]), list(range(xs[0].ndim))
+    ),
+    "broadcast_to": lambda xs, attrs, sizes: xs[0] + np.zeros(attrs["shape"], xs[0].dtype),
+    "slice": _slice_expected,
+    "pad": _pad_expected,
+    "concatenate": lambda xs, attrs, sizes: np.concatenate(xs, axis=attrs["axis"]),
+}
+
+
+# ---------------------------------------------------------------- bad inputs, one per op
+# Each builder must raise on its own (single) line: the error has to name that line.
+
+
+def ph(shape: tuple, dtype: str = "float64") -> gc.Tensor:
+    return gc.placeholder(shape, dtype)
+
+
+BAD_INPUTS: dict[str, tuple[type, Callable[[], Any]]] = {
+    "negative": (gc.DTypeError, lambda: apply("negative", ph((3,), "bool"))),
+    "exp": (gc.DTypeError, lambda: apply("exp", ph((3,), "int64"))),
+    "log": (gc.DTypeError, lambda: apply("log", ph((3,), "int32"))),
+    "log1p": (gc.DTypeError, lambda: apply("log1p", ph((3,), "bool"))),
+    "expm1": (gc.DTypeError, lambda: apply("expm1", ph((3,), "int64"))),
+    "sqrt": (gc.DTypeError, lambda: apply("sqrt", ph((3,), "int64"))),
+    "abs": (gc.DTypeError, lambda: apply("abs", ph((3,), "bool"))),
+    "sign": (gc.DTypeError, lambda: apply("sign", ph((3,), "bool"))),
+    "sin": (gc.DTypeError, lambda: apply("sin", ph((3,), "int64"))),
+    "cos": (gc.DTypeError, lambda: apply("cos", ph((3,), "int64"))),
+    "tanh": (gc.DTypeError, lambda: apply("tanh", ph((3,), "int64"))),
+    "sigmoid": (gc.DTypeError, lambda: apply("sigmoid", ph((3,), "int64"))),
+    "add": (gc.ShapeError, lambda: apply("add", ph((3, 4)), ph((5,)))),
+    "subtract": (gc.ShapeError, lambda: apply("subtract", ph((2, 3)), ph((3, 2)))),
+    "multiply": (gc.DTypeError, lambda: apply("multiply", ph((3,)), ph((3,), "float32"))),
+    "divide": (gc.DTypeError, lambda: apply("divide", ph((3,), "int64"), ph((3,), "int64"))),
+    "power": (gc.ShapeError, lambda: apply("power", ph((4,)), ph((5,)))),
+    "maximum": (gc.ShapeError, lambda: apply("maximum", ph((2, 4)), ph((3, 4)))),
+    "minimum": (gc.ShapeError, lambda: apply("minimum", ph((2, 4)), ph((2, 3)))),
+    "less": (gc.ShapeError, lambda: apply("less", ph((3,)), ph((4,)))),
+    "less_equal": (gc.ShapeError, lambda: apply("less_equal", ph((3,)), ph((4,)))),
+    "greater": (gc.ShapeError, lambda: apply("greater", ph((3,)), ph((4,)))),
+    "greater_equal": (gc.ShapeError, lambda: apply("greater_equal", ph((3,)), ph((4,)))),
+    "equal": (gc.DTypeError, lambda: apply("equal", ph((3,)), ph((3,), "int64"))),
+    "not_equal": (gc.ShapeError, lambda: apply("not_equal", ph((3,)), ph((4,)))),
+    "where": (gc.ShapeError, lambda: apply("where", ph((3,), "bool"), ph((3, 4)), ph((3, 4)))),
+    "cast": (gc.DTypeError, lambda: apply("cast", ph((3,)), dtype="float16")),
+    "take": (gc.DTypeError, lambda: apply("take", ph((5, 3)), ph((2,)), axis=0)),
+    "scatter_add": (
+        gc.ShapeError,
+        lambda: apply("scatter_add", ph((5, 3)), ph((4,), "int64"), ph((4, 2)), axis=0),
+    ),
+    "matmul": (gc.ShapeError, lambda: apply("matmul", ph((3, 4)), ph((5, 2)))),
+    "reduce_sum": (
+        gc.ShapeError,
+        lambda: apply("reduce_sum", ph((3, 4)), axes=(2,), keepdims=False),
+    ),
+    "reduce_max": (
+        gc.DTypeError,
+        lambda: apply("reduce_max", ph((3,), "bool"), axes=(0,), keepdims=False),
+    ),
+    "argmax": (gc.ShapeError, lambda: apply("argmax", ph((3, 4)), axis=2, keepdims=False)),
+    "dim_size": (gc.ShapeError, lambda: apply("dim_size", ph((3,)), axes=(1,), dtype="float64")),
+    "reshape": (gc.ShapeError, lambda: apply("reshape", ph((3, 4)), shape=(5, 2))),
+    "transpose": (gc.ShapeError, lambda: apply("transpose", ph((3, 4)), perm=(0, 0))),
+    "broadcast_to": (gc.ShapeError, lambda: apply("broadcast_to", ph((3,)), shape=(2, 4))),
+    "slice": (gc.ShapeError, lambda: apply("slice", ph((4,)), starts=(1,), stops=(6,), steps=(1,))),
+    "pad": (
+        gc.ShapeError,
+        lambda: apply("pad", ph((4,)), lo=(-1,), hi=(0,), interior=(0,), value=0.0),
+    ),
+    "concatenate": (gc.ShapeError, lambda: apply("concatenate", ph((3, 4)), ph((2, 5)), axis=0)),
+}
+
+# Ops whose rule accepts every shape and dtype, so no bad input exists (with the reason).
+ACCEPTS_ANY_INPUT: dict[str, str] = {"stop_gradient": "identity on any shape and dtype"}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _symbols(sample: Sample) -> set[str]:
+    return {name for per_input in sample.symbolic for name in per_input.values()}
+
+
+def _mentions(value: Any, symbols: set[str]) -> bool:
+    if isinstance(value, str):
+        return value in symbols
+    if isinstance(value, (tuple, list)):
+        return any(_mentions(v, symbols) for v in value)
+    return False
+
+
+def _declared_shape(array: np.ndarray, symbolic: dict[int, str] | None) -> tuple:
+    return tuple((symbolic or {}).get(axis, n) for axis, n in enumerate(array.shape))
+
+
+def _run_sample(op_name: str, sample: Sample, symbolic: bool) -> None:
+    sizes: dict[str, int] = {}
+    with gc.Graph(name=f"{op_name}_sample") as graph:
+        placeholders = []
+        for i, array in enumerate(sample.args):
+            per_input = sample.symbolic[i] if symbolic and i < len(sample.symbolic) else {}
+            for axis, symbol in per_input.items():
+                assert sizes.setdefault(symbol, array.shape[axis]) == array.shape[axis]
+            placeholders.append(
+                gc.placeholder(_declared_shape(array, per_input), array.dtype, name=f"in{i}")
+            )
+        out = apply(op_name, *placeholders, **sample.attrs)
+    f = gc.compile(placeholders, out, backend="numpy")
+    result = f(*sample.args)
+    expected = np.asarray(EXPECTED[op_name]([a.copy() for a in sample.args], sample.attrs, sizes))
+
+    bound = {graph.dims.resolve(symbol): size for symbol, size in sizes.items()}
+    rule_shape = tuple(bound.get(d, d) for d in out.shape)
+    assert result.shape == rule_shape == expected.shape, (op_name, sample.attrs)
+    assert result.dtype == out.dtype == expected.dtype, (op_name, sample.attrs)
+    if result.dtype.kind == "f":
+        tight = result.dtype == np.dtype("float64")
+        rtol, atol = (1e-12, 1e-12) if tight else (2e-6, 2e-6)
+        np.testing.assert_allclose(result, expected, rtol=rtol, atol=atol, err_msg=op_name)
+    else:
+        np.testing.assert_array_equal(result, expected, err_msg=op_name)
+
+
+# ---------------------------------------------------------------- the tests
+
+
+def test_every_op_has_a_formula_samples_and_a_bad_input():
+    rng = np.random.default_rng(0)
+    assert set(EXPECTED) == set(TESTED_OPS), "EXPECTED must cover exactly the registry's ops"
+    assert set(BAD_INPUTS) | set(ACCEPTS_ANY_INPUT) == set(TESTED_OPS)
+    assert not set(BAD_INPUTS) & set(ACCEPTS_ANY_INPUT)
+    for name in TESTED_OPS:
+        op = REGISTRY[name]
+        assert op.samples is not None, f"op {name!r} has no samples"
+        for dtype in DTYPES:
+            assert op.samples(rng, dtype), f"op {name!r} gives no samples for {dtype}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("op_name", TESTED_OPS)
+def test_op_matches_direct_numpy(op_name: str, dtype: np.dtype):
+    if REGISTRY[op_name].samples is None:
+        pytest.fail(f"op {op_name!r} has no samples")
+    rng = np.random.default_rng(sorted(REGISTRY).index(op_name))
+    samples = REGISTRY[op_name].samples(rng, dtype)
+    for sample in samples:
+        if any(sample.symbolic):
+            _run_sample(op_name, sample, symbolic=True)
+        if not _mentions(tuple(sample.attrs.values()), _symbols(sample)):
+            _run_sample(op_name, sample, symbolic=False)
+    # The samples must really exercise the requested dtype.
+    assert any(a.dtype == dtype for s in samples for a in s.args), op_name
+
+
+@pytest.mark.parametrize("op_name", sorted(BAD_INPUTS))
+def test_bad_input_names_op_and_line(op_name: str):
+    error, build = BAD_INPUTS[op_name]
+    with pytest.raises(error) as info:
+        build()
+    message = str(info.value)
+    assert f"{op_name}(" in message
+    assert f"{FILE}:{build.__code__.co_firstlineno}" in message, message
+    assert isinstance(info.value, gc.GraphcompError)
+
+
+# ---------------------------------------------------------------- shape rules: broadcasting
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ((3, 4), (4,), (3, 4)),
+        ((3, 1, 4), (2, 1), (3, 2, 4)),
+        ((), (2, 3), (2, 3)),
+        ((1,), (5,), (5,)),
+        ((2, 1), (1, 3), (2, 3)),
+        (("N", 1), (1, 4), ("N", 4)),
+        (("N",), (1,), ("N",)),
+        ((1, 3), ("N", 1), ("N", 3)),
+        (("N", 3), (), ("N", 3)),
+    ],
+)
+def test_broadcast_shape_rule(a: tuple, b: tuple, expected: tuple):
+    x, y = ph(a), ph(b)
+    for op in ("add", "multiply", "maximum", "less"):
+        assert apply(op, x, y).shape == expected
+    assert gc.where(x > 0, x, y).shape == expected
+
+
+def test_broadcast_ties_two_symbols_and_checks_them_at_call_time():
+    x, y = ph(("N", 3)), ph(("M", 3))
+    z = x + y
+    assert z.shape == x.shape == y.shape  # N and M are now one class
+    f = gc.compile([x, y], z, backend="numpy")
+    assert f(np.ones((2, 3)), np.ones((2, 3))).shape == (2, 3)
+    with pytest.raises(gc.InputError, match="bound by"):
+        f(np.ones((2, 3)), np.ones((4, 3)))
+
+
+def test_broadcast_fixes_a_symbol_to_a_size():
+    x = ph(("N", 3))
+    z = x + ph((5, 3))
+    assert z.shape == (5, 3) and x.shape == (5, 3)
+    with pytest.raises(gc.ShapeError, match=r"add\("):
+        x + ph((6, 3))
+
+
+def test_symbol_never_broadcasts_against_another_size():
+    # A symbolic dim is not assumed to be 1: N against 4 ties N = 4 rather than broadcasting.
+    x = ph(("N",))
+    assert (x + ph((4,))).shape == (4,)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [((3, 4), (5,)), ((2, 3), (3, 2)), ((2, 1, 4), (3, 5))],
+)
+def test_broadcast_mismatch_is_a_shape_error(a: tuple, b: tuple):
+    x, y = ph(a), ph(b)
+    with pytest.raises(gc.ShapeError) as info:
+        x + y
+    message = str(info.value)
+    assert "add(" in message and f"{FILE}:" in message
+
+
+def test_failed_op_leaves_symbols_untouched():
+    # (N,3) + (3,4): axis 0 would tie N = 3 before axis 1 fails; the failure must not stick.
+    x = ph(("N", 3))
+    with pytest.raises(gc.ShapeError):
+        x + ph((3, 4))
+    assert x.shape == ("N", 3)
+    f = gc.compile([x], x * 2.0, backend="numpy")
+    assert f(np.ones((7, 3))).shape == (7, 3)
+
+
+def test_matmul_shape_rule_with_symbols_and_batches():
+    x, w = ph(("N", 4)), ph((4, 5))
+    assert apply("matmul", x, w).shape == ("N", 5)
+    a, b = ph((2, 1, 3, 4)), ph((6, 4, 5))
+    assert apply("matmul", a, b).shape == (2, 6, 3, 5)
+    k = ph(("K", 5))
+    assert apply("matmul", ph((3, "K")), k).shape == (3, 5)
+    with pytest.raises(gc.ShapeError, match="inner dimensions differ"):
+        apply("matmul", ph((3, 4)), ph((3, 4)))
