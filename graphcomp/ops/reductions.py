@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from graphcomp import dtypes
-from graphcomp.errors import DTypeError
+from graphcomp.errors import DTypeError, ShapeError
 from graphcomp.ir import DimTable, Node
 from graphcomp.ops import functions as F
 from graphcomp.ops.registry import OpDef, Sample, register
@@ -21,8 +21,16 @@ def reduced_shape(shape: Sequence, axes: Sequence[int], keepdims: bool) -> tuple
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
+def _check_axes(x: Node, axes: Sequence[int]) -> None:
+    # Public functions normalize axes; the primitive still refuses bad ones rather than let
+    # numpy fail at run time.
+    if list(axes) != sorted(set(axes)) or any(not 0 <= a < x.ndim for a in axes):
+        raise ShapeError(f"axes {tuple(axes)} must be sorted, distinct and in [0, {x.ndim})")
+
+
 def _reduce_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
     (x,) = nodes
+    _check_axes(x, attrs["axes"])
     dtype = np.dtype("int64") if x.dtype == np.dtype("bool") else x.dtype
     return reduced_shape(x.shape, attrs["axes"], attrs["keepdims"]), dtype
 
@@ -31,15 +39,18 @@ def _max_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
     (x,) = nodes
     if x.dtype == np.dtype("bool"):
         raise DTypeError("max of bool is not supported; cast first")
+    _check_axes(x, attrs["axes"])
     return reduced_shape(x.shape, attrs["axes"], attrs["keepdims"]), x.dtype
 
 
 def _argmax_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
     (x,) = nodes
+    _check_axes(x, (attrs["axis"],))
     return reduced_shape(x.shape, (attrs["axis"],), attrs["keepdims"]), np.dtype("int64")
 
 
 def _dim_size_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
+    _check_axes(nodes[0], attrs["axes"])
     return (), dtypes.as_dtype(attrs["dtype"])
 
 
