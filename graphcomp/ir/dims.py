@@ -98,9 +98,24 @@ class DimTable:
                 if out == 1:
                     out = d
                 else:
-                    out = self.unify(out, d)
+                    try:
+                        out = self.unify(out, d)
+                    except DimMismatch:
+                        texts = " and ".join(shape_str(self.resolve_shape(s)) for s in shapes)
+                        raise DimMismatch(
+                            f"shapes {texts} do not broadcast ({out} vs {d} at axis {axis - ndim})"
+                        ) from None
             result.append(out)
         return tuple(result)
+
+    def snapshot(self) -> tuple:
+        """The table's state, for ``restore`` when an op fails half-way through its rule."""
+        return dict(self._parent), dict(self._size), self._fresh_count
+
+    def restore(self, state: tuple) -> None:
+        """Undo every ``unify`` since ``snapshot`` returned ``state``."""
+        parent, size, self._fresh_count = state
+        self._parent, self._size = dict(parent), dict(size)
 
     def constraints(self) -> tuple[dict[str, str], dict[str, int]]:
         """(symbol → representative, representative → size) for the runtime's binding check."""

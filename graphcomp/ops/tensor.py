@@ -23,11 +23,14 @@ def apply(op_name: str, *inputs: Tensor, name: str | None = None, **attrs: Any) 
     nodes = [t.node for t in inputs]
     graph = nodes[0].graph if nodes else current_graph()
     source = user_source_line()
+    dims_before = graph.dims.snapshot()
     try:
         shape, dtype = op.infer(nodes, attrs, graph.dims)
     except DimMismatch as exc:
+        graph.dims.restore(dims_before)  # a failed op must not leave symbols tied
         raise ShapeError(_build_error(op_name, nodes, str(exc), source)) from None
     except (ShapeError, DTypeError) as exc:
+        graph.dims.restore(dims_before)
         raise type(exc)(_build_error(op_name, nodes, str(exc), source)) from None
     node = graph.add_node(op_name, nodes, attrs, shape, dtype, name=name, source=source)
     return Tensor(node)
