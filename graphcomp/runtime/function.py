@@ -51,10 +51,19 @@ class Function:
         values = match_arguments(self.program.inputs, args, kwargs)
         arrays, binding = check_inputs(self.program.inputs, values)
         outputs, new_values = self._executable.run(arrays, binding)
-        storage = self.program.graph.parameter_values
-        for (param, _), value in zip(self.program.updates, new_values, strict=True):
-            np.copyto(storage[param.id], value)
+        # Outputs are copied before any update lands: one may be a view of a parameter.
         results = [np.array(o, copy=True) for o in outputs]
+        storage = self.program.graph.parameter_values
+        targets = [storage[param.id] for param, _ in self.program.updates]
+        # A new value that aliases another updated parameter (a swap) must be read first.
+        new_values = [
+            np.array(value, copy=True)
+            if any(np.may_share_memory(value, t) for t in targets if t is not own)
+            else value
+            for own, value in zip(targets, new_values, strict=True)
+        ]
+        for target, value in zip(targets, new_values, strict=True):
+            np.copyto(target, value)
         return results[0] if self._single_output else results
 
     def __repr__(self) -> str:
@@ -78,8 +87,9 @@ def compile(  # noqa: A001 - the public name
     """
     single = isinstance(outputs, Tensor)
     output_list = [outputs] if single else list(outputs)
+    input_list = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     start = time.perf_counter()
-    program = build_program(list(inputs), output_list, updates)
+    program = build_program(input_list, output_list, updates)
     executable = get_backend(backend)(program, **options)
     seconds = time.perf_counter() - start
     return Function(program, executable, backend, single, seconds)
