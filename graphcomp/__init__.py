@@ -85,15 +85,16 @@ from graphcomp.ops.functions import (
 from graphcomp.inspect.export import to_networkx
 from graphcomp.inspect.listing import format
 from graphcomp.runtime.function import Function, compile
+from graphcomp.testing import check_grads
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CompileError", "DTypeError", "Function", "Graph", "GraphError", "GraphcompError",
     "InputError", "NonFiniteError", "Parameter", "ShapeError", "Tensor", "abs", "add", "argmax",
-    "broadcast_to", "cast", "clip", "compile", "concatenate", "constant", "cos", "current_graph",
-    "custom_vjp", "divide", "equal", "exp", "expand_dims", "expm1", "format", "grad", "greater",
-    "greater_equal", "hvp",
+    "broadcast_to", "cast", "check_grads", "clip", "compile", "concatenate", "constant", "cos",
+    "current_graph", "custom_vjp", "divide", "equal", "exp", "expand_dims", "expm1", "format",
+    "grad", "greater", "greater_equal", "hvp",
     "less", "less_equal", "log", "log1p", "log_softmax", "logsumexp", "matmul", "max", "maximum",
     "mean", "min", "minimum", "multiply", "negative", "not_equal", "one_hot", "ones_like", "pad",
     "parameter", "placeholder", "power", "relu", "reset_default_graph", "reshape", "sigmoid",

@@ -52,6 +52,11 @@ class CustomCall:
         return out
 
 
+def mark_custom_call(call: CustomCall) -> None:
+    """Record ``call``: the adjoint pass will apply its rule at ``call.output``."""
+    _CUSTOM_CALLS[call.output.node] = call
+
+
 def custom_rule_of(node: Node) -> CustomCall | None:
     """The custom call whose output is ``node``, if any."""
     return _CUSTOM_CALLS.get(node)
@@ -107,7 +112,7 @@ class custom_vjp:  # noqa: N801 - a decorator, named like JAX's
         if output.node.id <= last_old_id:
             # The body returned an existing node: give this call a node of its own to mark.
             output = apply("reshape", output, shape=output.node.shape)
-        _CUSTOM_CALLS[output.node] = CustomCall(self.fn.__name__, inputs, output, self.rule)
+        mark_custom_call(CustomCall(self.fn.__name__, inputs, output, self.rule))
         return output
 
 
