@@ -14,12 +14,15 @@ from graphcomp.autodiff import custom_vjp, grad, hvp
 from graphcomp.errors import (
     CompileError,
     DTypeError,
+    FileFormatError,
     GraphcompError,
     GraphError,
     InputError,
     NonFiniteError,
     ShapeError,
 )
+from graphcomp.inspect.export import to_networkx
+from graphcomp.inspect.listing import format
 from graphcomp.ir import Graph, current_graph, reset_default_graph
 from graphcomp.ops import Parameter, Tensor
 from graphcomp.ops.functions import (
@@ -82,23 +85,23 @@ from graphcomp.ops.functions import (
     where,
     zeros_like,
 )
-from graphcomp.inspect.export import to_networkx
-from graphcomp.inspect.listing import format
 from graphcomp.runtime.function import Function, compile
 from graphcomp.testing import check_grads
+from graphcomp.train import History, data, fit, init, load, optim, save
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CompileError", "DTypeError", "Function", "Graph", "GraphError", "GraphcompError",
-    "InputError", "NonFiniteError", "Parameter", "ShapeError", "Tensor", "abs", "add", "argmax",
-    "broadcast_to", "cast", "check_grads", "clip", "compile", "concatenate", "constant", "cos",
-    "current_graph", "custom_vjp", "divide", "equal", "exp", "expand_dims", "expm1", "format",
-    "grad", "greater", "greater_equal", "hvp",
-    "less", "less_equal", "log", "log1p", "log_softmax", "logsumexp", "matmul", "max", "maximum",
-    "mean", "min", "minimum", "multiply", "negative", "not_equal", "one_hot", "ones_like", "pad",
-    "parameter", "placeholder", "power", "relu", "reset_default_graph", "reshape", "sigmoid",
-    "sigmoid_binary_cross_entropy", "sign", "sin", "softmax", "softmax_cross_entropy",
-    "softplus", "sqrt", "square", "squeeze", "stack", "stop_gradient", "subtract", "sum", "take",
-    "tanh", "to_networkx", "transpose", "where", "zeros_like",
+    "CompileError", "DTypeError", "FileFormatError", "Function", "Graph", "GraphError",
+    "GraphcompError", "History", "InputError", "NonFiniteError", "Parameter", "ShapeError",
+    "Tensor", "abs", "add", "argmax", "broadcast_to", "cast", "check_grads", "clip", "compile",
+    "concatenate", "constant", "cos", "current_graph", "custom_vjp", "data", "divide", "equal",
+    "exp", "expand_dims", "expm1", "fit", "format", "grad", "greater", "greater_equal", "hvp",
+    "init", "less", "less_equal", "load", "log", "log1p", "log_softmax", "logsumexp", "matmul",
+    "max", "maximum", "mean", "min", "minimum", "multiply", "negative", "not_equal", "one_hot",
+    "ones_like", "optim", "pad", "parameter", "placeholder", "power", "relu",
+    "reset_default_graph", "reshape", "save", "sigmoid", "sigmoid_binary_cross_entropy", "sign",
+    "sin", "softmax", "softmax_cross_entropy", "softplus", "sqrt", "square", "squeeze", "stack",
+    "stop_gradient", "subtract", "sum", "take", "tanh", "to_networkx", "transpose", "where",
+    "zeros_like",
 ]

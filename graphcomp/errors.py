@@ -33,3 +33,8 @@ class InputError(GraphcompError, ValueError):
 
 class NonFiniteError(GraphcompError, ValueError):
     """A value holds NaN or inf where finite values were required (``check_finite=True``)."""
+
+
+class FileFormatError(GraphcompError, ValueError):
+    """A file that is not what it should be: a truncated checkpoint, an IDX file with a bad
+    header."""

@@ -36,7 +36,7 @@ def placeholder(shape: Sequence[int | str | None], dtype: Any = "float32", name:
     ('N', 64)
     """
     graph = current_graph()
-    dtype_ = dtypes.as_dtype(dtype, where=f"for placeholder {name!r}")
+    dtype_ = dtypes.as_dtype(dtype, where=f"for placeholder {name!r} at {user_source_line()}")
     dims: list[Dim] = []
     for d in shape:
         if d is None:
@@ -46,7 +46,10 @@ def placeholder(shape: Sequence[int | str | None], dtype: Any = "float32", name:
         elif isinstance(d, (int, np.integer)) and d >= 0:
             dims.append(int(d))
         else:
-            raise ShapeError(f"placeholder {name!r}: dimension {d!r} must be an int >= 0, a str or None")
+            raise ShapeError(
+                f"placeholder {name!r}: dimension {d!r} must be an int >= 0, a str or None "
+                f"(at {user_source_line()})"
+            )
     node = graph.add_node("placeholder", [], {}, tuple(dims), dtype_, name=name,
                           source=user_source_line())
     return Tensor(node)
@@ -64,7 +67,7 @@ def parameter(value: Any, name: str | None = None, dtype: Any = None,
     """
     graph = current_graph()
     array = np.array(value, dtype=None if dtype is None else dtypes.as_dtype(dtype), copy=True)
-    dtype_ = dtypes.as_dtype(array.dtype, where=f"for parameter {name!r}")
+    dtype_ = dtypes.as_dtype(array.dtype, where=f"for parameter {name!r} at {user_source_line()}")
     array = np.asarray(array, dtype=dtype_, order="C")  # ascontiguousarray makes 0-d 1-d
     if check_finite and array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))
@@ -149,10 +152,10 @@ def _normalize_axes(axis: AxisLike, ndim: int) -> tuple[int, ...]:
     result = []
     for a in axes:
         if not -ndim <= a < ndim:
-            raise ShapeError(f"axis {a} is out of range for rank {ndim}")
+            raise ShapeError(f"axis {a} is out of range for rank {ndim} (at {user_source_line()})")
         result.append(int(a) % ndim if ndim else 0)
     if len(set(result)) != len(result):
-        raise ShapeError(f"repeated axis in {axis}")
+        raise ShapeError(f"repeated axis in {axis} (at {user_source_line()})")
     return tuple(sorted(result))
 
 
@@ -439,10 +442,14 @@ def softmax_cross_entropy(logits: Any, labels: Any, axis: int = -1) -> Tensor:
     (axis_,) = _normalize_axes(axis, logits.ndim)
     if labels.dtype.kind in "iu":
         if axis_ != logits.ndim - 1:
-            raise ShapeError("integer labels need the class axis to be the last axis")
+            raise ShapeError(
+                f"integer labels need the class axis to be the last axis (at {user_source_line()})"
+            )
         classes = logits.shape[axis_]
         if not isinstance(classes, int):
-            raise ShapeError("the class axis of logits must have a static size")
+            raise ShapeError(
+                f"the class axis of logits must have a static size (at {user_source_line()})"
+            )
         picked = sum(logits * one_hot(labels, classes, logits.dtype), axis=axis_)
         return logsumexp(logits, axis=axis_) - picked
     labels = cast(labels, logits.dtype)
@@ -463,7 +470,9 @@ def one_hot(labels: Any, num_classes: int, dtype: Any = "float32") -> Tensor:
     """One-hot encoding along a new last axis. ``gc.one_hot(y, 10)``"""
     labels = as_tensor(labels)
     if labels.dtype.kind not in "iu":
-        raise DTypeError(f"one_hot needs integer labels, got {labels.dtype}")
+        raise DTypeError(
+            f"one_hot needs integer labels, got {labels.dtype} (at {user_source_line()})"
+        )
     classes = as_tensor(np.arange(num_classes, dtype=labels.dtype), graph=labels.graph)
     return cast(equal(expand_dims(labels, -1), classes), dtype)
 
@@ -497,7 +506,9 @@ def reshape(x: Any, shape: Sequence[Any]) -> Tensor:
     dims = x.graph.dims
     target = [dims.resolve(d) if isinstance(d, str) else int(d) for d in shape]
     if target.count(-1) > 1:
-        raise ShapeError(f"reshape: only one -1 allowed, got {tuple(shape)}")
+        raise ShapeError(
+            f"reshape: only one -1 allowed, got {tuple(shape)} (at {user_source_line()})"
+        )
     if -1 in target:
         target[target.index(-1)] = _infer_minus_one(x, target)
     if tuple(target) == tuple(x.shape):
@@ -515,10 +526,15 @@ def _infer_minus_one(x: Tensor, target: list) -> Dim:
     leftover = list(syms_in)
     for s in syms_out:
         if s not in leftover:
-            raise ShapeError(f"reshape {shape_str(x.shape)} to {tuple(target)}: unknown dim {s!r}")
+            raise ShapeError(
+                f"reshape {shape_str(x.shape)} to {tuple(target)}: unknown dim {s!r} "
+                f"(at {user_source_line()})"
+            )
         leftover.remove(s)
     if known_out == 0 or known_in % known_out:
-        raise ShapeError(f"cannot reshape {shape_str(x.shape)} to {tuple(target)}")
+        raise ShapeError(
+            f"cannot reshape {shape_str(x.shape)} to {tuple(target)} (at {user_source_line()})"
+        )
     factor = known_in // known_out
     if not leftover:
         return factor
@@ -533,7 +549,10 @@ def _infer_minus_one(x: Tensor, target: list) -> Dim:
 def transpose(x: Any, axes: Sequence[int] | None = None) -> Tensor:
     """Permute axes (reverse them by default). ``x.T``"""
     x = as_tensor(x)
-    perm = tuple(reversed(range(x.ndim))) if axes is None else tuple(int(a) % x.ndim for a in axes)
+    if axes is None:
+        perm = tuple(reversed(range(x.ndim)))
+    else:  # out-of-range axes stay out of range, for the primitive's rule to reject
+        perm = tuple(int(a) + x.ndim * (a < 0) for a in axes)
     if perm == tuple(range(x.ndim)):
         return x
     return apply("transpose", x, perm=perm)
@@ -552,9 +571,9 @@ def broadcast_to(x: Any, shape: Sequence[Any]) -> Tensor:
 def expand_dims(x: Any, axis: int | Sequence[int]) -> Tensor:
     """Insert size-1 axes. ``gc.expand_dims(y, -1)``"""
     x = as_tensor(x)
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out_ndim = x.ndim + len(axes)
-    axes_ = {a % out_ndim for a in axes}
+    axes_ = set(_normalize_axes(axes, out_ndim))
     it = iter(x.shape)
     return reshape(x, [1 if i in axes_ else next(it) for i in range(out_ndim)])
 
@@ -568,7 +587,9 @@ def squeeze(x: Any, axis: AxisLike = None) -> Tensor:
         axes = _normalize_axes(axis, x.ndim)
         for a in axes:
             if x.shape[a] != 1:
-                raise ShapeError(f"squeeze: axis {a} has size {x.shape[a]}, not 1")
+                raise ShapeError(
+                    f"squeeze: axis {a} has size {x.shape[a]}, not 1 (at {user_source_line()})"
+                )
     return reshape(x, [d for i, d in enumerate(x.shape) if i not in axes])
 
 
@@ -576,7 +597,7 @@ def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
     """Join along an existing axis. ``gc.concatenate([a, b], axis=1)``"""
     parts = _promote(*tensors)
     if not parts:
-        raise ShapeError("concatenate needs at least one tensor")
+        raise ShapeError(f"concatenate needs at least one tensor (at {user_source_line()})")
     (axis_,) = _normalize_axes(axis, parts[0].ndim)
     if len(parts) == 1:
         return parts[0]
@@ -623,10 +644,14 @@ def getitem(x: Tensor, index: Any) -> Tensor:
         return take(x, index, axis=0)
     items = index if isinstance(index, tuple) else (index,)
     if builtins.sum(1 for i in items if i is Ellipsis) > 1:
-        raise ShapeError("an index can only have a single ellipsis ('...')")
+        raise ShapeError(
+            f"an index can only have a single ellipsis ('...') (at {user_source_line()})"
+        )
     used = builtins.sum(1 for i in items if i is not None and i is not Ellipsis)
     if used > x.ndim:
-        raise ShapeError(f"too many indices for a tensor of rank {x.ndim}")
+        raise ShapeError(
+            f"too many indices for a tensor of rank {x.ndim} (at {user_source_line()})"
+        )
     expanded: list[Any] = []
     for item in items:
         if item is Ellipsis:
@@ -643,28 +668,37 @@ def getitem(x: Tensor, index: Any) -> Tensor:
         d = x.shape[axis]
         if isinstance(item, (int, np.integer)):
             if isinstance(d, str):
-                raise ShapeError(f"cannot index symbolic dimension {d!r} with an int")
+                raise ShapeError(
+                    f"cannot index symbolic dimension {d!r} with an int (at {user_source_line()})"
+                )
             i = int(item) + d if item < 0 else int(item)
             if not 0 <= i < d:
-                raise ShapeError(f"index {item} is out of range for axis {axis} of size {d}")
+                raise ShapeError(
+                    f"index {item} is out of range for axis {axis} of size {d} "
+                    f"(at {user_source_line()})"
+                )
             starts.append(i), stops.append(i + 1), steps.append(1)
         elif isinstance(item, slice):
             if isinstance(d, str):
                 if item != slice(None) and item != slice(None, None, 1):
-                    raise ShapeError(f"only ':' can slice symbolic dimension {d!r}")
+                    raise ShapeError(
+                        f"only ':' can slice symbolic dimension {d!r} (at {user_source_line()})"
+                    )
                 starts.append(0), stops.append(d), steps.append(1)
                 out_shape.append(d)
             else:
                 start, stop, step = item.indices(d)
                 if step <= 0:
-                    raise ShapeError("negative slice steps are not supported")
+                    raise ShapeError(
+                        f"negative slice steps are not supported (at {user_source_line()})"
+                    )
                 stop = builtins.max(stop, start)
                 starts.append(start), stops.append(stop), steps.append(step)
                 from graphcomp.ops.structural import slice_length
 
                 out_shape.append(slice_length(start, stop, step))
         else:
-            raise ShapeError(f"unsupported index {item!r}")
+            raise ShapeError(f"unsupported index {item!r} (at {user_source_line()})")
         axis += 1
     return reshape(slice_general(x, starts, stops, steps), out_shape)
 

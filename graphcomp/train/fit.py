@@ -1,0 +1,214 @@
+"""``gc.fit``: run a compiled training step over data for some epochs, and keep the history.
+
+>>> # step = gc.compile([x, y], [loss, acc], updates=opt.updates(loss, params))
+>>> # hist = gc.fit(step, data=(X, Y), epochs=20, batch_size=64, seed=0,
+>>> #               validation=(evaluate, (X_val, Y_val)))
+>>> # hist.history["loss"], hist.history["val_acc"], hist.history["time"]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from graphcomp.errors import InputError, NonFiniteError
+from graphcomp.train.data import batches, check_same_length, num_batches
+from graphcomp.train.progress import make_progress
+
+__all__ = ["History", "fit"]
+
+Arrays = Sequence[np.ndarray]
+
+
+@dataclass
+class History:
+    """What ``fit`` did.
+
+    ``history`` maps each metric to one value per completed epoch: the step's outputs
+    (``"loss"``, ``"acc"``… averaged over the epoch's examples), the validation outputs
+    (``"val_loss"``…), ``"time"`` (the epoch's wall seconds, validation included) and
+    ``"step_time"`` (the median seconds of one training step in that epoch).
+    ``stopped`` is ``None`` after all epochs, ``"interrupted"`` after Ctrl-C, ``"nonfinite"``
+    when ``on_nonfinite="stop"`` ended training.
+    """
+
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epochs: int = 0
+    steps: int = 0
+    first_step_seconds: float = 0.0
+    stopped: str | None = None
+
+    def __repr__(self) -> str:
+        last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
+        return (f"History(epochs={self.epochs}, steps={self.steps}, stopped={self.stopped}, "
+                f"last={last})")
+
+
+def fit(
+    step: Callable[..., Any],
+    data: Arrays,
+    epochs: int = 1,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    seed: int | np.random.Generator | None = 0,
+    validation: tuple[Callable[..., Any], Arrays] | None = None,
+    progress: bool = True,
+    on_nonfinite: str = "raise",
+    drop_last: bool = False,
+) -> History:
+    """Train: call ``step`` on minibatches of ``data`` for ``epochs`` epochs.
+
+    ``step`` is a compiled function (usually with optimizer updates) whose outputs are scalars,
+    the first being the loss; ``data`` holds one array per input, aligned on the first axis.
+    The last batch of an epoch is smaller when the batch size does not divide the data (unless
+    ``drop_last``). ``shuffle`` draws a new order each epoch from ``seed``, reproducibly.
+    ``validation=(evaluate, (X_val, Y_val))`` calls ``evaluate`` on the whole set after each
+    epoch. A NaN or inf loss raises ``NonFiniteError`` naming the step, or with
+    ``on_nonfinite="stop"`` ends training. Ctrl-C ends training after the step in progress, so
+    the parameters are those of the last finished step.
+
+    >>> # hist = gc.fit(step, data=(X, Y), epochs=5, batch_size=64, seed=0)
+    """
+    if on_nonfinite not in ("raise", "stop"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'stop', got {on_nonfinite!r}")
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    arrays = [np.asarray(a) for a in data]
+    n = check_same_length(arrays, "fit data")
+    _check_arity(step, arrays, "fit data")
+    n_batches = num_batches(n, batch_size, drop_last)
+    if n_batches == 0:
+        raise InputError(f"fit: {n} examples make no batch of {batch_size} with drop_last=True")
+    if validation is not None:
+        evaluate, val_arrays = validation[0], [np.asarray(a) for a in validation[1]]
+        check_same_length(val_arrays, "validation data")
+        _check_arity(evaluate, val_arrays, "validation data")
+
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    names: list[str] = []
+    history = History()
+    display = make_progress(progress, epochs)
+    try:
+        with _deferred_interrupt() as interrupt:
+            for epoch in range(1, epochs + 1):
+                epoch_start = time.perf_counter()
+                display.start_epoch(epoch, n_batches)
+                sums: np.ndarray | None = None
+                step_times = np.empty(n_batches)
+                seen = 0
+                batch_iter = batches(*arrays, batch_size=batch_size, shuffle=shuffle, seed=rng,
+                                     drop_last=drop_last)
+                for b, batch in enumerate(batch_iter):
+                    t0 = time.perf_counter()
+                    values = _scalars(step(*batch), step)
+                    names = names or output_names(step, len(values))
+                    step_times[b] = time.perf_counter() - t0
+                    history.steps += 1
+                    if history.steps == 1:
+                        history.first_step_seconds = step_times[b]
+                    if not np.isfinite(values[0]):
+                        if on_nonfinite == "raise":
+                            raise NonFiniteError(
+                                f"the loss ({names[0]!r}) is {values[0]} at step {history.steps} "
+                                f"(epoch {epoch}, batch {b + 1} of {n_batches}); the parameters "
+                                "hold that step's update. Lower the learning rate or check the "
+                                "data; fit(..., on_nonfinite='stop') stops instead of raising"
+                            )
+                        history.stopped = "nonfinite"
+                        return history
+                    size = len(batch[0])
+                    sums = values * size if sums is None else sums + values * size
+                    seen += size
+                    display.update(float(values[0]))
+                    if interrupt.requested:
+                        history.stopped = "interrupted"
+                        return history
+                metrics = dict(zip(names, (sums / seen).tolist(), strict=True))
+                if validation is not None:
+                    metrics.update(_validate(evaluate, val_arrays))
+                metrics["time"] = time.perf_counter() - epoch_start
+                metrics["step_time"] = float(np.median(step_times))
+                for key, value in metrics.items():
+                    history.history.setdefault(key, []).append(value)
+                history.epochs = epoch
+                display.end_epoch({k: v for k, v in metrics.items() if k != "step_time"})
+                if interrupt.requested:
+                    history.stopped = "interrupted"
+                    return history
+    finally:
+        display.close()
+    return history
+
+
+def output_names(function: Callable[..., Any], count: int) -> list[str]:
+    """Metric names of a function's ``count`` outputs: the output nodes' names where a compiled
+    function's outputs have them, else ``loss`` for the first and ``output1``, … for the rest."""
+    program = getattr(function, "program", None)
+    nodes = list(program.outputs) if program is not None else []
+    names = [nodes[i].name if i < len(nodes) else None for i in range(count)]
+    return [name or ("loss" if i == 0 else f"output{i}") for i, name in enumerate(names)]
+
+
+def _scalars(result: Any, function: Callable[..., Any]) -> np.ndarray:
+    values = result if isinstance(result, (list, tuple)) else [result]
+    out = np.empty(len(values))
+    for i, value in enumerate(values):
+        if np.ndim(value) != 0:
+            name = output_names(function, len(values))[i]
+            raise InputError(
+                f"fit averages the outputs of {function!r}, so each must be a scalar; "
+                f"output {i} ({name!r}) has shape {np.shape(value)}"
+            )
+        out[i] = float(value)
+    return out
+
+
+def _validate(evaluate: Callable[..., Any], arrays: list[np.ndarray]) -> dict[str, float]:
+    values = _scalars(evaluate(*arrays), evaluate)
+    names = output_names(evaluate, len(values))
+    return {f"val_{name}": float(v) for name, v in zip(names, values, strict=True)}
+
+
+def _check_arity(function: Callable[..., Any], arrays: list[np.ndarray], what: str) -> None:
+    program = getattr(function, "program", None)
+    if program is not None and len(program.inputs) != len(arrays):
+        wanted = [n.name or n.label() for n in program.inputs]
+        raise InputError(
+            f"{what}: the compiled function takes {len(program.inputs)} input(s) {wanted}, "
+            f"but {len(arrays)} array(s) were given"
+        )
+
+
+class _InterruptRequest:
+    requested = False
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[_InterruptRequest]:
+    """Turn the first Ctrl-C into a request honoured between steps; a second one interrupts.
+
+    A KeyboardInterrupt raised inside a step could land between two parameter writes; deferring
+    it keeps the parameters of the last finished step.
+    """
+    request = _InterruptRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if request.requested:
+            raise KeyboardInterrupt
+        request.requested = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGINT, previous)
