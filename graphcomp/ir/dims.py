@@ -86,6 +86,7 @@ class DimTable:
         different symbol or size: they are recorded as equal instead.
         """
         ndim = max((len(s) for s in shapes), default=0)
+        given = " and ".join(shape_str(self.resolve_shape(s)) for s in shapes)  # for errors
         result: list[Dim] = []
         for axis in range(ndim):
             dims = [
@@ -101,9 +102,8 @@ class DimTable:
                     try:
                         out = self.unify(out, d)
                     except DimMismatch:
-                        texts = " and ".join(shape_str(self.resolve_shape(s)) for s in shapes)
                         raise DimMismatch(
-                            f"shapes {texts} do not broadcast ({out} vs {d} at axis {axis - ndim})"
+                            f"shapes {given} do not broadcast ({out} vs {d} at axis {axis - ndim})"
                         ) from None
             result.append(out)
         return tuple(result)

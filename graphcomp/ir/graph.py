@@ -64,11 +64,13 @@ class Graph:
         source: str | None = None,
     ) -> Node:
         """Create a node, record its edges, and return it. Ops call this; users call ops."""
+        source = source or user_source_line()
         for node in inputs:
             if node.graph is not self:
                 raise GraphError(
-                    f"cannot use {node.describe()} of graph {node.graph.name!r} in an op of "
-                    f"graph {self.name!r}; tensors of two graphs cannot be mixed"
+                    f"{op} at {source}: cannot use {node.describe()} of graph "
+                    f"{node.graph.name!r} in an op of graph {self.name!r}; tensors of two graphs "
+                    "cannot be mixed"
                 )
         node = Node(
             id=self._next_id,
@@ -79,7 +81,7 @@ class Graph:
             dtype=np.dtype(dtype),
             graph=self,
             name=name,
-            source=source or user_source_line(),
+            source=source,
             role=self._role,
             forward_of=self._forward_of,
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from graphcomp.errors import ShapeError
+from graphcomp.errors import DTypeError, ShapeError
 from graphcomp.ir import DimTable, Node, shape_str
 from graphcomp.ops import functions as F
 from graphcomp.ops.registry import OpDef, Sample, register
@@ -162,7 +162,7 @@ def _concat_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
         if node.ndim != first.ndim:
             raise ShapeError(f"all inputs need rank {first.ndim}, got rank {node.ndim}")
         if node.dtype != first.dtype:
-            raise ShapeError(f"all inputs need dtype {first.dtype}, got {node.dtype}")
+            raise DTypeError(f"all inputs need dtype {first.dtype}, got {node.dtype}")
     shape = list(dims.resolve_shape(first.shape))
     total = 0
     for node in nodes:

@@ -56,7 +56,7 @@ def as_tensor(value: Any, dtype: Any = None, graph: Graph | None = None) -> Tens
         array = array.astype(dtypes.as_dtype(dtype))
     elif array.dtype == np.dtype("float16"):
         array = array.astype("float32")
-    dtype_ = dtypes.as_dtype(array.dtype, where="for a constant")
+    dtype_ = dtypes.as_dtype(array.dtype, where=f"for a constant at {user_source_line()}")
     graph = graph or current_graph()
     node = graph.add_node(
         "constant",
