@@ -16,7 +16,7 @@ from graphcomp import dtypes
 from graphcomp.autodiff import grad
 from graphcomp.autodiff.custom import CustomCall, custom_rule_of, mark_custom_call
 from graphcomp.errors import GraphError
-from graphcomp.ir import Graph, Node
+from graphcomp.ir import DimTable, Graph, Node
 from graphcomp.ops import Tensor, apply, as_tensor
 from graphcomp.ops import functions as F
 from graphcomp.runtime.function import compile as compile_function
@@ -123,8 +123,8 @@ def check_grads(
     replay = Float64Replay(output.graph, wrt=[t.node for t in targets])
     with replay.graph:
         level = replay(output.node)
+        xs = [replay(t.node) for t in targets]  # a disconnected wrt is replayed too
         values = replay.input_values(feed or {})
-        xs = [replay.tensor(t.node) for t in targets]
         concrete = _output_shape(replay, level, values)
         u = _random_input(replay, "projection", level, concrete, rng, values)
         level = F.sum(level * u)
@@ -289,7 +289,9 @@ class Float64Replay:
             return as_tensor(self.source.parameter_values[node.id].astype(dtype), graph=self.graph)
         if node.op == "constant":
             return as_tensor(np.asarray(node.attrs["value"]).astype(dtype), graph=self.graph)
-        attrs = {k: _promote_attr(v) for k, v in node.attrs.items()}
+        dims = self.source.dims
+        symbols, _ = dims.constraints()
+        attrs = {k: _promote_attr(v, dims, symbols) for k, v in node.attrs.items()}
         with self.graph:
             copy = apply(node.op, *[self._copies[i.id] for i in node.inputs], **attrs)
         call = custom_rule_of(node)
@@ -300,9 +302,12 @@ class Float64Replay:
         return copy
 
 
-def _promote_attr(value: Any) -> Any:
+def _promote_attr(value: Any, dims: DimTable, symbols: Mapping[str, str]) -> Any:
+    """float32 dtypes become float64; symbols in shape-like attrs get their unified form."""
     if isinstance(value, np.dtype) and dtypes.is_float(value):
         return F64
     if isinstance(value, str) and value in ("float32", "f4"):
         return F64
+    if isinstance(value, tuple):
+        return tuple(dims.resolve(v) if isinstance(v, str) and v in symbols else v for v in value)
     return value

@@ -69,8 +69,8 @@ def backpropagate(
         if node_id not in cotangent or not _has_vjp(node):
             continue
         with graph.role_scope("adjoint", forward_of=node):
-            input_grads = _vjp(node, cotangent[node_id])
-        for inp, g in zip(node.inputs, input_grads, strict=True):
+            inputs, input_grads = _vjp(node, cotangent[node_id])
+        for inp, g in zip(inputs, input_grads, strict=True):
             if g is None or inp.id not in on_path or not dtypes.is_float(inp.dtype):
                 continue
             _check_gradient(node, inp, g)
@@ -82,13 +82,16 @@ def backpropagate(
     return cotangent
 
 
-def _vjp(node: Node, g: Tensor) -> Sequence[Tensor | None]:
-    """Apply the node's VJP rule: the user's for a ``custom_vjp`` call, else its op's."""
+def _vjp(node: Node, g: Tensor) -> tuple[Sequence[Node], Sequence[Tensor | None]]:
+    """Apply the node's VJP rule (the user's for a ``custom_vjp`` call, else its op's).
+
+    Returns the inputs the rule differentiates and one gradient (or None) per input.
+    """
     custom = custom_rule_of(node)
     if custom is not None:
-        return custom.vjp(g)
+        return [x.node for x in custom.inputs], custom.vjp(g)
     inputs = [Tensor(i) for i in node.inputs]
-    return get_op(node.op).vjp(g, Tensor(node), inputs, dict(node.attrs))
+    return node.inputs, get_op(node.op).vjp(g, Tensor(node), inputs, dict(node.attrs))
 
 
 def _has_vjp(node: Node) -> bool:
