@@ -30,8 +30,8 @@ def as_dtype(dtype: Any, *, where: str = "") -> np.dtype:
     """
     try:
         result = np.dtype(dtype)
-    except TypeError as exc:
-        raise DTypeError(_unsupported_message(dtype, where)) from exc
+    except TypeError:
+        raise DTypeError(_unsupported_message(dtype, where)) from None
     if result not in SUPPORTED:
         raise DTypeError(_unsupported_message(dtype, where))
     return result

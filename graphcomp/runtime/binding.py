@@ -86,8 +86,8 @@ def _as_array(value: Any, node: Node, title: str) -> np.ndarray:
         return np.asarray(value, order="C")  # ascontiguousarray would make 0-d arrays 1-d
     try:
         array = np.asarray(value)
-    except Exception as exc:
-        raise InputError(f"{title}: cannot convert {type(value).__name__} to an array") from exc
+    except Exception:
+        raise InputError(f"{title}: cannot convert {type(value).__name__} to an array") from None
     if array.dtype == object or not np.can_cast(array.dtype, want, "same_kind"):
         raise InputError(f"{title}: expected dtype {want}, got {array.dtype} data")
     return np.asarray(array, dtype=want, order="C")
