@@ -62,6 +62,7 @@ def fit(
     progress: bool = True,
     on_nonfinite: str = "raise",
     drop_last: bool = False,
+    names: Sequence[str] | None = None,
 ) -> History:
     """Train: call ``step`` on minibatches of ``data`` for ``epochs`` epochs.
 
@@ -72,7 +73,9 @@ def fit(
     ``validation=(evaluate, (X_val, Y_val))`` calls ``evaluate`` on the whole set after each
     epoch. A NaN or inf loss raises ``NonFiniteError`` naming the step, or with
     ``on_nonfinite="stop"`` ends training. Ctrl-C ends training after the step in progress, so
-    the parameters are those of the last finished step.
+    the parameters are those of the last finished step. ``names`` label the outputs in the
+    history (default: the output nodes' names, else ``loss``, ``output1``, …); validation
+    metrics get the same names with a ``val_`` prefix.
 
     >>> # hist = gc.fit(step, data=(X, Y), epochs=5, batch_size=64, seed=0)
     """
@@ -92,7 +95,8 @@ def fit(
         _check_arity(evaluate, val_arrays, "validation data")
 
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    names: list[str] = []
+    given_names = list(names) if names is not None else None
+    labels: list[str] = []
     history = History()
     display = make_progress(progress, epochs)
     try:
@@ -108,7 +112,7 @@ def fit(
                 for b, batch in enumerate(batch_iter):
                     t0 = time.perf_counter()
                     values = _scalars(step(*batch), step)
-                    names = names or output_names(step, len(values))
+                    labels = labels or _names_for(step, len(values), given_names)
                     step_times[b] = time.perf_counter() - t0
                     history.steps += 1
                     if history.steps == 1:
@@ -116,7 +120,7 @@ def fit(
                     if not np.isfinite(values[0]):
                         if on_nonfinite == "raise":
                             raise NonFiniteError(
-                                f"the loss ({names[0]!r}) is {values[0]} at step {history.steps} "
+                                f"the loss ({labels[0]!r}) is {values[0]} at step {history.steps} "
                                 f"(epoch {epoch}, batch {b + 1} of {n_batches}); the parameters "
                                 "hold that step's update. Lower the learning rate or check the "
                                 "data; fit(..., on_nonfinite='stop') stops instead of raising"
@@ -130,9 +134,9 @@ def fit(
                     if interrupt.requested:
                         history.stopped = "interrupted"
                         return history
-                metrics = dict(zip(names, (sums / seen).tolist(), strict=True))
+                metrics = dict(zip(labels, (sums / seen).tolist(), strict=True))
                 if validation is not None:
-                    metrics.update(_validate(evaluate, val_arrays))
+                    metrics.update(_validate(evaluate, val_arrays, given_names))
                 metrics["time"] = time.perf_counter() - epoch_start
                 metrics["step_time"] = float(np.median(step_times))
                 for key, value in metrics.items():
@@ -170,9 +174,18 @@ def _scalars(result: Any, function: Callable[..., Any]) -> np.ndarray:
     return out
 
 
-def _validate(evaluate: Callable[..., Any], arrays: list[np.ndarray]) -> dict[str, float]:
+def _names_for(function: Callable[..., Any], count: int, given: list[str] | None) -> list[str]:
+    if given is None:
+        return output_names(function, count)
+    if len(given) != count:
+        raise InputError(f"fit got {len(given)} names {given} for {count} outputs of {function!r}")
+    return given
+
+
+def _validate(evaluate: Callable[..., Any], arrays: list[np.ndarray],
+              given_names: list[str] | None) -> dict[str, float]:
     values = _scalars(evaluate(*arrays), evaluate)
-    names = output_names(evaluate, len(values))
+    names = _names_for(evaluate, len(values), given_names)
     return {f"val_{name}": float(v) for name, v in zip(names, values, strict=True)}
 
 

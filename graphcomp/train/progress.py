@@ -14,8 +14,9 @@ _POSTFIX_EVERY = 16
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
-    """``"loss 0.1234  acc 0.9700"``: how epoch summaries print metric values."""
-    return "  ".join(f"{name} {value:.4g}" for name, value in metrics.items())
+    """``"loss 0.1234  acc 0.97  time 0.12s"``: how epoch summaries print metrics."""
+    return "  ".join(f"{name} {value:.2f}s" if name == "time" else f"{name} {value:.4g}"
+                     for name, value in metrics.items())
 
 
 class PlainProgress:
