@@ -1,0 +1,349 @@
+"""The benchmark workloads: each one as a graphcomp training step and as numpy written by hand.
+
+A ``Problem`` holds initial parameter values, one batch of data, the learning rate, a function
+that builds the loss with graphcomp, and the hand-written numpy forward + backward pass. Both
+sides start from the same values, so their gradients can be compared (tests/benchmarks).
+
+>>> problem = make("logreg")
+>>> step = NumpyStep(problem)
+>>> loss = step(*problem.inputs)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+import numpy as np
+
+import graphcomp as gc
+
+Arrays = dict[str, np.ndarray]
+LossAndGrads = tuple[float, list[np.ndarray]]
+
+
+@dataclass
+class Problem:
+    """One workload: data, initial parameters, the graphcomp loss and the numpy gradient."""
+
+    name: str
+    shape: str
+    params: Arrays  # initial values, in gradient order
+    input_names: list[str]
+    inputs: list[np.ndarray]  # one batch, fed at every step
+    lr: float
+    build_loss: Callable[[dict[str, gc.Tensor], list[gc.Tensor]], gc.Tensor]
+    numpy_loss_and_grads: Callable[[Arrays, Sequence[np.ndarray]], LossAndGrads]
+    gemm_shapes: list[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- multilayer perceptrons
+
+
+def _mlp_params(rng: np.random.Generator, sizes: Sequence[int], dtype: str) -> Arrays:
+    params: Arrays = {}
+    for i, (fan_in, fan_out) in enumerate(pairwise(sizes)):
+        scale = np.sqrt(2.0 / fan_in)
+        params[f"W{i}"] = (rng.standard_normal((fan_in, fan_out)) * scale).astype(dtype)
+        params[f"b{i}"] = np.zeros(fan_out, dtype=dtype)
+    return params
+
+
+def _gc_activation(name: str, a: gc.Tensor) -> gc.Tensor:
+    return gc.tanh(a) if name == "tanh" else gc.relu(a)
+
+
+def _mlp_gc_loss(layers: int, activation: str, loss: str):
+    def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
+        x, y = inputs
+        h = x
+        for i in range(layers):
+            h = _gc_activation(activation, h @ p[f"W{i}"] + p[f"b{i}"])
+        out = h @ p[f"W{layers}"] + p[f"b{layers}"]
+        if loss == "mse":
+            return gc.mean(gc.square(out - y))
+        return gc.mean(gc.softmax_cross_entropy(out, y))
+
+    return build
+
+
+def _xent_grad(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean softmax cross-entropy and its gradient with respect to the logits."""
+    n = logits.shape[0]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    total = exp.sum(axis=1, keepdims=True)
+    rows = np.arange(n)
+    loss = float(np.mean(np.log(total[:, 0]) - shifted[rows, labels]))
+    g = exp / total
+    g[rows, labels] -= 1
+    g /= n
+    return loss, g
+
+
+def _mlp_numpy(layers: int, activation: str, loss: str):
+    def loss_and_grads(p: Arrays, inputs: Sequence[np.ndarray]) -> LossAndGrads:
+        x, y = inputs
+        hs = [x]
+        for i in range(layers):
+            a = hs[-1] @ p[f"W{i}"]
+            a += p[f"b{i}"]
+            hs.append(np.tanh(a, out=a) if activation == "tanh" else np.maximum(a, 0, out=a))
+        out = hs[-1] @ p[f"W{layers}"]
+        out += p[f"b{layers}"]
+        if loss == "mse":
+            d = out - y
+            value = float(np.mean(d * d))
+            g = d * (2.0 / d.size)
+        else:
+            value, g = _xent_grad(out, y)
+        grads: dict[str, np.ndarray] = {}
+        for i in range(layers, -1, -1):  # output layer first
+            grads[f"W{i}"], grads[f"b{i}"] = hs[i].T @ g, g.sum(axis=0)
+            if i == 0:
+                break
+            g = g @ p[f"W{i}"].T
+            h = hs[i]
+            if activation == "tanh":
+                g *= 1 - h * h
+            else:
+                g *= h > 0
+        return value, [grads[name] for name in p]
+
+    return loss_and_grads
+
+
+def _mlp_gemms(sizes: Sequence[int], batch: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """The matmul shapes of one training step (no gradient for the input data)."""
+    shapes = [((batch, a), (a, b)) for a, b in pairwise(sizes)]
+    for i in range(len(sizes) - 1, 0, -1):
+        fan_in, fan_out = sizes[i - 1], sizes[i]
+        shapes.append(((fan_in, batch), (batch, fan_out)))  # dW = h.T @ g
+        if i > 1:
+            shapes.append(((batch, fan_out), (fan_out, fan_in)))  # dh = g @ W.T
+    return shapes
+
+
+def tiny_mlp(seed: int = 0) -> Problem:
+    rng = np.random.default_rng(seed)
+    sizes, batch = [32, 64, 64, 1], 16
+    return Problem(
+        name="tiny_mlp",
+        shape="32-64-64-1 tanh, MSE, batch 16, f64",
+        params=_mlp_params(rng, sizes, "float64"),
+        input_names=["x", "y"],
+        inputs=[rng.standard_normal((batch, 32)), rng.standard_normal((batch, 1))],
+        lr=0.01,
+        build_loss=_mlp_gc_loss(2, "tanh", "mse"),
+        numpy_loss_and_grads=_mlp_numpy(2, "tanh", "mse"),
+        gemm_shapes=_mlp_gemms(sizes, batch),
+    )
+
+
+def mlp(seed: int = 0, hidden_layers: int = 2, batch: int = 128) -> Problem:
+    rng = np.random.default_rng(seed)
+    sizes = [784, *[512] * hidden_layers, 10]
+    return Problem(
+        name="mlp" if hidden_layers == 2 else f"mlp{hidden_layers}",
+        shape=f"{'-'.join(map(str, sizes))} relu, softmax-xent, batch {batch}, f32",
+        params=_mlp_params(rng, sizes, "float32"),
+        input_names=["x", "labels"],
+        inputs=[rng.random((batch, 784), dtype=np.float32), rng.integers(0, 10, batch)],
+        lr=0.01,
+        build_loss=_mlp_gc_loss(hidden_layers, "relu", "xent"),
+        numpy_loss_and_grads=_mlp_numpy(hidden_layers, "relu", "xent"),
+        gemm_shapes=_mlp_gemms(sizes, batch),
+    )
+
+
+# ---------------------------------------------------------------- elementwise
+
+
+def ewise(seed: int = 0, size: int = 2**22) -> Problem:
+    rng = np.random.default_rng(seed)
+
+    def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
+        (x,) = inputs
+        w, b = p["w"], p["b"]
+        xw = x * w
+        return gc.sum(gc.tanh(xw + b) * gc.sigmoid(xw) + gc.log1p(gc.exp(-gc.abs(x * b))))
+
+    def loss_and_grads(p: Arrays, inputs: Sequence[np.ndarray]) -> LossAndGrads:
+        (x,) = inputs
+        w, b = p["w"], p["b"]
+        u = x * w
+        t = np.tanh(u + b)
+        s = np.exp(-u)
+        s += 1
+        np.reciprocal(s, out=s)
+        v = x * b
+        e = np.exp(-np.abs(v))
+        value = float(np.sum(t * s + np.log1p(e)))
+        dtanh = s * (1 - t * t)  # d/da of tanh(a) * s
+        du = dtanh + t * s * (1 - s)
+        dv = -np.sign(v) * e / (1 + e)
+        return value, [x * du, dtanh + x * dv]
+
+    return Problem(
+        name="ewise" if size == 2**22 else f"ewise{size}",
+        shape="sum(tanh(x*w+b)*sigmoid(x*w) + log1p(exp(-abs(x*b)))), 2^22 f32 params",
+        params={
+            "w": (rng.standard_normal(size) * 0.5).astype(np.float32),
+            "b": (rng.standard_normal(size) * 0.1).astype(np.float32),
+        },
+        input_names=["x"],
+        inputs=[rng.standard_normal(size).astype(np.float32)],
+        lr=1e-3,
+        build_loss=build,
+        numpy_loss_and_grads=loss_and_grads,
+    )
+
+
+# ---------------------------------------------------------------- recurrent network
+
+
+def rnn(seed: int = 0, steps: int = 32, hidden: int = 128, features: int = 64,
+        batch: int = 32) -> Problem:
+    """h_t = tanh(x_t Wx + h_{t-1} Wh + b), h_0 = 0; MSE of h_T Wo + bo against y."""
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+
+    def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
+        x, y = inputs
+        h = gc.tanh(x[0] @ p["Wx"] + p["b"])
+        for t in range(1, steps):
+            h = gc.tanh(x[t] @ p["Wx"] + h @ p["Wh"] + p["b"])
+        out = h @ p["Wo"] + p["bo"]
+        return gc.mean(gc.square(out - y))
+
+    def loss_and_grads(p: Arrays, inputs: Sequence[np.ndarray]) -> LossAndGrads:
+        x, y = inputs
+        hs = []
+        for t in range(steps):
+            a = x[t] @ p["Wx"]
+            if t:
+                a += hs[-1] @ p["Wh"]
+            a += p["b"]
+            hs.append(np.tanh(a, out=a))
+        out = hs[-1] @ p["Wo"] + p["bo"]
+        d = out - y
+        value = float(np.mean(d * d))
+        g_out = d * f32(2.0 / d.size)
+        g_wo, g_bo = hs[-1].T @ g_out, g_out.sum(axis=0)
+        g_h = g_out @ p["Wo"].T
+        g_wx = np.zeros_like(p["Wx"])
+        g_wh = np.zeros_like(p["Wh"])
+        g_b = np.zeros_like(p["b"])
+        for t in range(steps - 1, -1, -1):
+            g_a = g_h * (1 - hs[t] * hs[t])
+            g_wx += x[t].T @ g_a
+            g_b += g_a.sum(axis=0)
+            if t:
+                g_wh += hs[t - 1].T @ g_a
+                g_h = g_a @ p["Wh"].T
+        return value, [g_wx, g_wh, g_b, g_wo, g_bo]
+
+    scale_x, scale_h = 1 / np.sqrt(features), 1 / np.sqrt(hidden)
+    return Problem(
+        name="rnn" if steps == 32 else f"rnn{steps}",
+        shape=f"tanh RNN unrolled T={steps}, hidden {hidden}, input {features}, "
+              f"batch {batch}, MSE, f32",
+        params={
+            "Wx": (rng.standard_normal((features, hidden)) * scale_x).astype(f32),
+            "Wh": (rng.standard_normal((hidden, hidden)) * scale_h).astype(f32),
+            "b": np.zeros(hidden, f32),
+            "Wo": (rng.standard_normal((hidden, 1)) * scale_h).astype(f32),
+            "bo": np.zeros(1, f32),
+        },
+        input_names=["x", "y"],
+        inputs=[rng.standard_normal((steps, batch, features)).astype(f32),
+                rng.standard_normal((batch, 1)).astype(f32)],
+        lr=0.01,
+        build_loss=build,
+        numpy_loss_and_grads=loss_and_grads,
+    )
+
+
+# ---------------------------------------------------------------- logistic regression
+
+
+def logreg(seed: int = 0) -> Problem:
+    """Softmax regression on scikit-learn's bundled 8x8 digits (1797 images), full batch."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = np.ascontiguousarray(digits.data / 16.0, dtype=np.float64)
+    labels = digits.target.astype(np.int64)
+    rng = np.random.default_rng(seed)
+
+    def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
+        xs, ys = inputs
+        return gc.mean(gc.softmax_cross_entropy(xs @ p["W"] + p["b"], ys))
+
+    def loss_and_grads(p: Arrays, inputs: Sequence[np.ndarray]) -> LossAndGrads:
+        xs, ys = inputs
+        logits = xs @ p["W"]
+        logits += p["b"]
+        value, g = _xent_grad(logits, ys)
+        return value, [xs.T @ g, g.sum(axis=0)]
+
+    return Problem(
+        name="logreg",
+        shape="softmax regression on the 1797 digits, f64",
+        params={"W": rng.standard_normal((64, 10)) * 0.01, "b": np.zeros(10)},
+        input_names=["x", "labels"],
+        inputs=[x, labels],
+        lr=0.1,
+        build_loss=build,
+        numpy_loss_and_grads=loss_and_grads,
+    )
+
+
+WORKLOADS: dict[str, Callable[..., Problem]] = {
+    "tiny_mlp": tiny_mlp, "mlp": mlp, "ewise": ewise, "rnn": rnn, "logreg": logreg,
+}
+
+
+def make(name: str, **options: int) -> Problem:
+    """The named workload (``tiny_mlp``, ``mlp``, ``ewise``, ``rnn``, ``logreg``)."""
+    return WORKLOADS[name](**options)
+
+
+# ---------------------------------------------------------------- the two training steps
+
+
+class NumpyStep:
+    """The hand-written numpy training step: forward, backward, SGD update in place."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.params = {k: v.copy() for k, v in problem.params.items()}
+        self._grad = problem.numpy_loss_and_grads
+        self._lr = np.asarray(problem.lr, dtype=next(iter(self.params.values())).dtype)
+
+    def __call__(self, *inputs: np.ndarray) -> float:
+        loss, grads = self._grad(self.params, inputs)
+        for value, g in zip(self.params.values(), grads, strict=True):
+            g *= self._lr
+            value -= g
+        return loss
+
+
+def graphcomp_graph(problem: Problem) -> tuple[list[gc.Tensor], gc.Tensor, list, list]:
+    """(placeholders, loss, parameters, gradients) of ``problem`` in a fresh graph."""
+    with gc.Graph(name=problem.name):
+        params = {k: gc.parameter(v, name=k) for k, v in problem.params.items()}
+        inputs = [
+            gc.placeholder(a.shape, a.dtype, name=n)
+            for n, a in zip(problem.input_names, problem.inputs, strict=True)
+        ]
+        loss = problem.build_loss(params, inputs)
+        grads = gc.grad(loss, list(params.values()))
+    return inputs, loss, list(params.values()), grads
+
+
+def graphcomp_step(problem: Problem, backend: str) -> gc.Function:
+    """``problem``'s training step compiled by graphcomp: returns the loss, updates in place."""
+    inputs, loss, params, grads = graphcomp_graph(problem)
+    updates = [(p, p - problem.lr * g) for p, g in zip(params, grads, strict=True)]
+    return gc.compile(inputs, loss, updates=updates, backend=backend)
