@@ -21,6 +21,8 @@ from graphcomp.errors import (
     NonFiniteError,
     ShapeError,
 )
+from graphcomp.inspect.adjoint import adjoint_graph
+from graphcomp.inspect.dot import to_dot
 from graphcomp.inspect.export import to_networkx
 from graphcomp.inspect.listing import format
 from graphcomp.ir import Graph, current_graph, reset_default_graph
@@ -94,7 +96,8 @@ __version__ = "0.1.0"
 __all__ = [
     "CompileError", "DTypeError", "FileFormatError", "Function", "Graph", "GraphError",
     "GraphcompError", "History", "InputError", "NonFiniteError", "Parameter", "ShapeError",
-    "Tensor", "abs", "add", "argmax", "broadcast_to", "cast", "check_grads", "clip", "compile",
+    "Tensor", "abs", "add", "adjoint_graph", "argmax", "broadcast_to", "cast", "check_grads",
+    "clip", "compile",
     "concatenate", "constant", "cos", "current_graph", "custom_vjp", "data", "divide", "equal",
     "exp", "expand_dims", "expm1", "fit", "format", "grad", "greater", "greater_equal", "hvp",
     "init", "less", "less_equal", "load", "log", "log1p", "log_softmax", "logsumexp", "matmul",
@@ -102,6 +105,6 @@ __all__ = [
     "ones_like", "optim", "pad", "parameter", "placeholder", "power", "relu",
     "reset_default_graph", "reshape", "save", "sigmoid", "sigmoid_binary_cross_entropy", "sign",
     "sin", "softmax", "softmax_cross_entropy", "softplus", "sqrt", "square", "squeeze", "stack",
-    "stop_gradient", "subtract", "sum", "take", "tanh", "to_networkx", "transpose", "where",
-    "zeros_like",
+    "stop_gradient", "subtract", "sum", "take", "tanh", "to_dot", "to_networkx",
+    "transpose", "where", "zeros_like",
 ]

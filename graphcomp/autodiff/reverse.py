@@ -102,13 +102,23 @@ def _has_vjp(node: Node) -> bool:
 
 
 def _nodes_between(graph: Graph, output: Node, wrt: Sequence[Node]) -> set[int]:
-    """ancestors(output) ∩ (wrt ∪ descendants(wrt)): the only nodes worth differentiating."""
+    """ancestors(output) ∩ (wrt ∪ descendants(wrt)): the only nodes worth differentiating.
+
+    Descendants are followed only through nodes that carry gradients (float values with a VJP
+    rule), so ``stop_gradient``, comparisons and integer casts cut the path here already.
+    """
     upstream = nx.ancestors(graph.nx, output.id) | {output.id}
+    carriers = nx.subgraph_view(graph.nx, filter_node=lambda i: _carries_gradient(graph.node(i)))
     downstream: set[int] = set()
     for node in wrt:
-        if node.id not in downstream:
-            downstream |= nx.descendants(graph.nx, node.id) | {node.id}
+        downstream.add(node.id)
+        if node.id in carriers:
+            downstream |= nx.descendants(carriers, node.id)
     return upstream & downstream
+
+
+def _carries_gradient(node: Node) -> bool:
+    return dtypes.is_float(node.dtype) and (get_op(node.op).kind == "source" or _has_vjp(node))
 
 
 def _seed(output: Tensor, seed: Any) -> Tensor:

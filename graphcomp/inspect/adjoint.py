@@ -1,0 +1,102 @@
+"""``adjoint_graph``: the backward computation of a loss, and the forward values it keeps alive."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import networkx as nx
+
+from graphcomp import dtypes
+from graphcomp.autodiff import grad
+from graphcomp.ir import Node
+from graphcomp.ops import Tensor
+
+# A byte count: {symbols: coefficient}; () is the static part. {(): 64, ("N",): 32} = 64 + 32*N.
+ByteCount = dict[tuple[str, ...], int]
+
+
+def adjoint_graph(loss: Tensor, wrt: Tensor | Sequence[Tensor]) -> nx.DiGraph:
+    """The adjoint computation of ``loss`` w.r.t. ``wrt``, plus the forward values it reads.
+
+    Builds the gradients (as ``gc.grad`` does: the nodes are added to the loss's graph) and
+    returns a ``networkx.DiGraph`` of only the nodes that build them (``role="adjoint"``) and
+    the forward nodes they read, their *residuals* (``role="residual"``): what the backward
+    pass keeps alive. Node attributes: op, shape, dtype, name, role, forward_of, and for each
+    residual ``bytes``: an int for a static shape, else a formula such as ``"256*N"`` (bytes
+    per unit of the symbolic dim N). Graph attributes: ``gradients`` and ``wrt`` (node ids)
+    and ``residual_bytes`` (the residuals' total, same form).
+
+    >>> import graphcomp as gc, numpy as np
+    >>> with gc.Graph():
+    ...     x = gc.placeholder((None, 3), "float64", name="x")
+    ...     w = gc.parameter(np.ones(3), name="w")
+    ...     A = gc.adjoint_graph(gc.sum(gc.exp(x * w)), w)
+    >>> sorted(A.nodes[n]["op"] for n in A if A.nodes[n]["role"] == "residual")
+    ['exp', 'placeholder']
+    >>> A.graph["residual_bytes"]
+    '48*N'
+    """
+    targets = [wrt] if isinstance(wrt, Tensor) else list(wrt)
+    graph = loss.graph
+    first_new_id = max(graph.nx.nodes, default=-1) + 1
+    gradients = grad(loss, targets)
+    built = {i for i in graph.ancestors([g.node for g in gradients]) if i >= first_new_id}
+    residuals = {
+        inp.id for i in built for inp in graph.node(i).inputs if inp.id < first_new_id
+    }
+    out = nx.DiGraph(
+        name=f"adjoint of {loss.node.label()}",
+        gradients=[g.node.id for g in gradients],
+        wrt=[t.node.id for t in targets],
+    )
+    total: ByteCount = Counter()
+    for node_id in sorted(built | residuals):
+        node = graph.node(node_id)
+        attrs = _node_attrs(node, "adjoint" if node_id in built else "residual")
+        if node_id in residuals:
+            count = byte_count(node)
+            total.update(count)
+            attrs["bytes"] = format_bytes(count)
+        out.add_node(node_id, **attrs)
+    for a, b, data in graph.nx.subgraph(built | residuals).edges(data=True):
+        if b in built:
+            out.add_edge(a, b, slots=data["slots"], residual=a in residuals)
+    out.graph["residual_bytes"] = format_bytes(total)
+    return out
+
+
+def _node_attrs(node: Node, role: str) -> dict:
+    return {
+        "op": node.op,
+        "shape": node.graph.dims.resolve_shape(node.shape),
+        "dtype": str(node.dtype),
+        "type": dtypes.short_name(node.dtype),
+        "name": node.name,
+        "role": role,
+        "forward_of": node.forward_of,
+        "source": node.source,
+    }
+
+
+def byte_count(node: Node) -> ByteCount:
+    """Bytes of ``node``'s value: ``{(): static}`` or ``{("N",): per_unit_of_N}`` etc."""
+    coefficient, symbols = node.dtype.itemsize, []
+    for d in node.graph.dims.resolve_shape(node.shape):
+        if isinstance(d, int):
+            coefficient *= d
+        else:
+            symbols.append(d)
+    return {tuple(sorted(symbols)): coefficient}
+
+
+def format_bytes(count: ByteCount) -> int | str:
+    """An int when no symbol is involved, else a formula: ``"64 + 256*N"``."""
+    terms = {k: v for k, v in count.items() if v}
+    if all(symbols == () for symbols in terms):
+        return int(terms.get((), 0))
+    parts = []
+    for symbols in sorted(terms, key=lambda s: (len(s), s)):
+        value = terms[symbols]
+        parts.append("*".join([str(value), *symbols]) if symbols else str(value))
+    return " + ".join(parts)
