@@ -160,13 +160,16 @@ def _check_seed_shape(output: Tensor, seed: Tensor) -> None:
 
 
 def _check_gradient(node: Node, inp: Node, g: Tensor) -> None:
-    """A VJP rule must return a gradient of its input's shape and dtype (a bug otherwise)."""
+    """A VJP rule must return a gradient of its input's shape and dtype."""
     dims = node.graph.dims
     if dims.resolve_shape(g.node.shape) != dims.resolve_shape(inp.shape) or g.dtype != inp.dtype:
-        raise AssertionError(
-            f"VJP rule of {node.op!r} returned {dtypes.short_name(g.dtype)}"
-            f"{shape_str(g.shape)} for input {inp.label()} of "
-            f"{dtypes.short_name(inp.dtype)}{shape_str(dims.resolve_shape(inp.shape))}"
+        custom = custom_rule_of(node)
+        rule = f"custom_vjp rule of {custom.name!r}" if custom else f"VJP rule of op {node.op!r}"
+        raise ShapeError(
+            f"the {rule} (at {node.label()}, created at {node.source}) returned a gradient "
+            f"{dtypes.short_name(g.dtype)}{shape_str(g.shape)} for input {inp.label()}, which is "
+            f"{dtypes.short_name(inp.dtype)}{shape_str(dims.resolve_shape(inp.shape))}; a "
+            "gradient must have its input's shape and dtype"
         )
 
 

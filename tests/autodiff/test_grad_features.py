@@ -172,3 +172,18 @@ def test_softmax_cross_entropy_matches_finite_differences():
         feed = {z: rng.standard_normal((3, 4)) * 3, y: np.array([0, 3, 1])}
         report = gc.check_grads(loss, z, feed, order=2)
     assert report.passed and report.order == 2
+
+
+def test_custom_vjp_rule_with_a_wrong_shape_is_named():
+    @gc.custom_vjp
+    def total(x):
+        return gc.sum(x)
+
+    @total.defvjp
+    def _(x, out, g):
+        return g  # forgot to broadcast back to x's shape
+
+    with gc.Graph():
+        x = gc.parameter(np.ones(3), name="x")
+        with pytest.raises(gc.ShapeError, match=r"custom_vjp rule of 'total'.*f64\[\] for input"):
+            gc.grad(total(x), x)
