@@ -615,7 +615,14 @@ def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
 def pad(x: Any, pad_width: Any, constant_values: float = 0.0) -> Tensor:
     """numpy.pad in constant mode. ``gc.pad(img, ((0, 0), (1, 1), (1, 1)))``"""
     x = as_tensor(x)
-    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+    if x.ndim == 0:
+        return x  # as numpy.pad leaves a 0-d array
+    try:
+        widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+    except (ValueError, TypeError):
+        raise ShapeError(
+            f"pad: pad_width {pad_width!r} does not fit rank {x.ndim} (at {user_source_line()})"
+        ) from None
     return pad_general(x, widths[:, 0].tolist(), widths[:, 1].tolist(), [0] * x.ndim,
                        constant_values)
 
