@@ -28,6 +28,12 @@ def _check_axes(x: Node, axes: Sequence[int]) -> None:
         raise ShapeError(f"axes {tuple(axes)} must be sorted, distinct and in [0, {x.ndim})")
 
 
+def _check_not_empty(x: Node, axes: Sequence[int]) -> None:
+    # A max over nothing has no value (numpy raises at run time); refuse it while building.
+    if any(x.shape[a] == 0 for a in axes):
+        raise ShapeError(f"cannot take the max over axes {tuple(axes)} of size 0")
+
+
 def _reduce_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
     (x,) = nodes
     _check_axes(x, attrs["axes"])
@@ -40,12 +46,14 @@ def _max_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
     if x.dtype == np.dtype("bool"):
         raise DTypeError("max of bool is not supported; cast first")
     _check_axes(x, attrs["axes"])
+    _check_not_empty(x, attrs["axes"])
     return reduced_shape(x.shape, attrs["axes"], attrs["keepdims"]), x.dtype
 
 
 def _argmax_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
     (x,) = nodes
     _check_axes(x, (attrs["axis"],))
+    _check_not_empty(x, (attrs["axis"],))
     return reduced_shape(x.shape, (attrs["axis"],), attrs["keepdims"]), np.dtype("int64")
 
 
