@@ -1,7 +1,7 @@
 """graphcomp benchmarks: training-step time against numpy by hand, and compile times.
 
     python benchmarks/run.py [--workloads tiny_mlp mlp ewise rnn logreg] [--backend numba]
-                             [--repeats 50] [--processes 3] [--threads 2]
+                             [--repeats 50] [--processes 3] [--threads 2] [--json FILE]
     python benchmarks/run.py --scaling [--backend numba] [--processes 1]
 
 Every measurement runs in a fresh process (``benchmarks/worker.py``). For each workload and
@@ -9,8 +9,15 @@ each of ``--processes`` rounds: one process with an empty cache folder measures 
 compile and then the step times (median of ``--repeats`` steps after warm-up, alternating
 blocks of numpy-by-hand and graphcomp steps); a second process on the now warm cache measures
 the start from the ``gc.compile`` call to the first result. Tables report the median over the
-processes and the range. ``--scaling`` measures compile time against graph size instead (mlp
-with 1, 2, 4, 8 hidden layers; rnn with T = 8, 32, 128).
+processes and the range.
+
+numpy and numba (through scipy) bring two OpenBLAS copies; the idle threads of one spin and
+steal the two cores from the other (steps 20-60x slower in our runs). So each timed block
+starts after a short sleep (``--pause``) and the workers run with ``OPENBLAS_THREAD_TIMEOUT=4``
+(``--blas-timeout``), which makes idle OpenBLAS threads sleep sooner.
+
+``--scaling`` measures compile time against graph size instead (mlp with 1, 2, 4, 8 hidden
+layers; rnn with T = 8, 32, 128).
 """
 
 from __future__ import annotations
@@ -49,9 +56,12 @@ def run_worker(workload: str, backend: str, cache: Path, args: argparse.Namespac
     env = {**os.environ, "GRAPHCOMP_CACHE_DIR": str(cache)}
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(args.threads)
+    if args.blas_timeout:
+        env["OPENBLAS_THREAD_TIMEOUT"] = str(args.blas_timeout)
     command = [sys.executable, str(HERE / "worker.py"), "--workload", workload,
                "--backend", backend, "--repeats", str(args.repeats),
-               "--warmup", str(args.warmup), "--threads", str(args.threads)]
+               "--warmup", str(args.warmup), "--threads", str(args.threads),
+               "--pause", str(args.pause)]
     command += [f"--option={o}" for o in options]
     if compile_only:
         command.append("--compile-only")
@@ -206,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per process")
+    parser.add_argument("--pause", type=float, default=0.5,
+                        help="seconds of sleep before each timed block (lets BLAS threads idle)")
+    parser.add_argument("--blas-timeout", type=int, default=4,
+                        help="OPENBLAS_THREAD_TIMEOUT for the workers (0: OpenBLAS default)")
     parser.add_argument("--scaling", action="store_true",
                         help="compile time against graph size instead of step times")
     parser.add_argument("--json", type=Path, help="also write every raw result here")
@@ -214,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("--repeats must be at least 30")
 
     print(f"# graphcomp benchmarks, backend {args.backend!r}\n")
-    print(f"{environment()} · {args.threads} threads\n")
+    blas = f"OPENBLAS_THREAD_TIMEOUT={args.blas_timeout}" if args.blas_timeout else "default"
+    print(f"{environment()} · {args.threads} threads · OpenBLAS idle spin: {blas}\n")
     print("Command: `python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
           + "`\n")
     runs: dict[str, list[tuple[dict, dict]]] = {}

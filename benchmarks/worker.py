@@ -31,6 +31,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--option", action="append", default=[], metavar="NAME=INT",
                         help="workload option, e.g. hidden_layers=4 or steps=128")
+    parser.add_argument("--pause", type=float, default=0.5,
+                        help="seconds of sleep before each timed block")
     parser.add_argument("--compile-only", action="store_true")
     return parser.parse_args()
 
@@ -69,13 +71,20 @@ def _limit_threads(threads: int):
 
 
 def _time_blocks(sides: dict[str, object], args: list[np.ndarray], repeats: int,
-                 blocks: int = 5) -> dict[str, list[float]]:
-    """Per-step seconds of each side, alternating blocks so drift hits both alike."""
+                 pause: float, blocks: int = 5) -> dict[str, list[float]]:
+    """Per-step seconds of each side, alternating blocks so drift hits both alike.
+
+    Each block starts after ``pause`` seconds of sleep: numpy and numba (through scipy) use two
+    OpenBLAS copies whose idle threads spin for a while after a call, so without the pause
+    one side's spinning threads steal the cores from the other's first steps.
+    """
     times: dict[str, list[float]] = {name: [] for name in sides}
     per_block = -(-repeats // blocks)
     clock = time.perf_counter
     for _ in range(blocks):
         for name, step in sides.items():
+            time.sleep(pause)
+            step(*args)  # one untimed step after the pause
             samples = times[name]
             for _ in range(per_block):
                 start = clock()
@@ -84,7 +93,7 @@ def _time_blocks(sides: dict[str, object], args: list[np.ndarray], repeats: int,
     return times
 
 
-def _gemm_seconds(problem: Problem, repeats: int) -> float | None:
+def _gemm_seconds(problem: Problem, repeats: int, pause: float) -> float | None:
     """Median time of the workload's GEMMs run alone with np.dot into preallocated outputs."""
     if not problem.gemm_shapes:
         return None
@@ -95,6 +104,7 @@ def _gemm_seconds(problem: Problem, repeats: int) -> float | None:
         for a, b in problem.gemm_shapes
     ]
     samples = []
+    time.sleep(pause)
     for i in range(repeats + 5):
         start = time.perf_counter()
         for a, b, out in operands:
@@ -133,11 +143,11 @@ def main() -> None:
                 by_hand(*problem.inputs)
                 step(*problem.inputs)
             times = _time_blocks({"numpy": by_hand, "graphcomp": step}, problem.inputs,
-                                 ARGS.repeats)
+                                 ARGS.repeats, ARGS.pause)
             result["numpy_ms"] = float(np.median(times["numpy"])) * 1e3
             result["graphcomp_ms"] = float(np.median(times["graphcomp"])) * 1e3
             result["steps"] = len(times["graphcomp"])
-            gemm = _gemm_seconds(problem, ARGS.repeats)
+            gemm = _gemm_seconds(problem, ARGS.repeats, ARGS.pause)
             result["gemm_ms"] = None if gemm is None else gemm * 1e3
             result["gemms"] = len(problem.gemm_shapes)
         result["threadpools"] = _threadpools()
