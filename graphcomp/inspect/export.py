@@ -16,7 +16,13 @@ def to_networkx(tensors: Tensor | Sequence[Tensor]) -> nx.DiGraph:
     Node keys are node ids; attributes: op, shape, dtype, name, role, forward_of, source, attrs.
     Edges carry ``slots`` (which argument positions of the consumer they feed).
 
-    >>> # G = gc.to_networkx([loss]); G.nodes[7]["op"]
+    >>> import graphcomp as gc
+    >>> with gc.Graph():
+    ...     x = gc.placeholder((None, 3), "float64", name="x")
+    ...     y = gc.exp(x)
+    >>> G = gc.to_networkx(y)
+    >>> G.nodes[y.node.id]["op"], G.nodes[y.node.id]["shape"], list(G.edges)
+    ('exp', ('N', 3), [(0, 1)])
     """
     items = [tensors] if isinstance(tensors, Tensor) else list(tensors)
     graph = items[0].graph

@@ -54,8 +54,17 @@ def format_node(node: Node) -> str:
 def format(tensors: Tensor | Sequence[Tensor]) -> str:  # noqa: A001 - the public name
     """Listing of every node the given tensors depend on, in topological order.
 
-    >>> # print(gc.format([loss, probs]))
-    >>> # %7 = matmul %1 %3 : f64[N,10]
+    >>> import graphcomp as gc, numpy as np
+    >>> with gc.Graph():
+    ...     x = gc.placeholder((None, 3), "float64", name="x")
+    ...     W = gc.parameter(np.ones((3, 2)), name="W")
+    ...     y = gc.tanh(x @ W)
+    >>> print(gc.format(y))
+    %0 = placeholder "x" : f64[N,3]
+    %1 = parameter "W" : f64[3,2]
+    %2 = matmul %0 %1 : f64[N,2]
+    %3 = tanh %2 : f64[N,2]
+    return %3
     """
     items = [tensors] if isinstance(tensors, Tensor) else list(tensors)
     if not items:

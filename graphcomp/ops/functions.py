@@ -435,7 +435,12 @@ def softmax_cross_entropy(logits: Any, labels: Any, axis: int = -1) -> Tensor:
     Integer ``labels`` are class indices; float labels are probabilities over ``axis``. Stable
     for logits of any size.
 
-    >>> # loss = gc.mean(gc.softmax_cross_entropy(logits, y))
+    >>> import graphcomp as gc, numpy as np
+    >>> with gc.Graph():
+    ...     z = gc.placeholder((None, 3), "float64", name="z")
+    ...     loss = gc.softmax_cross_entropy(z, [2, 0])
+    >>> gc.compile([z], loss, backend="numpy")(np.array([[0.0, 0.0, 1000.0], [0.0, 0.0, 0.0]]))
+    array([0.        , 1.09861229])
     """
     logits = _to_float(logits)
     labels = as_tensor(labels, graph=logits.graph)
@@ -459,7 +464,12 @@ def softmax_cross_entropy(logits: Any, labels: Any, axis: int = -1) -> Tensor:
 def sigmoid_binary_cross_entropy(logits: Any, targets: Any) -> Tensor:
     """Elementwise binary cross-entropy of sigmoid(logits) against targets in [0, 1], stable.
 
-    >>> # loss = gc.mean(gc.sigmoid_binary_cross_entropy(z, t))
+    >>> import graphcomp as gc, numpy as np
+    >>> with gc.Graph():
+    ...     z = gc.placeholder((3,), "float64", name="z")
+    ...     loss = gc.sigmoid_binary_cross_entropy(z, [1.0, 0.0, 1.0])
+    >>> gc.compile([z], loss, backend="numpy")(np.array([1000.0, -1000.0, 0.0]))
+    array([0.        , 0.        , 0.69314718])
     """
     x = _to_float(logits)
     t = cast(as_tensor(targets, graph=x.graph), x.dtype)

@@ -17,7 +17,12 @@ def apply(op_name: str, *inputs: Tensor, name: str | None = None, **attrs: Any) 
 
     Shape and dtype errors name the op, its inputs and the user's source line.
 
-    >>> # apply("exp", x) is what gc.exp(x) does after promoting integer inputs.
+    >>> import graphcomp as gc
+    >>> with gc.Graph():
+    ...     x = gc.placeholder((2, 3), "float32", name="x")
+    ...     y = apply("reduce_sum", x, axes=(1,), keepdims=False)
+    >>> y.op, y.shape, y.dtype
+    ('reduce_sum', (2,), dtype('float32'))
     """
     op = get_op(op_name)
     nodes = [t.node for t in inputs]
@@ -47,7 +52,11 @@ def _build_error(op_name: str, nodes: list[Node], reason: str, source: str) -> s
 def as_tensor(value: Any, dtype: Any = None, graph: Graph | None = None) -> Tensor:
     """``value`` if it is a Tensor, else a constant node holding it.
 
-    >>> # as_tensor(2.0, "float32") is a float32 scalar constant in the current graph.
+    >>> import graphcomp as gc
+    >>> with gc.Graph():
+    ...     c = as_tensor(2.0, "float32")
+    >>> c.op, c.shape, c.dtype
+    ('constant', (), dtype('float32'))
     """
     if isinstance(value, Tensor):
         return value

@@ -21,7 +21,15 @@ Updates = Sequence[tuple[Parameter, Tensor]] | Mapping[Parameter, Tensor] | None
 class Function:
     """A compiled graph: call it with arrays, get arrays back; parameter updates happen in place.
 
-    >>> # f = gc.compile([x, y], [loss, probs]); loss_v, probs_v = f(xv, yv)
+    >>> import graphcomp as gc, numpy as np
+    >>> with gc.Graph():
+    ...     x = gc.placeholder((None,), "float64", name="x")
+    ...     total, doubled = gc.sum(x), 2.0 * x
+    >>> f = gc.compile([x], [total, doubled], backend="numpy")
+    >>> f(np.arange(3.0))
+    [array(3.), array([0., 2., 4.])]
+    >>> f(x=np.ones(2))[0]
+    array(2.)
     """
 
     def __init__(self, program: Program, executable: Any, backend: str, single_output: bool,
@@ -83,7 +91,13 @@ def compile(  # noqa: A001 - the public name
     ``outputs`` may be one tensor (the call returns one array) or a list (returns a list).
     ``updates`` are ``(parameter, new_value)`` pairs applied after all outputs are computed.
 
-    >>> # step = gc.compile([x, y], [loss], updates=[(W, W - 0.1 * gW)])
+    >>> import graphcomp as gc, numpy as np
+    >>> with gc.Graph():
+    ...     x = gc.placeholder((2,), "float64", name="x")
+    ...     W = gc.parameter(np.zeros(2), name="W")
+    >>> step = gc.compile([x], gc.sum(W), updates=[(W, W + x)], backend="numpy")
+    >>> step(np.ones(2)), step(np.ones(2)), W.value   # outputs see the value before the update
+    (array(0.), array(2.), array([2., 2.]))
     """
     single = isinstance(outputs, Tensor)
     output_list = [outputs] if single else list(outputs)
