@@ -38,7 +38,7 @@ def placeholder(shape: Sequence[int | str | None], dtype: Any = "float32", name:
     graph = current_graph()
     dtype_ = dtypes.as_dtype(dtype, where=f"for placeholder {name!r} at {user_source_line()}")
     dims: list[Dim] = []
-    for d in shape:
+    for d in (shape,) if isinstance(shape, (int, np.integer)) else shape:
         if d is None:
             dims.append(graph.dims.fresh())
         elif isinstance(d, str):
@@ -115,14 +115,33 @@ def _promote(*values: Any) -> list[Tensor]:
     """Tensors of one dtype following numpy 2 promotion (Python scalars are weak)."""
     graph = _graph_of(*values)
     operands = [v.dtype if isinstance(v, Tensor) else _weak(v) for v in values]
-    target = dtypes.result_dtype(*operands)
+    try:
+        target = dtypes.result_dtype(*operands)
+    except (DTypeError, TypeError, ValueError):
+        kinds = ", ".join(str(o) if isinstance(o, np.dtype) else type(o).__name__ for o in operands)
+        raise DTypeError(
+            f"cannot combine operands of types {kinds}; graphcomp supports float32, float64, "
+            f"int32, int64 and bool (at {user_source_line()})"
+        ) from None
     out = []
     for v in values:
         if isinstance(v, Tensor):
             out.append(v if v.dtype == target else apply("cast", v, dtype=target))
         else:
-            out.append(as_tensor(np.asarray(v), target, graph))
+            out.append(as_tensor(_fit_scalar(v, target), target, graph))
     return out
+
+
+def _fit_scalar(value: Any, target: np.dtype) -> np.ndarray:
+    """``value`` as an array, refusing a Python int that ``target`` cannot hold (as numpy 2
+    does) instead of letting it wrap around."""
+    if isinstance(value, int) and not isinstance(value, bool) and target.kind == "i":
+        info = np.iinfo(target)
+        if not info.min <= value <= info.max:
+            raise DTypeError(
+                f"Python int {value} is out of bounds for {target} (at {user_source_line()})"
+            )
+    return np.asarray(value)
 
 
 def _weak(value: Any) -> Any:
@@ -148,9 +167,11 @@ def _binary(op: str, a: Any, b: Any) -> Tensor:
 def _normalize_axes(axis: AxisLike, ndim: int) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
     result = []
     for a in axes:
+        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+            raise ShapeError(f"axis {a!r} is not an integer (at {user_source_line()})")
         if not -ndim <= a < ndim:
             raise ShapeError(f"axis {a} is out of range for rank {ndim} (at {user_source_line()})")
         result.append(int(a) % ndim if ndim else 0)
@@ -605,9 +626,9 @@ def squeeze(x: Any, axis: AxisLike = None) -> Tensor:
 
 def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
     """Join along an existing axis. ``gc.concatenate([a, b], axis=1)``"""
-    parts = _promote(*tensors)
-    if not parts:
+    if not tensors:
         raise ShapeError(f"concatenate needs at least one tensor (at {user_source_line()})")
+    parts = _promote(*tensors)
     (axis_,) = _normalize_axes(axis, parts[0].ndim)
     if len(parts) == 1:
         return parts[0]
@@ -616,9 +637,11 @@ def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
 
 def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
     """Join along a new axis. ``gc.stack([h1, h2], axis=0)``"""
+    if not tensors:
+        raise ShapeError(f"stack needs at least one tensor (at {user_source_line()})")
     parts = _promote(*tensors)
     ndim = parts[0].ndim + 1
-    axis_ = axis % ndim
+    (axis_,) = _normalize_axes(axis, ndim)
     return concatenate([expand_dims(p, axis_) for p in parts], axis=axis_)
 
 
@@ -683,6 +706,8 @@ def getitem(x: Tensor, index: Any) -> Tensor:
             out_shape.append(1)
             continue
         d = x.shape[axis]
+        if isinstance(item, (bool, np.bool_)):
+            raise ShapeError(f"boolean index {item!r} is not supported (at {user_source_line()})")
         if isinstance(item, (int, np.integer)):
             if isinstance(d, str):
                 raise ShapeError(
@@ -725,8 +750,16 @@ def take(x: Any, indices: Any, axis: int | None = None) -> Tensor:
     x = as_tensor(x)
     if axis is None:
         x, axis = reshape(x, (-1,)), 0
-    indices_t = indices if isinstance(indices, Tensor) else as_tensor(
-        np.asarray(indices, dtype=np.int64), graph=x.graph)
+    if isinstance(indices, Tensor):
+        indices_t = indices
+    else:
+        index_array = np.asarray(indices)
+        if index_array.dtype.kind not in "iu" and index_array.size:
+            raise DTypeError(
+                f"take: indices must be integers, got {index_array.dtype} "
+                f"(at {user_source_line()})"
+            )
+        indices_t = as_tensor(index_array.astype(np.int64), graph=x.graph)
     (axis_,) = _normalize_axes(axis, x.ndim)
     return apply("take", x, indices_t, axis=axis_)
 
