@@ -167,7 +167,7 @@ def _binary(op: str, a: Any, b: Any) -> Tensor:
 def _normalize_axes(axis: AxisLike, ndim: int) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(ndim))
-    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    axes = tuple(axis) if hasattr(axis, "__iter__") else (axis,)
     result = []
     for a in axes:
         if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
