@@ -292,3 +292,26 @@ def test_errors_leave_the_function_usable(f_and_x):
         f_and_x(np.ones((2, 5)), np.zeros(2, dtype=np.int64))
     value = f_and_x(np.ones((2, 4)), np.zeros(2, dtype=np.int64))
     np.testing.assert_allclose(value, np.log(3.0))
+
+
+def test_more_build_time_misuse_names_the_line():
+    x = gc.placeholder((3, 4), "float64", name="x")
+    i = gc.placeholder((3,), "int32", name="i")
+    cases = [
+        (gc.DTypeError, lambda: i + 2**40, ["out of bounds", "int32"]),
+        (gc.DTypeError, lambda: x + "a", ["cannot combine", "float64"]),
+        (gc.DTypeError, lambda: gc.take(x, [0.5]), ["take", "integers", "float64"]),
+        (gc.ShapeError, lambda: x[True], ["boolean index"]),
+        (gc.ShapeError, lambda: x[::-1], ["negative slice steps"]),
+        (gc.ShapeError, lambda: x.sum(axis=1.5), ["axis 1.5", "not an integer"]),
+        (gc.ShapeError, lambda: gc.stack([]), ["stack", "at least one"]),
+        (gc.ShapeError, lambda: gc.concatenate([]), ["concatenate", "at least one"]),
+        (gc.ShapeError, lambda: gc.stack([i, i], axis=3), ["axis 3", "rank 2"]),
+        (gc.ShapeError, lambda: gc.pad(x, ((1, 2, 3),)), ["pad_width", "rank 2"]),
+        (gc.ShapeError, lambda: gc.max(x[:0], axis=0), ["max", "size 0"]),
+        (gc.ShapeError, lambda: gc.placeholder((2.5,), name="p"), ["placeholder 'p'", "2.5"]),
+    ]
+    for error, build, words in cases:
+        with pytest.raises(error) as info:
+            build()
+        assert_clean(info, *words, raised_at(info))
