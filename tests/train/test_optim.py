@@ -177,3 +177,23 @@ def test_updates_with_grad_matches_reference_on_a_quadratic():
         step()
         p = reference_adam(p, A.T @ (A @ p - y), state, t, lr=0.05)
     np.testing.assert_allclose(w.value, p, rtol=1e-10, atol=0)
+
+
+def test_default_backend_runs_the_compiled_update():
+    # End to end on gc.compile's default backend (Numba once it is the default): the same
+    # Adam step on a tiny least-squares problem as the numpy reference.
+    rng = np.random.default_rng(0)
+    A, y, w0 = rng.standard_normal((6, 3)), rng.standard_normal(6), rng.standard_normal(3)
+    with gc.Graph():
+        w = gc.parameter(w0, name="w")
+        a = gc.placeholder((None, 3), "float64", name="a")
+        target = gc.placeholder((None,), "float64", name="target")
+        loss = 0.5 * gc.sum(gc.square(a @ w - target))
+        opt = gc.optim.Adam(lr=gc.optim.StepDecay(0.05, step_size=2, gamma=0.5))
+        step = gc.compile([a, target], loss, updates=opt.updates(loss, [w]))
+    p, state = w0.copy(), {}
+    for t in range(1, STEPS + 1):
+        step(A, y)
+        lr = opt.learning_rate(t - 1)
+        p = reference_adam(p, A.T @ (A @ p - y), state, t, lr=lr)
+    np.testing.assert_allclose(w.value, p, rtol=1e-10, atol=0)

@@ -1,0 +1,113 @@
+"""The graphcomp command line: a few runs as a separate process (python -m graphcomp), the rest
+through ``cli.main`` in this process (same code, no interpreter start-up per case)."""
+
+import subprocess
+import sys
+import textwrap
+from importlib.metadata import entry_points
+
+import numpy as np
+
+import graphcomp as gc
+from graphcomp import cli
+from graphcomp.train import checkpoint
+from graphcomp.train.examples import mlp
+
+MODEL = textwrap.dedent('''
+    import numpy as np
+    import graphcomp as gc
+
+    def model():
+        x = gc.placeholder((None, 3), "float64", name="x")
+        w = gc.parameter(np.ones(3), name="w")
+        return gc.mean(gc.square(x @ w)), [w]
+''')
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "graphcomp", *args], capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def test_console_script_is_declared():
+    scripts = entry_points(group="console_scripts")
+    assert any(ep.name == "graphcomp" and ep.value == "graphcomp.cli:main" for ep in scripts)
+
+
+def test_train_prints_a_summary_and_writes_files(tmp_path):
+    model, curve = tmp_path / "model.npz", tmp_path / "curve.png"
+    done = run("train", "logreg-digits", "--epochs", "2", "--backend", "numpy", "--save",
+               str(model), "--plot", str(curve))
+    assert done.returncode == 0, done.stderr
+    for words in ("test accuracy", "steps/s", "compile time", "cache miss", "wall time"):
+        assert words in done.stdout
+    assert "epoch 2/2" in done.stderr  # the progress bar
+    accuracy = float(done.stdout.split("test accuracy")[1].split("%")[0])
+    assert accuracy > 85.0
+    values = checkpoint.read(model)
+    assert set(values) == {"W1", "b1", "sgd.step", "W1/sgd.momentum", "b1/sgd.momentum"}
+    assert values["W1"].shape == (64, 10) and int(values["sgd.step"]) == 2 * 43
+    assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with gc.Graph():
+        reloaded = mlp((64, 10))
+        gc.load(model, reloaded.params, strict=False)
+        np.testing.assert_array_equal(reloaded.params[0].value, values["W1"])
+
+
+def test_errors_are_one_line_with_nonzero_status(tmp_path):
+    unknown = run("train", "resnet-imagenet")
+    assert unknown.returncode == 1
+    assert unknown.stderr == ("graphcomp: error: unknown example 'resnet-imagenet'; choose one "
+                              "of: mlp-digits, logreg-digits\n")
+    usage = run("frobnicate")
+    assert usage.returncode == 2 and usage.stderr.count("\n") == 1
+    broken = tmp_path / "broken.py"
+    broken.write_text("import numpy as np\nraise ValueError('bad weights')\n")
+    debug = run("inspect", str(broken), "--debug")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_bad_model_files(tmp_path, capsys):
+    broken, empty = tmp_path / "broken.py", tmp_path / "empty.py"
+    broken.write_text("import numpy as np\nraise ValueError('bad weights')\n")
+    empty.write_text("x = 1\n")
+    assert cli.main(["inspect", str(broken)]) == 1
+    assert capsys.readouterr().err == (
+        f"graphcomp: error: {broken} failed to run: ValueError: bad weights\n")
+    assert cli.main(["inspect", str(empty)]) == 1
+    assert "defines no function model()" in capsys.readouterr().err
+    assert cli.main(["inspect", str(tmp_path / "nope.py")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such model file" in err
+
+
+def test_inspect_text_grad_and_dot(tmp_path, capsys):
+    path = tmp_path / "quadratic.py"
+    path.write_text(MODEL)
+    assert cli.main(["inspect", str(path)]) == 0
+    forward = capsys.readouterr().out
+    assert 'parameter "w" : f64[3]' in forward and "adjoint" not in forward
+    assert cli.main(["inspect", str(path), "--grad"]) == 0
+    assert "adjoint of" in capsys.readouterr().out
+    dot_file = tmp_path / "graph.dot"
+    assert cli.main(["inspect", str(path), "--grad", "--format", "dot", "-o", str(dot_file)]) == 0
+    assert dot_file.read_text().startswith("digraph")
+
+
+def test_cache_info_and_clear(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / "gc_0123.py").write_text("# graphcomp kernel module\n")
+    monkeypatch.setenv("GRAPHCOMP_CACHE_DIR", str(folder))
+    assert cli.main(["cache", "info"]) == 0
+    info = capsys.readouterr().out
+    assert str(folder) in info and "entries  1" in info
+    assert cli.main(["cache", "clear"]) == 0
+    assert capsys.readouterr().out.startswith("removed 1 file(s)")
+    cli.main(["cache", "info"])
+    assert "entries  0" in capsys.readouterr().out
+
+
+def test_bad_options_are_refused(capsys):
+    assert cli.main(["train", "mlp-digits", "--epochs", "0"]) == 1
+    assert "--epochs must be at least 1" in capsys.readouterr().err
