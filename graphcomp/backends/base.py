@@ -53,3 +53,11 @@ def _load_numpy() -> BackendCompiler:
 
 register_backend("numpy", _load_numpy)
 
+
+def _load_numba() -> BackendCompiler:
+    from graphcomp.backends.numba.backend import compile_numba
+
+    return compile_numba
+
+
+register_backend("numba", _load_numba)

@@ -100,6 +100,7 @@ register(
         ),
         vjp=_vjp_sum,
         samples=_reduce_samples,
+        kernels={"numba": "loop nest: float64 accumulator over the reduced axes"},
         doc="sum over axes",
     )
 )
@@ -114,6 +115,7 @@ register(
         ),
         vjp=_vjp_max,
         samples=_reduce_samples,
+        kernels={"numba": "loop nest: running maximum (NaN wins) over the reduced axes"},
         doc="max over axes; the gradient is shared equally among tied maxima",
     )
 )
@@ -137,6 +139,7 @@ register(
         ),
         differentiable=False,
         samples=_argmax_samples,
+        kernels={"numba": "loop nest: first index of the maximum along the axis"},
         doc="index of the first maximum along an axis (int64, no gradient)",
     )
 )
@@ -163,6 +166,7 @@ register(
                 symbolic=({0: "N"},),
             )
         ],
+        kernels={"numba": "scalar: product of the bound dims"},
         doc="product of x's sizes over axes, as a scalar of dtype (resolves symbolic dims)",
     )
 )

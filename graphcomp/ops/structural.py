@@ -210,6 +210,7 @@ register(
                 symbolic=({0: "N"},),
             ),
         ],
+        kernels={"numba": "view: reshape of the input buffer (no copy)"},
         doc="reshape to a static shape (symbolic dims may be carried through)",
     )
 )
@@ -225,6 +226,7 @@ register(
             Sample((_samples_3x4(rng, dtype),), {"perm": (1, 0)}, symbolic=({0: "N"},)),
             Sample((rng.standard_normal((2, 3, 4)).astype(dtype),), {"perm": (2, 0, 1)}),
         ],
+        kernels={"numba": "index map: permuted loop indices (matmul: a free .T view)"},
         doc="permute axes",
     )
 )
@@ -241,6 +243,7 @@ register(
             Sample((rng.standard_normal((3, 1)).astype(dtype),), {"shape": (2, 3, 5)}),
             Sample((rng.standard_normal(()).astype(dtype),), {"shape": (2, 3)}),
         ],
+        kernels={"numba": "index map: 0 on broadcast axes"},
         doc="numpy broadcast_to with a static target shape",
     )
 )
@@ -263,6 +266,7 @@ register(
                 symbolic=({0: "N"},),
             ),
         ],
+        kernels={"numba": "index map: start + step * i"},
         doc="basic slicing with non-negative starts/stops and positive steps",
     )
 )
@@ -285,6 +289,7 @@ register(
                 symbolic=({0: "N"},),
             ),
         ],
+        kernels={"numba": "loop nest: fill, then strided copy"},
         doc="pad with a constant: lo/hi elements at each end and interior between elements",
     )
 )
@@ -308,6 +313,7 @@ register(
         numpy_impl=lambda xs, attrs, shape: np.concatenate(xs, axis=attrs["axis"]),
         vjp=_vjp_concat,
         samples=_concat_samples,
+        kernels={"numba": "loop nest: one copy per input"},
         doc="join along an existing axis",
     )
 )

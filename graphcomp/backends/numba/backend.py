@@ -1,0 +1,161 @@
+"""``compile_numba``: passes, code generation, the disk cache, eager compilation, and the
+``NumbaExecutable`` that runs the driver with buffers planned once per binding."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from graphcomp.backends.numba import kernels as K
+from graphcomp.backends.numba.cache import load_generated_module, record_compiled
+from graphcomp.backends.numba.codegen import GeneratedModule, generate
+from graphcomp.errors import CompileError
+from graphcomp.passes.fusion import FusionPlan, plan_kernels
+from graphcomp.passes.lowered import LoweredProgram, concrete_size
+from graphcomp.passes.lowering import lower
+from graphcomp.passes.memory import MemoryPlan, plan_memory
+from graphcomp.passes.simplify import eliminate_common, eliminate_dead, fold_constants
+from graphcomp.runtime.program import Program
+
+ALIGN_BYTES = 64  # every slot starts on a cache line
+
+
+def prepare(program: Program) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
+    """Run the passes: lower, fold constants, CSE, DCE, fusion, memory plan.
+
+    >>> # lp, plan, memory = prepare(build_program([x], [y]))
+    """
+    lp = eliminate_dead(eliminate_common(fold_constants(lower(program))))
+    for op in lp.ops.values():
+        if not op.is_source:
+            K.check_kernel_available(op.op, op.describe())
+    plan = plan_kernels(lp)
+    return lp, plan, plan_memory(lp, plan)
+
+
+@dataclass
+class _BoundState:
+    """Everything that depends on the bound dims: arenas, offsets and output views."""
+
+    arenas: list[np.ndarray]
+    offsets: np.ndarray
+    dims: np.ndarray
+    outputs: list[Any]  # an array view, or ("input", position, shape) to read at call time
+
+
+class NumbaExecutable:
+    """Runs a generated driver. Buffers are allocated once per binding and reused."""
+
+    def __init__(self, program: Program, lp: LoweredProgram, memory: MemoryPlan,
+                 module: GeneratedModule, driver: Any, compile_seconds: float,
+                 cache_hit: bool) -> None:
+        self.program = program
+        self.lp = lp
+        self.memory = memory
+        self.module = module
+        self.source = module.source
+        self.compile_seconds = compile_seconds
+        self.cache_hit = cache_hit
+        self._driver = driver
+        self._states: dict[tuple, _BoundState] = {}
+        storage = program.graph.parameter_values
+        self._param_ids = [lp.ops[a.value].attrs["storage_id"]
+                           for a in module.arguments if a.kind == "parameter"]
+        self._storage = storage
+        self._constants = [_writable(lp.ops[a.value].attrs["value"])
+                           for a in module.arguments if a.kind == "constant"]
+        self._scratch = np.zeros(K.REDUCE_CHUNK, dtype=np.float64)
+        self._update_ids = [lp.ops[p].attrs["storage_id"] for p, _ in lp.updates]
+
+    def _bind(self, key: tuple) -> _BoundState:
+        binding = dict(zip(self.lp.symbols, key, strict=True))
+        per_dtype: dict[str, int] = {}
+        offsets = np.zeros(max(len(self.memory.slots), 1), dtype=np.int64)
+        for slot in self.memory.slots:
+            align = max(1, ALIGN_BYTES // slot.dtype.itemsize)
+            start = -(-per_dtype.get(slot.dtype.str, 0) // align) * align
+            offsets[slot.index] = start
+            per_dtype[slot.dtype.str] = start + concrete_size(slot.size, binding)
+        arenas = [np.zeros(max(per_dtype.get(d.str, 0), 1), dtype=d)
+                  for d in self.module.arena_dtypes]
+        arena_of = {d.str: a for d, a in zip(self.module.arena_dtypes, arenas, strict=True)}
+        outputs: list[Any] = []
+        for value in self.lp.outputs:
+            shape = tuple(d if isinstance(d, int) else binding[d] for d in self.lp.ops[value].shape)
+            base = self.memory.base(value)
+            op = self.lp.ops[base]
+            if base in self.memory.slot_of:
+                slot = self.memory.slots[self.memory.slot_of[base]]
+                start = int(offsets[slot.index])
+                size = int(np.prod(shape, dtype=np.int64))
+                outputs.append(arena_of[slot.dtype.str][start:start + size].reshape(shape))
+            elif op.op == "placeholder":
+                outputs.append(("input", self.lp.inputs.index(base), shape))
+            elif op.op == "parameter":
+                outputs.append(("parameter", op.attrs["storage_id"], shape))
+            else:
+                outputs.append(np.asarray(op.attrs["value"]).reshape(shape))
+        dims = np.array(key, dtype=np.int64) if key else np.zeros(1, dtype=np.int64)
+        state = _BoundState(arenas, offsets, dims, outputs)
+        self._states[key] = state
+        return state
+
+    def run(self, inputs: Sequence[np.ndarray], binding: dict[str, int]
+            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        key = tuple(binding[s] for s in self.lp.symbols)
+        state = self._states.get(key) or self._bind(key)
+        storage = self._storage
+        params = [storage[i] for i in self._param_ids]
+        self._driver(*inputs, *params, *self._constants, *state.arenas, state.offsets,
+                     state.dims, self._scratch)
+        outputs = [o if isinstance(o, np.ndarray) else _late_output(o, inputs, storage)
+                   for o in state.outputs]
+        return outputs, [storage[i] for i in self._update_ids]
+
+
+def _late_output(recipe: tuple, inputs: Sequence[np.ndarray], storage: dict) -> np.ndarray:
+    kind, where, shape = recipe
+    source = inputs[where] if kind == "input" else storage[where]
+    return source.reshape(shape)
+
+
+def _writable(value: np.ndarray) -> np.ndarray:
+    return np.array(value, copy=True, order="C")
+
+
+def _signature(module: GeneratedModule) -> tuple:
+    from numba import from_dtype, types
+
+    return tuple(types.Array(from_dtype(a.dtype), a.ndim, "C") for a in module.arguments)
+
+
+def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool = True,
+                  **options: Any) -> NumbaExecutable:
+    """Compile ``program`` into a driver call (see ``graphcomp.backends.numba``).
+
+    ``fastmath=True`` allows reassociation and approximate math (never the no-NaN/no-inf
+    flags). ``driver_jit=False`` runs the driver as Python calling jitted kernels.
+
+    >>> # exe = compile_numba(build_program([x], [y])); exe.run([xv], {"N": 4})
+    """
+    if options:
+        raise CompileError(f"unknown option(s) for backend 'numba': {', '.join(sorted(options))}")
+    start = time.perf_counter()
+    lp, plan, memory = prepare(program)
+    module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=driver_jit)
+    loaded, path = load_generated_module(module.source)
+    driver = loaded.step
+    cache_hit = False
+    if hasattr(driver, "compile"):
+        signature = _signature(module)
+        driver.compile(signature)
+        stats = driver.stats
+        cache_hit = sum(stats.cache_hits.values()) > 0
+        driver.disable_compile()
+        record_compiled(path)
+    seconds = time.perf_counter() - start
+    return NumbaExecutable(program, lp, memory, module, driver, seconds, cache_hit)

@@ -1,0 +1,300 @@
+"""Write the generated module: fast-math helpers, deduplicated kernels, and one driver.
+
+The driver ``step`` receives the inputs, parameters, array constants, one flat arena per dtype
+with the slot offsets for the current binding, the bound dims and a scratch vector. It carves
+every buffer out of the arenas (views, no allocation), calls the kernels in schedule order and
+finally copies new parameter values into the parameters' storage, so that every read during the
+step saw the old values.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from graphcomp.backends.numba import kernels as K
+from graphcomp.errors import CompileError
+from graphcomp.passes.fusion import FusionPlan, Kernel
+from graphcomp.passes.lowered import LoweredProgram
+from graphcomp.passes.memory import MemoryPlan
+
+FASTMATH_FILE = Path(__file__).with_name("fastmath.py")
+# Never "nnan"/"ninf": graphcomp keeps IEEE semantics for NaN and infinity even when opted in.
+FASTMATH_FLAGS = ("nsz", "arcp", "contract", "afn", "reassoc")
+
+_WRITERS = {
+    "elementwise": K.elementwise_kernel,
+    "reduction": K.reduction_kernel,
+    "pad": K.pad_kernel,
+    "concatenate": K.concatenate_kernel,
+    "take": K.take_kernel,
+    "scatter_add": K.scatter_add_kernel,
+}
+
+
+@dataclass
+class DriverArgument:
+    """One parameter of ``step``: what the runtime passes for it."""
+
+    kind: str  # "input", "parameter", "constant", "arena", "offsets", "dims", "scratch"
+    value: int | None = None  # value id (input/parameter/constant)
+    dtype: np.dtype | None = None
+    ndim: int = 1
+
+
+@dataclass
+class GeneratedModule:
+    """The module text and what the runtime needs to call its driver."""
+
+    source: str
+    arguments: list[DriverArgument]
+    arena_dtypes: list[np.dtype]
+    kernel_count: int = 0
+    kernel_calls: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _identifier(text: str) -> str:
+    name = re.sub(r"\W", "_", text)
+    if not name or name[0].isdigit() or keyword.iskeyword(name):
+        name = "_" + name
+    return name
+
+
+def fastmath_source() -> str:
+    """fastmath.py's text without its docstring, made cacheable, for inlining."""
+    text = FASTMATH_FILE.read_text()
+    tree = ast.parse(text)
+    lines = text.splitlines()
+    first = tree.body[0] if tree.body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        lines = lines[first.end_lineno:]
+    body = "\n".join(lines).strip("\n")
+    return body.replace("cache=False", "cache=True")
+
+
+class _Names:
+    """Python names of values in the driver."""
+
+    def __init__(self, lp: LoweredProgram) -> None:
+        self.lp = lp
+        self.names: dict[int, str] = {}
+        taken: set[str] = set()
+        for op in lp.ops.values():
+            prefix = {"placeholder": "x", "parameter": "p", "constant": "c"}.get(op.op, "v")
+            node_name = op.labels[0].split('"')[1] if '"' in op.labels[0] else ""
+            if node_name and prefix != "v":
+                name = f"{prefix}_{_identifier(node_name)}"
+            else:
+                name = f"{prefix}{op.id}"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            self.names[op.id] = name
+        self.dims = {s: f"d_{_identifier(s)}" for s in lp.symbols}
+
+    def dim(self, d: object) -> str:
+        return str(d) if isinstance(d, int) else self.dims[d]
+
+    def shape(self, shape: tuple) -> str:
+        parts = [self.dim(d) for d in shape]
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+    def size(self, shape: tuple) -> str:
+        known = 1
+        symbolic = []
+        for d in shape:
+            if isinstance(d, int):
+                known *= d
+            else:
+                symbolic.append(self.dims[d])
+        parts = symbolic + ([str(known)] if known != 1 or not symbolic else [])
+        return " * ".join(parts)
+
+
+def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
+             fastmath: bool = False, driver_jit: bool = True) -> GeneratedModule:
+    """The module text for a planned program.
+
+    >>> # module = generate(lp, plan_kernels(lp), plan_memory(lp, plan))
+    """
+    names = _Names(lp)
+    decorator = _decorator(fastmath)
+    kernel_defs: dict[str, str] = {}  # code key -> kernel name
+    kernel_texts: list[str] = []
+    kernel_uses: dict[str, list[str]] = {}
+    used_functions: set[str] = set()
+    calls: list[str] = []
+    uses_scratch = False
+
+    arena_dtypes = sorted({s.dtype for s in memory.slots}, key=lambda d: d.str)
+    arena_name = {d: f"arena_{d.name}" for d in arena_dtypes}
+
+    def ref(value: int) -> str:
+        """How the driver reads a value (transposed views become ``.T``)."""
+        if value in plan.transposed_views:
+            return f"{ref(lp.ops[value].inputs[0])}.T"
+        return names.names[value]
+
+    def flat(value: int) -> str:
+        op = lp.ops[value]
+        return f"{ref(value)}.reshape({names.size(op.shape)})"
+
+    for kernel in plan.kernels:
+        op = lp.ops[kernel.root]
+        for member in [kernel.root, *kernel.inlined]:
+            K.check_kernel_available(lp.ops[member].op, lp.ops[member].describe())
+        target = names.names[kernel.root]
+        comment = ", ".join(lp.ops[i].describe() for i in [*kernel.inlined, kernel.root])
+        if kernel.kind == "alias":
+            calls.append(f"{target} = {ref(op.inputs[0])}.reshape({names.shape(op.shape)})"
+                         f"  # {op.describe()}")
+            continue
+        slot = memory.slots[memory.slot_of[kernel.root]]
+        calls.append(
+            f"{target} = {arena_name[slot.dtype]}[offsets[{slot.index}]:offsets[{slot.index}] + "
+            f"{names.size(op.shape)}].reshape({names.shape(op.shape)})"
+        )
+        if kernel.kind == "matmul" and _direct_matmul(lp, plan, kernel):
+            calls.append(_matmul_call(lp, plan, kernel, ref, names) + f"  # {comment}")
+            continue
+        writer = K.batched_matmul_kernel if kernel.kind == "matmul" else _WRITERS.get(kernel.kind)
+        if writer is None:
+            raise CompileError(f"the numba backend cannot compile {op.describe()} ({op.op})")
+        text = writer(lp, kernel)
+        used_functions |= text.functions
+        key = text.code_key()
+        if key not in kernel_defs:
+            kernel_name = f"k{len(kernel_defs)}"
+            kernel_defs[key] = kernel_name
+            kernel_texts.append(_kernel_source(kernel_name, text, decorator, comment))
+            kernel_uses[kernel_name] = []
+        kernel_name = kernel_defs[key]
+        kernel_uses[kernel_name].append(comment)
+        args = [flat(v) if text.flat else ref(v) for v in text.reads]
+        args.append(flat(kernel.root) if text.flat else target)
+        if text.uses_scratch:
+            args.append("scratch")
+            uses_scratch = True
+        args += [names.size(extent) for extent in text.extents]
+        if text.uses_dims:
+            args.append("dims")
+        calls.append(f"{kernel_name}({', '.join(args)})  # {comment}")
+
+    # New parameter values land last: every kernel above read the old ones.
+    copies = []
+    for param, value in lp.updates:
+        copies.append(f"copy_flat({flat(value)}, {flat(param)})"
+                      f"  # update {lp.ops[param].describe()}")
+
+    arguments: list[DriverArgument] = []
+    for kind, values in (("input", lp.inputs), ("parameter", lp.parameters()),
+                         ("constant", lp.constants())):
+        for value in values:
+            op = lp.ops[value]
+            arguments.append(DriverArgument(kind, value, op.dtype, op.ndim))
+    for dtype in arena_dtypes:
+        arguments.append(DriverArgument("arena", None, dtype, 1))
+    arguments.append(DriverArgument("offsets", None, np.dtype("int64"), 1))
+    arguments.append(DriverArgument("dims", None, np.dtype("int64"), 1))
+    arguments.append(DriverArgument("scratch", None, np.dtype("float64"), 1))
+    params = []
+    for arg in arguments:
+        if arg.value is not None:
+            params.append(names.names[arg.value])
+        elif arg.kind == "arena":
+            params.append(arena_name[arg.dtype])
+        else:
+            params.append(arg.kind)
+
+    lines = [
+        f'"""Generated by graphcomp for graph {lp.graph_name!r}: {len(lp.ops)} values, '
+        f"{len(plan.kernels)} kernels ({len(kernel_texts)} distinct).",
+        "",
+        "Each kernel line names the graph node it computes; the driver `step` runs the schedule.",
+        '"""',
+        "",
+        "import numpy as np",
+        "from numba import njit, prange  # noqa: F401",
+        "",
+        "from graphcomp.errors import InputError  # noqa: F401",
+        "",
+    ]
+    if used_functions:
+        lines += ["", "# ---- vectorisable transcendentals (graphcomp/backends/numba/fastmath.py)",
+                  "", fastmath_source(), ""]
+    lines += ["", "# ---- kernels", ""]
+    for text in kernel_texts:
+        lines += ["", text, ""]
+    lines += ["", _copy_kernel(decorator), ""]
+    lines += ["", "# ---- driver", ""]
+    lines.append("@njit(cache=True)" if driver_jit else "")
+    lines.append(f"def step({', '.join(params)}):")
+    lines.append('    """One call runs the whole program; outputs stay in the arenas."""')
+    for k, symbol in enumerate(lp.symbols):
+        lines.append(f"    {names.dims[symbol]} = dims[{k}]")
+    for call in calls + copies:
+        lines.append("    " + call)
+    lines.append("    return 0")
+    source = "\n".join(lines).replace("\n\n\n\n", "\n\n\n") + "\n"
+    source = re.sub(r"\n{4,}", "\n\n\n", source)
+    module = GeneratedModule(source, arguments, arena_dtypes, len(kernel_texts),
+                             len(plan.kernels))
+    if uses_scratch:
+        module.notes.append("scratch")
+    return module
+
+
+def _decorator(fastmath: bool) -> str:
+    if fastmath:
+        flags = ", ".join(f'"{f}"' for f in FASTMATH_FLAGS)
+        return f"@njit(cache=True, fastmath={{{flags}}}{{parallel}})"
+    return "@njit(cache=True{parallel})"
+
+
+def _kernel_source(name: str, text: K.KernelText, decorator: str, comment: str) -> str:
+    head = decorator.format(parallel=", parallel=True" if text.parallel else "")
+    lines = [head, f"def {name}({', '.join(text.params)}):", f'    """{comment}"""']
+    width = max((len(line) for line, note in text.body if note), default=0)
+    for line, note in text.body:
+        if note:
+            lines.append(f"    {line.ljust(width)}  # {note}")
+        else:
+            lines.append(f"    {line}")
+    return "\n".join(lines)
+
+
+def _copy_kernel(decorator: str) -> str:
+    head = decorator.format(parallel="")
+    return "\n".join([
+        head,
+        "def copy_flat(source, target):",
+        '    """target[:] = source, for 1-D views."""',
+        "    for i in range(target.shape[0]):",
+        "        target[i] = source[i]",
+    ])
+
+
+def _direct_matmul(lp: LoweredProgram, plan: FusionPlan, kernel: Kernel) -> bool:
+    op = lp.ops[kernel.root]
+    a, b = (lp.ops[i] for i in op.inputs)
+    if a.ndim == 2 and b.ndim == 2:
+        return True
+    return b.ndim == 2 and a.id not in plan.transposed_views
+
+
+def _matmul_call(lp: LoweredProgram, plan: FusionPlan, kernel: Kernel, ref, names: _Names) -> str:
+    op = lp.ops[kernel.root]
+    a, b = (lp.ops[i] for i in op.inputs)
+    target = names.names[kernel.root]
+    if a.ndim == 2:
+        return f"np.dot({ref(a.id)}, {ref(b.id)}, {target})"
+    rows = names.size(a.shape[:-1])
+    a2 = f"{ref(a.id)}.reshape(({rows}, {names.dim(a.shape[-1])}))"
+    out2 = f"{target}.reshape(({rows}, {names.dim(op.shape[-1])}))"
+    return f"np.dot({a2}, {ref(b.id)}, {out2})"

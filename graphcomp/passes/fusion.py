@@ -1,0 +1,137 @@
+"""Fusion: decide which values get a buffer and which are computed inside another kernel.
+
+A *kernel* computes one materialised value (its ``root``). Elementwise ops and the index-only
+views (``transpose``, ``broadcast_to``, ``slice``) are inlined into the kernel of their single
+consumer when that consumer is elementwise or a reduction over them; a fused chain then runs as
+one loop nest, reading only materialised buffers. ``reshape`` never copies: it aliases its
+input's buffer. Matmul reads a transposed 2-D buffer through a free ``.T`` view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from graphcomp.ops import get_op
+from graphcomp.passes.lowered import LoweredProgram, size_key
+
+VIEW_OPS = frozenset({"transpose", "broadcast_to", "slice"})
+FUSING_REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "argmax"})
+SCALAR_LEAVES = frozenset({"dim_size"})
+IDENTITY_OPS = frozenset({"stop_gradient"})  # the value of the input, unchanged
+
+
+@dataclass
+class Kernel:
+    """One materialised value and the values computed inline while producing it."""
+
+    root: int
+    kind: str  # "elementwise", "reduction", "matmul", "alias", "copy", or an op name
+    inlined: list[int] = field(default_factory=list)  # schedule order
+
+
+@dataclass
+class FusionPlan:
+    """Kernels in schedule order, and how each value is reached."""
+
+    kernels: list[Kernel]
+    materialised: set[int]  # values with a buffer of their own (or a source/alias)
+    inlined: set[int]  # values recomputed inside their consumer's loop nest
+    transposed_views: set[int]  # 2-D transposes read by matmul as ``base.T``
+
+
+def _is_elementwise(op_name: str) -> bool:
+    return get_op(op_name).kind == "elementwise" or op_name in SCALAR_LEAVES
+
+
+def plan_kernels(lp: LoweredProgram) -> FusionPlan:
+    """Group the program's values into kernels (see the module docstring).
+
+    >>> # plan = plan_kernels(lp); [k.kind for k in plan.kernels]
+    """
+    consumers = lp.consumers()
+    roots = set(lp.roots)
+    inlined: set[int] = set()
+    transposed: set[int] = set()
+
+    def fuses_into(value_id: int, consumer_id: int) -> bool:
+        """Can ``value_id`` be computed inside ``consumer_id``'s loop nest?"""
+        consumer = lp.ops[consumer_id]
+        if consumer.op in FUSING_REDUCTIONS:
+            return True
+        if _is_elementwise(consumer.op):
+            # No broadcast expansion: each element of the value is computed once.
+            return size_key(lp.ops[value_id].shape) == size_key(consumer.shape)
+        if consumer.op in ("transpose", "slice"):
+            # Through a view only if that view feeds exactly one kernel.
+            return (consumer_id in inlined and consumer_id not in transposed
+                    and len(consumers[consumer_id]) == 1)
+        return False
+
+    # Reverse schedule order: a value's consumers are decided before the value itself.
+    for op in reversed(list(lp.ops.values())):
+        if op.is_source or op.id in roots:
+            continue
+        users = consumers[op.id]
+        if op.op in SCALAR_LEAVES:
+            inlined.add(op.id)
+        elif op.op in VIEW_OPS:
+            if op.op == "transpose" and op.ndim == 2 and all(
+                lp.ops[u].op == "matmul" or fuses_into(op.id, u) for u in users
+            ) and any(lp.ops[u].op == "matmul" for u in users):
+                source = lp.ops[op.inputs[0]]
+                if source.op not in VIEW_OPS and not _is_elementwise(source.op):
+                    transposed.add(op.id)
+                    inlined.add(op.id)
+                    continue
+            if users and all(_fusing_consumer(lp, u) for u in users):
+                inlined.add(op.id)
+        elif _is_elementwise(op.op):
+            if len(users) == 1 and fuses_into(op.id, users[0]):
+                inlined.add(op.id)
+    # A transposed view whose source got inlined cannot be a ``.T`` of a buffer.
+    for value in list(transposed):
+        if lp.ops[value].inputs[0] in inlined:
+            transposed.discard(value)
+            inlined.discard(value)
+
+    kernels: list[Kernel] = []
+    materialised: set[int] = set()
+    for op in lp.ops.values():
+        if op.id in inlined:
+            continue
+        materialised.add(op.id)
+        if op.is_source:
+            continue
+        kind = _kind(op.op)
+        if op.op in IDENTITY_OPS and lp.ops[op.inputs[0]].id not in inlined:
+            kind = "alias"  # same buffer, no copy
+        kernels.append(Kernel(op.id, kind, _members(lp, op.id, inlined) if kind != "alias" else []))
+    return FusionPlan(kernels, materialised, inlined, transposed)
+
+
+def _fusing_consumer(lp: LoweredProgram, consumer_id: int) -> bool:
+    consumer = lp.ops[consumer_id]
+    return _is_elementwise(consumer.op) or consumer.op in FUSING_REDUCTIONS or (
+        consumer.op in VIEW_OPS
+    )
+
+
+def _kind(op_name: str) -> str:
+    if _is_elementwise(op_name) or op_name in VIEW_OPS:
+        return "elementwise"
+    if op_name == "reshape":
+        return "alias"
+    if op_name in FUSING_REDUCTIONS:
+        return "reduction"
+    return op_name
+
+
+def _members(lp: LoweredProgram, root: int, inlined: set[int]) -> list[int]:
+    found: set[int] = set()
+    stack = list(lp.ops[root].inputs)
+    while stack:
+        value = stack.pop()
+        if value in inlined and value not in found:
+            found.add(value)
+            stack.extend(lp.ops[value].inputs)
+    return [i for i in lp.ops if i in found]

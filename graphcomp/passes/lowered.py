@@ -1,0 +1,103 @@
+"""The backend IR: a flat, mutable copy of a ``Program`` that passes rewrite freely.
+
+Lowering copies each scheduled graph node into an ``LOp`` whose shape is canonical (symbols
+resolved through the graph's ``DimTable``), so passes never touch the user's ``Graph``.
+
+>>> # lp = lower(program); lp = eliminate_common(lp); kernels = plan_kernels(lp)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Dim = int | str
+SOURCE_OPS = frozenset({"placeholder", "parameter", "constant"})
+
+
+@dataclass
+class LOp:
+    """One value of the lowered program: the op that computes it, or a source."""
+
+    id: int
+    op: str
+    inputs: list[int]
+    attrs: dict[str, Any]
+    shape: tuple[Dim, ...]
+    dtype: np.dtype
+    labels: list[str] = field(default_factory=list)  # graph nodes it stands for: "%12 tanh"
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_source(self) -> bool:
+        return self.op in SOURCE_OPS
+
+    def describe(self) -> str:
+        return ", ".join(self.labels) or f"%{self.id} {self.op}"
+
+
+@dataclass
+class LoweredProgram:
+    """Values in schedule order plus the program's interface.
+
+    ``updates`` are (parameter value id, new value id) pairs; ``parameter_ids`` maps a
+    parameter value to the graph node whose storage holds it.
+    """
+
+    ops: dict[int, LOp]
+    inputs: list[int]
+    outputs: list[int]
+    updates: list[tuple[int, int]]
+    symbols: list[str]
+    graph_name: str = "graph"
+
+    @property
+    def roots(self) -> list[int]:
+        """Values that must exist when the program ends: outputs and new parameter values."""
+        return list(self.outputs) + [value for _, value in self.updates]
+
+    def consumers(self) -> dict[int, list[int]]:
+        """Distinct consumers of each value, in schedule order."""
+        users: dict[int, list[int]] = {i: [] for i in self.ops}
+        for op in self.ops.values():
+            for source in dict.fromkeys(op.inputs):
+                users[source].append(op.id)
+        return users
+
+    def parameters(self) -> list[int]:
+        """Parameter values, in schedule order."""
+        return [op.id for op in self.ops.values() if op.op == "parameter"]
+
+    def constants(self) -> list[int]:
+        """Constant values that are arrays (0-d constants become literals in kernels)."""
+        return [op.id for op in self.ops.values() if op.op == "constant" and op.ndim > 0]
+
+
+def size_key(shape: Sequence[Dim]) -> tuple[int, tuple[str, ...]]:
+    """A shape's element count as (product of known sizes, sorted symbols).
+
+    >>> size_key(("N", 4, 3))
+    (12, ('N',))
+    """
+    known, symbols = 1, []
+    for d in shape:
+        if isinstance(d, int):
+            known *= d
+        else:
+            symbols.append(d)
+    return known, tuple(sorted(Counter(symbols).elements()))
+
+
+def concrete_size(key: tuple[int, tuple[str, ...]], binding: dict[str, int]) -> int:
+    """Evaluate a ``size_key`` under a binding of the symbols."""
+    known, symbols = key
+    for s in symbols:
+        known *= binding[s]
+    return known

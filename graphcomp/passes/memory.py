@@ -1,0 +1,101 @@
+"""The memory plan: which buffer ("slot") holds each materialised value.
+
+Liveness runs over the kernel order. A value's slot is freed after the last kernel that reads
+it (through aliases and views too) and reused by a later value of the same dtype and element
+count. Outputs and new parameter values live to the end. Slot sizes are symbolic; the runtime
+evaluates them once per binding of the symbols and carves every slot out of one flat "arena"
+array per dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphcomp.passes.fusion import FusionPlan
+from graphcomp.passes.lowered import LoweredProgram, size_key
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A reusable buffer: a dtype and a symbolic element count."""
+
+    index: int
+    dtype: np.dtype
+    size: tuple[int, tuple[str, ...]]
+
+
+@dataclass
+class MemoryPlan:
+    """Slot of every arena value, and the base value each alias (reshape) shares."""
+
+    slots: list[Slot]
+    slot_of: dict[int, int]  # value id -> slot index
+    alias_of: dict[int, int]  # reshape value id -> the value whose buffer it views
+
+    def base(self, value: int) -> int:
+        """Follow aliases to the value that owns the buffer."""
+        while value in self.alias_of:
+            value = self.alias_of[value]
+        return value
+
+
+def kernel_reads(lp: LoweredProgram, plan: FusionPlan, kernel_index: int) -> list[int]:
+    """Materialised values a kernel reads (views and inlined values followed to buffers)."""
+    kernel = plan.kernels[kernel_index]
+    members = set(kernel.inlined) | {kernel.root}
+    reads: list[int] = []
+    for value in [kernel.root, *kernel.inlined]:
+        for source in lp.ops[value].inputs:
+            if source in members:
+                continue
+            while source in plan.transposed_views:
+                source = lp.ops[source].inputs[0]
+            if source not in reads:
+                reads.append(source)
+    return reads
+
+
+def plan_memory(lp: LoweredProgram, plan: FusionPlan) -> MemoryPlan:
+    """Assign slots by liveness over ``plan.kernels`` (see the module docstring).
+
+    >>> # memory = plan_memory(lp, plan_kernels(lp)); len(memory.slots)
+    """
+    alias_of = {k.root: lp.ops[k.root].inputs[0] for k in plan.kernels if k.kind == "alias"}
+
+    def base(value: int) -> int:
+        while value in alias_of:
+            value = alias_of[value]
+        return value
+
+    owners = [k.root for k in plan.kernels if k.kind != "alias"]
+    last_use: dict[int, int] = {}
+    for index in range(len(plan.kernels)):
+        for source in kernel_reads(lp, plan, index):
+            last_use[base(source)] = index
+    end = len(plan.kernels)
+    for value in lp.roots:
+        last_use[base(value)] = end
+
+    slots: list[Slot] = []
+    slot_of: dict[int, int] = {}
+    free: dict[tuple, list[int]] = {}
+    live: list[int] = []
+    for index, kernel in enumerate(plan.kernels):
+        # Release buffers whose last reader ran before this kernel.
+        for value in [v for v in live if last_use.get(v, -1) < index]:
+            live.remove(value)
+            slot = slots[slot_of[value]]
+            free.setdefault((slot.dtype.str, slot.size), []).append(slot.index)
+        if kernel.kind == "alias" or kernel.root not in owners:
+            continue
+        op = lp.ops[kernel.root]
+        key = (op.dtype.str, size_key(op.shape))
+        if free.get(key):
+            slot_of[op.id] = free[key].pop()
+        else:
+            slot_of[op.id] = len(slots)
+            slots.append(Slot(len(slots), op.dtype, size_key(op.shape)))
+        live.append(op.id)
+    return MemoryPlan(slots, slot_of, alias_of)

@@ -1,0 +1,92 @@
+"""Graph-level clean-ups on the backend IR: dead-value elimination, CSE, constant folding.
+
+Each pass returns a new ``LoweredProgram`` and leaves its argument untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from graphcomp.ops import get_op
+from graphcomp.passes.lowered import LOp, LoweredProgram, size_key
+
+FOLD_LIMIT = 4096  # largest constant (elements) that folding may create
+
+
+def eliminate_dead(lp: LoweredProgram) -> LoweredProgram:
+    """Drop values that no output or update needs (inputs are kept: they are the interface).
+
+    >>> # lp = eliminate_dead(lp)
+    """
+    live: set[int] = set(lp.roots) | set(lp.inputs)
+    for op in reversed(list(lp.ops.values())):
+        if op.id in live:
+            live.update(op.inputs)
+    result = copy.deepcopy(lp)
+    result.ops = {i: op for i, op in result.ops.items() if i in live}
+    return result
+
+
+def _attrs_key(attrs: dict) -> tuple:
+    items = []
+    for key in sorted(attrs):
+        value = attrs[key]
+        if isinstance(value, np.ndarray):
+            value = (value.dtype.str, value.shape, value.tobytes())
+        elif isinstance(value, np.dtype):
+            value = value.str
+        items.append((key, repr(value)))
+    return tuple(items)
+
+
+def eliminate_common(lp: LoweredProgram) -> LoweredProgram:
+    """Merge values computed by the same op from the same inputs (and equal constants).
+
+    >>> # lp = eliminate_common(lp)  # x*y computed twice becomes one value
+    """
+    result = copy.deepcopy(lp)
+    replaced: dict[int, int] = {}
+    seen: dict[tuple, int] = {}
+    kept: dict[int, LOp] = {}
+    for op in result.ops.values():
+        op.inputs = [replaced.get(i, i) for i in op.inputs]
+        if op.op in ("placeholder", "parameter"):
+            kept[op.id] = op
+            continue
+        key = (op.op, tuple(op.inputs), _attrs_key(op.attrs), op.shape, op.dtype.str)
+        if key in seen:
+            survivor = kept[seen[key]]
+            survivor.labels.extend(op.labels)
+            replaced[op.id] = survivor.id
+            continue
+        seen[key] = op.id
+        kept[op.id] = op
+    result.ops = kept
+    result.outputs = [replaced.get(i, i) for i in result.outputs]
+    result.updates = [(p, replaced.get(v, v)) for p, v in result.updates]
+    return result
+
+
+def fold_constants(lp: LoweredProgram) -> LoweredProgram:
+    """Evaluate ops whose inputs are all constants (small, static results only).
+
+    >>> # lp = fold_constants(lp)  # cast(constant 2.0, f32) becomes a f32 constant
+    """
+    result = copy.deepcopy(lp)
+    for op in result.ops.values():
+        if op.is_source or not op.inputs or op.op == "dim_size":
+            continue
+        sources = [result.ops[i] for i in op.inputs]
+        if not all(s.op == "constant" for s in sources):
+            continue
+        known, symbols = size_key(op.shape)
+        if symbols or known > FOLD_LIMIT:
+            continue
+        args = [s.attrs["value"] for s in sources]
+        with np.errstate(all="ignore"):
+            value = get_op(op.op).numpy_impl(args, dict(op.attrs), op.shape)
+        value = np.array(value, dtype=op.dtype).reshape(op.shape)
+        op.op, op.inputs, op.attrs = "constant", [], {"value": value}
+    return eliminate_dead(result)
