@@ -123,18 +123,21 @@ def _train(args: argparse.Namespace) -> int:
 def format_summary(result: Any, args: argparse.Namespace | None = None) -> str:
     """The closing lines of ``graphcomp train``."""
     history = result.history
-    cache = "hit" if result.cache_hit else "miss"
+    if result.interpreted:
+        compiled = f"backend {result.backend}: interpreted, nothing to compile or cache"
+    else:
+        compiled = f"backend {result.backend}, cache {'hit' if result.cache_hit else 'miss'}"
     lines = []
     if history.stopped == "interrupted":
         lines.append(f"interrupted after {history.steps} steps; parameters are those of the "
                      "last finished step")
     lines += [
         f"test accuracy  {100 * result.test_accuracy:.2f}%  (loss {result.test_loss:.4f}, "
-        f"{history.epochs} epochs, {history.steps} steps)",
+        f"{history.epochs} epoch(s), {history.steps} steps)",
         f"step time      {1e3 * result.step_seconds:.3f} ms median "
         f"({result.steps_per_second:,.0f} steps/s)",
-        f"compile time   {result.compile_seconds:.2f} s (backend {result.backend}, "
-        f"cache {cache}; first step {history.first_step_seconds:.2f} s)",
+        f"compile time   {result.compile_seconds:.2f} s ({compiled}; "
+        f"first step {history.first_step_seconds:.2f} s)",
         f"wall time      {result.wall_seconds:.2f} s",
     ]
     if args is not None and args.save:

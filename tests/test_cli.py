@@ -39,7 +39,7 @@ def test_train_prints_a_summary_and_writes_files(tmp_path):
     done = run("train", "logreg-digits", "--epochs", "2", "--backend", "numpy", "--save",
                str(model), "--plot", str(curve))
     assert done.returncode == 0, done.stderr
-    for words in ("test accuracy", "steps/s", "compile time", "cache miss", "wall time"):
+    for words in ("test accuracy", "steps/s", "compile time", "interpreted", "wall time"):
         assert words in done.stdout
     assert "epoch 2/2" in done.stderr  # the progress bar
     accuracy = float(done.stdout.split("test accuracy")[1].split("%")[0])
