@@ -11,10 +11,10 @@ blocks of numpy-by-hand and graphcomp steps); a second process on the now warm c
 the start from the ``gc.compile`` call to the first result. Tables report the median over the
 processes and the range.
 
-numpy and numba (through scipy) bring two OpenBLAS copies; the idle threads of one spin and
-steal the two cores from the other (steps 20-60x slower in our runs). So each timed block
-starts after a short sleep (``--pause``) and the workers run with ``OPENBLAS_THREAD_TIMEOUT=4``
-(``--blas-timeout``), which makes idle OpenBLAS threads sleep sooner.
+numpy and numba (through scipy) bring two OpenBLAS copies; the idle threads of one spin (about
+0.1 s by default) and steal the two cores from the other. So each timed block starts after a
+short sleep (``--pause``). ``--blas-timeout N`` sets ``OPENBLAS_THREAD_TIMEOUT`` for the workers
+(0: OpenBLAS's default; short timeouts made a lone 2-thread GEMM 20-50x slower in our runs).
 
 ``--scaling`` measures compile time against graph size instead (mlp with 1, 2, 4, 8 hidden
 layers; rnn with T = 8, 32, 128).
@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--timeout", type=int, default=900, help="seconds per process")
     parser.add_argument("--pause", type=float, default=0.5,
                         help="seconds of sleep before each timed block (lets BLAS threads idle)")
-    parser.add_argument("--blas-timeout", type=int, default=4,
+    parser.add_argument("--blas-timeout", type=int, default=0,
                         help="OPENBLAS_THREAD_TIMEOUT for the workers (0: OpenBLAS default)")
     parser.add_argument("--scaling", action="store_true",
                         help="compile time against graph size instead of step times")
