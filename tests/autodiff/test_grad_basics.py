@@ -129,3 +129,28 @@ def test_adjoint_nodes_are_tagged_with_their_forward_node():
     for _, data in G.nodes(data=True):
         assert (data["role"] == "adjoint") == (data["forward_of"] is not None)
     assert "# adjoint of %" in gc.format(gw)
+
+
+def test_misuse_is_reported_as_graph_errors():
+    with gc.Graph(name="one"):
+        w = gc.parameter(np.ones(2), name="w")
+        loss = gc.sum(w * w)
+        k = gc.placeholder((2,), "int64", name="k")
+    with gc.Graph(name="two"):
+        v = gc.parameter(np.ones(2), name="v")
+    with pytest.raises(gc.GraphError, match="belongs to graph 'two'"):
+        gc.grad(loss, [w, v])
+    with pytest.raises(gc.GraphError, match="only float outputs can be differentiated"):
+        gc.grad(gc.sum(k), w)
+
+
+def test_gradient_with_respect_to_an_intermediate_node():
+    with gc.Graph():
+        w = gc.parameter(np.array([0.5, 1.5]), name="w")
+        h = gc.exp(w)
+        loss = gc.sum(h * h)
+        gh, gw = gc.grad(loss, [h, w])
+    gh_v, gw_v = run([gh, gw])
+    hv = np.exp([0.5, 1.5])
+    np.testing.assert_allclose(gh_v, 2 * hv, rtol=1e-14)
+    np.testing.assert_allclose(gw_v, 2 * hv * hv, rtol=1e-14)
