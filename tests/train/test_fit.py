@@ -3,6 +3,7 @@
 import io
 import os
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -164,3 +165,12 @@ def test_progress_bar_goes_to_stderr(capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "epoch 1/2" in captured.err and "epoch 2/2" in captured.err
+
+
+def test_plain_bar_when_tqdm_is_missing(monkeypatch):
+    from graphcomp.train.progress import SilentProgress, TqdmProgress, make_progress
+
+    assert isinstance(make_progress(True, 3), TqdmProgress)  # tqdm is a test dependency here
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # makes "from tqdm import tqdm" fail
+    assert isinstance(make_progress(True, 3), PlainProgress)
+    assert isinstance(make_progress(False, 3), SilentProgress)
