@@ -192,6 +192,15 @@ def threadpool_table(result: dict) -> str:
     return table(["library", "threads", "version", "file"], rows)
 
 
+def git_commit() -> str:
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
+                              capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
 def environment() -> str:
     import llvmlite.binding as llvm
     import numba
@@ -201,7 +210,7 @@ def environment() -> str:
     return (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · CPU {llvm.get_host_cpu_name()}, "
             f"{os.cpu_count()} cores, load average at start {load} · Python "
             f"{platform.python_version()} · numpy {numpy.__version__} · numba "
-            f"{numba.__version__}")
+            f"{numba.__version__} · graphcomp commit {git_commit()}")
 
 
 # ---------------------------------------------------------------- main
