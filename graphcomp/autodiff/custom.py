@@ -16,7 +16,7 @@ from typing import Any
 
 from graphcomp import dtypes
 from graphcomp.errors import GraphError
-from graphcomp.ir import Node
+from graphcomp.ir import Graph, Node
 from graphcomp.ops import Tensor, apply, as_tensor
 
 # Output node of each custom call -> its rule. Weak keys: a graph that is dropped drops its calls.
@@ -55,6 +55,11 @@ class CustomCall:
 def mark_custom_call(call: CustomCall) -> None:
     """Record ``call``: the adjoint pass will apply its rule at ``call.output``."""
     _CUSTOM_CALLS[call.output.node] = call
+
+
+def custom_calls_in(graph: Graph) -> list[CustomCall]:
+    """Every custom call whose output node belongs to ``graph``."""
+    return [call for node, call in list(_CUSTOM_CALLS.items()) if node.graph is graph]
 
 
 def custom_rule_of(node: Node) -> CustomCall | None:

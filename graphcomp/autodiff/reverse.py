@@ -16,7 +16,7 @@ import networkx as nx
 import numpy as np
 
 from graphcomp import dtypes
-from graphcomp.autodiff.custom import custom_rule_of
+from graphcomp.autodiff.custom import custom_calls_in, custom_rule_of
 from graphcomp.errors import GraphError, ShapeError
 from graphcomp.ir import DimMismatch, Graph, Node, shape_str
 from graphcomp.ops import Tensor, as_tensor, get_op
@@ -105,10 +105,16 @@ def _nodes_between(graph: Graph, output: Node, wrt: Sequence[Node]) -> set[int]:
     """ancestors(output) ∩ (wrt ∪ descendants(wrt)): the only nodes worth differentiating.
 
     Descendants are followed only through nodes that carry gradients (float values with a VJP
-    rule), so ``stop_gradient``, comparisons and integer casts cut the path here already.
+    rule), so ``stop_gradient``, comparisons and integer casts cut the path here already; a
+    custom_vjp call links its inputs straight to its output, whatever its body does.
     """
     upstream = nx.ancestors(graph.nx, output.id) | {output.id}
     carriers = nx.subgraph_view(graph.nx, filter_node=lambda i: _carries_gradient(graph.node(i)))
+    calls = custom_calls_in(graph)
+    if calls:
+        carriers = nx.DiGraph(carriers)
+        for call in calls:
+            carriers.add_edges_from((x.node.id, call.output.node.id) for x in call.inputs)
     downstream: set[int] = set()
     for node in wrt:
         downstream.add(node.id)

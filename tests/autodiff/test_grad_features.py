@@ -187,3 +187,19 @@ def test_custom_vjp_rule_with_a_wrong_shape_is_named():
         x = gc.parameter(np.ones(3), name="x")
         with pytest.raises(gc.ShapeError, match=r"custom_vjp rule of 'total'.*f64\[\] for input"):
             gc.grad(total(x), x)
+
+
+def test_custom_vjp_straight_through_a_non_differentiable_body():
+    @gc.custom_vjp
+    def round_ste(x):
+        return gc.cast(gc.cast(x + 0.5, "int64"), "float64")  # no gradient flows through ints
+
+    @round_ste.defvjp
+    def _(x, out, g):
+        return g  # straight-through estimator
+
+    with gc.Graph():
+        x = gc.parameter(np.array([0.2, 1.7]), name="x")
+        y = round_ste(x * 3.0)
+        gx = gc.grad(gc.sum(y * y), x)
+    np.testing.assert_allclose(run(gx), 3.0 * 2 * np.array([1.0, 5.0]))
