@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 import time
@@ -44,6 +45,12 @@ class History:
     steps: int = 0
     first_step_seconds: float = 0.0
     stopped: str | None = None
+
+    def record(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Append one completed epoch's metrics."""
+        for key, value in metrics.items():
+            self.history.setdefault(key, []).append(value)
+        self.epochs = epoch
 
     def __repr__(self) -> str:
         last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
@@ -95,60 +102,78 @@ def fit(
         _check_arity(evaluate, val_arrays, "validation data")
 
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    given_names = list(names) if names is not None else None
-    labels: list[str] = []
-    history = History()
+    loop = _Loop(step, n_batches, on_nonfinite, list(names) if names is not None else None)
     display = make_progress(progress, epochs)
     try:
         with _deferred_interrupt() as interrupt:
             for epoch in range(1, epochs + 1):
                 epoch_start = time.perf_counter()
                 display.start_epoch(epoch, n_batches)
-                sums: np.ndarray | None = None
-                step_times = np.empty(n_batches)
-                seen = 0
                 batch_iter = batches(*arrays, batch_size=batch_size, shuffle=shuffle, seed=rng,
                                      drop_last=drop_last)
-                for b, batch in enumerate(batch_iter):
-                    t0 = time.perf_counter()
-                    values = _scalars(step(*batch), step)
-                    labels = labels or _names_for(step, len(values), given_names)
-                    step_times[b] = time.perf_counter() - t0
-                    history.steps += 1
-                    if history.steps == 1:
-                        history.first_step_seconds = step_times[b]
-                    if not np.isfinite(values[0]):
-                        if on_nonfinite == "raise":
-                            raise NonFiniteError(
-                                f"the loss ({labels[0]!r}) is {values[0]} at step {history.steps} "
-                                f"(epoch {epoch}, batch {b + 1} of {n_batches}); the parameters "
-                                "hold that step's update. Lower the learning rate or check the "
-                                "data; fit(..., on_nonfinite='stop') stops instead of raising"
-                            )
-                        history.stopped = "nonfinite"
-                        return history
-                    size = len(batch[0])
-                    sums = values * size if sums is None else sums + values * size
-                    seen += size
-                    display.update(float(values[0]))
-                    if interrupt.requested:
-                        history.stopped = "interrupted"
-                        return history
-                metrics = dict(zip(labels, (sums / seen).tolist(), strict=True))
+                metrics = loop.run_epoch(epoch, batch_iter, display, interrupt)
+                if metrics is None:
+                    break
                 if validation is not None:
-                    metrics.update(_validate(evaluate, val_arrays, given_names))
+                    metrics.update(_validate(evaluate, val_arrays, loop.given_names))
                 metrics["time"] = time.perf_counter() - epoch_start
-                metrics["step_time"] = float(np.median(step_times))
-                for key, value in metrics.items():
-                    history.history.setdefault(key, []).append(value)
-                history.epochs = epoch
+                metrics["step_time"] = float(np.median(loop.step_times))
+                loop.history.record(epoch, metrics)
                 display.end_epoch({k: v for k, v in metrics.items() if k != "step_time"})
                 if interrupt.requested:
-                    history.stopped = "interrupted"
-                    return history
+                    loop.history.stopped = "interrupted"
+                    break
     finally:
         display.close()
-    return history
+    return loop.history
+
+
+class _Loop:
+    """The per-step work of ``fit``: call, check, accumulate; state shared across epochs."""
+
+    def __init__(self, step: Callable[..., Any], n_batches: int, on_nonfinite: str,
+                 given_names: list[str] | None) -> None:
+        self.step = step
+        self.n_batches = n_batches
+        self.on_nonfinite = on_nonfinite
+        self.given_names = given_names
+        self.labels: list[str] = []
+        self.history = History()
+        self.step_times = np.empty(n_batches)
+
+    def run_epoch(self, epoch: int, batch_iter: Iterator[tuple[np.ndarray, ...]], display: Any,
+                  interrupt: _InterruptRequest) -> dict[str, float] | None:
+        """The epoch's example-weighted mean of each output; None when training must stop."""
+        history = self.history
+        sums: list[float] = []
+        seen = 0
+        for b, batch in enumerate(batch_iter):
+            t0 = time.perf_counter()
+            values = _scalars(self.step(*batch), self.step)
+            self.step_times[b] = time.perf_counter() - t0
+            self.labels = self.labels or _names_for(self.step, len(values), self.given_names)
+            history.steps += 1
+            if history.steps == 1:
+                history.first_step_seconds = float(self.step_times[b])
+            if not math.isfinite(values[0]):
+                if self.on_nonfinite == "raise":
+                    raise NonFiniteError(
+                        f"the loss ({self.labels[0]!r}) is {values[0]} at step {history.steps} "
+                        f"(epoch {epoch}, batch {b + 1} of {self.n_batches}); the parameters "
+                        "hold that step's update. Lower the learning rate or check the data; "
+                        "fit(..., on_nonfinite='stop') stops instead of raising"
+                    )
+                history.stopped = "nonfinite"
+                return None
+            size = len(batch[0])
+            sums = sums or [0.0] * len(values)
+            sums = [total + v * size for total, v in zip(sums, values, strict=True)]
+            seen += size
+            display.update(values[0])
+            if interrupt.requested:
+                history.stopped = "interrupted"
+                return None
+        return {name: total / seen for name, total in zip(self.labels, sums, strict=True)}
 
 
 def output_names(function: Callable[..., Any], count: int) -> list[str]:
@@ -160,17 +185,19 @@ def output_names(function: Callable[..., Any], count: int) -> list[str]:
     return [name or ("loss" if i == 0 else f"output{i}") for i, name in enumerate(names)]
 
 
-def _scalars(result: Any, function: Callable[..., Any]) -> np.ndarray:
+def _scalars(result: Any, function: Callable[..., Any]) -> list[float]:
     values = result if isinstance(result, (list, tuple)) else [result]
-    out = np.empty(len(values))
+    out = []
     for i, value in enumerate(values):
-        if np.ndim(value) != 0:
+        # np.ndim costs microseconds per call; most values are arrays or Python floats
+        ndim = value.ndim if isinstance(value, (np.ndarray, np.generic)) else np.ndim(value)
+        if ndim != 0:
             name = output_names(function, len(values))[i]
             raise InputError(
                 f"fit averages the outputs of {function!r}, so each must be a scalar; "
                 f"output {i} ({name!r}) has shape {np.shape(value)}"
             )
-        out[i] = float(value)
+        out.append(float(value))
     return out
 
 
