@@ -169,7 +169,10 @@ def load_model_file(path: str) -> tuple[Any, list[Any]]:
             raise CommandLineError(f"{path} failed to run: {_one_line(exc)}") from exc
         if not callable(getattr(module, "model", None)):
             raise CommandLineError(f"{path} defines no function model() returning the loss")
-        result = module.model()
+        try:
+            result = module.model()
+        except Exception as exc:
+            raise CommandLineError(f"{path}: model() failed: {_one_line(exc)}") from exc
     loss, params = (result[0], list(result[1])) if isinstance(result, tuple) else (result, None)
     if not isinstance(loss, Tensor):
         raise CommandLineError(

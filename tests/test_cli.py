@@ -76,6 +76,11 @@ def test_bad_model_files(tmp_path, capsys):
         f"graphcomp: error: {broken} failed to run: ValueError: bad weights\n")
     assert cli.main(["inspect", str(empty)]) == 1
     assert "defines no function model()" in capsys.readouterr().err
+    failing = tmp_path / "failing.py"
+    failing.write_text("import graphcomp as gc\n\ndef model():\n    return gc.ones_like(3) @ 1\n")
+    assert cli.main(["inspect", str(failing)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"graphcomp: error: {failing}: model() failed: ") and err.count("\n") == 1
     assert cli.main(["inspect", str(tmp_path / "nope.py")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such model file" in err
