@@ -58,6 +58,7 @@ class Optimizer:
         self.state: list[Parameter] = []
         self._state_updates: UpdatePairs = []
         self._used = False
+        self._taken_names: set[str | None] = set()
 
     # -- public -------------------------------------------------------------------------
     def updates(self, loss: Tensor, params: Sequence[Parameter]) -> UpdatePairs:
@@ -78,6 +79,7 @@ class Optimizer:
         params, grads = list(params), list(grads)
         self._check(params, grads)
         graph = params[0].graph
+        self._taken_names = {n.name for n in graph.nodes() if n.op == "parameter"}
         with graph:
             step = self._state("step", np.zeros((), dtype=np.int64))
             t_next = step + 1
@@ -119,13 +121,13 @@ class Optimizer:
     def _state(self, slot: str, value: np.ndarray, owner: str | None = None) -> Parameter:
         name = f"{owner}/{self.name}.{slot}" if owner else f"{self.name}.{slot}"
         graph = current_graph()
-        taken = {n.name for n in graph.nodes() if n.op == "parameter"}
-        if name in taken:
+        if name in self._taken_names:
             raise GraphError(
                 f"graph {graph.name!r} already has a parameter named {name!r}; give the second "
                 f"optimizer another name, e.g. {type(self).__name__}(..., name='{self.name}2')"
             )
         state = F.parameter(value, name=name)
+        self._taken_names.add(name)
         self.state.append(state)
         return state
 
