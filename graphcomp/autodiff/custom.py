@@ -9,7 +9,6 @@ call's inputs, so the body's own nodes never receive a cotangent.
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +18,9 @@ from graphcomp.errors import GraphError
 from graphcomp.ir import Graph, Node
 from graphcomp.ops import Tensor, apply, as_tensor
 
-# Output node of each custom call -> its rule. Weak keys: a graph that is dropped drops its calls.
-_CUSTOM_CALLS: weakref.WeakKeyDictionary[Node, CustomCall] = weakref.WeakKeyDictionary()
+# A custom call is recorded in the networkx data of its output node, so it lives and dies with
+# its graph.
+_KEY = "custom_vjp"
 
 
 @dataclass(frozen=True)
@@ -54,17 +54,18 @@ class CustomCall:
 
 def mark_custom_call(call: CustomCall) -> None:
     """Record ``call``: the adjoint pass will apply its rule at ``call.output``."""
-    _CUSTOM_CALLS[call.output.node] = call
+    node = call.output.node
+    node.graph.nx.nodes[node.id][_KEY] = call
 
 
 def custom_calls_in(graph: Graph) -> list[CustomCall]:
     """Every custom call whose output node belongs to ``graph``."""
-    return [call for node, call in list(_CUSTOM_CALLS.items()) if node.graph is graph]
+    return [call for _, call in graph.nx.nodes(data=_KEY) if call is not None]
 
 
 def custom_rule_of(node: Node) -> CustomCall | None:
     """The custom call whose output is ``node``, if any."""
-    return _CUSTOM_CALLS.get(node)
+    return node.graph.nx.nodes[node.id].get(_KEY)
 
 
 class custom_vjp:  # noqa: N801 - a decorator, named like JAX's
