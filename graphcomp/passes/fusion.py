@@ -40,6 +40,8 @@ class FusionPlan:
 
 
 def _is_elementwise(op_name: str) -> bool:
+    if op_name == "copy":  # made by passes, not a registry op
+        return True
     return get_op(op_name).kind == "elementwise" or op_name in SCALAR_LEAVES
 
 
@@ -79,7 +81,7 @@ def plan_kernels(lp: LoweredProgram) -> FusionPlan:
                 lp.ops[u].op == "matmul" or fuses_into(op.id, u) for u in users
             ) and any(lp.ops[u].op == "matmul" for u in users):
                 source = lp.ops[op.inputs[0]]
-                if source.op not in VIEW_OPS and not _is_elementwise(source.op):
+                if source.op not in VIEW_OPS:
                     transposed.add(op.id)
                     inlined.add(op.id)
                     continue

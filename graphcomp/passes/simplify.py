@@ -90,3 +90,28 @@ def fold_constants(lp: LoweredProgram) -> LoweredProgram:
         value = np.array(value, dtype=op.dtype).reshape(op.shape)
         op.op, op.inputs, op.attrs = "constant", [], {"value": value}
     return eliminate_dead(result)
+
+
+def isolate_outputs(lp: LoweredProgram) -> LoweredProgram:
+    """Give an output that is an updated parameter's storage (or a view of it) its own copy.
+
+    Backends that update parameters in place would otherwise return the new value; outputs
+    must show the values from before the step's updates.
+
+    >>> # lp = isolate_outputs(lp)
+    """
+    targets = {p for p, _ in lp.updates}
+    result = copy.deepcopy(lp)
+    next_id = max(result.ops, default=-1) + 1
+    for position, value in enumerate(result.outputs):
+        base = value
+        while result.ops[base].op in ("reshape", "stop_gradient"):
+            base = result.ops[base].inputs[0]
+        if base not in targets:
+            continue
+        source = result.ops[value]
+        result.ops[next_id] = LOp(next_id, "copy", [value], {}, source.shape, source.dtype,
+                                  [f"copy of {source.describe()}"])
+        result.outputs[position] = next_id
+        next_id += 1
+    return result

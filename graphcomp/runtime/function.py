@@ -71,7 +71,8 @@ class Function:
             for own, value in zip(targets, new_values, strict=True)
         ]
         for target, value in zip(targets, new_values, strict=True):
-            np.copyto(target, value)
+            if value is not target:  # a backend may have updated the storage in place
+                np.copyto(target, value)
         return results[0] if self._single_output else results
 
     def __repr__(self) -> str:

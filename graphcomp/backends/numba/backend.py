@@ -18,7 +18,12 @@ from graphcomp.passes.fusion import FusionPlan, plan_kernels
 from graphcomp.passes.lowered import LoweredProgram, concrete_size
 from graphcomp.passes.lowering import lower
 from graphcomp.passes.memory import MemoryPlan, plan_memory
-from graphcomp.passes.simplify import eliminate_common, eliminate_dead, fold_constants
+from graphcomp.passes.simplify import (
+    eliminate_common,
+    eliminate_dead,
+    fold_constants,
+    isolate_outputs,
+)
 from graphcomp.runtime.program import Program
 
 ALIGN_BYTES = 64  # every slot starts on a cache line
@@ -29,7 +34,7 @@ def prepare(program: Program) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
 
     >>> # lp, plan, memory = prepare(build_program([x], [y]))
     """
-    lp = eliminate_dead(eliminate_common(fold_constants(lower(program))))
+    lp = isolate_outputs(eliminate_dead(eliminate_common(fold_constants(lower(program)))))
     for op in lp.ops.values():
         if not op.is_source:
             K.check_kernel_available(op.op, op.describe())
@@ -69,7 +74,13 @@ class NumbaExecutable:
         self._constants = [_writable(lp.ops[a.value].attrs["value"])
                            for a in module.arguments if a.kind == "constant"]
         self._scratch = np.zeros(K.REDUCE_CHUNK, dtype=np.float64)
-        self._update_ids = [lp.ops[p].attrs["storage_id"] for p, _ in lp.updates]
+        # New values that are parameters' old values are returned as such (the Function copies
+        # them, swaps included); the driver wrote every other new value in place already.
+        self._update_sources = []
+        for param, value in lp.updates:
+            base = lp.ops[memory.base(value)]
+            source = base if base.op == "parameter" else lp.ops[param]
+            self._update_sources.append((source.attrs["storage_id"], lp.ops[param].shape))
 
     def _bind(self, key: tuple) -> _BoundState:
         binding = dict(zip(self.lp.symbols, key, strict=True))
@@ -114,7 +125,8 @@ class NumbaExecutable:
                      state.dims, self._scratch)
         outputs = [o if isinstance(o, np.ndarray) else _late_output(o, inputs, storage)
                    for o in state.outputs]
-        return outputs, [storage[i] for i in self._update_ids]
+        return outputs, [storage[i].reshape(shape) if storage[i].shape != shape else storage[i]
+                         for i, shape in self._update_sources]
 
 
 def _late_output(recipe: tuple, inputs: Sequence[np.ndarray], storage: dict) -> np.ndarray:
@@ -133,12 +145,21 @@ def _signature(module: GeneratedModule) -> tuple:
     return tuple(types.Array(from_dtype(a.dtype), a.ndim, "C") for a in module.arguments)
 
 
-def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool = True,
+def _kernel_signature(types: tuple) -> tuple:
+    from numba import from_dtype
+    from numba import types as nb
+
+    return tuple(nb.int64 if t == "int64" else nb.Array(from_dtype(np.dtype(t[0])), t[1], t[2])
+                 for t in types)
+
+
+def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool | None = None,
                   **options: Any) -> NumbaExecutable:
     """Compile ``program`` into a driver call (see ``graphcomp.backends.numba``).
 
     ``fastmath=True`` allows reassociation and approximate math (never the no-NaN/no-inf
-    flags). ``driver_jit=False`` runs the driver as Python calling jitted kernels.
+    flags). ``driver_jit``: True compiles the driver with njit (one native call per step),
+    False runs it as Python calling jitted kernels, None picks by program size.
 
     >>> # exe = compile_numba(build_program([x], [y])); exe.run([xv], {"N": 4})
     """
@@ -151,11 +172,22 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
     driver = loaded.step
     cache_hit = False
     if hasattr(driver, "compile"):
-        signature = _signature(module)
-        driver.compile(signature)
-        stats = driver.stats
-        cache_hit = sum(stats.cache_hits.values()) > 0
+        driver.compile(_signature(module))
+        cache_hit = sum(driver.stats.cache_hits.values()) > 0
         driver.disable_compile()
+        record_compiled(path)
+    elif not module.driver_jit and hasattr(loaded.copy_flat, "compile"):
+        hits = misses = 0
+        for name, signatures in sorted(module.kernel_signatures.items()):
+            kernel = getattr(loaded, name)
+            if not signatures:
+                continue
+            for types in sorted(signatures, key=repr):
+                kernel.compile(_kernel_signature(types))
+            hits += sum(kernel.stats.cache_hits.values())
+            misses += sum(kernel.stats.cache_misses.values())
+            kernel.disable_compile()
+        cache_hit = hits > 0 and misses == 0
         record_compiled(path)
     seconds = time.perf_counter() - start
     return NumbaExecutable(program, lp, memory, module, driver, seconds, cache_hit)

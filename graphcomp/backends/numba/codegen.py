@@ -27,6 +27,11 @@ FASTMATH_FILE = Path(__file__).with_name("fastmath.py")
 # Never "nnan"/"ninf": graphcomp keeps IEEE semantics for NaN and infinity even when opted in.
 FASTMATH_FLAGS = ("nsz", "arcp", "contract", "afn", "reassoc")
 
+# Larger programs get a Python driver: compiling an njit driver re-optimises every kernel it
+# calls, which costs more than the per-call dispatch saves once kernels are big (measured in
+# docs/performance.md).
+JIT_DRIVER_MAX_KERNELS = 40
+
 _WRITERS = {
     "elementwise": K.elementwise_kernel,
     "reduction": K.reduction_kernel,
@@ -56,6 +61,10 @@ class GeneratedModule:
     arena_dtypes: list[np.dtype]
     kernel_count: int = 0
     kernel_calls: int = 0
+    driver_jit: bool = True
+    # Argument types of every kernel call, for eager compilation when the driver is Python:
+    # kernel name -> {((dtype name, ndim, layout) or "int64", ...)}.
+    kernel_signatures: dict[str, set[tuple]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -118,7 +127,7 @@ class _Names:
 
 
 def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
-             fastmath: bool = False, driver_jit: bool = True) -> GeneratedModule:
+             fastmath: bool = False, driver_jit: bool | None = None) -> GeneratedModule:
     """The module text for a planned program.
 
     >>> # module = generate(lp, plan_kernels(lp), plan_memory(lp, plan))
@@ -131,6 +140,12 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     used_functions: set[str] = set()
     calls: list[str] = []
     uses_scratch = False
+    signatures: dict[str, set[tuple]] = {"copy_flat": set()}
+
+    def array_type(value: int, flat: bool) -> tuple:
+        op = lp.ops[value]
+        layout = "F" if value in plan.transposed_views else "C"
+        return (op.dtype.name, 1 if flat else op.ndim, layout)
 
     arena_dtypes = sorted({s.dtype for s in memory.slots}, key=lambda d: d.str)
     arena_name = {d: f"arena_{d.name}" for d in arena_dtypes}
@@ -178,17 +193,25 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         kernel_uses[kernel_name].append(comment)
         args = [flat(v) if text.flat else ref(v) for v in text.reads]
         args.append(flat(kernel.root) if text.flat else target)
+        types = [array_type(v, text.flat) for v in [*text.reads, kernel.root]]
         if text.uses_scratch:
             args.append("scratch")
+            types.append(("float64", 1, "C"))
             uses_scratch = True
         args += [names.size(extent) for extent in text.extents]
+        types += ["int64"] * len(text.extents)
         if text.uses_dims:
             args.append("dims")
+            types.append(("int64", 1, "C"))
+        signatures.setdefault(kernel_name, set()).add(tuple(types))
         calls.append(f"{kernel_name}({', '.join(args)})  # {comment}")
 
     # New parameter values land last: every kernel above read the old ones.
     copies = []
     for param, value in lp.updates:
+        if lp.ops[memory.base(value)].op == "parameter":
+            continue  # another parameter's old value: the runtime copies it (swaps stay right)
+        signatures["copy_flat"].add((array_type(value, True), array_type(param, True)))
         copies.append(f"copy_flat({flat(value)}, {flat(param)})"
                       f"  # update {lp.ops[param].describe()}")
 
@@ -232,8 +255,13 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     for text in kernel_texts:
         lines += ["", text, ""]
     lines += ["", _copy_kernel(decorator), ""]
+    if driver_jit is None:
+        driver_jit = len(plan.kernels) <= JIT_DRIVER_MAX_KERNELS
     lines += ["", "# ---- driver", ""]
-    lines.append("@njit(cache=True)" if driver_jit else "")
+    if driver_jit:
+        lines.append("@njit(cache=True)")
+    else:
+        lines.append("# A Python driver: an njit one would re-optimise every kernel it links.")
     lines.append(f"def step({', '.join(params)}):")
     lines.append('    """One call runs the whole program; outputs stay in the arenas."""')
     for k, symbol in enumerate(lp.symbols):
@@ -244,7 +272,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     source = "\n".join(lines).replace("\n\n\n\n", "\n\n\n") + "\n"
     source = re.sub(r"\n{4,}", "\n\n\n", source)
     module = GeneratedModule(source, arguments, arena_dtypes, len(kernel_texts),
-                             len(plan.kernels))
+                             len(plan.kernels), driver_jit, signatures)
     if uses_scratch:
         module.notes.append("scratch")
     return module
@@ -259,7 +287,7 @@ def _decorator(fastmath: bool) -> str:
 
 def _kernel_source(name: str, text: K.KernelText, decorator: str, comment: str) -> str:
     head = decorator.format(parallel=", parallel=True" if text.parallel else "")
-    lines = [head, f"def {name}({', '.join(text.params)}):", f'    """{comment}"""']
+    lines = [f"# {comment}", head, f"def {name}({', '.join(text.params)}):"]
     width = max((len(line) for line, note in text.body if note), default=0)
     for line, note in text.body:
         if note:

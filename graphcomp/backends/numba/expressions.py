@@ -133,7 +133,7 @@ class ExpressionWriter:
         return self._temp(f"np.{op.dtype.name}({product})", op.describe())
 
     def _elementwise(self, op: LOp, index: Index) -> str:
-        template = get_op(op.op).kernels.get("numba")
+        template = "{0}" if op.op == "copy" else get_op(op.op).kernels.get("numba")
         if template is None:
             raise CompileError(
                 f"op {op.op!r} ({op.describe()}) has no numba kernel; compile it with "

@@ -18,7 +18,7 @@ from graphcomp.ops import get_op
 from graphcomp.passes.fusion import Kernel
 from graphcomp.passes.lowered import LoweredProgram, size_key
 
-PARALLEL_MIN_ELEMENTS = 1 << 18  # below this, prange's thread start-up costs more than it saves
+PARALLEL_MIN_ELEMENTS = 1 << 20  # below this, prange's thread start-up costs more than it saves
 REDUCE_CHUNK = 1024  # elements per scratch chunk in a vectorised full reduction
 
 
@@ -395,7 +395,7 @@ def _batch_index(idx: list[str], shape: tuple, out_shape: tuple) -> list[str]:
 
 def check_kernel_available(op_name: str, label: str) -> None:
     """``CompileError`` naming the op when its registry entry has no numba kernel."""
-    if "numba" not in get_op(op_name).kernels:
+    if op_name != "copy" and "numba" not in get_op(op_name).kernels:
         raise CompileError(
             f"op {op_name!r} ({label}) has no numba kernel; compile with backend='numpy' or "
             f"add kernels['numba'] to its registry entry"

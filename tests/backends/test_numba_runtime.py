@@ -1,0 +1,205 @@
+"""The numba backend at run time: training steps, in-place updates, bad inputs, allocations,
+missing kernels, the generated source, and plain-Python execution with NUMBA_DISABLE_JIT.
+
+Compiled functions are shared through module-scoped fixtures: compile time dominates.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import graphcomp as gc
+from graphcomp.ops import REGISTRY
+
+
+class Step:
+    """A tiny tanh MLP training step with a symbolic batch, on both backends."""
+
+    def __init__(self, dtype: str, driver_jit: bool | None) -> None:
+        rng = np.random.default_rng(3)
+        with gc.Graph(name=f"step_{dtype}") as self.graph:
+            x = gc.placeholder((None, 3), dtype, name="x")
+            y = gc.placeholder((None,), dtype, name="y")
+            self.W = gc.parameter(rng.standard_normal((3, 4)).astype(dtype), name="W")
+            self.b = gc.parameter(rng.standard_normal(4).astype(dtype), name="b")
+            self.v = gc.parameter(rng.standard_normal((4, 1)).astype(dtype), name="v")
+            h = gc.tanh(x @ self.W + self.b)
+            pred = gc.reshape(h @ self.v, (-1,))
+            loss = gc.mean((pred - y) ** 2)
+            params = [self.W, self.b, self.v]
+            grads = gc.grad(loss, params)
+            updates = [(p, p - 0.1 * g) for p, g in zip(params, grads, strict=True)]
+            outputs = [loss, h, *grads]
+        self.params = params
+        self.numba = gc.compile([x, y], outputs, updates=updates, backend="numba",
+                                driver_jit=driver_jit)
+        self.numpy = gc.compile([x, y], outputs, updates=updates, backend="numpy")
+
+    def snapshot(self) -> list[np.ndarray]:
+        return [p.value for p in self.params]
+
+    def restore(self, values: list[np.ndarray]) -> None:
+        for p, v in zip(self.params, values, strict=True):
+            p.assign(v)
+
+
+@pytest.fixture(scope="module", params=[("float64", True), ("float32", False)],
+                ids=["f64-jit-driver", "f32-python-driver"])
+def step(request: pytest.FixtureRequest) -> Step:
+    return Step(*request.param)
+
+
+def _rtol(dtype: np.dtype) -> float:
+    return 1e-5 if dtype == np.float32 else 1e-10
+
+
+def test_training_steps_match_numpy_with_changing_batch(step: Step):
+    dtype = step.W.dtype
+    rng = np.random.default_rng(0)
+    for batch in (5, 2, 9, 5):
+        xv = rng.standard_normal((batch, 3)).astype(dtype)
+        yv = rng.standard_normal(batch).astype(dtype)
+        before = step.snapshot()
+        expected = step.numpy(xv, yv)
+        expected_params = step.snapshot()
+        step.restore(before)
+        got = step.numba(xv, yv)
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_allclose(a, b, rtol=_rtol(dtype), atol=1e-6)
+        for a, b in zip(step.snapshot(), expected_params, strict=True):
+            np.testing.assert_allclose(a, b, rtol=_rtol(dtype), atol=1e-6)
+
+
+def test_parameters_are_updated_in_place_and_outputs_are_copies(step: Step):
+    dtype = step.W.dtype
+    storage = step.graph.parameter_values[step.W.node.id]
+    before = storage.copy()
+    xv = np.ones((4, 3), dtype)
+    yv = np.zeros(4, dtype)
+    _, h, gW, *_ = step.numba(xv, yv)
+    assert step.graph.parameter_values[step.W.node.id] is storage
+    np.testing.assert_allclose(storage, before - dtype.type(0.1) * gW, rtol=1e-5)
+    h_first = h.copy()
+    h[...] = 123.0  # writing into an output must not touch the next call's results
+    _, h_again, *_ = step.numba(xv, yv)
+    assert not np.allclose(h_again, 123.0)
+    assert h_again.shape == h_first.shape
+
+
+def test_outputs_show_values_from_before_the_updates():
+    with gc.Graph():
+        a = gc.parameter(np.array([1.0, 2.0]), name="a")
+        b = gc.parameter(np.array([3.0, 4.0]), name="b")
+    swap = gc.compile([], [a, b * 1.0], updates=[(a, b), (b, a)], backend="numba")
+    old_a, old_b = swap()
+    np.testing.assert_array_equal(old_a, [1.0, 2.0])
+    np.testing.assert_array_equal(old_b, [3.0, 4.0])
+    np.testing.assert_array_equal(a.value, [3.0, 4.0])
+    np.testing.assert_array_equal(b.value, [1.0, 2.0])
+
+
+@pytest.mark.parametrize("bad, words", [
+    (lambda x, y: (x.astype("float16"), y), ["dtype", "x"]),
+    (lambda x, y: (x[:, :2], y), ["shape", "x"]),
+    (lambda x, y: (x[None], y), ["rank", "x"]),
+    (lambda x, y: (x, y[:-1]), ["N", "y"]),
+])
+def test_bad_inputs_raise_input_error_before_the_native_call(step: Step, bad, words):
+    dtype = step.W.dtype
+    xv, yv = bad(np.ones((4, 3), dtype), np.ones(4, dtype))
+    with pytest.raises(gc.InputError) as info:
+        step.numba(xv, yv)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_non_contiguous_inputs_are_accepted(step: Step):
+    dtype = step.W.dtype
+    wide = np.arange(24, dtype=dtype).reshape(4, 6) / 10
+    xv = wide[:, ::2]  # a strided view
+    yv = np.ones(4, dtype)
+    before = step.snapshot()
+    expected = step.numpy(np.ascontiguousarray(xv), yv)
+    step.restore(before)
+    got = step.numba(xv, yv)
+    np.testing.assert_allclose(got[0], expected[0], rtol=_rtol(dtype))
+
+
+def _allocations(function, *args) -> int:
+    from numba.core.runtime import _nrt_python, rtsys
+
+    _nrt_python.memsys_enable_stats()
+    try:
+        function(*args)  # first call at this binding: buffers are created here
+        before = rtsys.get_allocation_stats()
+        function(*args)
+        after = rtsys.get_allocation_stats()
+    finally:
+        _nrt_python.memsys_disable_stats()
+    assert after.alloc - before.alloc == after.free - before.free, "memory leaked"
+    return after.alloc - before.alloc
+
+
+def test_a_steady_state_step_allocates_nothing_inside_compiled_code():
+    rng = np.random.default_rng(1)
+    with gc.Graph():
+        x = gc.placeholder((None, 3), "float64", name="x")
+        W = gc.parameter(rng.standard_normal((3, 2)), name="W")
+        loss = gc.sum(gc.tanh(x @ W) ** 2)
+        (gW,) = gc.grad(loss, [W])
+    f = gc.compile([x], loss, updates=[(W, W - 0.1 * gW)], backend="numba", driver_jit=True)
+    xv = rng.standard_normal((6, 3))
+    # The only NRT records are the ones numba makes when it receives each array argument.
+    array_arguments = len(f._executable.module.arguments)
+    assert _allocations(f, xv) == array_arguments
+
+
+def test_an_op_without_a_numba_kernel_is_a_compile_error(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delitem(REGISTRY["sin"].kernels, "numba")
+    with gc.Graph():
+        x = gc.placeholder((2,), "float64", name="x")
+        y = gc.sin(x) + 1.0
+    with pytest.raises(gc.CompileError, match="'sin'"):
+        gc.compile([x], y, backend="numba")
+
+
+def test_generated_source_names_graph_nodes_and_is_deterministic(step: Step):
+    source = step.numba.source
+    assert "def step(" in source and "# %" in source
+    assert "tanh" in source and "np.dot(" in source
+    kernels = source[source.index("# ---- kernels"):]
+    statements = [line for line in kernels.splitlines() if re.match(r"\s+t\d+ = ", line)]
+    assert statements and all("# %" in line for line in statements)
+    from graphcomp.backends.numba.backend import prepare
+    from graphcomp.backends.numba.codegen import generate
+
+    driver_jit = step.numba._executable.module.driver_jit
+    again = generate(*prepare(step.numba.program), driver_jit=driver_jit)
+    assert again.source == source
+
+
+def test_the_generated_module_runs_as_plain_python_without_jit(tmp_path):
+    script = textwrap.dedent("""
+        import numpy as np, graphcomp as gc
+        with gc.Graph():
+            x = gc.placeholder((None, 3), "float32", name="x")
+            w = gc.parameter(np.linspace(-1, 1, 6, dtype="float32").reshape(3, 2), name="w")
+            out = gc.sum(gc.sigmoid(x @ w) * gc.exp(-x[:, :2]), axis=1)
+        xv = np.linspace(-2, 2, 12, dtype="float32").reshape(4, 3)
+        a = gc.compile([x], out, backend="numba")(xv)
+        b = gc.compile([x], out, backend="numpy")(xv)
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+        print("plain python ok", a.dtype)
+    """)
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1", GRAPHCOMP_CACHE_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "plain python ok float32" in result.stdout
