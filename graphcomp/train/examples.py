@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,6 +125,10 @@ EXAMPLES: dict[str, Example] = {
 }
 
 
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 @dataclass
 class ExampleResult:
     """What ``run_example`` measured."""
@@ -175,9 +180,17 @@ def run_example(name: str, epochs: int | None = None, backend: str | None = None
         total_steps = max(1, n_epochs * num_batches(len(X_train), example.batch_size))
         optimizer = example.make_optimizer(total_steps)
         outputs = [model.loss, model.accuracy]
-        step = compile_function([model.x, model.y], outputs,
-                                updates=optimizer.updates(model.loss, model.params), **options)
+        updates = optimizer.updates(model.loss, model.params)
+        if progress:  # a cold compile can take a while: say what is happening
+            _note(f"compiling the training step and the evaluation function "
+                  f"({len(X_train)} training, {len(X_test)} test examples)...")
+        step = compile_function([model.x, model.y], outputs, updates=updates, **options)
         evaluate = compile_function([model.x, model.y], outputs, **options)
+        if progress:
+            how = ("interpreted" if step.source is None else
+                   "kernel cache hit" if step.cache_hit and evaluate.cache_hit else "cache miss")
+            _note(f"backend {step.backend}: ready in "
+                  f"{step.compile_seconds + evaluate.compile_seconds:.2f} s ({how})")
     history = fit(step, data=(X_train, y_train), epochs=n_epochs,
                   batch_size=example.batch_size, shuffle=True, seed=seed,
                   validation=(evaluate, (X_test, y_test)), progress=progress,
