@@ -77,7 +77,7 @@ def _label(node: Node) -> str:
         head += f" {_constant_str(node.attrs['value'])}"
     lines = [head, type_str]
     if node.role == "adjoint" and node.forward_of is not None:
-        lines.append(f"adjoint of %{node.forward_of}")
+        lines.append(f"adjoint of %{node.forward_of} {node.graph.node(node.forward_of).op}")
     return "\n".join(lines)
 
 

@@ -30,6 +30,13 @@ def _constant_str(value: np.ndarray) -> str:
     return f"<{value.size} values>"
 
 
+def _adjoint_note(node: Node) -> str:
+    """``adjoint of %7 (matmul)``: the forward node may not be in the listing, so name its op."""
+    if node.forward_of is None:
+        return "adjoint"
+    return f"adjoint of %{node.forward_of} ({node.graph.node(node.forward_of).op})"
+
+
 def format_node(node: Node) -> str:
     """One listing line: ``%7 = matmul %1 %3 : f64[N,10]``."""
     if node.op == "constant":
@@ -45,7 +52,7 @@ def format_node(node: Node) -> str:
     if node.name and node.op not in ("placeholder", "parameter"):
         notes.append(f'"{node.name}"')
     if node.role == "adjoint":
-        notes.append(f"adjoint of %{node.forward_of}" if node.forward_of is not None else "adjoint")
+        notes.append(_adjoint_note(node))
     if notes:
         line = f"{line:<60}  # {'; '.join(notes)}"
     return line

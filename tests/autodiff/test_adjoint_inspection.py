@@ -84,7 +84,7 @@ def test_format_marks_adjoint_nodes_with_their_forward_origin():
         gw = gc.grad(gc.sum(y), w)
     listing = gc.format(gw)
     line = next(ln for ln in listing.splitlines() if ln.startswith(f"%{gw.node.id} ="))
-    assert line.endswith(f"# adjoint of %{y.node.id}")
+    assert line.endswith(f"# adjoint of %{y.node.id} (exp)")
     assert f"%{y.node.id} = exp %{w.node.id} : f64[3]" in listing
 
 
@@ -96,7 +96,7 @@ def test_to_dot_styles_forward_adjoint_and_residual_edges_apart():
     text = gc.to_dot([gw])
     assert text.startswith('digraph "tiny" {') and text.rstrip().endswith("}")
     assert f'n{w.node.id} [label="%{w.node.id} parameter \\"w\\"\\nf64[3]"' in text
-    assert f"adjoint of %{y.node.id}" in text
+    assert f"adjoint of %{y.node.id} exp" in text
     assert "shape=ellipse" in text and "shape=box" in text
     # exp's output is read by its adjoint (g * y): a dashed residual edge
     residual_edge = f"n{y.node.id} -> n{gw.node.id} [style=dashed"
