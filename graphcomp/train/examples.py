@@ -24,6 +24,7 @@ from graphcomp.errors import GraphcompError
 from graphcomp.ir import Graph
 from graphcomp.ops import Parameter, Tensor
 from graphcomp.ops import functions as F
+from graphcomp.runtime.function import compile as compile_function
 from graphcomp.train import checkpoint, init, optim
 from graphcomp.train.data import num_batches, split
 from graphcomp.train.fit import History, fit
@@ -166,8 +167,6 @@ def run_example(name: str, epochs: int | None = None, backend: str | None = None
 
     >>> # result = run_example("logreg-digits", epochs=5, backend="numpy", progress=False)
     """
-    from graphcomp.runtime.function import compile as compile_function
-
     if name not in EXAMPLES:
         raise GraphcompError(f"unknown example {name!r}; choose one of: {', '.join(EXAMPLES)}")
     example = EXAMPLES[name]
