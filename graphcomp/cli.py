@@ -152,9 +152,6 @@ def format_summary(result: Any, args: argparse.Namespace | None = None) -> str:
 
 def load_model_file(path: str) -> tuple[Any, list[Any]]:
     """Run ``path`` and call its ``model()``: returns (loss, params), built in a fresh graph."""
-    from graphcomp.ir import Graph
-    from graphcomp.ops import Parameter, Tensor
-
     if not os.path.isfile(path):
         raise CommandLineError(f"no such model file: {path!r}")
     name = os.path.splitext(os.path.basename(path))[0]
@@ -162,6 +159,18 @@ def load_model_file(path: str) -> tuple[Any, list[Any]]:
     if spec is None or spec.loader is None:
         raise CommandLineError(f"cannot load {path!r} as a Python file")
     module = importlib.util.module_from_spec(spec)
+    folder = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, folder)  # so the model file can import its neighbours, as a script can
+    try:
+        return _call_model(path, name, spec, module)
+    finally:
+        sys.path.remove(folder)
+
+
+def _call_model(path: str, name: str, spec: Any, module: Any) -> tuple[Any, list[Any]]:
+    from graphcomp.ir import Graph
+    from graphcomp.ops import Parameter, Tensor
+
     with Graph(name=name):
         try:
             spec.loader.exec_module(module)

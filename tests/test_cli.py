@@ -99,6 +99,17 @@ def test_inspect_text_grad_and_dot(tmp_path, capsys):
     assert dot_file.read_text().startswith("digraph")
 
 
+def test_model_file_may_import_its_neighbours(tmp_path, capsys):
+    (tmp_path / "layers.py").write_text("import graphcomp as gc\n\ndef square_loss(x):\n"
+                                        "    return gc.mean(gc.square(x))\n")
+    (tmp_path / "model_with_import.py").write_text(
+        "import numpy as np\nimport graphcomp as gc\nfrom layers import square_loss\n\n"
+        "def model():\n    return square_loss(gc.parameter(np.ones(2), name='v'))\n")
+    assert cli.main(["inspect", str(tmp_path / "model_with_import.py"), "--grad"]) == 0
+    assert 'parameter "v" : f64[2]' in capsys.readouterr().out
+    assert str(tmp_path) not in sys.path
+
+
 def test_cache_info_and_clear(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "cache"
     folder.mkdir()
