@@ -119,7 +119,8 @@ class Graph:
         if nx.is_directed_acyclic_graph(self.nx):
             return
         cycle = nx.find_cycle(self.nx)
-        names = " -> ".join(self.node(a).label() for a, _ in cycle)
+        ids = [a for a, _ in cycle] + [cycle[0][0]]  # back to where it started
+        names = " -> ".join(f"{self.node(i).op} {self.node(i).label()}" for i in ids)
         raise GraphError(f"graph {self.name!r} has a cycle: {names}; a graph must be acyclic")
 
     def ancestors(self, nodes: Iterable[Node]) -> set[int]:
