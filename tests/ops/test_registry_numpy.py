@@ -225,10 +225,12 @@ def _declared_shape(array: np.ndarray, symbolic: dict[int, str] | None) -> tuple
 
 def _run_sample(op_name: str, sample: Sample, symbolic: bool) -> None:
     sizes: dict[str, int] = {}
+    symbolic_axes: list[dict[int, str]] = []
     with gc.Graph(name=f"{op_name}_sample") as graph:
         placeholders = []
         for i, array in enumerate(sample.args):
             per_input = sample.symbolic[i] if symbolic and i < len(sample.symbolic) else {}
+            symbolic_axes.append(per_input)
             for axis, symbol in per_input.items():
                 assert sizes.setdefault(symbol, array.shape[axis]) == array.shape[axis]
             placeholders.append(
@@ -236,13 +238,34 @@ def _run_sample(op_name: str, sample: Sample, symbolic: bool) -> None:
             )
         out = apply(op_name, *placeholders, **sample.attrs)
     f = gc.compile(placeholders, out, backend="numpy")
-    result = f(*sample.args)
-    expected = np.asarray(EXPECTED[op_name]([a.copy() for a in sample.args], sample.attrs, sizes))
+    _check_call(f, out, graph, op_name, list(sample.args), sample.attrs, sizes)
+    if sizes:
+        # The same function with every symbol bound to twice the size: each input is repeated
+        # along its symbolic axes (indices stay valid, equal symbols stay equal).
+        doubled = []
+        for array, per_input in zip(sample.args, symbolic_axes, strict=True):
+            for axis in per_input:
+                array = np.concatenate([array, array], axis=axis)
+            doubled.append(array)
+        twice = {symbol: 2 * size for symbol, size in sizes.items()}
+        _check_call(f, out, graph, op_name, doubled, sample.attrs, twice)
 
+
+def _check_call(
+    f: gc.Function,
+    out: gc.Tensor,
+    graph: gc.Graph,
+    op_name: str,
+    args: list[np.ndarray],
+    attrs: dict,
+    sizes: dict[str, int],
+) -> None:
+    result = f(*args)
+    expected = np.asarray(EXPECTED[op_name]([a.copy() for a in args], attrs, sizes))
     bound = {graph.dims.resolve(symbol): size for symbol, size in sizes.items()}
     rule_shape = tuple(bound.get(d, d) for d in out.shape)
-    assert result.shape == rule_shape == expected.shape, (op_name, sample.attrs)
-    assert result.dtype == out.dtype == expected.dtype, (op_name, sample.attrs)
+    assert result.shape == rule_shape == expected.shape, (op_name, attrs, sizes)
+    assert result.dtype == out.dtype == expected.dtype, (op_name, attrs)
     if result.dtype.kind == "f":
         tight = result.dtype == np.dtype("float64")
         rtol, atol = (1e-12, 1e-12) if tight else (2e-6, 2e-6)
