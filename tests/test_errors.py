@@ -204,9 +204,11 @@ def test_bad_compile_requests():
     x = gc.placeholder((3,), "float64", name="x")
     W = gc.parameter(np.ones(3), name="W")
     y = x * W
+    twin = gc.placeholder((3,), "float64", name="x")
     cases = [
         (gc.GraphError, lambda: gc.compile([y], y), ["inputs must be placeholders"]),
         (gc.GraphError, lambda: gc.compile([x, x], y), ["listed twice"]),
+        (gc.GraphError, lambda: gc.compile([x, twin], y + twin), ["share a name", "'x'"]),
         (gc.GraphError, lambda: gc.compile([x], [y, 3.0]), ["Tensor", "float"]),
         (gc.GraphError, lambda: gc.compile([x], y, updates=[(y, y)]), ["not a parameter"]),
         (gc.GraphError, lambda: gc.compile([x], y, updates=[(W, y), (W, y)]), ["twice"]),
