@@ -107,8 +107,38 @@ def plan_kernels(lp: LoweredProgram) -> FusionPlan:
         kind = _kind(op.op)
         if op.op in IDENTITY_OPS and lp.ops[op.inputs[0]].id not in inlined:
             kind = "alias"  # same buffer, no copy
+        elif op.op == "slice" and op.inputs[0] not in inlined and contiguous_slice(lp, op.id):
+            kind = "alias"  # a contiguous block of the input's buffer
         kernels.append(Kernel(op.id, kind, _members(lp, op.id, inlined) if kind != "alias" else []))
     return FusionPlan(kernels, materialised, inlined, transposed)
+
+
+def contiguous_slice(lp: LoweredProgram, value: int) -> bool:
+    """True when a slice selects one contiguous block of a C-ordered input (``x[t]``, say):
+    single indices on leading axes, then one unit-step range, then full axes."""
+    op = lp.ops[value]
+    source = lp.ops[op.inputs[0]]
+    stage = "single"  # leading axes with one index each
+    for d, start, stop, step, n in zip(source.shape, op.attrs["starts"], op.attrs["stops"],
+                                       op.attrs["steps"], op.shape, strict=True):
+        full = start == 0 and stop == d and step == 1
+        if stage == "single" and n == 1:
+            continue
+        if stage == "single":
+            stage = "full"
+            if step == 1 or n == 1:
+                continue
+            return False
+        if not full:
+            return False
+    return True
+
+
+def slice_offset(lp: LoweredProgram, value: int) -> list[tuple[int, tuple]]:
+    """The flat start of a contiguous slice: (start, shape of the axes after it) terms."""
+    op = lp.ops[value]
+    shape = lp.ops[op.inputs[0]].shape
+    return [(start, tuple(shape[k + 1:])) for k, start in enumerate(op.attrs["starts"]) if start]
 
 
 def _fusing_consumer(lp: LoweredProgram, consumer_id: int) -> bool:

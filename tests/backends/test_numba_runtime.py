@@ -203,3 +203,19 @@ def test_the_generated_module_runs_as_plain_python_without_jit(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "plain python ok float32" in result.stdout
+
+
+def test_contiguous_slices_are_views_and_others_are_copied():
+    rng = np.random.default_rng(2)
+    with gc.Graph():
+        x = gc.placeholder((4, 3, 2), "float64", name="x")
+        w = gc.parameter(rng.standard_normal((2, 2)), name="w")
+        rows = [x[t] @ w for t in range(3)]  # x[t]: a contiguous block
+        strided = x[:, 1:, ::2]  # not contiguous: copied by a kernel
+        out = gc.concatenate(rows, axis=0) * 2.0
+    xv = rng.standard_normal((4, 3, 2))
+    got = gc.compile([x], [out, strided], backend="numba")
+    expected = gc.compile([x], [out, strided], backend="numpy")
+    for a, b in zip(got(xv), expected(xv), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert "x_x.reshape(24)[6:6 + 6]" in got.source

@@ -19,7 +19,7 @@ import numpy as np
 
 from graphcomp.backends.numba import kernels as K
 from graphcomp.errors import CompileError
-from graphcomp.passes.fusion import FusionPlan, Kernel
+from graphcomp.passes.fusion import FusionPlan, Kernel, slice_offset
 from graphcomp.passes.lowered import LoweredProgram
 from graphcomp.passes.memory import MemoryPlan
 
@@ -166,6 +166,16 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
             K.check_kernel_available(lp.ops[member].op, lp.ops[member].describe())
         target = names.names[kernel.root]
         comment = ", ".join(lp.ops[i].describe() for i in [*kernel.inlined, kernel.root])
+        if kernel.kind == "alias" and op.op == "slice":
+            source = lp.ops[op.inputs[0]]
+            terms = [names.size((start, *rest)) for start, rest in slice_offset(lp, op.id)]
+            offset = " + ".join(terms) or "0"
+            calls.append(
+                f"{target} = {ref(source.id)}.reshape({names.size(source.shape)})"
+                f"[{offset}:{offset} + {names.size(op.shape)}].reshape({names.shape(op.shape)})"
+                f"  # {op.describe()}"
+            )
+            continue
         if kernel.kind == "alias":
             calls.append(f"{target} = {ref(op.inputs[0])}.reshape({names.shape(op.shape)})"
                          f"  # {op.describe()}")
