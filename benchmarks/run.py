@@ -262,6 +262,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         if gemms.count("\n") > 1:
             print("\n## Matmul reference (the step's own GEMMs run alone in the same process)\n")
             print(gemms)
+    failed = [(name, r["error"]) for name, pairs in runs.items() for pair in pairs for r in pair
+              if "error" in r]
+    if failed:
+        print("\n## Failed processes (left out of the tables above)\n")
+        print("\n".join(f"- {name}: {error}" for name, error in failed))
     first = next((c for pairs in runs.values() for c, _ in pairs if "error" not in c), None)
     if first is not None:
         print("\n## Thread pools (threadpoolctl, in a worker process after its steps)\n")
