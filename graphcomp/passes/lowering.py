@@ -21,7 +21,10 @@ def lower(program: Program) -> LoweredProgram:
     dims = program.graph.dims
     ops: dict[int, LOp] = {}
     symbols: list[str] = []
-    for node in program.schedule:
+    scheduled = {node.id for node in program.schedule}
+    # Inputs nothing reads still belong to the interface: they come first.
+    unused = [node for node in program.inputs if node.id not in scheduled]
+    for node in unused + list(program.schedule):
         shape = dims.resolve_shape(node.shape)
         attrs: dict[str, Any] = dict(node.attrs)
         inputs = [i.id for i in node.inputs]

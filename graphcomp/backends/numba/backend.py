@@ -172,10 +172,14 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
     driver = loaded.step
     cache_hit = False
     if hasattr(driver, "compile"):
-        driver.compile(_signature(module))
-        cache_hit = sum(driver.stats.cache_hits.values()) > 0
-        driver.disable_compile()
-        record_compiled(path)
+        signature = _signature(module)
+        if signature in driver.signatures:  # this process compiled the same module already
+            cache_hit = True
+        else:
+            driver.compile(signature)
+            cache_hit = sum(driver.stats.cache_hits.values()) > 0
+            driver.disable_compile()
+            record_compiled(path)
     elif not module.driver_jit and hasattr(loaded.copy_flat, "compile"):
         hits = misses = 0
         for name, signatures in sorted(module.kernel_signatures.items()):
@@ -183,7 +187,9 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
             if not signatures:
                 continue
             for types in sorted(signatures, key=repr):
-                kernel.compile(_kernel_signature(types))
+                signature = _kernel_signature(types)
+                if signature not in kernel.signatures:
+                    kernel.compile(signature)
             hits += sum(kernel.stats.cache_hits.values())
             misses += sum(kernel.stats.cache_misses.values())
             kernel.disable_compile()

@@ -1,0 +1,67 @@
+"""Hypothesis-generated programs, forward and gradients: "numba" must agree with "numpy".
+
+The programs come from the numpy backend's random-program strategy
+(tests/ops/test_random_graphs_numpy.py). Each example packs several programs into one graph
+and compiles it once: compile time, not arithmetic, dominates.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import graphcomp as gc
+
+_SPEC = importlib.util.spec_from_file_location(
+    "random_programs", Path(__file__).parents[1] / "ops" / "test_random_graphs_numpy.py")
+assert _SPEC is not None and _SPEC.loader is not None
+random_programs = importlib.util.module_from_spec(_SPEC)
+sys.modules["random_programs"] = random_programs  # dataclasses look their module up
+_SPEC.loader.exec_module(random_programs)
+
+
+def _tolerance(dtype: np.dtype) -> float:
+    return 1e-5 if dtype == np.float32 else 1e-10
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(programs=st.lists(random_programs.programs(), min_size=3, max_size=4),
+       seed=st.integers(0, 2**32 - 1))
+def test_random_programs_and_their_gradients_match_numpy(programs: list, seed: int):
+    rng = np.random.default_rng(seed)
+    placeholders, values, outputs = [], [], []
+    with gc.Graph(name="random_numba"):
+        for p, (inputs, dtypes, steps, _) in enumerate(programs):
+            symbol = {"B": f"B{p}"}
+            ins = []
+            for i, (shape, dtype) in enumerate(zip(inputs, dtypes, strict=True)):
+                declared = tuple(symbol.get(d, d) for d in shape)
+                ins.append(gc.placeholder(declared, dtype, name=f"p{p}_in{i}"))
+                values.append(rng.standard_normal(random_programs.concrete(shape)).astype(dtype))
+            tensors = list(ins)
+            for step in steps:
+                operands = [tensors[i] for i in step.operands]
+                tensors.append(random_programs.KINDS[step.kind].build(operands, step.params))
+            placeholders += ins
+            results = tensors[len(ins):]
+            outputs += results
+            float_results = [t for t in results if t.dtype.kind == "f"]
+            if float_results:
+                loss = sum(gc.sum(gc.tanh(t)) for t in float_results)
+                outputs += gc.grad(loss, ins)
+    numba = gc.compile(placeholders, outputs, backend="numba")
+    oracle = gc.compile(placeholders, outputs, backend="numpy")
+    for got, want in zip(numba(*values), oracle(*values), strict=True):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        if want.dtype.kind != "f":
+            np.testing.assert_array_equal(got, want)
+            continue
+        tol = _tolerance(want.dtype)
+        finite = np.abs(want[np.isfinite(want)])
+        scale = max(1.0, float(finite.max())) if finite.size else 1.0
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
