@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from graphcomp.errors import InputError
 from graphcomp.ops import get_op
 from graphcomp.runtime.binding import resolve_shape
 from graphcomp.runtime.program import Program
@@ -51,7 +52,10 @@ def evaluate(
             else:
                 shape = resolve_shape(node, binding)
                 args = [values[i.id] for i in node.inputs]
-                result = get_op(node.op).numpy_impl(args, dict(node.attrs), shape)
+                try:
+                    result = get_op(node.op).numpy_impl(args, dict(node.attrs), shape)
+                except InputError as exc:  # bad index data: say which node met it
+                    raise InputError(f"{node.describe()}: {exc}") from None
                 result = np.asarray(result, dtype=node.dtype)
                 if result.shape != shape:
                     raise AssertionError(
