@@ -319,3 +319,14 @@ def test_more_build_time_misuse_names_the_line():
         with pytest.raises(error) as info:
             build()
         assert_clean(info, *words, raised_at(info))
+
+
+def test_index_out_of_range_at_call_time_names_the_node():
+    table = gc.parameter(np.ones((5, 2)), name="table")
+    ids = gc.placeholder((None,), "int64", name="ids")
+    rows = gc.take(table, ids, axis=0)
+    f = gc.compile([ids], rows, backend="numpy")
+    with pytest.raises(gc.InputError) as info:
+        f(np.array([0, 7]))
+    assert_clean(info, f"take %{rows.node.id}", "index 7", "size 5", f"{FILE}:")
+    np.testing.assert_array_equal(f(np.array([4, -5])), np.ones((2, 2)))  # negatives count back
