@@ -242,3 +242,15 @@ def test_numba_refusing_to_cache_warns_once(cache_folder: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", cache.CacheWarning)
         assert cache.record_compiled(path) is False
+
+
+def test_failed_write_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(src: object, dst: object) -> None:
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(cache.os, "replace", refuse)
+    with pytest.raises(OSError, match="simulated"):
+        cache._write_atomically(tmp_path / "gc_entry.py", b"VALUE = 1\n")
+    assert list(tmp_path.iterdir()) == []
