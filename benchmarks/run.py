@@ -193,6 +193,9 @@ def threadpool_table(result: dict) -> str:
 
 
 def git_commit() -> str:
+    """The commit measured: $GRAPHCOMP_COMMIT (for a snapshot made with git archive) or HEAD."""
+    if os.environ.get("GRAPHCOMP_COMMIT"):
+        return os.environ["GRAPHCOMP_COMMIT"]
     try:
         done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
                               capture_output=True, text=True, timeout=10)
