@@ -554,3 +554,28 @@ def test_to_networkx_attributes():
     assert t["probs"].node.id not in G  # only what the loss depends on
     ancestors = nx.ancestors(G, t["loss"].node.id) | {t["loss"].node.id}
     assert ancestors == set(G.nodes)
+
+
+def test_small_numpy_conveniences():
+    x = gc.placeholder(6, "float64", name="x")  # an int shape, as numpy accepts
+    assert x.shape == (6,)
+    m = gc.placeholder((2, 3), "float64", name="m")
+    value = RNG.standard_normal((2, 3))
+    outs = [
+        gc.argmax(m),  # over the flattened array
+        m.sum(axis=range(2)),
+        m.sum(axis=np.array([1])),
+        gc.stack([m, m], axis=-1),
+        gc.expand_dims(m, np.int64(1)),
+        m.astype(bool),
+    ]
+    expected = [
+        np.argmax(value),
+        value.sum(),
+        value.sum(axis=1),
+        np.stack([value, value], axis=-1),
+        value[:, None],
+        value.astype(bool),
+    ]
+    for out, want in zip(run([m], outs, value), expected, strict=True):
+        close(out, want)
