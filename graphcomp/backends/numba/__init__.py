@@ -1,0 +1,1 @@
+"""Numba code-generation backend."""
