@@ -113,6 +113,22 @@ def plan_kernels(lp: LoweredProgram) -> FusionPlan:
     return FusionPlan(kernels, materialised, inlined, transposed)
 
 
+def reads_at_own_index(lp: LoweredProgram, kernel: Kernel) -> bool:
+    """True when every buffer an elementwise kernel reads is read at the element it writes
+    (same shape as the root) or is a single element: the kernel may then write over an input."""
+    shape = lp.ops[kernel.root].shape
+    inlined = set(kernel.inlined)
+    for value in [kernel.root, *kernel.inlined]:
+        op = lp.ops[value]
+        if op.op in VIEW_OPS or (value != kernel.root and op.shape != shape):
+            return False
+        for source in op.inputs:
+            src = lp.ops[source]
+            if source not in inlined and src.shape != shape and any(d != 1 for d in src.shape):
+                return False
+    return True
+
+
 def contiguous_slice(lp: LoweredProgram, value: int) -> bool:
     """True when a slice selects one contiguous block of a C-ordered input (``x[t]``, say):
     single indices on leading axes, then one unit-step range, then full axes."""

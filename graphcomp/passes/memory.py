@@ -9,11 +9,11 @@ array per dtype.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphcomp.passes.fusion import FusionPlan
+from graphcomp.passes.fusion import FusionPlan, reads_at_own_index
 from graphcomp.passes.lowered import LoweredProgram, size_key
 
 
@@ -33,6 +33,7 @@ class MemoryPlan:
     slots: list[Slot]
     slot_of: dict[int, int]  # value id -> slot index
     alias_of: dict[int, int]  # reshape value id -> the value whose buffer it views
+    in_place: dict[int, int] = field(default_factory=dict)  # new value -> parameter it overwrites
 
     def base(self, value: int) -> int:
         """Follow aliases to the value that owns the buffer."""
@@ -69,10 +70,13 @@ def plan_memory(lp: LoweredProgram, plan: FusionPlan) -> MemoryPlan:
             value = alias_of[value]
         return value
 
-    owners = [k.root for k in plan.kernels if k.kind != "alias"]
+    reads = [kernel_reads(lp, plan, index) for index in range(len(plan.kernels))]
+    in_place = _in_place_updates(lp, plan, reads, base)
+    alias_of.update(in_place)
+    owners = [k.root for k in plan.kernels if k.kind != "alias" and k.root not in in_place]
     last_use: dict[int, int] = {}
     for index in range(len(plan.kernels)):
-        for source in kernel_reads(lp, plan, index):
+        for source in reads[index]:
             last_use[base(source)] = index
     end = len(plan.kernels)
     for value in lp.roots:
@@ -98,4 +102,31 @@ def plan_memory(lp: LoweredProgram, plan: FusionPlan) -> MemoryPlan:
             slot_of[op.id] = len(slots)
             slots.append(Slot(len(slots), op.dtype, size_key(op.shape)))
         live.append(op.id)
-    return MemoryPlan(slots, slot_of, alias_of)
+    return MemoryPlan(slots, slot_of, alias_of, in_place)
+
+
+def _in_place_updates(lp: LoweredProgram, plan: FusionPlan, reads: list[list[int]],
+                      base) -> dict[int, int]:
+    """New parameter values that a kernel can write straight into the parameter's storage.
+
+    Safe when the kernel reads the parameter only at the element it writes, no later kernel
+    reads the parameter's old value, and nothing else (another update, an output) needs it.
+    """
+    targets: dict[int, list[int]] = {}
+    for param, value in lp.updates:
+        targets.setdefault(value, []).append(param)
+    bases = [base(v) for _, v in lp.updates] + [base(v) for v in lp.outputs]
+    result: dict[int, int] = {}
+    for index, kernel in enumerate(plan.kernels):
+        value = kernel.root
+        if kernel.kind != "elementwise" or len(targets.get(value, [])) != 1:
+            continue
+        param = targets[value][0]
+        if value in lp.outputs or bases.count(param) or not reads_at_own_index(lp, kernel):
+            continue
+        if any(base(r) == param for later in reads[index + 1:] for r in later):
+            continue
+        if lp.ops[value].shape != lp.ops[param].shape:
+            continue
+        result[value] = param
+    return result

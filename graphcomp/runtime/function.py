@@ -13,7 +13,7 @@ from graphcomp.ops import Parameter, Tensor
 from graphcomp.runtime.binding import check_inputs, match_arguments
 from graphcomp.runtime.program import Program, build_program
 
-DEFAULT_BACKEND = "numpy"
+DEFAULT_BACKEND = "numba"
 
 Updates = Sequence[tuple[Parameter, Tensor]] | Mapping[Parameter, Tensor] | None
 

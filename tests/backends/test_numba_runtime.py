@@ -219,3 +219,17 @@ def test_contiguous_slices_are_views_and_others_are_copied():
     for a, b in zip(got(xv), expected(xv), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
     assert "x_x.reshape(24)[6:6 + 6]" in got.source
+
+
+def test_fastmath_is_opt_in_and_keeps_nan_and_infinity():
+    with gc.Graph():
+        x = gc.placeholder((None,), "float64", name="x")
+        y = gc.exp(x) * 2.0 + gc.log1p(x * x)
+    xv = np.array([0.5, -1.0, np.inf, np.nan, 2.0, -np.inf])
+    strict = gc.compile([x], y, backend="numba")
+    relaxed = gc.compile([x], y, backend="numba", fastmath=True)
+    assert "fastmath={" not in strict.source.split("# ---- kernels")[1]
+    assert '"reassoc"' in relaxed.source and "nnan" not in relaxed.source
+    expected = gc.compile([x], y, backend="numpy")(xv)
+    np.testing.assert_allclose(strict(xv), expected, rtol=1e-12)
+    np.testing.assert_allclose(relaxed(xv), expected, rtol=1e-9)  # NaN and inf where numpy has

@@ -180,11 +180,15 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
             calls.append(f"{target} = {ref(op.inputs[0])}.reshape({names.shape(op.shape)})"
                          f"  # {op.describe()}")
             continue
-        slot = memory.slots[memory.slot_of[kernel.root]]
-        calls.append(
-            f"{target} = {arena_name[slot.dtype]}[offsets[{slot.index}]:offsets[{slot.index}] + "
-            f"{names.size(op.shape)}].reshape({names.shape(op.shape)})"
-        )
+        if kernel.root in memory.in_place:
+            param = memory.in_place[kernel.root]
+            calls.append(f"{target} = {ref(param)}  # written in place: no later step reads it")
+        else:
+            slot = memory.slots[memory.slot_of[kernel.root]]
+            calls.append(
+                f"{target} = {arena_name[slot.dtype]}[offsets[{slot.index}]:offsets[{slot.index}]"
+                f" + {names.size(op.shape)}].reshape({names.shape(op.shape)})"
+            )
         if kernel.kind == "matmul" and _direct_matmul(lp, plan, kernel):
             calls.append(_matmul_call(lp, plan, kernel, ref, names) + f"  # {comment}")
             continue
@@ -220,7 +224,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     copies = []
     for param, value in lp.updates:
         if lp.ops[memory.base(value)].op == "parameter":
-            continue  # another parameter's old value: the runtime copies it (swaps stay right)
+            continue  # written in place, or a parameter's old value the runtime copies
         signatures["copy_flat"].add((array_type(value, True), array_type(param, True)))
         copies.append(f"copy_flat({flat(value)}, {flat(param)})"
                       f"  # update {lp.ops[param].describe()}")
@@ -291,7 +295,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
 def _decorator(fastmath: bool) -> str:
     if fastmath:
         flags = ", ".join(f'"{f}"' for f in FASTMATH_FLAGS)
-        return f"@njit(cache=True, fastmath={{{flags}}}{{parallel}})"
+        return "@njit(cache=True, fastmath={{" + flags + "}}{parallel})"
     return "@njit(cache=True{parallel})"
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from graphcomp.backends.numba.expressions import ExpressionWriter, Index, literal
 from graphcomp.errors import CompileError
 from graphcomp.ops import get_op
-from graphcomp.passes.fusion import Kernel
+from graphcomp.passes.fusion import Kernel, reads_at_own_index
 from graphcomp.passes.lowered import LoweredProgram, size_key
 
 PARALLEL_MIN_ELEMENTS = 1 << 20  # below this, prange's thread start-up costs more than it saves
@@ -66,21 +66,7 @@ def _loop_vars(n: int) -> Index:
 
 def _is_flat(lp: LoweredProgram, kernel: Kernel, inlined: set[int]) -> bool:
     """True when every buffer is read at the root's own index or at a single element."""
-    root = lp.ops[kernel.root]
-    shape = root.shape
-    for value in [kernel.root, *kernel.inlined]:
-        op = lp.ops[value]
-        if op.op in ("transpose", "broadcast_to", "slice"):
-            return False
-        if value != kernel.root and op.shape != shape:
-            return False
-        for source in op.inputs:
-            if source in inlined:
-                continue
-            src = lp.ops[source]
-            if src.shape != shape and any(d != 1 for d in src.shape):
-                return False
-    return True
+    return reads_at_own_index(lp, kernel)
 
 
 def _parallel(lp: LoweredProgram, value: int) -> bool:
@@ -146,6 +132,9 @@ def reduction_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
             and _is_flat(lp, probe, inlined)):
         return _chunked_sum(lp, kernel, source.id, inlined)
 
+    if (root.op == "reduce_sum" and source.dtype.kind == "f" and kept == [source.ndim - 1]
+            and source.ndim >= 2):
+        return _column_sum(lp, kernel, source.id, inlined)
     reads = _Reads(False)
     functions: set[str] = set()
     index = _loop_vars(source.ndim)
@@ -216,6 +205,43 @@ def reduction_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
         params.append("dims")
     return KernelText(params, body, reads.order, extents=[(d,) for d in source.shape],
                       uses_dims=uses_dims, functions=functions)
+
+
+def _column_sum(lp: LoweredProgram, kernel: Kernel, source_id: int,
+                inlined: set[int]) -> KernelText:
+    """Sum over every axis but the last: rows outer, a float64 scratch row inner (contiguous,
+    vectorised), in chunks of the last axis."""
+    root = lp.ops[kernel.root]
+    source = lp.ops[source_id]
+    last = source.ndim - 1
+    reads = _Reads(False)
+    functions: set[str] = set()
+    writer = ExpressionWriter(lp, inlined, reads, functions)
+    index = _loop_vars(source.ndim)
+    value = writer.value_at(source_id, index, force=source_id in inlined)
+    out_ref = "out[" + ", ".join(["0"] * (root.ndim - 1) + ["start + j"]) + "]"
+    body: list[tuple[str, str]] = [
+        (f"for start in range(0, n{last}, {REDUCE_CHUNK}):", ""),
+        (f"    m = min({REDUCE_CHUNK}, n{last} - start)", ""),
+        ("    for j in range(m):", ""),
+        ("        scratch[j] = 0.0", ""),
+    ]
+    depth = 1
+    for axis in range(last):
+        body.append(("    " * depth + f"for i{axis} in range(n{axis}):", ""))
+        depth += 1
+    body.append(("    " * depth + "for j in range(m):", ""))
+    depth += 1
+    body.append(("    " * depth + f"i{last} = start + j", ""))
+    body += [("    " * depth + line, comment) for line, comment in writer.lines]
+    body.append(("    " * depth + f"scratch[j] += {value}", ""))
+    body += [("    for j in range(m):", ""), (f"        {out_ref} = scratch[j]", root.describe())]
+    params = [f"a{k}" for k in range(len(reads.order))] + ["out", "scratch"]
+    params += [f"n{a}" for a in range(source.ndim)]
+    if writer.uses_dims:
+        params.append("dims")
+    return KernelText(params, body, reads.order, extents=[(d,) for d in source.shape],
+                      uses_dims=writer.uses_dims, uses_scratch=True, functions=functions)
 
 
 def _chunked_sum(lp: LoweredProgram, kernel: Kernel, source_id: int,
