@@ -121,6 +121,8 @@ class NumbaExecutable:
         state = self._states.get(key) or self._bind(key)
         storage = self._storage
         params = [storage[i] for i in self._param_ids]
+        # The driver is compiled for writeable arrays (numba types read-only ones differently).
+        inputs = [a if a.flags.writeable else a.copy() for a in inputs]
         self._driver(*inputs, *params, *self._constants, *state.arenas, state.offsets,
                      state.dims, self._scratch)
         outputs = [o if isinstance(o, np.ndarray) else _late_output(o, inputs, storage)
