@@ -30,7 +30,7 @@ FASTMATH_FLAGS = ("nsz", "arcp", "contract", "afn", "reassoc")
 # Larger programs get a Python driver: compiling an njit driver re-optimises every kernel it
 # calls, which costs more than the per-call dispatch saves once kernels are big (measured in
 # docs/performance.md).
-JIT_DRIVER_MAX_KERNELS = 40
+JIT_DRIVER_MAX_KERNELS = 32
 
 _WRITERS = {
     "elementwise": K.elementwise_kernel,
@@ -134,6 +134,11 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     """
     names = _Names(lp)
     decorator = _decorator(fastmath)
+    if driver_jit is None:
+        driver_jit = len(plan.kernels) <= JIT_DRIVER_MAX_KERNELS
+    # An njit driver calls BLAS through one small function: every inline np.dot would add its
+    # layout checks to the driver's own compile.
+    dot = "matmul_2d" if driver_jit else "np.dot"
     kernel_defs: dict[str, str] = {}  # code key -> kernel name
     kernel_texts: list[str] = []
     kernel_uses: dict[str, list[str]] = {}
@@ -190,7 +195,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
                 f" + {names.size(op.shape)}].reshape({names.shape(op.shape)})"
             )
         if kernel.kind == "matmul" and _direct_matmul(lp, plan, kernel):
-            calls.append(_matmul_call(lp, plan, kernel, ref, names) + f"  # {comment}")
+            calls.append(_matmul_call(lp, kernel, ref, names, dot) + f"  # {comment}")
             continue
         writer = K.batched_matmul_kernel if kernel.kind == "matmul" else _WRITERS.get(kernel.kind)
         if writer is None:
@@ -269,8 +274,8 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     for text in kernel_texts:
         lines += ["", text, ""]
     lines += ["", _copy_kernel(decorator), ""]
-    if driver_jit is None:
-        driver_jit = len(plan.kernels) <= JIT_DRIVER_MAX_KERNELS
+    if driver_jit:
+        lines += ["", _matmul_kernel(), ""]
     lines += ["", "# ---- driver", ""]
     if driver_jit:
         lines.append("@njit(cache=True)")
@@ -322,6 +327,15 @@ def _copy_kernel(decorator: str) -> str:
     ])
 
 
+def _matmul_kernel() -> str:
+    return "\n".join([
+        "@njit(cache=True)",
+        "def matmul_2d(a, b, out):",
+        '    """out = a @ b for 2-D operands (BLAS; a transposed operand is an F-order view)."""',
+        "    np.dot(a, b, out)",
+    ])
+
+
 def _direct_matmul(lp: LoweredProgram, plan: FusionPlan, kernel: Kernel) -> bool:
     op = lp.ops[kernel.root]
     a, b = (lp.ops[i] for i in op.inputs)
@@ -330,13 +344,13 @@ def _direct_matmul(lp: LoweredProgram, plan: FusionPlan, kernel: Kernel) -> bool
     return b.ndim == 2 and a.id not in plan.transposed_views
 
 
-def _matmul_call(lp: LoweredProgram, plan: FusionPlan, kernel: Kernel, ref, names: _Names) -> str:
+def _matmul_call(lp: LoweredProgram, kernel: Kernel, ref, names: _Names, dot: str) -> str:
     op = lp.ops[kernel.root]
     a, b = (lp.ops[i] for i in op.inputs)
     target = names.names[kernel.root]
     if a.ndim == 2:
-        return f"np.dot({ref(a.id)}, {ref(b.id)}, {target})"
+        return f"{dot}({ref(a.id)}, {ref(b.id)}, {target})"
     rows = names.size(a.shape[:-1])
     a2 = f"{ref(a.id)}.reshape(({rows}, {names.dim(a.shape[-1])}))"
     out2 = f"{target}.reshape(({rows}, {names.dim(op.shape[-1])}))"
-    return f"np.dot({a2}, {ref(b.id)}, {out2})"
+    return f"{dot}({a2}, {ref(b.id)}, {out2})"
