@@ -233,3 +233,14 @@ def test_fastmath_is_opt_in_and_keeps_nan_and_infinity():
     expected = gc.compile([x], y, backend="numpy")(xv)
     np.testing.assert_allclose(strict(xv), expected, rtol=1e-12)
     np.testing.assert_allclose(relaxed(xv), expected, rtol=1e-9)  # NaN and inf where numpy has
+
+
+def test_read_only_inputs_are_accepted(step: Step):
+    dtype = step.W.dtype
+    xv = np.ones((3, 3), dtype)
+    yv = np.zeros(3, dtype)
+    xv.setflags(write=False)
+    before = step.snapshot()
+    expected = step.numpy(xv, yv)
+    step.restore(before)
+    np.testing.assert_allclose(step.numba(xv, yv)[0], expected[0], rtol=_rtol(dtype))
