@@ -17,7 +17,10 @@ from graphcomp.passes.lowered import LoweredProgram, size_key
 VIEW_OPS = frozenset({"transpose", "broadcast_to", "slice"})
 FUSING_REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "argmax"})
 SCALAR_LEAVES = frozenset({"dim_size"})
-IDENTITY_OPS = frozenset({"stop_gradient"})  # the value of the input, unchanged
+IDENTITY_OPS = frozenset({"stop_gradient"})
+# Elementwise ops cheap enough to recompute in every consumer (on source operands only).
+CHEAP_OPS = frozenset({"add", "subtract", "multiply", "negative", "abs", "cast", "maximum",
+                       "minimum", "stop_gradient"})  # the value of the input, unchanged
 
 
 @dataclass
@@ -90,6 +93,10 @@ def plan_kernels(lp: LoweredProgram) -> FusionPlan:
         elif _is_elementwise(op.op):
             if len(users) == 1 and fuses_into(op.id, users[0]):
                 inlined.add(op.id)
+            elif (op.op in CHEAP_OPS and users and all(fuses_into(op.id, u) for u in users)
+                  and all(lp.ops[i].is_source for i in op.inputs)):
+                # Recomputing x * w in each consumer costs less than storing and reloading it.
+                inlined.add(op.id)
     # A transposed view whose source got inlined cannot be a ``.T`` of a buffer.
     for value in list(transposed):
         if lp.ops[value].inputs[0] in inlined:
@@ -120,13 +127,20 @@ def reads_at_own_index(lp: LoweredProgram, kernel: Kernel) -> bool:
     inlined = set(kernel.inlined)
     for value in [kernel.root, *kernel.inlined]:
         op = lp.ops[value]
-        if op.op in VIEW_OPS or (value != kernel.root and op.shape != shape):
+        if op.op in VIEW_OPS and not _single_element_broadcast(lp, value):
+            return False
+        if value != kernel.root and op.shape != shape:
             return False
         for source in op.inputs:
             src = lp.ops[source]
             if source not in inlined and src.shape != shape and any(d != 1 for d in src.shape):
                 return False
     return True
+
+
+def _single_element_broadcast(lp: LoweredProgram, value: int) -> bool:
+    op = lp.ops[value]
+    return op.op == "broadcast_to" and all(d == 1 for d in lp.ops[op.inputs[0]].shape)
 
 
 def contiguous_slice(lp: LoweredProgram, value: int) -> bool:

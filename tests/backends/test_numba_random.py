@@ -25,8 +25,11 @@ sys.modules["random_programs"] = random_programs  # dataclasses look their modul
 _SPEC.loader.exec_module(random_programs)
 
 
-def _tolerance(dtype: np.dtype) -> float:
-    return 1e-5 if dtype == np.float32 else 1e-10
+def _tolerance(program_dtypes: list[str]) -> float:
+    # float32 intermediates differ from numpy's in the last bits (our exp/log are not numpy's)
+    # and those bits survive a later cast to float64: a program with float32 anywhere gets the
+    # float32 tolerance.
+    return 1e-5 if "float32" in program_dtypes else 1e-10
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
@@ -34,7 +37,7 @@ def _tolerance(dtype: np.dtype) -> float:
        seed=st.integers(0, 2**32 - 1))
 def test_random_programs_and_their_gradients_match_numpy(programs: list, seed: int):
     rng = np.random.default_rng(seed)
-    placeholders, values, outputs = [], [], []
+    placeholders, values, outputs, tolerances = [], [], [], []
     with gc.Graph(name="random_numba"):
         for p, (inputs, dtypes, steps, _) in enumerate(programs):
             symbol = {"B": f"B{p}"}
@@ -54,14 +57,14 @@ def test_random_programs_and_their_gradients_match_numpy(programs: list, seed: i
             if float_results:
                 loss = sum(gc.sum(gc.tanh(t)) for t in float_results)
                 outputs += gc.grad(loss, ins)
+            tolerances += [_tolerance(dtypes)] * (len(outputs) - len(tolerances))
     numba = gc.compile(placeholders, outputs, backend="numba")
     oracle = gc.compile(placeholders, outputs, backend="numpy")
-    for got, want in zip(numba(*values), oracle(*values), strict=True):
+    for got, want, tol in zip(numba(*values), oracle(*values), tolerances, strict=True):
         assert got.shape == want.shape and got.dtype == want.dtype
         if want.dtype.kind != "f":
             np.testing.assert_array_equal(got, want)
             continue
-        tol = _tolerance(want.dtype)
         finite = np.abs(want[np.isfinite(want)])
         scale = max(1.0, float(finite.max())) if finite.size else 1.0
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)

@@ -91,8 +91,8 @@ class ExpressionWriter:
         if key in self._memo:
             return self._memo[key]
         op = self.lp.ops[value_id]
-        if op.op == "constant" and op.ndim == 0:
-            result = literal(op.attrs["value"].item(), op.dtype)
+        if op.op == "constant" and all(d == 1 for d in op.shape):
+            result = literal(op.attrs["value"].item(), op.dtype)  # a single element: a literal
         elif value_id not in self.inlined and not force:
             result = self._temp(self.read(value_id, index), op.describe())
         elif op.op == "dim_size":
@@ -107,6 +107,8 @@ class ExpressionWriter:
     def _view_index(self, op: LOp, index: Index) -> Index:
         source = self.lp.ops[op.inputs[0]]
         if op.op == "broadcast_to":
+            if self.flat:  # flat loops only broadcast single elements
+                return ("0",) if all(d == 1 for d in source.shape) else index
             return broadcast_index(index, source.shape, op.shape)
         if op.op == "transpose":
             mapped = [""] * len(index)
