@@ -50,6 +50,8 @@ class _BoundState:
     offsets: np.ndarray
     dims: np.ndarray
     outputs: list[Any]  # an array view, or ("input", position, shape) to read at call time
+    tail: tuple = ()  # the driver's trailing arguments: constants, arenas, offsets, dims, scratch
+    views_only: bool = False  # every output is an arena view (no late lookups)
 
 
 class NumbaExecutable:
@@ -80,7 +82,9 @@ class NumbaExecutable:
         for param, value in lp.updates:
             base = lp.ops[memory.base(value)]
             source = base if base.op == "parameter" else lp.ops[param]
-            self._update_sources.append((source.attrs["storage_id"], lp.ops[param].shape))
+            same = source.shape == lp.ops[param].shape
+            self._update_sources.append((source.attrs["storage_id"],
+                                         None if same else lp.ops[param].shape))
 
     def _bind(self, key: tuple) -> _BoundState:
         binding = dict(zip(self.lp.symbols, key, strict=True))
@@ -112,22 +116,25 @@ class NumbaExecutable:
                 outputs.append(np.asarray(op.attrs["value"]).reshape(shape))
         dims = np.array(key, dtype=np.int64) if key else np.zeros(1, dtype=np.int64)
         state = _BoundState(arenas, offsets, dims, outputs)
+        state.tail = (*self._constants, *arenas, offsets, dims, self._scratch)
+        state.views_only = all(isinstance(o, np.ndarray) for o in outputs)
         self._states[key] = state
         return state
 
     def run(self, inputs: Sequence[np.ndarray], binding: dict[str, int]
             ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        key = tuple(binding[s] for s in self.lp.symbols)
+        key = tuple([binding[s] for s in self.lp.symbols])
         state = self._states.get(key) or self._bind(key)
         storage = self._storage
-        params = [storage[i] for i in self._param_ids]
         # The driver is compiled for writeable arrays (numba types read-only ones differently).
         inputs = [a if a.flags.writeable else a.copy() for a in inputs]
-        self._driver(*inputs, *params, *self._constants, *state.arenas, state.offsets,
-                     state.dims, self._scratch)
-        outputs = [o if isinstance(o, np.ndarray) else _late_output(o, inputs, storage)
-                   for o in state.outputs]
-        return outputs, [storage[i].reshape(shape) if storage[i].shape != shape else storage[i]
+        self._driver(*inputs, *[storage[i] for i in self._param_ids], *state.tail)
+        if state.views_only:
+            outputs = state.outputs
+        else:
+            outputs = [o if isinstance(o, np.ndarray) else _late_output(o, inputs, storage)
+                       for o in state.outputs]
+        return outputs, [storage[i] if shape is None else storage[i].reshape(shape)
                          for i, shape in self._update_sources]
 
 
