@@ -24,6 +24,8 @@ def lower(program: Program) -> LoweredProgram:
     scheduled = {node.id for node in program.schedule}
     # Inputs nothing reads still belong to the interface: they come first.
     unused = [node for node in program.inputs if node.id not in scheduled]
+    # So are updated parameters nothing reads (their storage receives the new value).
+    unused += [p for p, _ in program.updates if p.id not in scheduled]
     for node in unused + list(program.schedule):
         shape = dims.resolve_shape(node.shape)
         attrs: dict[str, Any] = dict(node.attrs)

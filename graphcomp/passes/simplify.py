@@ -20,7 +20,7 @@ def eliminate_dead(lp: LoweredProgram) -> LoweredProgram:
 
     >>> # lp = eliminate_dead(lp)
     """
-    live: set[int] = set(lp.roots) | set(lp.inputs)
+    live: set[int] = set(lp.roots) | set(lp.inputs) | {p for p, _ in lp.updates}
     for op in reversed(list(lp.ops.values())):
         if op.id in live:
             live.update(op.inputs)
@@ -93,7 +93,9 @@ def fold_constants(lp: LoweredProgram) -> LoweredProgram:
 
 
 def isolate_outputs(lp: LoweredProgram) -> LoweredProgram:
-    """Give an output that is an updated parameter's storage (or a view of it) its own copy.
+    """Give an output its own copy when it would otherwise be read from storage after the step:
+    an updated parameter (or a view of it), or a slice of another value's buffer; likewise a
+    new parameter value that is a slice of a parameter.
 
     Backends that update parameters in place would otherwise return the new value; outputs
     must show the values from before the step's updates.
@@ -103,15 +105,29 @@ def isolate_outputs(lp: LoweredProgram) -> LoweredProgram:
     targets = {p for p, _ in lp.updates}
     result = copy.deepcopy(lp)
     next_id = max(result.ops, default=-1) + 1
-    for position, value in enumerate(result.outputs):
-        base = value
-        while result.ops[base].op in ("reshape", "stop_gradient"):
-            base = result.ops[base].inputs[0]
-        if base not in targets:
-            continue
+
+    def chain(value: int) -> tuple[int, bool]:
+        """(base value, whether a slice is on the way) through reshapes, identities, slices."""
+        sliced = False
+        while result.ops[value].op in ("reshape", "stop_gradient", "slice"):
+            sliced |= result.ops[value].op == "slice"
+            value = result.ops[value].inputs[0]
+        return value, sliced
+
+    def copy_of(value: int) -> int:
+        nonlocal next_id
         source = result.ops[value]
         result.ops[next_id] = LOp(next_id, "copy", [value], {}, source.shape, source.dtype,
                                   [f"copy of {source.describe()}"])
-        result.outputs[position] = next_id
         next_id += 1
+        return next_id - 1
+
+    for position, value in enumerate(result.outputs):
+        base, sliced = chain(value)
+        if base in targets or (sliced and base != value):
+            result.outputs[position] = copy_of(value)
+    for position, (param, value) in enumerate(result.updates):
+        base, sliced = chain(value)
+        if sliced and result.ops[base].op == "parameter":
+            result.updates[position] = (param, copy_of(value))
     return result

@@ -244,3 +244,23 @@ def test_read_only_inputs_are_accepted(step: Step):
     expected = step.numpy(xv, yv)
     step.restore(before)
     np.testing.assert_allclose(step.numba(xv, yv)[0], expected[0], rtol=_rtol(dtype))
+
+
+def test_outputs_and_updates_that_are_slices_of_buffers():
+    rng = np.random.default_rng(4)
+    with gc.Graph():
+        x = gc.placeholder((3, 2), "float64", name="x")
+        a = gc.parameter(rng.standard_normal((2, 2)), name="a")
+        b = gc.parameter(rng.standard_normal((1, 2)), name="b")
+        h = gc.tanh(x) * 2.0
+        outputs = [h[1], x[2], a[1]]
+        updates = [(b, a[1:2]), (a, a * 0.5)]
+    a0, b0 = a.value, b.value
+    xv = rng.standard_normal((3, 2))
+    got = gc.compile([x], outputs, updates=updates, backend="numba")(xv)
+    np.testing.assert_allclose(got[0], np.tanh(xv[1]) * 2.0, rtol=1e-12)
+    np.testing.assert_array_equal(got[1], xv[2])
+    np.testing.assert_array_equal(got[2], a0[1])
+    np.testing.assert_array_equal(b.value, a0[1:2])
+    np.testing.assert_array_equal(a.value, a0 * 0.5)
+    del b0
