@@ -58,7 +58,7 @@ def format_node(node: Node) -> str:
     return line
 
 
-def format(tensors: Tensor | Sequence[Tensor]) -> str:  # noqa: A001 - the public name
+def format(tensors: Tensor | Sequence[Tensor]) -> str:
     """Listing of every node the given tensors depend on, in topological order.
 
     >>> import graphcomp as gc, numpy as np

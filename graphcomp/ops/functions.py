@@ -23,7 +23,9 @@ AxisLike = int | Sequence[int] | None
 # ================================================================ sources
 
 
-def placeholder(shape: Sequence[int | str | None], dtype: Any = "float32", name: str | None = None) -> Tensor:
+def placeholder(
+    shape: Sequence[int | str | None], dtype: Any = "float32", name: str | None = None
+) -> Tensor:
     """An input fed when the compiled function is called.
 
     ``None`` or a string makes a dimension symbolic (bound at call time); equal strings are
@@ -50,13 +52,15 @@ def placeholder(shape: Sequence[int | str | None], dtype: Any = "float32", name:
                 f"placeholder {name!r}: dimension {d!r} must be an int >= 0, a str or None "
                 f"(at {user_source_line()})"
             )
-    node = graph.add_node("placeholder", [], {}, tuple(dims), dtype_, name=name,
-                          source=user_source_line())
+    node = graph.add_node(
+        "placeholder", [], {}, tuple(dims), dtype_, name=name, source=user_source_line()
+    )
     return Tensor(node)
 
 
-def parameter(value: Any, name: str | None = None, dtype: Any = None,
-              check_finite: bool = False) -> Parameter:
+def parameter(
+    value: Any, name: str | None = None, dtype: Any = None, check_finite: bool = False
+) -> Parameter:
     """Trainable state: the value is copied into the graph's parameter storage.
 
     >>> import graphcomp as gc, numpy as np
@@ -75,8 +79,9 @@ def parameter(value: Any, name: str | None = None, dtype: Any = None,
             f"parameter {name!r} at {user_source_line()}: value has {bad} non-finite "
             "element(s) (NaN or inf) and check_finite=True"
         )
-    node = graph.add_node("parameter", [], {}, array.shape, dtype_, name=name,
-                          source=user_source_line())
+    node = graph.add_node(
+        "parameter", [], {}, array.shape, dtype_, name=name, source=user_source_line()
+    )
     graph.parameter_values[node.id] = array
     return Parameter(node)
 
@@ -95,8 +100,9 @@ def constant(value: Any, dtype: Any = None, name: str | None = None) -> Tensor:
         graph = tensor.graph
         node = tensor.node
         graph.nx.remove_node(node.id)
-        new = graph.add_node("constant", [], dict(node.attrs), node.shape, node.dtype,
-                             name=name, source=node.source)
+        new = graph.add_node(
+            "constant", [], dict(node.attrs), node.shape, node.dtype, name=name, source=node.source
+        )
         return Tensor(new)
     return tensor
 
@@ -255,7 +261,7 @@ def negative(x: Any) -> Tensor:
     return apply("negative", as_tensor(x))
 
 
-def abs(x: Any) -> Tensor:  # noqa: A001 - numpy's name
+def abs(x: Any) -> Tensor:
     """|x|; abs'(0) = 0. ``gc.abs(x)``"""
     return apply("abs", as_tensor(x))
 
@@ -336,7 +342,9 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
     """a where cond is true, else b (broadcasting). ``gc.where(x > 0, x, 0.0)``"""
     cond_t = as_tensor(cond, graph=_graph_of(cond, a, b))
     if cond_t.dtype != np.dtype("bool"):
-        raise DTypeError(f"where: condition must be bool, got {cond_t.dtype} at {user_source_line()}")
+        raise DTypeError(
+            f"where: condition must be bool, got {cond_t.dtype} at {user_source_line()}"
+        )
     a_, b_ = _promote(a, b)
     return apply("where", cond_t, a_, b_)
 
@@ -383,21 +391,21 @@ def _filled_like(x: Any, fill: int, dtype: Any) -> Tensor:
 # ================================================================ reductions
 
 
-def sum(x: Any, axis: AxisLike = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+def sum(x: Any, axis: AxisLike = None, keepdims: bool = False) -> Tensor:
     """Sum over axes (all by default). ``gc.sum(x, axis=1)``"""
     x = as_tensor(x)
     axes = _normalize_axes(axis, x.ndim)
     return apply("reduce_sum", x, axes=axes, keepdims=keepdims)
 
 
-def max(x: Any, axis: AxisLike = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+def max(x: Any, axis: AxisLike = None, keepdims: bool = False) -> Tensor:
     """Max over axes; tied maxima share the gradient. ``gc.max(x, axis=-1)``"""
     x = as_tensor(x)
     axes = _normalize_axes(axis, x.ndim)
     return apply("reduce_max", x, axes=axes, keepdims=keepdims)
 
 
-def min(x: Any, axis: AxisLike = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+def min(x: Any, axis: AxisLike = None, keepdims: bool = False) -> Tensor:
     """Min over axes (as -max(-x)). ``gc.min(x, axis=0)``"""
     return negative(max(negative(x), axis=axis, keepdims=keepdims))
 
@@ -532,7 +540,7 @@ def matmul(a: Any, b: Any) -> Tensor:
 
 
 def reshape(x: Any, shape: Sequence[Any]) -> Tensor:
-    """Reshape; one dimension may be -1 (inferred), symbolic dims may be kept. ``x.reshape(-1, 16)``"""
+    """Reshape; one dim may be -1 (inferred); symbolic dims may be kept. ``x.reshape(-1, 16)``"""
     x = as_tensor(x)
     dims = x.graph.dims
     target = [dims.resolve(d) if isinstance(d, str) else int(d) for d in shape]
@@ -656,24 +664,35 @@ def pad(x: Any, pad_width: Any, constant_values: float = 0.0) -> Tensor:
         raise ShapeError(
             f"pad: pad_width {pad_width!r} does not fit rank {x.ndim} (at {user_source_line()})"
         ) from None
-    return pad_general(x, widths[:, 0].tolist(), widths[:, 1].tolist(), [0] * x.ndim,
-                       constant_values)
+    return pad_general(
+        x, widths[:, 0].tolist(), widths[:, 1].tolist(), [0] * x.ndim, constant_values
+    )
 
 
-def pad_general(x: Tensor, lo: Sequence[int], hi: Sequence[int], interior: Sequence[int],
-                value: float = 0.0) -> Tensor:
+def pad_general(
+    x: Tensor, lo: Sequence[int], hi: Sequence[int], interior: Sequence[int], value: float = 0.0
+) -> Tensor:
     """Pad with lo/hi elements at the ends and ``interior`` between elements (lax.pad-style)."""
     if not builtins.any(lo) and not builtins.any(hi) and not builtins.any(interior):
         return x
-    return apply("pad", x, lo=tuple(int(v) for v in lo), hi=tuple(int(v) for v in hi),
-                 interior=tuple(int(v) for v in interior), value=float(value))
+    return apply(
+        "pad",
+        x,
+        lo=tuple(int(v) for v in lo),
+        hi=tuple(int(v) for v in hi),
+        interior=tuple(int(v) for v in interior),
+        value=float(value),
+    )
 
 
-def slice_general(x: Tensor, starts: Sequence[int], stops: Sequence[Any],
-                  steps: Sequence[int]) -> Tensor:
+def slice_general(
+    x: Tensor, starts: Sequence[int], stops: Sequence[Any], steps: Sequence[int]
+) -> Tensor:
     """Basic slicing with explicit non-negative starts/stops and positive steps."""
-    if all(s == 0 and st == 1 and stop == d for s, stop, st, d in
-           zip(starts, stops, steps, x.shape, strict=True)):
+    if all(
+        s == 0 and st == 1 and stop == d
+        for s, stop, st, d in zip(starts, stops, steps, x.shape, strict=True)
+    ):
         return x
     return apply("slice", x, starts=tuple(starts), stops=tuple(stops), steps=tuple(steps))
 
@@ -792,7 +811,9 @@ def unbroadcast(g: Tensor, shape: Sequence[Dim]) -> Tensor:
     return reshape(g, target)
 
 
-def expand_reduced(g: Tensor, in_shape: Sequence[Dim], axes: Sequence[int], keepdims: bool) -> Tensor:
+def expand_reduced(
+    g: Tensor, in_shape: Sequence[Dim], axes: Sequence[int], keepdims: bool
+) -> Tensor:
     """Broadcast a reduction's result (or cotangent) back to the input's shape."""
     if not keepdims:
         it = iter(g.shape)

@@ -96,7 +96,7 @@ class Function:
         return f"<graphcomp.Function({names}) backend={self.backend!r}>"
 
 
-def compile(  # noqa: A001 - the public name
+def compile(
     inputs: Sequence[Tensor],
     outputs: Tensor | Sequence[Tensor],
     updates: Updates = None,
