@@ -18,6 +18,7 @@ VIEW_OPS = frozenset({"transpose", "broadcast_to", "slice"})
 FUSING_REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "argmax"})
 SCALAR_LEAVES = frozenset({"dim_size"})
 IDENTITY_OPS = frozenset({"stop_gradient"})
+MAX_KERNEL_READS = 8  # buffers one fused kernel may read (see _limit_reads)
 # Elementwise ops cheap enough to recompute in every consumer (on source operands only).
 CHEAP_OPS = frozenset({"add", "subtract", "multiply", "negative", "abs", "cast", "maximum",
                        "minimum", "stop_gradient"})  # the value of the input, unchanged
@@ -97,6 +98,7 @@ def plan_kernels(lp: LoweredProgram) -> FusionPlan:
                   and all(lp.ops[i].is_source for i in op.inputs)):
                 # Recomputing x * w in each consumer costs less than storing and reloading it.
                 inlined.add(op.id)
+    _limit_reads(lp, inlined, transposed)
     # A transposed view whose source got inlined cannot be a ``.T`` of a buffer.
     for value in list(transposed):
         if lp.ops[value].inputs[0] in inlined:
@@ -118,6 +120,27 @@ def plan_kernels(lp: LoweredProgram) -> FusionPlan:
             kind = "alias"  # a contiguous block of the input's buffer
         kernels.append(Kernel(op.id, kind, _members(lp, op.id, inlined) if kind != "alias" else []))
     return FusionPlan(kernels, materialised, inlined, transposed)
+
+
+def _limit_reads(lp: LoweredProgram, inlined: set[int], transposed: set[int]) -> None:
+    """Materialise inlined elementwise values whose fused subtree reads too many buffers.
+
+    A gradient summed over 128 unrolled steps is one chain of 128 adds; fused whole, it is one
+    kernel with 129 array arguments, slow to compile and too many pointers for LLVM to check
+    for overlap (so no vectorisation). Cut it every MAX_KERNEL_READS buffers.
+    """
+    leaves: dict[int, set[int]] = {}
+    for op in lp.ops.values():
+        found: set[int] = set()
+        for source in op.inputs:
+            if source in inlined and source not in transposed:
+                found |= leaves[source]
+            else:
+                found.add(source)
+        if op.id in inlined and len(found) > MAX_KERNEL_READS and _is_elementwise(op.op) \
+                and op.op not in SCALAR_LEAVES:
+            inlined.discard(op.id)
+        leaves[op.id] = found
 
 
 def reads_at_own_index(lp: LoweredProgram, kernel: Kernel) -> bool:
