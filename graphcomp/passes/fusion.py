@@ -29,7 +29,7 @@ class Kernel:
     """One materialised value and the values computed inline while producing it."""
 
     root: int
-    kind: str  # "elementwise", "reduction", "matmul", "alias", "copy", or an op name
+    kind: str  # "elementwise", "reduction", "matmul", "alias", or an op name (pad, take, ...)
     inlined: list[int] = field(default_factory=list)  # schedule order
 
 

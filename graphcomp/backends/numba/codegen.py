@@ -65,7 +65,6 @@ class GeneratedModule:
     # Argument types of every kernel call, for eager compilation when the driver is Python:
     # kernel name -> {((dtype name, ndim, layout) or "int64", ...)}.
     kernel_signatures: dict[str, set[tuple]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
 
 def _identifier(text: str) -> str:
@@ -144,7 +143,6 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     kernel_uses: dict[str, list[str]] = {}
     used_functions: set[str] = set()
     calls: list[str] = []
-    uses_scratch = False
     signatures: dict[str, set[tuple]] = {"copy_flat": set()}
 
     def array_type(value: int, flat: bool) -> tuple:
@@ -216,7 +214,6 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         if text.uses_scratch:
             args.append("scratch")
             types.append(("float64", 1, "C"))
-            uses_scratch = True
         args += [names.size(extent) for extent in text.extents]
         types += ["int64"] * len(text.extents)
         if text.uses_dims:
@@ -292,8 +289,6 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     source = re.sub(r"\n{4,}", "\n\n\n", source)
     module = GeneratedModule(source, arguments, arena_dtypes, len(kernel_texts),
                              len(plan.kernels), driver_jit, signatures)
-    if uses_scratch:
-        module.notes.append("scratch")
     return module
 
 
