@@ -579,3 +579,17 @@ def test_small_numpy_conveniences():
     ]
     for out, want in zip(run([m], outs, value), expected, strict=True):
         close(out, want)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_ops_built_after_compile_do_not_change_what_a_function_accepts(backend):
+    with gc.Graph():
+        x = gc.placeholder((None, 3), "float64", name="x")
+        total = gc.sum(x * 2.0)
+        f = gc.compile([x], total, backend=backend)
+        tied = x + gc.constant(np.ones((5, 3)))  # ties x's batch dim to 5 for later programs
+    assert tied.shape == (5, 3)
+    assert float(f(np.ones((7, 3)))) == 42.0
+    g = gc.compile([x], gc.sum(tied), backend="numpy")
+    with pytest.raises(gc.InputError, match="axis 0 must be 5"):
+        g(np.ones((7, 3)))

@@ -50,7 +50,7 @@ def evaluate(
             elif node.op == "constant":
                 values[node.id] = node.attrs["value"]
             else:
-                shape = resolve_shape(node, binding)
+                shape = resolve_shape(node, binding, program.dims)
                 args = [values[i.id] for i in node.inputs]
                 try:
                     result = get_op(node.op).numpy_impl(args, dict(node.attrs), shape)

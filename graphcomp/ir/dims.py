@@ -108,6 +108,13 @@ class DimTable:
             result.append(out)
         return tuple(result)
 
+    def copy(self) -> DimTable:
+        """An independent copy: a compiled function keeps the dims as they were at compile time."""
+        table = DimTable()
+        table._parent, table._size = dict(self._parent), dict(self._size)
+        table._fresh_count = self._fresh_count
+        return table
+
     def snapshot(self) -> tuple:
         """The table's state, for ``restore`` when an op fails half-way through its rule."""
         return dict(self._parent), dict(self._size), self._fresh_count

@@ -18,7 +18,7 @@ def lower(program: Program) -> LoweredProgram:
 
     >>> # lp = lower(build_program([x], [y]))
     """
-    dims = program.graph.dims
+    dims = program.dims
     ops: dict[int, LOp] = {}
     symbols: list[str] = []
     scheduled = {node.id for node in program.schedule}

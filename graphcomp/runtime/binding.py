@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from graphcomp.errors import InputError
-from graphcomp.ir import Node, shape_str
+from graphcomp.ir import DimTable, Node, shape_str
 
 
 def placeholder_title(node: Node) -> str:
@@ -40,17 +40,19 @@ def match_arguments(
 
 
 def check_inputs(
-    inputs: Sequence[Node], values: Sequence[Any]
+    inputs: Sequence[Node], values: Sequence[Any], dims: DimTable
 ) -> tuple[list[np.ndarray], dict[str, int]]:
-    """Validate dtype and shape of each value; return C-contiguous arrays and the dim binding."""
-    graph = inputs[0].graph if inputs else None
+    """Validate dtype and shape of each value; return C-contiguous arrays and the dim binding.
+
+    ``dims`` is the program's dim table (frozen at compile time).
+    """
     binding: dict[str, int] = {}
     bound_by: dict[str, str] = {}
     arrays = []
     for node, value in zip(inputs, values, strict=True):
         title = placeholder_title(node)
         array = _as_array(value, node, title)
-        declared = graph.dims.resolve_shape(node.shape)
+        declared = dims.resolve_shape(node.shape)
         if array.ndim != len(declared):
             raise InputError(
                 f"{title}: expected rank {len(declared)} with shape {shape_str(declared)}, "
@@ -93,9 +95,8 @@ def _as_array(value: Any, node: Node, title: str) -> np.ndarray:
     return np.asarray(array, dtype=want, order="C")
 
 
-def resolve_shape(node: Node, binding: Mapping[str, int]) -> tuple[int, ...]:
-    """The concrete shape of ``node`` under ``binding``."""
-    dims = node.graph.dims
+def resolve_shape(node: Node, binding: Mapping[str, int], dims: DimTable) -> tuple[int, ...]:
+    """The concrete shape of ``node`` under ``binding`` (symbols resolved through ``dims``)."""
     out = []
     for d in dims.resolve_shape(node.shape):
         out.append(d if isinstance(d, int) else binding[d])

@@ -69,7 +69,7 @@ class Function:
             arrays = list(args)
         else:
             values = match_arguments(self.program.inputs, args, kwargs)
-            arrays, binding = check_inputs(self.program.inputs, values)
+            arrays, binding = check_inputs(self.program.inputs, values, self.program.dims)
             if key is not None and len(self._checked) < 64:
                 self._checked[key] = binding
         outputs, new_values = self._executable.run(arrays, binding)

@@ -13,7 +13,7 @@ from typing import Any
 
 from graphcomp import dtypes
 from graphcomp.errors import DTypeError, GraphError, ShapeError
-from graphcomp.ir import Graph, Node, shape_str
+from graphcomp.ir import DimTable, Graph, Node, shape_str
 from graphcomp.ops import Parameter, Tensor
 
 
@@ -26,6 +26,9 @@ class Program:
     outputs: list[Node]
     updates: list[tuple[Node, Node]]  # (parameter node, new-value node)
     schedule: list[Node]
+    # The graph's symbolic dims frozen at compile time: ops built later may tie more symbols
+    # (x + a (5, 3) tensor fixes x's batch to 5) but must not change what this program accepts.
+    dims: DimTable
 
     @property
     def parameters(self) -> list[Node]:
@@ -109,4 +112,4 @@ def build_program(
                 f"{shape_str(graph.dims.resolve_shape(node.shape))}, created at {node.source}) is "
                 f"needed by {', '.join(needed_by)} but is not among the compiled function's inputs"
             )
-    return Program(graph, input_nodes, output_nodes, update_nodes, schedule)
+    return Program(graph, input_nodes, output_nodes, update_nodes, schedule, graph.dims.copy())
