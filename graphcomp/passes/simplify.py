@@ -131,3 +131,32 @@ def isolate_outputs(lp: LoweredProgram) -> LoweredProgram:
         if sliced and result.ops[base].op == "parameter":
             result.updates[position] = (param, copy_of(value))
     return result
+
+
+def simplify_powers(lp: LoweredProgram) -> LoweredProgram:
+    """Rewrite ``x ** c`` for a constant c of 1, 2 or 0.5 as x, x * x and sqrt(x).
+
+    A general power is a scalar ``pow`` call that does not vectorise; ``x ** 2`` (squares in
+    losses, the ``power`` in the VJP of ``x ** 2``) is then as fast as a multiply.
+
+    >>> # lp = simplify_powers(lp)  # power(x, 2.0) becomes multiply(x, x)
+    """
+    result = copy.deepcopy(lp)
+    for op in result.ops.values():
+        if op.op != "power":
+            continue
+        base, exponent = (result.ops[i] for i in op.inputs)
+        if exponent.op != "constant" or tuple(base.shape) != tuple(op.shape):
+            continue
+        values = np.asarray(exponent.attrs["value"])
+        if values.size == 0 or not np.all(values == values.flat[0]):
+            continue
+        power = float(values.flat[0])
+        if power == 1.0:
+            # The backend IR's identity: a view of its input (no kernel, no copy).
+            op.op, op.inputs = "stop_gradient", [base.id]
+        elif power == 2.0:
+            op.op, op.inputs = "multiply", [base.id, base.id]
+        elif power == 0.5:
+            op.op, op.inputs = "sqrt", [base.id]
+    return eliminate_dead(result)

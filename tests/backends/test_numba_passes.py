@@ -14,7 +14,12 @@ from graphcomp.passes.fusion import plan_kernels
 from graphcomp.passes.lowered import LoweredProgram, concrete_size, size_key
 from graphcomp.passes.lowering import lower
 from graphcomp.passes.memory import kernel_reads, plan_memory
-from graphcomp.passes.simplify import eliminate_common, eliminate_dead, fold_constants
+from graphcomp.passes.simplify import (
+    eliminate_common,
+    eliminate_dead,
+    fold_constants,
+    simplify_powers,
+)
 from graphcomp.runtime.program import build_program
 
 
@@ -96,6 +101,31 @@ def test_each_simplification_preserves_results_and_does_its_job():
     for stage in (folded, common, dead):
         for a, b in zip(interpret(stage, feeds, params, binding), reference, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_constant_powers_become_multiplies_identities_and_square_roots():
+    rng = np.random.default_rng(1)
+    with gc.Graph(name="powers") as graph:
+        x = gc.placeholder((None, 3), "float64", name="x")
+        w = gc.parameter(rng.random((3,)) + 0.5, name="w")
+        y = (x * w) ** 2.0 + w**1.0 + gc.sqrt(w) ** 1 + w**0.5 + w ** gc.constant([3.0, 3.0, 3.0])
+        loss = gc.sum(y)
+        (gw,) = gc.grad(loss, [w])
+    program = build_program([x], [loss, gw])
+    lp = fold_constants(lower(program))
+    feeds = [rng.standard_normal((5, 3))]  # _symbol_binding binds every symbol to 5
+    params = dict(graph.parameter_values)
+    binding = _symbol_binding(lp)
+    simplified = simplify_powers(lp)
+    remaining = [op for op in simplified.ops.values() if op.op == "power"]
+    # Left: general exponents only (3, and the VJP's 3 - 1 ... folded to constants, 0, -0.5).
+    exponents = {float(simplified.ops[op.inputs[1]].attrs["value"].flat[0]) for op in remaining
+                 if simplified.ops[op.inputs[1]].op == "constant"}
+    assert 3.0 in exponents and not exponents & {1.0, 2.0, 0.5}, exponents
+    assert sum(op.op == "power" for op in lp.ops.values()) > len(remaining)
+    for a, b in zip(interpret(simplified, feeds, params, binding),
+                    interpret(lp, feeds, params, binding), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
 def test_fusion_inlines_single_use_elementwise_chains():

@@ -23,6 +23,7 @@ from graphcomp.passes.simplify import (
     eliminate_dead,
     fold_constants,
     isolate_outputs,
+    simplify_powers,
 )
 from graphcomp.runtime.program import Program
 
@@ -30,11 +31,12 @@ ALIGN_BYTES = 64  # every slot starts on a cache line
 
 
 def prepare(program: Program) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
-    """Run the passes: lower, fold constants, CSE, DCE, fusion, memory plan.
+    """Run the passes: lower, fold constants, CSE, constant powers, DCE, fusion, memory plan.
 
     >>> # lp, plan, memory = prepare(build_program([x], [y]))
     """
-    lp = isolate_outputs(eliminate_dead(eliminate_common(fold_constants(lower(program)))))
+    lp = eliminate_common(fold_constants(lower(program)))
+    lp = isolate_outputs(eliminate_dead(simplify_powers(lp)))
     for op in lp.ops.values():
         if not op.is_source:
             K.check_kernel_available(op.op, op.describe())
