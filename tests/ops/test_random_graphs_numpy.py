@@ -154,7 +154,7 @@ def _broadcast_to(draw: Callable, shapes: list[Shape]) -> Choice:
 def _index_item(draw: Callable, d: Any) -> Any:
     if d == "B":
         return slice(None)
-    if draw(st.booleans()):
+    if d > 0 and draw(st.booleans()):  # an empty axis has no element to pick
         return draw(st.integers(-d, d - 1))
     bound = st.none() | st.integers(-d - 1, d + 1)
     return slice(draw(bound), draw(bound), draw(st.sampled_from([None, 1, 2, 3])))
@@ -189,11 +189,12 @@ def _pad(draw: Callable, shapes: list[Shape]) -> Choice:
 
 
 def _take(draw: Callable, shapes: list[Shape]) -> Choice:
-    i = _pick(draw, [k for k, s in enumerate(shapes) if any(d != "B" for d in s)])
+    # Gather along a static, non-empty axis (an empty one has no index to take).
+    i = _pick(draw, [k for k, s in enumerate(shapes) if any(d != "B" and d > 0 for d in s)])
     if i is None:
         return None
     shape = shapes[i]
-    axis = draw(st.sampled_from([a for a, d in enumerate(shape) if d != "B"]))
+    axis = draw(st.sampled_from([a for a, d in enumerate(shape) if d != "B" and d > 0]))
     d = shape[axis]
     index = st.integers(-d, d - 1)
     indices = draw(
