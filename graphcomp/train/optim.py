@@ -20,6 +20,7 @@ Update rules follow PyTorch's definitions (``torch.optim``), so results can be c
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,7 +41,7 @@ __all__ = [
 UpdatePairs = list[tuple[Parameter, Tensor]]
 
 
-class Optimizer:
+class Optimizer(ABC):
     """Base class: state bookkeeping, learning rate, and the update-pair plumbing.
 
     Subclasses implement ``_update(param, grad, lr, t)`` returning the new value of ``param``;
@@ -104,8 +105,9 @@ class Optimizer:
         return self.lr.value(step)
 
     # -- for subclasses -----------------------------------------------------------------
+    @abstractmethod
     def _update(self, param: Parameter, grad: Tensor, lr: Any, t: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The new value of ``param`` (each optimizer's rule)."""
 
     def _slot(self, param: Parameter, slot: str) -> Parameter:
         """A zero-initialised state parameter shaped like ``param``, named after it."""
