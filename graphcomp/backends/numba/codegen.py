@@ -264,9 +264,6 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         "from graphcomp.errors import InputError  # noqa: F401",
         "",
     ]
-    if used_functions:
-        lines += ["", "# ---- vectorisable transcendentals (graphcomp/backends/numba/fastmath.py)",
-                  "", fastmath_source(), ""]
     lines += ["", "# ---- kernels", ""]
     for text in kernel_texts:
         lines += ["", text, ""]
@@ -285,6 +282,11 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     for call in calls + copies:
         lines.append("    " + call)
     lines.append("    return 0")
+    if used_functions:
+        # Last, so a reader meets the kernels and the driver first; numba resolves these
+        # globals when it compiles the kernels, after the whole module has run.
+        banner = "# ---- vectorisable transcendentals (graphcomp/backends/numba/fastmath.py)"
+        lines += ["", "", banner, "", fastmath_source(), ""]
     source = "\n".join(lines).replace("\n\n\n\n", "\n\n\n") + "\n"
     source = re.sub(r"\n{4,}", "\n\n\n", source)
     module = GeneratedModule(source, arguments, arena_dtypes, len(kernel_texts),
