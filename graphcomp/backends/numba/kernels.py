@@ -346,6 +346,19 @@ def concatenate_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     return KernelText(names + ["out"], body, list(op.inputs))
 
 
+def _checked_index(pad: str, index_vars: list[str], message: str) -> list[tuple[str, str]]:
+    """Lines reading index ``k`` from ``a1``, wrapping negatives and raising when out of range
+    (``size`` is the indexed axis' length, set by the caller)."""
+    idx_ref = f"a1[{', '.join(index_vars)}]" if index_vars else "a1[()]"
+    return [
+        (pad + f"k = {idx_ref}", ""),
+        (pad + "if k < 0:", ""),
+        (pad + "    k += size", ""),
+        (pad + "if k < 0 or k >= size:", ""),
+        (pad + f"    raise InputError({message!r})", ""),
+    ]
+
+
 def take_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     """Gather along an axis, with bounds checks (negative indices count from the end)."""
     op = lp.ops[kernel.root]
@@ -359,16 +372,9 @@ def take_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     body = [(f"size = a0.shape[{axis}]", "")]
     body += [(line, "") for line in _nest(out_idx, extents)]
     pad = "    " * len(out_idx)
-    idx_ref = f"a1[{', '.join(mid)}]" if mid else "a1[()]"
-    body += [
-        (pad + f"k = {idx_ref}", ""),
-        (pad + "if k < 0:", ""),
-        (pad + "    k += size", ""),
-        (pad + "if k < 0 or k >= size:", ""),
-        (pad + "    raise InputError('take: an index is out of range for the gathered axis')", ""),
-        (pad + f"out[{', '.join(out_idx) or '()'}] = a0[{', '.join(pre + ['k'] + post)}]",
-         op.describe()),
-    ]
+    body += _checked_index(pad, mid, "take: an index is out of range for the gathered axis")
+    body.append((pad + f"out[{', '.join(out_idx) or '()'}] = a0[{', '.join(pre + ['k'] + post)}]",
+                 op.describe()))
     return KernelText(["a0", "a1", "out"], body, [x.id, indices.id])
 
 
@@ -390,16 +396,9 @@ def scatter_add_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     ]
     body += [(line, "") for line in _nest(upd_idx, [f"a2.shape[{k}]" for k in range(len(upd_idx))])]
     pad = "    " * len(upd_idx)
-    idx_ref = f"a1[{', '.join(mid)}]" if mid else "a1[()]"
-    body += [
-        (pad + f"k = {idx_ref}", ""),
-        (pad + "if k < 0:", ""),
-        (pad + "    k += size", ""),
-        (pad + "if k < 0 or k >= size:", ""),
-        (pad + "    raise InputError('scatter_add: an index is out of range for the axis')", ""),
-        (pad + f"out[{', '.join(pre + ['k'] + post)}] += a2[{', '.join(upd_idx) or '()'}]",
-         op.describe()),
-    ]
+    body += _checked_index(pad, mid, "scatter_add: an index is out of range for the axis")
+    body.append((pad + f"out[{', '.join(pre + ['k'] + post)}] += a2[{', '.join(upd_idx) or '()'}]",
+                 op.describe()))
     return KernelText(["a0", "a1", "a2", "out"], body, [base.id, indices.id, updates.id])
 
 
