@@ -265,3 +265,18 @@ def test_outputs_and_updates_that_are_slices_of_buffers():
     np.testing.assert_array_equal(b.value, a0[1:2])
     np.testing.assert_array_equal(a.value, a0 * 0.5)
     del b0
+
+
+def test_division_by_zero_follows_numpy_not_python():
+    # Kernels use numba's numpy error model: x / 0 is ±inf or nan (as in the oracle), never a
+    # ZeroDivisionError, and the division no longer blocks vectorisation.
+    with gc.Graph():
+        x = gc.placeholder((None,), "float64", name="x")
+        d = gc.placeholder((None,), "float64", name="d")
+        y = x / d + 1.0
+    xv = np.array([1.0, -1.0, 0.0, 2.0])
+    dv = np.array([0.0, 0.0, 0.0, 4.0])
+    expected = gc.compile([x, d], y, backend="numpy")(xv, dv)
+    got = gc.compile([x, d], y, backend="numba")(xv, dv)
+    np.testing.assert_array_equal(got, expected)
+    assert np.isposinf(got[0]) and np.isneginf(got[1]) and np.isnan(got[2])

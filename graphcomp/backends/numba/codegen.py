@@ -272,7 +272,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         lines += ["", _matmul_kernel(), ""]
     lines += ["", "# ---- driver", ""]
     if driver_jit:
-        lines.append("@njit(cache=True)")
+        lines.append('@njit(cache=True, error_model="numpy")')
     else:
         lines.append("# A Python driver: an njit one would re-optimise every kernel it links.")
     lines.append(f"def step({', '.join(params)}):")
@@ -297,8 +297,8 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
 def _decorator(fastmath: bool) -> str:
     if fastmath:
         flags = ", ".join(f'"{f}"' for f in FASTMATH_FLAGS)
-        return "@njit(cache=True, fastmath={{" + flags + "}}{parallel})"
-    return "@njit(cache=True{parallel})"
+        return '@njit(cache=True, error_model="numpy", fastmath={{' + flags + "}}{parallel})"
+    return '@njit(cache=True, error_model="numpy"{parallel})'
 
 
 def _kernel_source(name: str, text: K.KernelText, decorator: str, comment: str) -> str:
@@ -326,7 +326,7 @@ def _copy_kernel(decorator: str) -> str:
 
 def _matmul_kernel() -> str:
     return "\n".join([
-        "@njit(cache=True)",
+        '@njit(cache=True, error_model="numpy")',
         "def matmul_2d(a, b, out):",
         '    """out = a @ b for 2-D operands (BLAS; a transposed operand is an F-order view)."""',
         "    np.dot(a, b, out)",
