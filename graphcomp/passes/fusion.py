@@ -5,6 +5,12 @@ views (``transpose``, ``broadcast_to``, ``slice``) are inlined into the kernel o
 consumer when that consumer is elementwise or a reduction over them; a fused chain then runs as
 one loop nest, reading only materialised buffers. ``reshape`` never copies: it aliases its
 input's buffer. Matmul reads a transposed 2-D buffer through a free ``.T`` view.
+
+Then *loop merging*: kernels that run one flat loop over the same shape (elementwise kernels
+reading every buffer at their own index, and full float sums) are merged into one ``loop``
+kernel when nothing outside needs a member's result before the last member runs. The merged
+loop reads each input once and keeps intermediate results in registers: a training step's
+forward values, gradients and parameter updates of an elementwise model become one pass.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ FUSING_REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "argmax"})
 SCALAR_LEAVES = frozenset({"dim_size"})
 IDENTITY_OPS = frozenset({"stop_gradient"})
 MAX_KERNEL_READS = 8  # buffers one fused kernel may read (see _limit_reads)
+MAX_LOOP_MEMBERS = 24  # kernels one merged loop may hold
+MAX_LOOP_SUMS = 4  # full sums one merged loop may compute (each needs a scratch row)
 # Elementwise ops cheap enough to recompute in every consumer (on source operands only).
 CHEAP_OPS = frozenset({"add", "subtract", "multiply", "negative", "abs", "cast", "maximum",
                        "minimum", "stop_gradient"})  # the value of the input, unchanged
@@ -26,11 +34,29 @@ CHEAP_OPS = frozenset({"add", "subtract", "multiply", "negative", "abs", "cast",
 
 @dataclass
 class Kernel:
-    """One materialised value and the values computed inline while producing it."""
+    """One materialised value and the values computed inline while producing it.
+
+    A ``loop`` kernel merges flat kernels (``members``) into one loop: ``outputs`` are the
+    members' results that get a buffer, ``inlined`` every other value it computes.
+    """
 
     root: int
-    kind: str  # "elementwise", "reduction", "matmul", "alias", or an op name (pad, take, ...)
+    kind: str  # "elementwise", "reduction", "matmul", "alias", "loop", or an op (pad, take...)
     inlined: list[int] = field(default_factory=list)  # schedule order
+    outputs: list[int] = field(default_factory=list)  # loop kernels: values written to buffers
+    members: list[Kernel] = field(default_factory=list)  # loop kernels: merged kernels, in order
+
+    @property
+    def results(self) -> list[int]:
+        """Values this kernel writes to buffers."""
+        return self.outputs if self.kind == "loop" else [self.root]
+
+    @property
+    def computed(self) -> list[int]:
+        """Every value this kernel computes (written or not)."""
+        if self.kind == "loop":
+            return [*self.inlined, *[m.root for m in self.members]]
+        return [*self.inlined, self.root]
 
 
 @dataclass
@@ -119,7 +145,123 @@ def plan_kernels(lp: LoweredProgram) -> FusionPlan:
         elif op.op == "slice" and op.inputs[0] not in inlined and contiguous_slice(lp, op.id):
             kind = "alias"  # a contiguous block of the input's buffer
         kernels.append(Kernel(op.id, kind, _members(lp, op.id, inlined) if kind != "alias" else []))
+    kernels = merge_loops(lp, kernels, transposed)
+    for kernel in kernels:
+        for value in kernel.computed:
+            if value not in kernel.results:
+                materialised.discard(value)
+                inlined.add(value)
     return FusionPlan(kernels, materialised, inlined, transposed)
+
+
+def reads_of(lp: LoweredProgram, kernel: Kernel, transposed: set[int]) -> list[int]:
+    """Materialised values a kernel reads (transposed views followed to their buffers)."""
+    members = set(kernel.computed)
+    reads: list[int] = []
+    for value in kernel.computed:
+        for source in lp.ops[value].inputs:
+            if source in members:
+                continue
+            while source in transposed:
+                source = lp.ops[source].inputs[0]
+            if source not in reads:
+                reads.append(source)
+    return reads
+
+
+def loop_role(lp: LoweredProgram, kernel: Kernel, transposed: set[int]) -> str | None:
+    """"map" for an elementwise kernel reading every buffer at its own index, "sum" for a full
+    float sum over such an expression (or over a buffer); None for kernels a loop cannot hold."""
+    if kernel.kind == "elementwise":
+        return "map" if reads_at_own_index(lp, kernel) else None
+    root = lp.ops[kernel.root]
+    if kernel.kind != "reduction" or root.op != "reduce_sum":
+        return None
+    source = lp.ops[root.inputs[0]]
+    if source.dtype.kind != "f" or len(root.attrs["axes"]) != source.ndim:
+        return None
+    if source.id not in kernel.inlined:
+        return None if source.id in transposed else "sum"
+    probe = Kernel(source.id, "elementwise", [i for i in kernel.inlined if i != source.id])
+    return "sum" if reads_at_own_index(lp, probe) else None
+
+
+def loop_shape(lp: LoweredProgram, kernel: Kernel) -> tuple:
+    """The shape a flat loop runs over: the root's, or a sum's operand's."""
+    root = lp.ops[kernel.root]
+    if root.op == "reduce_sum":
+        return lp.ops[root.inputs[0]].shape
+    return root.shape
+
+
+@dataclass
+class _OpenLoop:
+    shape: tuple
+    kernels: list[Kernel] = field(default_factory=list)
+    roots: set[int] = field(default_factory=set)
+    sums: set[int] = field(default_factory=set)
+    reads: set[int] = field(default_factory=set)  # values from outside the loop
+
+    def accepts(self, reads: set[int], role: str) -> bool:
+        if reads & self.sums:  # a sum is known only when the loop has finished
+            return False
+        if role == "sum" and len(self.sums) >= MAX_LOOP_SUMS:
+            return False
+        outside = (self.reads | reads) - self.roots
+        return len(self.kernels) < MAX_LOOP_MEMBERS and len(outside) <= MAX_KERNEL_READS
+
+    def add(self, kernel: Kernel, reads: set[int], role: str) -> None:
+        self.kernels.append(kernel)
+        self.roots.add(kernel.root)
+        if role == "sum":
+            self.sums.add(kernel.root)
+        self.reads = (self.reads | reads) - self.roots
+
+
+def merge_loops(lp: LoweredProgram, kernels: list[Kernel], transposed: set[int]) -> list[Kernel]:
+    """Merge flat kernels over the same shape into ``loop`` kernels (see the module docstring).
+
+    A merged loop runs where its last member stood. So a loop stays open for new members only
+    until a kernel outside it reads one of its results; a member may read an earlier member's
+    result at its own index (a register in the loop), but never a sum's (known only at the end).
+    """
+    order: list[Kernel | _OpenLoop] = []
+    open_loops: list[_OpenLoop] = []
+    for kernel in kernels:
+        reads = set(reads_of(lp, kernel, transposed))
+        role = loop_role(lp, kernel, transposed)
+        target = None
+        if role is not None:
+            shape = loop_shape(lp, kernel)
+            target = next((loop for loop in reversed(open_loops)
+                           if loop.shape == shape and loop.accepts(reads, role)), None)
+        for loop in [loop for loop in open_loops if loop is not target and reads & loop.roots]:
+            open_loops.remove(loop)  # its results are needed now: it runs before this kernel
+        if target is not None:
+            order.remove(target)
+        elif role is not None:
+            target = _OpenLoop(loop_shape(lp, kernel))
+            open_loops.append(target)
+        if target is None:
+            order.append(kernel)
+            continue
+        target.add(kernel, reads, role)
+        order.append(target)
+
+    consumers = lp.consumers()
+    roots = set(lp.roots)
+    merged: list[Kernel] = []
+    for item in order:
+        if isinstance(item, Kernel):
+            merged.append(item)
+            continue
+        inner = {v for k in item.kernels for v in k.inlined}
+        computed = inner | item.roots
+        outputs = [k.root for k in item.kernels
+                   if k.root in roots or any(c not in computed for c in consumers[k.root])]
+        merged.append(Kernel(item.kernels[-1].root, "loop", [v for v in lp.ops if v in inner],
+                             outputs, list(item.kernels)))
+    return merged
 
 
 def _limit_reads(lp: LoweredProgram, inlined: set[int], transposed: set[int]) -> None:

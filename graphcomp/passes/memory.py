@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphcomp.passes.fusion import FusionPlan, reads_at_own_index
+from graphcomp.passes.fusion import FusionPlan, reads_at_own_index, reads_of
 from graphcomp.passes.lowered import LoweredProgram, size_key
 
 
@@ -44,18 +44,7 @@ class MemoryPlan:
 
 def kernel_reads(lp: LoweredProgram, plan: FusionPlan, kernel_index: int) -> list[int]:
     """Materialised values a kernel reads (views and inlined values followed to buffers)."""
-    kernel = plan.kernels[kernel_index]
-    members = set(kernel.inlined) | {kernel.root}
-    reads: list[int] = []
-    for value in [kernel.root, *kernel.inlined]:
-        for source in lp.ops[value].inputs:
-            if source in members:
-                continue
-            while source in plan.transposed_views:
-                source = lp.ops[source].inputs[0]
-            if source not in reads:
-                reads.append(source)
-    return reads
+    return reads_of(lp, plan.kernels[kernel_index], plan.transposed_views)
 
 
 def plan_memory(lp: LoweredProgram, plan: FusionPlan) -> MemoryPlan:
@@ -73,7 +62,8 @@ def plan_memory(lp: LoweredProgram, plan: FusionPlan) -> MemoryPlan:
     reads = [kernel_reads(lp, plan, index) for index in range(len(plan.kernels))]
     in_place = _in_place_updates(lp, plan, reads, base)
     alias_of.update(in_place)
-    owners = [k.root for k in plan.kernels if k.kind != "alias" and k.root not in in_place]
+    owners = {v for k in plan.kernels if k.kind != "alias" for v in k.results
+              if v not in in_place}
     last_use: dict[int, int] = {}
     for index in range(len(plan.kernels)):
         for source in reads[index]:
@@ -92,16 +82,17 @@ def plan_memory(lp: LoweredProgram, plan: FusionPlan) -> MemoryPlan:
             live.remove(value)
             slot = slots[slot_of[value]]
             free.setdefault((slot.dtype.str, slot.size), []).append(slot.index)
-        if kernel.kind == "alias" or kernel.root not in owners:
-            continue
-        op = lp.ops[kernel.root]
-        key = (op.dtype.str, size_key(op.shape))
-        if free.get(key):
-            slot_of[op.id] = free[key].pop()
-        else:
-            slot_of[op.id] = len(slots)
-            slots.append(Slot(len(slots), op.dtype, size_key(op.shape)))
-        live.append(op.id)
+        for value in kernel.results:
+            if kernel.kind == "alias" or value not in owners:
+                continue
+            op = lp.ops[value]
+            key = (op.dtype.str, size_key(op.shape))
+            if free.get(key):
+                slot_of[op.id] = free[key].pop()
+            else:
+                slot_of[op.id] = len(slots)
+                slots.append(Slot(len(slots), op.dtype, size_key(op.shape)))
+            live.append(op.id)
     return MemoryPlan(slots, slot_of, alias_of, in_place)
 
 
@@ -118,15 +109,19 @@ def _in_place_updates(lp: LoweredProgram, plan: FusionPlan, reads: list[list[int
     bases = [base(v) for _, v in lp.updates] + [base(v) for v in lp.outputs]
     result: dict[int, int] = {}
     for index, kernel in enumerate(plan.kernels):
-        value = kernel.root
-        if kernel.kind != "elementwise" or len(targets.get(value, [])) != 1:
+        if kernel.kind == "elementwise" and not reads_at_own_index(lp, kernel):
             continue
-        param = targets[value][0]
-        if value in lp.outputs or bases.count(param) or not reads_at_own_index(lp, kernel):
-            continue
-        if any(base(r) == param for later in reads[index + 1:] for r in later):
-            continue
-        if lp.ops[value].shape != lp.ops[param].shape:
-            continue
-        result[value] = param
+        if kernel.kind not in ("elementwise", "loop"):
+            continue  # a loop kernel reads every buffer at the element it writes
+        for value in kernel.results:
+            if len(targets.get(value, [])) != 1:
+                continue
+            param = targets[value][0]
+            if value in lp.outputs or bases.count(param):
+                continue
+            if any(base(r) == param for later in reads[index + 1:] for r in later):
+                continue
+            if lp.ops[value].shape != lp.ops[param].shape:
+                continue
+            result[value] = param
     return result

@@ -77,7 +77,7 @@ class NumbaExecutable:
         self._storage = storage
         self._constants = [_writable(lp.ops[a.value].attrs["value"])
                            for a in module.arguments if a.kind == "constant"]
-        self._scratch = np.zeros(K.REDUCE_CHUNK, dtype=np.float64)
+        self._scratch = np.zeros(K.SCRATCH_SIZE, dtype=np.float64)
         # New values that are parameters' old values are returned as such (the Function copies
         # them, swaps included); the driver wrote every other new value in place already.
         self._update_sources = []

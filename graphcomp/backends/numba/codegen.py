@@ -165,10 +165,10 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
 
     for kernel in plan.kernels:
         op = lp.ops[kernel.root]
-        for member in [kernel.root, *kernel.inlined]:
+        for member in kernel.computed:
             K.check_kernel_available(lp.ops[member].op, lp.ops[member].describe())
         target = names.names[kernel.root]
-        comment = ", ".join(lp.ops[i].describe() for i in [*kernel.inlined, kernel.root])
+        comment = ", ".join(lp.ops[i].describe() for i in kernel.computed)
         if kernel.kind == "alias" and op.op == "slice":
             source = lp.ops[op.inputs[0]]
             terms = [names.size((start, *rest)) for start, rest in slice_offset(lp, op.id)]
@@ -183,22 +183,31 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
             calls.append(f"{target} = {ref(op.inputs[0])}.reshape({names.shape(op.shape)})"
                          f"  # {op.describe()}")
             continue
-        if kernel.root in memory.in_place:
-            param = memory.in_place[kernel.root]
-            calls.append(f"{target} = {ref(param)}  # written in place: no later step reads it")
-        else:
-            slot = memory.slots[memory.slot_of[kernel.root]]
-            calls.append(
-                f"{target} = {arena_name[slot.dtype]}[offsets[{slot.index}]:offsets[{slot.index}]"
-                f" + {names.size(op.shape)}].reshape({names.shape(op.shape)})"
-            )
+        for value in kernel.results:
+            result = lp.ops[value]
+            if value in memory.in_place:
+                param = memory.in_place[value]
+                calls.append(f"{names.names[value]} = {ref(param)}"
+                             "  # written in place: no later step reads it")
+            else:
+                slot = memory.slots[memory.slot_of[value]]
+                calls.append(
+                    f"{names.names[value]} = {arena_name[slot.dtype]}[offsets[{slot.index}]:"
+                    f"offsets[{slot.index}] + {names.size(result.shape)}]"
+                    f".reshape({names.shape(result.shape)})"
+                )
         if kernel.kind == "matmul" and _direct_matmul(lp, plan, kernel):
             calls.append(_matmul_call(lp, kernel, ref, names, dot) + f"  # {comment}")
             continue
-        writer = K.batched_matmul_kernel if kernel.kind == "matmul" else _WRITERS.get(kernel.kind)
-        if writer is None:
-            raise CompileError(f"the numba backend cannot compile {op.describe()} ({op.op})")
-        text = writer(lp, kernel)
+        if kernel.kind == "loop":
+            text = K.loop_kernel(lp, kernel, memory.in_place)
+            comment = ", ".join(lp.ops[i].describe() for i in kernel.computed)
+        else:
+            writer = (K.batched_matmul_kernel if kernel.kind == "matmul"
+                      else _WRITERS.get(kernel.kind))
+            if writer is None:
+                raise CompileError(f"the numba backend cannot compile {op.describe()} ({op.op})")
+            text = writer(lp, kernel)
         used_functions |= text.functions
         key = text.code_key()
         if key not in kernel_defs:
@@ -208,9 +217,9 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
             kernel_uses[kernel_name] = []
         kernel_name = kernel_defs[key]
         kernel_uses[kernel_name].append(comment)
-        args = [flat(v) if text.flat else ref(v) for v in text.reads]
-        args.append(flat(kernel.root) if text.flat else target)
-        types = [array_type(v, text.flat) for v in [*text.reads, kernel.root]]
+        writes = [kernel.root] if text.writes is None else text.writes
+        args = [flat(v) if text.flat else ref(v) for v in [*text.reads, *writes]]
+        types = [array_type(v, text.flat) for v in [*text.reads, *writes]]
         if text.uses_scratch:
             args.append("scratch")
             types.append(("float64", 1, "C"))

@@ -8,6 +8,7 @@ every layer of the same structure (the codegen deduplicates identical texts).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,14 +16,23 @@ import numpy as np
 from graphcomp.backends.numba.expressions import ExpressionWriter, Index, literal
 from graphcomp.errors import CompileError
 from graphcomp.ops import get_op
-from graphcomp.passes.fusion import Kernel, reads_at_own_index
+from graphcomp.passes.fusion import MAX_LOOP_SUMS, Kernel, loop_shape
 from graphcomp.passes.lowered import LoweredProgram, size_key
 
-# prange measured on the 2-core machine (tanh(a*b+c), 2^22 float32): serial 3.3 ms, prange
-# 8.0 ms (numpy 8.4 ms): thread start-up and a busy second core cost more than they save, and
-# parfors vectorise worse. So no kernel is parallel below this size (today: none).
+# prange over the elements of a loop nest, measured on the 2-core machine (tanh(a*b+c), 2^22
+# float32): serial 3.3 ms, prange 8.0 ms (numpy 8.4 ms): parfors vectorise worse. So nested
+# elementwise kernels stay serial (the threshold is never reached); flat ``loop`` kernels run
+# contiguous blocks in parallel instead (LOOP_PARALLEL_MIN_ELEMENTS).
 PARALLEL_MIN_ELEMENTS = 1 << 40
 REDUCE_CHUNK = 1024  # elements per scratch chunk in a vectorised full reduction
+# A flat loop over at least this many elements runs as blocks of >= this size on numba's
+# threads (docs/performance.md, "Parallel loops"). The block count depends only on the size,
+# never on the thread count, so sums add up in the same order on every machine.
+LOOP_PARALLEL_MIN_ELEMENTS = 1 << 15
+LOOP_MAX_BLOCKS = 16
+# The scratch vector the runtime passes: per block and per sum a chunk, then one partial sum
+# per block and sum.
+SCRATCH_SIZE = LOOP_MAX_BLOCKS * MAX_LOOP_SUMS * (REDUCE_CHUNK + 1)
 
 
 @dataclass
@@ -40,6 +50,8 @@ class KernelText:
     parallel: bool = False
     functions: set[str] = field(default_factory=set)
     doc: str = ""
+    # Values written, passed after the reads (None: the kernel's root, as ``out``).
+    writes: list[int] | None = None
 
     def code_key(self) -> str:
         """The kernel's code without comments: equal keys compile to the same function."""
@@ -68,60 +80,47 @@ def _loop_vars(n: int) -> Index:
     return tuple(f"i{k}" for k in range(n))
 
 
-def _is_flat(lp: LoweredProgram, kernel: Kernel, inlined: set[int]) -> bool:
-    """True when every buffer is read at the root's own index or at a single element."""
-    return reads_at_own_index(lp, kernel)
-
-
 def _parallel(lp: LoweredProgram, value: int) -> bool:
     known, symbols = size_key(lp.ops[value].shape)
     return not symbols and known >= PARALLEL_MIN_ELEMENTS
 
 
 def elementwise_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
-    """A fused elementwise loop nest writing ``out`` (flattened when no index mapping)."""
+    """A fused elementwise loop nest writing ``out`` through index mapping (broadcasts,
+    transposes, strided slices). Kernels that read every buffer at their own index are
+    ``loop`` kernels instead (see ``loop_kernel``)."""
     root = lp.ops[kernel.root]
     inlined = set(kernel.inlined)
-    flat = _is_flat(lp, kernel, inlined)
-    reads = _Reads(flat)
+    reads = _Reads(False)
     functions: set[str] = set()
-    writer = ExpressionWriter(lp, inlined, reads, functions, flat=flat)
+    writer = ExpressionWriter(lp, inlined, reads, functions)
     parallel = _parallel(lp, kernel.root)
     loop = "prange" if parallel else "range"
-    if flat:
-        index: Index = ("i",)
-        if all(d == 1 for d in root.shape):
-            index = ("0",)
-        result = writer.value_at(kernel.root, index, force=True)
-        head = [("n = out.shape[0]", ""), (f"for i in {loop}(n):", "")] if index == ("i",) else []
-        indent = "    " * len(head[1:])
-        store = f"out[{index[0]}] = {result}"
-    else:
-        index = _loop_vars(root.ndim)
-        result = writer.value_at(kernel.root, index, force=True)
-        extents = [f"n{k}" for k in range(root.ndim)]
-        head = [(f"{', '.join(extents)}{',' if root.ndim == 1 else ''} = out.shape", "")]
-        for depth, (var, extent) in enumerate(zip(index, extents, strict=True)):
-            kind = loop if depth == 0 else "range"
-            head.append(("    " * depth + f"for {var} in {kind}({extent}):", ""))
-        indent = "    " * root.ndim
-        store = f"out[{', '.join(index)}] = {result}"
+    index = _loop_vars(root.ndim)
+    result = writer.value_at(kernel.root, index, force=True)
+    extents = [f"n{k}" for k in range(root.ndim)]
+    head = [(f"{', '.join(extents)}{',' if root.ndim == 1 else ''} = out.shape", "")
+            ] if root.ndim else []
+    for depth, (var, extent) in enumerate(zip(index, extents, strict=True)):
+        kind = loop if depth == 0 else "range"
+        head.append(("    " * depth + f"for {var} in {kind}({extent}):", ""))
+    indent = "    " * root.ndim
+    store = f"out[{', '.join(index)}] = {result}" if index else f"out[()] = {result}"
     body = head + [(indent + line, comment) for line, comment in writer.lines]
     body.append((indent + store, ""))
     params = [f"a{k}" for k in range(len(reads.order))] + ["out"]
     if writer.uses_dims:
         params.append("dims")
-    return KernelText(params, body, reads.order, flat=flat, uses_dims=writer.uses_dims,
-                      parallel=parallel and (flat or root.ndim > 0), functions=functions)
+    return KernelText(params, body, reads.order, uses_dims=writer.uses_dims,
+                      parallel=parallel and root.ndim > 0, functions=functions)
 
 
 def reduction_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     """``reduce_sum``/``reduce_max``/``argmax`` over a fused input expression.
 
     Kept axes form the outer loops and reduced axes the inner ones; accumulators are float64
-    for float data (int64 for integers). A full sum whose input is read without index mapping
-    runs in chunks: the fused input is evaluated into a float64 scratch (a loop LLVM
-    vectorises, transcendentals included), then added up.
+    for float data (int64 for integers). (A full float sum of an expression read without
+    index mapping is a ``loop`` kernel instead: see ``loop_kernel``.)
     """
     root = lp.ops[kernel.root]
     source = lp.ops[root.inputs[0]]
@@ -131,11 +130,6 @@ def reduction_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     else:
         axes = tuple(root.attrs["axes"])
     kept = [a for a in range(source.ndim) if a not in axes]
-    probe = Kernel(source.id, "elementwise", [i for i in kernel.inlined if i != source.id])
-    if (root.op == "reduce_sum" and not kept and source.id in inlined and source.dtype.kind == "f"
-            and _is_flat(lp, probe, inlined)):
-        return _chunked_sum(lp, kernel, source.id, inlined)
-
     if (root.op == "reduce_sum" and source.dtype.kind == "f" and kept == [source.ndim - 1]
             and source.ndim >= 2):
         return _column_sum(lp, kernel, source.id, inlined)
@@ -248,43 +242,125 @@ def _column_sum(lp: LoweredProgram, kernel: Kernel, source_id: int,
                       uses_dims=writer.uses_dims, uses_scratch=True, functions=functions)
 
 
-def _chunked_sum(lp: LoweredProgram, kernel: Kernel, source_id: int,
-                 inlined: set[int]) -> KernelText:
-    root = lp.ops[kernel.root]
-    # Chunk views (b0 = a0[start:start + m]) indexed by the loop variable: LLVM then knows the
-    # index is in range and vectorises the body; ``a0[start + j]`` kept it scalar (3x slower).
-    reads = _Reads(True, prefix="b")
+# ---------------------------------------------------------------- merged flat loops
+
+
+def loop_kernel(lp: LoweredProgram, kernel: Kernel, in_place: dict[int, int]) -> KernelText:
+    """One flat loop computing every member of a ``loop`` kernel at each element.
+
+    Buffers are read once per element (``a<k>``) and results written at the end of the
+    iteration (``o<k>``), after every read of that element, so a new parameter value can
+    overwrite the parameter it was computed from: it is stored through the same argument
+    (two arguments aliasing one buffer would make LLVM give up vectorising). Full sums go
+    through a float64 scratch chunk and eight partial sums, in a fixed order. Large loops run
+    as contiguous blocks under ``prange`` (see LOOP_PARALLEL_MIN_ELEMENTS).
+    """
+    shape = loop_shape(lp, kernel)
+    members = [m.root for m in kernel.members]
+    sums = [v for v in members if lp.ops[v].op == "reduce_sum"]
+    computed = set(kernel.inlined) | (set(members) - set(sums))
+    parallel = _loop_parallel(shape)
+    chunked = bool(sums) or parallel
+    var = "j" if chunked else "i"
+    reads = _Reads(True)
     functions: set[str] = set()
-    writer = ExpressionWriter(lp, inlined, reads, functions, flat=True)
-    value = writer.value_at(source_id, ("j",), force=True)
-    views = [(f"    b{k} = a{k}[start:start + m]", "") for k in range(len(reads.order))]
-    body: list[tuple[str, str]] = [
-        ("total = 0.0", ""),
-        (f"for start in range(0, n0, {REDUCE_CHUNK}):", ""),
-        (f"    m = min({REDUCE_CHUNK}, n0 - start)", ""),
-        *views,
-        ("    for j in range(m):", ""),
-    ]
-    body += [("        " + line, comment) for line, comment in writer.lines]
-    partial = [f"s{k}" for k in range(8)]
-    body += [
-        (f"        scratch[j] = {value}", ""),
-        ("    # Eight partial sums hide the add latency; each adds in a fixed order.", ""),
-        (f"    {' = '.join(partial)} = 0.0", ""),
-        ("    for j in range(0, m - 7, 8):", ""),
-        *[(f"        s{k} += scratch[j + {k}]" if k else "        s0 += scratch[j]", "")
-          for k in range(8)],
-        ("    for j in range(m - m % 8, m):", ""),
-        ("        s0 += scratch[j]", ""),
-        ("    total += ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))", ""),
-        ("out[0] = total", root.describe()),
-    ]
-    params = [f"a{k}" for k in range(len(reads.order))] + ["out", "scratch", "n0"]
+    writer = ExpressionWriter(lp, computed, reads, functions, flat=True)
+    results: dict[int, str] = {}
+    for value in members:
+        if value in sums:
+            source = lp.ops[value].inputs[0]
+            results[value] = writer.value_at(source, (var,), force=source in computed)
+        else:
+            results[value] = writer.value_at(value, (var,), force=True)
+    # Name every written buffer: a parameter updated in place that the loop also reads is
+    # written through its read argument.
+    writes: list[int] = []
+    out_name: dict[int, str] = {}
+    for value in kernel.outputs:
+        target = in_place.get(value)
+        if target is not None and target in reads.order:
+            out_name[value] = f"a{reads.order.index(target)}"
+        else:
+            out_name[value] = f"o{len(writes)}"
+            writes.append(value)
+    arrays = [f"a{k}" for k in range(len(reads.order))] + [f"o{k}" for k in range(len(writes))]
+    stores = [(f"{out_name[v]}[{var}] = {results[v]}", lp.ops[v].describe())
+              for v in kernel.outputs if v not in sums]
+    sum_rows = {v: k for k, v in enumerate(sums)}
+    stores += [(f"scratch[{_row(sum_rows[v], parallel)}{var}] = {results[v]}", "")
+               for v in sums]
+    lines = writer.lines + stores
+    if not chunked:
+        body = [("for i in range(n0):", "")] + [("    " + line, c) for line, c in lines]
+    elif not parallel:
+        body = [(f"total{k} = 0.0", "") for k in range(len(sums))]
+        body += _chunk_loop("0", "n0", arrays, lines, len(sums), "    ", parallel)
+    else:
+        body = [
+            ("# Blocks of a size fixed by n0: the same sums on any number of threads.", ""),
+            (f"nb = min({LOOP_MAX_BLOCKS}, max(1, n0 // {LOOP_PARALLEL_MIN_ELEMENTS}))", ""),
+            ("per = -(-n0 // nb)", ""),
+            (f"per = -(-per // {REDUCE_CHUNK}) * {REDUCE_CHUNK}", ""),
+            ("for blk in prange(nb):", ""),
+            ("    lo = blk * per", ""),
+            ("    hi = min(n0, lo + per)", ""),
+        ]
+        body += [(f"    total{k} = 0.0", "") for k in range(len(sums))]
+        body += _chunk_loop("lo", "hi", arrays, lines, len(sums), "        ", parallel)
+        partial = LOOP_MAX_BLOCKS * MAX_LOOP_SUMS * REDUCE_CHUNK
+        body += [(f"    scratch[{partial} + blk * {MAX_LOOP_SUMS} + {k}] = total{k}", "")
+                 for k in range(len(sums))]
+        for k in range(len(sums)):
+            body += [(f"total{k} = 0.0", ""), ("for blk in range(nb):", ""),
+                     (f"    total{k} += scratch[{partial} + blk * {MAX_LOOP_SUMS} + {k}]", "")]
+    for k, value in enumerate(sums):
+        if value in out_name:
+            body.append((f"{out_name[value]}[0] = total{k}", lp.ops[value].describe()))
+    params = arrays + (["scratch"] if sums else []) + ["n0"]
     if writer.uses_dims:
         params.append("dims")
-    extent = tuple(lp.ops[source_id].shape)
-    return KernelText(params, body, reads.order, flat=True, extents=[extent],
-                      uses_dims=writer.uses_dims, uses_scratch=True, functions=functions)
+    return KernelText(params, body, reads.order, flat=True, extents=[tuple(shape)],
+                      uses_dims=writer.uses_dims, uses_scratch=bool(sums), parallel=parallel,
+                      functions=functions, writes=writes)
+
+
+def _loop_parallel(shape: tuple) -> bool:
+    known, symbols = size_key(shape)
+    return not symbols and known >= LOOP_PARALLEL_MIN_ELEMENTS
+
+
+def _row(k: int, parallel: bool) -> str:
+    """Where sum ``k``'s chunk starts in the scratch vector (per block when parallel)."""
+    if parallel:
+        return f"(blk * {MAX_LOOP_SUMS} + {k}) * {REDUCE_CHUNK} + "
+    return f"{k * REDUCE_CHUNK} + " if k else ""
+
+
+def _chunk_loop(lo: str, hi: str, arrays: list[str], lines: list[tuple[str, str]], sums: int,
+                pad: str, parallel: bool) -> list[tuple[str, str]]:
+    """Chunks of REDUCE_CHUNK elements over [lo, hi): views of every array (indexing a view by
+    the inner loop variable lets LLVM vectorise), the body, then each sum's partial sums."""
+    outer = pad[:-4]
+    body = [(f"{outer}for start in range({lo}, {hi}, {REDUCE_CHUNK}):", ""),
+            (f"{pad}m = min({REDUCE_CHUNK}, {hi} - start)", "")]
+    body += [(f"{pad}{name}c = {name}[start:start + m]", "") for name in arrays]
+    body.append((f"{pad}for j in range(m):", ""))
+    for line, comment in lines:
+        for name in arrays:
+            line = re.sub(rf"\b{name}\[j\]", f"{name}c[j]", line)
+        body.append((f"{pad}    {line}", comment))
+    for k in range(sums):
+        row = _row(k, parallel)
+        acc = [f"s{i}" for i in range(8)]
+        body += [
+            (f"{pad}{' = '.join(acc)} = 0.0", ""),
+            (f"{pad}for j in range(0, m - 7, 8):", ""),
+            *[(f"{pad}    s{i} += scratch[{row}j{f' + {i}' if i else ''}]", "") for i in range(8)],
+            (f"{pad}for j in range(m - m % 8, m):", ""),
+            (f"{pad}    s0 += scratch[{row}j]", ""),
+            (f"{pad}total{k} += ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))", ""),
+        ]
+    return body
 
 
 # ---------------------------------------------------------------- non-fused ops
