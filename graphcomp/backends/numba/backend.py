@@ -14,6 +14,7 @@ from graphcomp.backends.numba import kernels as K
 from graphcomp.backends.numba.cache import load_generated_module, record_compiled
 from graphcomp.backends.numba.codegen import GeneratedModule, generate
 from graphcomp.errors import CompileError
+from graphcomp.passes.batching import batch_matmuls
 from graphcomp.passes.fusion import FusionPlan, plan_kernels
 from graphcomp.passes.lowered import LoweredProgram, concrete_size
 from graphcomp.passes.lowering import lower
@@ -35,7 +36,7 @@ def prepare(program: Program) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
 
     >>> # lp, plan, memory = prepare(build_program([x], [y]))
     """
-    lp = eliminate_common(fold_constants(lower(program)))
+    lp = batch_matmuls(eliminate_common(fold_constants(lower(program))))
     lp = isolate_outputs(eliminate_dead(simplify_powers(lp)))
     for op in lp.ops.values():
         if not op.is_source:
