@@ -84,6 +84,8 @@ def fold_constants(lp: LoweredProgram) -> LoweredProgram:
         known, symbols = size_key(op.shape)
         if symbols or known > FOLD_LIMIT:
             continue
+        if op.op == "broadcast_to" and sources[0].attrs["value"].size == 1:
+            continue  # a broadcast scalar is a literal in a kernel; an array would be read
         args = [s.attrs["value"] for s in sources]
         with np.errstate(all="ignore"):
             value = get_op(op.op).numpy_impl(args, dict(op.attrs), op.shape)
@@ -133,8 +135,22 @@ def isolate_outputs(lp: LoweredProgram) -> LoweredProgram:
     return result
 
 
+def _constant_scalar(lp: LoweredProgram, value: int) -> float | None:
+    """The value of a constant (or a broadcast of one) holding a single repeated number."""
+    op = lp.ops[value]
+    if op.op == "broadcast_to":
+        op = lp.ops[op.inputs[0]]
+    if op.op != "constant":
+        return None
+    values = np.asarray(op.attrs["value"])
+    if values.size == 0 or not np.all(values == values.flat[0]):
+        return None
+    return float(values.flat[0])
+
+
 def simplify_powers(lp: LoweredProgram) -> LoweredProgram:
-    """Rewrite ``x ** c`` for a constant c of 1, 2 or 0.5 as x, x * x and sqrt(x).
+    """Rewrite ``x ** c`` for a constant c of 1, 2 or 0.5 as x, x * x and sqrt(x), and
+    ``x * 1`` (the seed of a gradient, say) as x.
 
     A general power is a scalar ``pow`` call that does not vectorise; ``x ** 2`` (squares in
     losses, the ``power`` in the VJP of ``x ** 2``) is then as fast as a multiply.
@@ -143,6 +159,17 @@ def simplify_powers(lp: LoweredProgram) -> LoweredProgram:
     """
     result = copy.deepcopy(lp)
     for op in result.ops.values():
+        if op.op == "multiply":
+            for one, other in (op.inputs, op.inputs[::-1]):
+                kept = result.ops[other]
+                if _constant_scalar(result, one) != 1.0 or kept.dtype != op.dtype:
+                    continue
+                if kept.shape == op.shape:
+                    op.op, op.inputs = "stop_gradient", [other]  # the identity view
+                else:
+                    op.op, op.inputs, op.attrs = "broadcast_to", [other], {"shape": op.shape}
+                break
+            continue
         if op.op != "power":
             continue
         base, exponent = (result.ops[i] for i in op.inputs)

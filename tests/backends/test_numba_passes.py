@@ -123,6 +123,13 @@ def test_constant_powers_become_multiplies_identities_and_square_roots():
                  if simplified.ops[op.inputs[1]].op == "constant"}
     assert 3.0 in exponents and not exponents & {1.0, 2.0, 0.5}, exponents
     assert sum(op.op == "power" for op in lp.ops.values()) > len(remaining)
+    # The gradient seed (a broadcast 1.0) multiplies nothing any more.
+    ones = [op for op in simplified.ops.values() if op.op == "multiply" and any(
+        simplified.ops[i].op in ("constant", "broadcast_to")
+        and np.all(simplified.ops[simplified.ops[i].inputs[0] if simplified.ops[i].inputs
+                                  else i].attrs["value"] == 1.0)
+        for i in op.inputs)]
+    assert not ones
     for a, b in zip(interpret(simplified, feeds, params, binding),
                     interpret(lp, feeds, params, binding), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
