@@ -11,7 +11,9 @@ of the backend IR turn independent products into one:
   summed over unrolled steps) becomes ``transpose(stacked A) @ (stacked G)``; other leaves are
   still added.
 
-Row blocks need a known size: values whose row count is symbolic are left alone.
+A stack that copies (a concatenate) takes at most ``STACK_PARTS`` parts: longer groups become
+one product per chunk. Row blocks need a known size: values whose row count is symbolic are
+left alone.
 
 >>> # lp = batch_matmuls(eliminate_common(lp))
 """
@@ -202,6 +204,7 @@ def _stack_shared_right(lp: LoweredProgram, group: list[int]) -> list[int]:
 
 
 def _stack_piece(lp: LoweredProgram, piece: list[int]) -> int:
+    """Rewrite the products ``piece`` (one W) as blocks of one new product; return its id."""
     first = lp.ops[piece[0]]
     right = first.inputs[1]
     rows, columns = first.shape
