@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from graphcomp.backends.numba import kernels as K
+from graphcomp.backends.numba.blas import BlasLibrary, numpy_blas
+from graphcomp.backends.numba.expressions import DTYPE_SUFFIX, literal
 from graphcomp.errors import CompileError
 from graphcomp.passes.fusion import FusionPlan, Kernel, slice_offset
 from graphcomp.passes.lowered import LoweredProgram
@@ -135,9 +137,18 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     decorator = _decorator(fastmath)
     if driver_jit is None:
         driver_jit = len(plan.kernels) <= JIT_DRIVER_MAX_KERNELS
-    # An njit driver calls BLAS through one small function: every inline np.dot would add its
-    # layout checks to the driver's own compile.
-    dot = "matmul_2d" if driver_jit else "np.dot"
+    # Compiled code calls numpy's BLAS through one small function per dtype (blas.py: one
+    # thread pool for numpy and graphcomp; an inline np.dot would also add its layout checks to
+    # the driver's compile). A Python driver calls numpy's np.dot, the same library.
+    blas = numpy_blas()
+    gemm_dtypes: set[str] = set()
+
+    def gemm(dtype: np.dtype) -> str:
+        if blas is None:
+            gemm_dtypes.add("any")
+            return "matmul_2d"
+        gemm_dtypes.add(dtype.name)
+        return f"gemm_{DTYPE_SUFFIX[dtype.name]}"
     kernel_defs: dict[str, str] = {}  # code key -> kernel name
     kernel_texts: list[str] = []
     kernel_uses: dict[str, list[str]] = {}
@@ -197,17 +208,20 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
                     f".reshape({names.shape(result.shape)})"
                 )
         if kernel.kind == "matmul" and _direct_matmul(lp, plan, kernel):
+            dot = gemm(op.dtype) if driver_jit else "np.dot"
             calls.append(_matmul_call(lp, kernel, ref, names, dot) + f"  # {comment}")
             continue
         if kernel.kind == "loop":
             text = K.loop_kernel(lp, kernel, memory.in_place)
             comment = ", ".join(lp.ops[i].describe() for i in kernel.computed)
         else:
-            writer = (K.batched_matmul_kernel if kernel.kind == "matmul"
-                      else _WRITERS.get(kernel.kind))
-            if writer is None:
+            writer = _WRITERS.get(kernel.kind)
+            if kernel.kind == "matmul":
+                text = K.batched_matmul_kernel(lp, kernel, gemm(op.dtype))
+            elif writer is None:
                 raise CompileError(f"the numba backend cannot compile {op.describe()} ({op.op})")
-            text = writer(lp, kernel)
+            else:
+                text = writer(lp, kernel)
         used_functions |= text.functions
         key = text.code_key()
         if key not in kernel_defs:
@@ -268,8 +282,14 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         '"""',
         "",
         "import numpy as np",
+        "from numba import config as numba_config  # noqa: F401",
         "from numba import njit, prange  # noqa: F401",
         "",
+        "from graphcomp.backends.numba.blas import (  # noqa: F401",
+        "    BlasLibrary,",
+        "    gemm_externals,",
+        "    load_numpy_blas,",
+        ")",
         "from graphcomp.errors import InputError  # noqa: F401",
         "",
     ]
@@ -277,8 +297,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     for text in kernel_texts:
         lines += ["", text, ""]
     lines += ["", _copy_kernel(decorator), ""]
-    if driver_jit:
-        lines += ["", _matmul_kernel(), ""]
+    lines += _gemm_kernels(blas, gemm_dtypes)
     lines += ["", "# ---- driver", ""]
     if driver_jit:
         lines.append('@njit(cache=True, error_model="numpy")')
@@ -333,13 +352,61 @@ def _copy_kernel(decorator: str) -> str:
     ])
 
 
-def _matmul_kernel() -> str:
-    return "\n".join([
-        '@njit(cache=True, error_model="numpy")',
-        "def matmul_2d(a, b, out):",
-        '    """out = a @ b for 2-D operands (BLAS; a transposed operand is an F-order view)."""',
-        "    np.dot(a, b, out)",
-    ])
+def _gemm_kernels(blas: BlasLibrary | None, dtypes: set[str]) -> list[str]:
+    """The matrix-product helpers the kernels and the driver call."""
+    if not dtypes:
+        return []
+    if blas is None:
+        return ["", "\n".join([
+            '@njit(cache=True, error_model="numpy")',
+            "def matmul_2d(a, b, out):",
+            '    """out = a @ b (Numba\'s np.dot: numpy\'s BLAS was not found; see blas.py)."""',
+            "    np.dot(a, b, out)",
+        ]), ""]
+    lines = [
+        "",
+        f"# numpy's BLAS, called by symbol (graphcomp/backends/numba/blas.py): {blas.path}",
+        f"_BLAS = BlasLibrary({blas.path!r}, {blas.sgemm!r}, {blas.dgemm!r}, {blas.int_bits})",
+        "load_numpy_blas(_BLAS.path)",
+        "_GEMM = gemm_externals(_BLAS)",
+    ]
+    for dtype in sorted(dtypes):
+        suffix = DTYPE_SUFFIX[dtype]
+        cblas = "cblas_sgemm" if dtype == "float32" else "cblas_dgemm"
+        one, zero = literal(1.0, np.dtype(dtype)), literal(0.0, np.dtype(dtype))
+        lines += ["", f"{cblas} = _GEMM[{cblas!r}]", "", "", "\n".join([
+            '@njit(cache=True, error_model="numpy")',
+            f"def gemm_{suffix}(a, b, out):",
+            f'    """out = a @ b for 2-D {dtype} arrays, C-ordered or transposed (F-ordered)."""',
+            "    m, k = a.shape",
+            "    n = b.shape[1]",
+            "    if m == 0 or n == 0:",
+            "        return",
+            "    if k == 0:",
+            "        for i in range(m):",
+            "            for j in range(n):",
+            f"                out[i, j] = {zero}",
+            "        return",
+            f"    size = {np.dtype(dtype).itemsize}",
+            "    # Row-major BLAS: an operand with contiguous rows is passed as is, a transposed",
+            "    # view as its base with the transpose flag; a leading dimension of one is free.",
+            "    if a.strides[1] == size or k == 1:",
+            "        trans_a, lda = 111, (a.strides[0] // size if m > 1 else k)",
+            "    else:",
+            "        trans_a, lda = 112, (a.strides[1] // size if k > 1 else m)",
+            "    if b.strides[1] == size or n == 1:",
+            "        trans_b, ldb = 111, (b.strides[0] // size if k > 1 else n)",
+            "    else:",
+            "        trans_b, ldb = 112, (b.strides[1] // size if n > 1 else k)",
+            f"    {cblas}(101, trans_a, trans_b, m, n, k, {one}, a.ctypes, lda, b.ctypes, ldb,",
+            f"                {zero}, out.ctypes, n)",
+        ]), "", "", "\n".join([
+            "if numba_config.DISABLE_JIT:",
+            "    # Plain Python (for pdb) cannot call BLAS by symbol; np.dot is the same library.",
+            f"    def gemm_{suffix}(a, b, out):  # noqa: F811",
+            "        np.dot(a, b, out)",
+        ]), ""]
+    return lines
 
 
 def _direct_matmul(lp: LoweredProgram, plan: FusionPlan, kernel: Kernel) -> bool:

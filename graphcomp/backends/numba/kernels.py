@@ -478,8 +478,8 @@ def scatter_add_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     return KernelText(["a0", "a1", "a2", "out"], body, [base.id, indices.id, updates.id])
 
 
-def batched_matmul_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
-    """A loop of 2-D BLAS products over the (broadcast) batch axes."""
+def batched_matmul_kernel(lp: LoweredProgram, kernel: Kernel, dot: str) -> KernelText:
+    """A loop of 2-D BLAS products (``dot(a, b, out)``) over the (broadcast) batch axes."""
     op = lp.ops[kernel.root]
     a, b = (lp.ops[i] for i in op.inputs)
     batch = op.ndim - 2
@@ -490,7 +490,7 @@ def batched_matmul_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     pad = "    " * batch
     a_ref = f"a0[{', '.join(a_idx)}]" if a_idx else "a0"
     b_ref = f"a1[{', '.join(b_idx)}]" if b_idx else "a1"
-    body.append((pad + f"np.dot({a_ref}, {b_ref}, out[{', '.join(idx)}])", op.describe()))
+    body.append((pad + f"{dot}({a_ref}, {b_ref}, out[{', '.join(idx)}])", op.describe()))
     return KernelText(["a0", "a1", "out"], body, [a.id, b.id])
 
 

@@ -1,0 +1,91 @@
+"""numpy's own BLAS, callable from generated Numba code.
+
+Numba's ``np.dot`` calls the BLAS bundled with scipy. numpy wheels bundle another OpenBLAS,
+with its own thread pool, and a process that runs both (a user's numpy code between graphcomp
+steps, or the benchmarks' numpy baseline) gets two pools whose idle threads spin on the same
+cores: measured here, a 128x784x512 float32 GEMM took 0.55 ms when only one library ran and
+3.9-13 ms when numpy's and scipy's alternated (``benchmarks/bench_blas_pools.py``). So generated
+kernels call numpy's ``cblas_[sd]gemm`` directly, by symbol, through Numba's
+``ExternalFunction``: the symbol name, not an address, goes into the compiled code, so the
+on-disk cache keeps working. When numpy's BLAS cannot be found (a numpy built against another
+BLAS), ``numpy_blas()`` is None and kernels fall back to Numba's ``np.dot``.
+
+>>> info = numpy_blas()
+>>> info is None or info.sgemm.endswith("gemm64_") or info.sgemm == "cblas_sgemm"
+True
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+# (sgemm symbol, dgemm symbol, integer width) in the order they are tried. numpy >= 2 wheels
+# ship scipy-openblas64 (prefixed, ILP64); plain names are LP64 OpenBLAS builds.
+_SYMBOLS = [
+    ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_", 64),
+    ("cblas_sgemm64_", "cblas_dgemm64_", 64),
+    ("cblas_sgemm", "cblas_dgemm", 32),
+]
+
+
+@dataclass(frozen=True)
+class BlasLibrary:
+    """Where numpy's BLAS lives and how its GEMMs are named."""
+
+    path: str
+    sgemm: str
+    dgemm: str
+    int_bits: int
+
+
+@functools.cache
+def numpy_blas() -> BlasLibrary | None:
+    """numpy's bundled BLAS library, or None when it is not a library we can call.
+
+    >>> lib = numpy_blas()
+    >>> lib is None or lib.int_bits in (32, 64)
+    True
+    """
+    folder = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(folder, "*openblas*"))):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for sgemm, dgemm, bits in _SYMBOLS:
+            if bits == 32 and "64" in os.path.basename(path):
+                continue  # an ILP64 library without suffixed names: integer width unknown
+            if hasattr(library, sgemm) and hasattr(library, dgemm):
+                return BlasLibrary(os.path.realpath(path), sgemm, dgemm, bits)
+    return None
+
+
+@functools.cache
+def load_numpy_blas(path: str) -> None:
+    """Make the library's symbols visible to Numba's linker (generated modules call this
+    before any of their functions is compiled or loaded from the cache)."""
+    import llvmlite.binding as llvm
+
+    llvm.load_library_permanently(path)
+
+
+def gemm_externals(library: BlasLibrary) -> dict[str, object]:
+    """Numba ``ExternalFunction``s for ``cblas_sgemm`` and ``cblas_dgemm`` (row-major calls)."""
+    from numba import types
+
+    integer = types.int64 if library.int_bits == 64 else types.int32
+    externals = {}
+    for name, symbol, scalar in (("cblas_sgemm", library.sgemm, types.float32),
+                                 ("cblas_dgemm", library.dgemm, types.float64)):
+        signature = types.void(
+            types.int32, types.int32, types.int32, integer, integer, integer, scalar,
+            types.voidptr, integer, types.voidptr, integer, scalar, types.voidptr, integer,
+        )
+        externals[name] = types.ExternalFunction(symbol, signature)
+    return externals
