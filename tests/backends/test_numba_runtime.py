@@ -283,3 +283,14 @@ def test_division_by_zero_follows_numpy_not_python():
     got = gc.compile([x, d], y, backend="numba")(xv, dv)
     np.testing.assert_array_equal(got, expected)
     assert np.isposinf(got[0]) and np.isneginf(got[1]) and np.isnan(got[2])
+
+
+def test_a_python_driver_makes_its_buffer_views_once_per_binding(step: Step):
+    source = step.numba.source
+    if step.numba._executable.module.driver_jit:
+        assert "def bind(" not in source
+        return
+    per_call = source.split("    def step(")[1]
+    # Arena slices and flat views are made by bind(), once per binding of the dims.
+    assert "arena_" not in per_call and "offsets[" not in per_call
+    assert "_flat" in per_call  # kernels receive the hoisted flat views

@@ -55,6 +55,7 @@ class _BoundState:
     outputs: list[Any]  # an array view, or ("input", position, shape) to read at call time
     tail: tuple = ()  # the driver's trailing arguments: constants, arenas, offsets, dims, scratch
     views_only: bool = False  # every output is an arena view (no late lookups)
+    step: Any = None  # a Python driver's step, bound to these buffers
 
 
 class NumbaExecutable:
@@ -121,6 +122,8 @@ class NumbaExecutable:
         state = _BoundState(arenas, offsets, dims, outputs)
         state.tail = (*self._constants, *arenas, offsets, dims, self._scratch)
         state.views_only = all(isinstance(o, np.ndarray) for o in outputs)
+        if not self.module.driver_jit:
+            state.step = self._driver(*state.tail)  # bind(): views made once per binding
         self._states[key] = state
         return state
 
@@ -131,7 +134,10 @@ class NumbaExecutable:
         storage = self._storage
         # The driver is compiled for writeable arrays (numba types read-only ones differently).
         inputs = [a if a.flags.writeable else a.copy() for a in inputs]
-        self._driver(*inputs, *[storage[i] for i in self._param_ids], *state.tail)
+        if state.step is None:
+            self._driver(*inputs, *[storage[i] for i in self._param_ids], *state.tail)
+        else:
+            state.step(*inputs, *[storage[i] for i in self._param_ids])
         if state.views_only:
             outputs = state.outputs
         else:
@@ -181,7 +187,7 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
     lp, plan, memory = prepare(program)
     module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=driver_jit)
     loaded, path = load_generated_module(module.source)
-    driver = loaded.step
+    driver = loaded.step if module.driver_jit else loaded.bind
     cache_hit = False
     if hasattr(driver, "compile"):
         signature = _signature(module)

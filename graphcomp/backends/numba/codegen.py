@@ -299,17 +299,17 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     lines += ["", _copy_kernel(decorator), ""]
     lines += _gemm_kernels(blas, gemm_dtypes)
     lines += ["", "# ---- driver", ""]
+    dim_lines = [f"{names.dims[symbol]} = dims[{k}]" for k, symbol in enumerate(lp.symbols)]
     if driver_jit:
         lines.append('@njit(cache=True, error_model="numpy")')
+        lines.append(f"def step({', '.join(params)}):")
+        lines.append('    """One call runs the whole program; outputs stay in the arenas."""')
+        lines += ["    " + line for line in dim_lines + calls + copies]
+        lines.append("    return 0")
     else:
-        lines.append("# A Python driver: an njit one would re-optimise every kernel it links.")
-    lines.append(f"def step({', '.join(params)}):")
-    lines.append('    """One call runs the whole program; outputs stay in the arenas."""')
-    for k, symbol in enumerate(lp.symbols):
-        lines.append(f"    {names.dims[symbol]} = dims[{k}]")
-    for call in calls + copies:
-        lines.append("    " + call)
-    lines.append("    return 0")
+        step_count = sum(1 for a in arguments if a.kind in ("input", "parameter"))
+        lines += _python_driver(params[:step_count], params[step_count:],
+                                dim_lines, calls + copies)
     if used_functions:
         # Last, so a reader meets the kernels and the driver first; numba resolves these
         # globals when it compiles the kernels, after the whole module has run.
@@ -320,6 +320,59 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     module = GeneratedModule(source, arguments, arena_dtypes, len(kernel_texts),
                              len(plan.kernels), driver_jit, signatures)
     return module
+
+
+def _python_driver(step_params: list[str], bind_params: list[str], dim_lines: list[str],
+                   statements: list[str]) -> list[str]:
+    """``bind(...)`` makes every view that depends only on the arenas once per binding (and
+    every flat view a kernel call needs) and returns the ``step`` closure that runs the rest:
+    a step then does no slicing or reshaping of its buffers in Python."""
+    bound = set(bind_params) | {line.split(" = ")[0] for line in dim_lines}
+    bind_lines = list(dim_lines)
+    step_lines: list[str] = []
+    flat_views: dict[str, str] = {}
+
+    def hoist(match: re.Match) -> str:
+        name, size = match.group(1), match.group(2)
+        if name not in bound:
+            return match.group(0)
+        key = f"{name}.reshape({size})"
+        if key not in flat_views:
+            flat_views[key] = f"{name}_flat"
+            while flat_views[key] in bound:
+                flat_views[key] += "_"
+            bound.add(flat_views[key])
+            bind_lines.append(f"{flat_views[key]} = {key}")
+        return flat_views[key]
+
+    for statement in statements:
+        code, _, comment = statement.partition("  # ")
+        tree = ast.parse(code)
+        target = None
+        if isinstance(tree.body[0], ast.Assign):
+            target = tree.body[0].targets[0].id
+        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - {target, "np"}
+        if target is not None and used <= bound:
+            bound.add(target)
+            bind_lines.append(statement)
+            continue
+        if target is None:  # a call: its flat views of bound buffers are made once, in bind
+            code = re.sub(r"\b(\w+)\.reshape\(([^()]*)\)", hoist, code)
+            statement = code + (f"  # {comment}" if comment else "")
+        step_lines.append(statement)
+    return [
+        "# A Python driver: an njit one would re-optimise every kernel it links.",
+        f"def bind({', '.join(bind_params)}):",
+        '    """Views of every buffer for one binding of the dims; returns the step."""',
+        *["    " + line for line in bind_lines],
+        "",
+        f"    def step({', '.join(step_params)}):",
+        '        """One call runs the whole program; outputs stay in the arenas."""',
+        *["        " + line for line in step_lines],
+        "        return 0",
+        "",
+        "    return step",
+    ]
 
 
 def _decorator(fastmath: bool) -> str:

@@ -28,7 +28,7 @@ REDUCE_CHUNK = 1024  # elements per scratch chunk in a vectorised full reduction
 # A flat loop over at least this many elements runs as blocks of >= this size on numba's
 # threads (docs/performance.md, "Parallel loops"). The block count depends only on the size,
 # never on the thread count, so sums add up in the same order on every machine.
-LOOP_PARALLEL_MIN_ELEMENTS = 1 << 15
+LOOP_PARALLEL_MIN_ELEMENTS = 1 << 17
 LOOP_MAX_BLOCKS = 16
 # The scratch vector the runtime passes: per block and per sum a chunk, then one partial sum
 # per block and sum.
