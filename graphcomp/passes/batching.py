@@ -10,6 +10,10 @@ of the backend IR turn independent products into one:
 * **Sum of products.** A tree of adds over leaves ``transpose(A_i) @ G_i`` (a weight's gradient
   summed over unrolled steps) becomes ``transpose(stacked A) @ (stacked G)``; other leaves are
   still added.
+* **Sum of column sums.** A tree of adds over leaves ``reduce_sum(G_i)`` over the same axes,
+  axis 0 among them (a bias gradient summed over steps), becomes one ``reduce_sum`` per row
+  stack of ``G_i`` that exists already (the weight gradients' stacks of the same ``G_i``) or
+  is free (consecutive ``x[t]``); other leaves are still added.
 
 A stack that copies (a concatenate) takes at most ``STACK_PARTS`` parts: longer groups become
 one product per chunk. Row blocks need a known size: values whose row count is symbolic are
@@ -54,6 +58,12 @@ def batch_matmuls(lp: LoweredProgram) -> LoweredProgram:
     consumers, position = result.consumers(), {v: k for k, v in enumerate(result.ops)}
     for root, leaves in _sum_trees(result):
         _stack_sum(result, root, leaves, consumers, position)
+    # Column sums last, so they find the stacks of G the products made; the trees are found
+    # again because a sum may hold both kinds of leaves.
+    result = _reorder(result)
+    consumers = result.consumers()
+    for root, leaves in _sum_trees(result):
+        _stack_column_sums(result, root, leaves, consumers)
     # Both rewrites may stack the same x[t] slices, and the same gradients twice.
     result = eliminate_common(_reorder(result))
     return _reorder(_share_stacks(result))
@@ -112,13 +122,14 @@ def _chunks(items: list, size: int = STACK_PARTS) -> list[list]:
 
 
 def _stack_rows(lp: LoweredProgram, values: Sequence[int], label: str) -> int:
-    """A new value holding ``values`` (2-D, equal shapes, known row count) one under another.
+    """A new value holding ``values`` (equal shapes, known row count) one under another,
+    along axis 0.
 
     Consecutive ``x[t]`` of one source in ascending order are one slice of it (a view, no copy);
     anything else is a concatenate (a copy).
     """
     first = lp.ops[values[0]]
-    rows, columns = first.shape
+    rows, rest = first.shape[0], tuple(first.shape[1:])
     k = len(values)
     if _slice_order(lp, values) == list(values):
         source_id, t0 = _unit_slice(lp, values[0])
@@ -128,9 +139,9 @@ def _stack_rows(lp: LoweredProgram, values: Sequence[int], label: str) -> int:
                  "stops": (t0 + k, *source.shape[1:]), "steps": (1,) * ndim}
         block = _new_op(lp, "slice", [source.id], attrs, (k, *source.shape[1:]),
                         first.dtype, f"slice of {source.describe()} for {label}")
-        return _new_op(lp, "reshape", [block], {"shape": (k * rows, columns)},
-                       (k * rows, columns), first.dtype, f"rows for {label}")
-    return _new_op(lp, "concatenate", list(values), {"axis": 0}, (k * rows, columns),
+        return _new_op(lp, "reshape", [block], {"shape": (k * rows, *rest)},
+                       (k * rows, *rest), first.dtype, f"rows for {label}")
+    return _new_op(lp, "concatenate", list(values), {"axis": 0}, (k * rows, *rest),
                    first.dtype, f"rows for {label}")
 
 
@@ -296,7 +307,6 @@ def _stack_sum(lp: LoweredProgram, root: int, leaves: list[int],
     groups = {key: members for key, members in groups.items() if len(members) >= MIN_GROUP}
     if not groups:
         return
-    total = lp.ops[root]
     terms: list[int] = []
     batched_leaves: set[int] = set()
     for members in groups.values():
@@ -317,18 +327,120 @@ def _stack_sum(lp: LoweredProgram, root: int, leaves: list[int],
             terms.append(_new_op(lp, "matmul", [transposed, stacked_g], {}, first.shape,
                                  first.dtype, label))
             batched_leaves.update(leaf for leaf, _, _ in piece)
-    terms += [leaf for leaf in leaves if leaf not in batched_leaves]
+    _replace_sum(lp, root, terms + [leaf for leaf in leaves if leaf not in batched_leaves])
+
+
+def _replace_sum(lp: LoweredProgram, root: int, terms: list[int]) -> None:
+    """Make ``root`` the sum of ``terms`` (the first one new, made by the rewrite)."""
+    total = lp.ops[root]
     if len(terms) == 1:
-        # The whole sum is one product: it takes the root's id, so consumers keep reading it.
-        product = lp.ops.pop(terms[0])
-        total.op, total.inputs, total.attrs = "matmul", product.inputs, {}
-        total.labels = product.labels + total.labels
+        # The whole sum is one new value: it takes the root's id, so consumers keep reading it.
+        value = lp.ops.pop(terms[0])
+        total.op, total.inputs, total.attrs = value.op, value.inputs, value.attrs
+        total.labels = value.labels + total.labels
         return
     partial = terms[0]
     for term in terms[1:-1]:
         partial = _new_op(lp, "add", [partial, term], {}, total.shape, total.dtype,
                           f"partial sum of {total.describe()}")
-    total.inputs, total.attrs = [partial, terms[-1]], {}
+    total.op, total.inputs, total.attrs = "add", [partial, terms[-1]], {}
+
+
+# ---------------------------------------------------------------- sum of column sums
+
+
+def _column_sum(lp: LoweredProgram, value: int, consumers: dict[int, list[int]],
+                roots: set[int]) -> int | None:
+    """G when ``value`` is ``reduce_sum(G)`` over axes that include 0, with G a float value
+    of known row count, and ``value`` is used by one add and nothing else."""
+    op = lp.ops[value]
+    if op.op != "reduce_sum" or value in roots or len(consumers[value]) != 1:
+        return None
+    g = lp.ops[op.inputs[0]]
+    if g.ndim == 0 or 0 not in op.attrs["axes"] or not isinstance(g.shape[0], int):
+        return None
+    if g.dtype.kind != "f" or g.dtype != op.dtype:
+        return None
+    return g.id
+
+
+def _stack_pieces(lp: LoweredProgram, parts: list[int]) -> list[tuple[list[int], int | None]]:
+    """(piece, the stack that holds it or None) for the parts of ``parts`` that stack without
+    a new copy: first the longest runs of consecutive parts of the row stacks already built (a
+    whole stack, or a row block of it), then runs of consecutive ``x[t]`` of one source (a
+    slice of it).
+
+    Other parts are left out: a new concatenate costs as much as the sums it saves and adds
+    compile time, and a G read only by its sum is computed inside the sum's kernel.
+    """
+    left = set(parts)
+    stacks = sorted((op for op in lp.ops.values() if op.op == "concatenate"
+                     and op.attrs["axis"] == 0 and len(set(op.inputs)) == len(op.inputs)
+                     and all(isinstance(lp.ops[i].shape[0], int) for i in op.inputs)),
+                    key=lambda op: -len(op.inputs))
+    pieces: list[tuple[list[int], int | None]] = []
+    for stack in stacks:
+        for run in _runs([part if part in left else None for part in stack.inputs]):
+            pieces.append((run, stack.id if run == stack.inputs else _row_block(lp, stack, run)))
+            left.difference_update(run)
+    steps: dict[int, dict[int, int]] = {}  # source -> t -> x[t]
+    for part in left:
+        if (unit := _unit_slice(lp, part)) is not None:
+            steps.setdefault(unit[0], {})[unit[1]] = part
+    for index in steps.values():
+        ordered = [index.get(t) for t in range(min(index), max(index) + 1)]
+        pieces += [(run, None) for run in _runs(ordered)]
+    return pieces
+
+
+def _row_block(lp: LoweredProgram, stack: LOp, run: list[int]) -> int:
+    """A slice of ``stack`` (a concatenate along axis 0) holding its consecutive parts ``run``."""
+    start = stack.inputs.index(run[0])
+    offset = sum(lp.ops[part].shape[0] for part in stack.inputs[:start])
+    rows = sum(lp.ops[part].shape[0] for part in run)
+    rest = tuple(stack.shape[1:])
+    attrs = {"starts": (offset,) + (0,) * len(rest), "stops": (offset + rows, *rest),
+             "steps": (1,) * stack.ndim}
+    return _new_op(lp, "slice", [stack.id], attrs, (rows, *rest), stack.dtype,
+                   f"rows of {stack.describe()}")
+
+
+def _runs(items: list[int | None]) -> list[list[int]]:
+    """The runs of at least ``MIN_GROUP`` items between the Nones."""
+    runs: list[list[int]] = [[]]
+    for item in items:
+        if item is None:
+            runs.append([])
+        else:
+            runs[-1].append(item)
+    return [run for run in runs if len(run) >= MIN_GROUP]
+
+
+def _stack_column_sums(lp: LoweredProgram, root: int, leaves: list[int],
+                       consumers: dict[int, list[int]]) -> None:
+    """Rewrite one sum: ``reduce_sum(G_i)`` leaves with equal G shapes and axes become one
+    ``reduce_sum`` per stack of ``G_i`` (see ``_stack_pieces``)."""
+    roots = set(lp.roots)
+    groups: dict[tuple, dict[int, int]] = {}  # G -> its leaf, per shape, dtype and axes
+    for leaf in leaves:
+        g = _column_sum(lp, leaf, consumers, roots) if leaves.count(leaf) == 1 else None
+        if g is not None:
+            op, source = lp.ops[leaf], lp.ops[g]
+            key = (source.shape, source.dtype.str, op.attrs["axes"], op.attrs["keepdims"])
+            groups.setdefault(key, {}).setdefault(g, leaf)
+    terms: list[int] = []
+    batched_leaves: set[int] = set()
+    for leaf_of in groups.values():
+        for piece, stack in _stack_pieces(lp, list(leaf_of)):
+            first = lp.ops[leaf_of[piece[0]]]
+            label = _batch_label(first, len(piece))
+            if stack is None:
+                stack = _stack_rows(lp, piece, label)
+            terms.append(_new_op(lp, "reduce_sum", [stack], dict(first.attrs), first.shape,
+                                 first.dtype, label))
+            batched_leaves.update(leaf_of[g] for g in piece)
+    if terms:
+        _replace_sum(lp, root, terms + [leaf for leaf in leaves if leaf not in batched_leaves])
 
 
 # ---------------------------------------------------------------- shared stacks

@@ -36,20 +36,28 @@ def _both(inputs: list[gc.Tensor], outputs: list[gc.Tensor]) -> tuple[gc.Functio
             gc.compile(inputs, outputs, backend="numpy"))
 
 
-def _rnn(dtype: str, steps: int = STEPS):
-    """h_t = tanh(x[t] @ Wx + h_{t-1} @ Wh + b); loss = mean(h_T ** 2), with its gradients."""
+def _rnn(dtype: str, steps: int = STEPS, bias_from: int = 0,
+         grads: tuple[str, ...] = ("Wx", "Wh", "b")):
+    """h_t = tanh(x[t] @ Wx + h_{t-1} @ Wh + b); loss = mean(h_T ** 2), with the gradients
+    ``grads``. b is added from step ``bias_from`` on."""
     rng = np.random.default_rng(7)
     x = gc.placeholder((steps, BATCH, FEATURES), dtype, name="x")
-    wx = gc.parameter(rng.standard_normal((FEATURES, HIDDEN)).astype(dtype) * 0.5, name="Wx")
-    wh = gc.parameter(rng.standard_normal((HIDDEN, HIDDEN)).astype(dtype) * 0.3, name="Wh")
-    b = gc.parameter(rng.standard_normal(HIDDEN).astype(dtype) * 0.1, name="b")
-    h = gc.tanh(x[0] @ wx + b)
+    params = {"Wx": gc.parameter(rng.standard_normal((FEATURES, HIDDEN)).astype(dtype) * 0.5,
+                                 name="Wx"),
+              "Wh": gc.parameter(rng.standard_normal((HIDDEN, HIDDEN)).astype(dtype) * 0.3,
+                                 name="Wh"),
+              "b": gc.parameter(rng.standard_normal(HIDDEN).astype(dtype) * 0.1, name="b")}
+
+    def step(t: int, z: gc.Tensor) -> gc.Tensor:
+        return gc.tanh(z + params["b"] if t >= bias_from else z)
+
+    h = step(0, x[0] @ params["Wx"])
     states = [h]
     for t in range(1, steps):
-        h = gc.tanh(x[t] @ wx + h @ wh + b)
+        h = step(t, x[t] @ params["Wx"] + h @ params["Wh"])
         states.append(h)
     loss = gc.mean(h * h)
-    grads = gc.grad(loss, [wx, wh, b])
+    grads = gc.grad(loss, [params[name] for name in grads])
     feeds = [rng.standard_normal((steps, BATCH, FEATURES)).astype(dtype)]
     return [x], [loss, states[1], *grads], feeds
 
@@ -186,3 +194,120 @@ def test_the_pass_keeps_its_input_and_a_topological_order():
     # Nothing here needs pulling forward: values the rewrite left alone keep their order.
     kept = [i for i in batched.ops if i in lp.ops and batched.ops[i].op == lp.ops[i].op]
     assert kept == [i for i in order if i in kept]
+
+
+# ---------------------------------------------------------------- sums of column sums
+
+
+def _column_sums(lp) -> list:
+    return [op for op in lp.ops.values() if op.op == "reduce_sum"]
+
+
+def test_rnn_bias_gradient_is_one_column_sum_of_the_weight_gradient_stack():
+    inputs, outputs, _ = _rnn("float32")
+    program = build_program(inputs, outputs)
+    # The loss and one column sum per step for the gradient of b.
+    assert len(_column_sums(_unbatched(program))) == 1 + STEPS
+    lp, _, _ = prepare(program)
+    sums = _column_sums(lp)
+    assert len(sums) == 2
+    (bias,) = [op for op in sums if op.shape == (HIDDEN,)]
+    assert bias.id == lp.outputs[-1], "the sum is the gradient itself: no add is left"
+    # It reads the stack of dz_t that the gradient of Wx multiplies: no new stack.
+    stack = lp.ops[bias.inputs[0]]
+    assert stack.op == "concatenate" and stack.shape == (STEPS * BATCH, HIDDEN)
+    assert any(stack.id in op.inputs for op in _matmuls(lp))
+    assert sum(op.op == "concatenate" for op in lp.ops.values()) == 2
+
+
+def test_long_bias_sums_reuse_each_chunk():
+    inputs, outputs, _ = _rnn("float64", steps=10)
+    lp, _, _ = prepare(build_program(inputs, outputs))
+    stacks = [op for op in lp.ops.values() if op.op == "concatenate"]
+    assert sorted(len(op.inputs) for op in stacks) == [2, 8, 8]  # as without the bias
+    bias = [op for op in _column_sums(lp) if op.shape == (HIDDEN,)]
+    assert sorted(lp.ops[op.inputs[0]].shape[0] for op in bias) == [2 * BATCH, 8 * BATCH]
+    assert all(lp.ops[op.inputs[0]] in stacks for op in bias)
+    (total,) = [op for op in lp.ops.values() if op.id == lp.outputs[-1]]
+    assert total.op == "add" and sorted(total.inputs) == sorted(op.id for op in bias)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bias_sum_over_some_steps_is_a_row_block_of_the_stack(dtype: str):
+    """b is added from step 1 on: its gradient sums dz_1..dz_4, rows of Wx's dz_0..dz_4."""
+    inputs, outputs, feeds = _rnn(dtype, bias_from=1, grads=("Wx", "b"))
+    program = build_program(inputs, outputs)
+    assert len(_column_sums(_unbatched(program))) == 1 + (STEPS - 1)
+    lp, _, _ = prepare(program)
+    assert len(_column_sums(lp)) == 2
+    grad_b = lp.ops[lp.outputs[-1]]
+    assert grad_b.op == "reduce_sum"
+    block = lp.ops[grad_b.inputs[0]]
+    assert block.op == "slice" and block.shape == ((STEPS - 1) * BATCH, HIDDEN)
+    assert block.attrs["starts"] == (BATCH, 0)
+    stack = lp.ops[block.inputs[0]]
+    assert stack.op == "concatenate" and stack.shape == (STEPS * BATCH, HIDDEN)
+    assert sum(op.op == "concatenate" for op in lp.ops.values()) == 1
+    _assert_same(*_both(inputs, outputs), feeds, dtype)
+
+
+def test_bias_sum_with_a_step_outside_the_stack_still_adds_it():
+    """Only Wh's gradient stacks dz_1..dz_4: the bias gradient adds the column sum of dz_0."""
+    inputs, outputs, feeds = _rnn("float64", grads=("Wh", "b"))
+    lp, _, _ = prepare(build_program(inputs, outputs))
+    grad_b = lp.ops[lp.outputs[-1]]
+    assert grad_b.op == "add"
+    parts = sorted((lp.ops[i] for i in grad_b.inputs), key=lambda op: op.id)
+    assert [op.op for op in parts] == ["reduce_sum", "reduce_sum"]
+    rows = sorted(lp.ops[op.inputs[0]].shape[0] for op in parts)
+    assert rows == [BATCH, (STEPS - 1) * BATCH]
+    assert len(_column_sums(lp)) == 3
+    _assert_same(*_both(inputs, outputs), feeds, "float64")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_column_sums_of_consecutive_steps_read_a_slice_and_others_stay(dtype: str):
+    """Sums of consecutive x[t] (2-D and 3-D, keepdims) read one slice of x; a bias gradient
+    with no stack to share keeps its sums (each is fused with the step's backward)."""
+    rng = np.random.default_rng(4)
+    steps = 6
+    x = gc.placeholder((steps, 4, 3), dtype, name="x")
+    y = gc.placeholder((steps, 2, 3, 5), dtype, name="y")
+    b = gc.parameter(rng.standard_normal(3).astype(dtype), name="b")
+    column_total = gc.sum(x[0], axis=0, keepdims=True)
+    block_total = gc.sum(y[0], axis=(0, 1))
+    loss = gc.sum(b * b)
+    for t in range(1, steps):
+        column_total = column_total + gc.sum(x[t], axis=0, keepdims=True)
+        block_total = block_total + gc.sum(y[t], axis=(0, 1))
+        loss = loss + gc.sum(gc.tanh(x[t] * (t + 1.0) + b) ** 2)
+    skipped = gc.sum(x[0], axis=0) + gc.sum(x[2], axis=0) + gc.sum(x[4], axis=0)
+    outputs = [loss, column_total, block_total, skipped, gc.grad(loss, b)]
+    program = build_program([x, y], outputs)
+    before = len(_column_sums(_unbatched(program)))
+    lp, _, _ = prepare(program)
+    assert len(_column_sums(lp)) == before - 2 * (steps - 1)
+    for value, shape in ((column_total, (steps * 4, 3)), (block_total, (steps * 2, 3, 5))):
+        (total,) = [op for op in _column_sums(lp) if op.shape == value.shape]
+        rows = lp.ops[total.inputs[0]]
+        assert rows.op == "reshape" and rows.shape == shape, "a view of the placeholder"
+        assert lp.ops[rows.inputs[0]].op == "slice"
+    feeds = [rng.standard_normal((steps, 4, 3)).astype(dtype),
+             rng.standard_normal((steps, 2, 3, 5)).astype(dtype)]
+    _assert_same(*_both([x, y], outputs), feeds, dtype)
+
+
+def test_column_sums_with_symbolic_rows_or_other_axes_stay_separate():
+    rng = np.random.default_rng(5)
+    dtype = "float64"
+    x = gc.placeholder((3, None, 4), dtype, name="x")  # N rows per step: unknown
+    z = gc.placeholder((3, 4, 2), dtype, name="z")
+    outputs = [sum(gc.sum(x[t], axis=0) for t in range(3)),
+               sum(gc.sum(z[t], axis=1) for t in range(3))]  # axis 0 is not summed
+    program = build_program([x, z], outputs)
+    lp, _, _ = prepare(program)
+    assert len(_column_sums(lp)) == 6
+    numba_fn, numpy_fn = _both([x, z], outputs)
+    for n in (5, 2):
+        feeds = [rng.standard_normal((3, n, 4)), rng.standard_normal((3, 4, 2))]
+        _assert_same(numba_fn, numpy_fn, feeds, dtype)
