@@ -18,12 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from graphcomp.ops import get_op
-from graphcomp.passes.lowered import LoweredProgram, size_key
+from graphcomp.passes.lowered import BACKEND_OPS, LoweredProgram, size_key
 
 VIEW_OPS = frozenset({"transpose", "broadcast_to", "slice"})
 FUSING_REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "argmax"})
 SCALAR_LEAVES = frozenset({"dim_size"})
 IDENTITY_OPS = frozenset({"stop_gradient"})
+PRODUCTS = frozenset({"matmul", "matmul_acc"})  # BLAS calls: read a transposed buffer as .T
 MAX_KERNEL_READS = 8  # buffers one fused kernel may read (see _limit_reads)
 MAX_LOOP_MEMBERS = 24  # kernels one merged loop may hold
 MAX_LOOP_SUMS = 4  # full sums one merged loop may compute (each needs a scratch row)
@@ -70,8 +71,8 @@ class FusionPlan:
 
 
 def _is_elementwise(op_name: str) -> bool:
-    if op_name == "copy":  # made by passes, not a registry op
-        return True
+    if op_name in BACKEND_OPS:  # made by passes, not registry ops
+        return op_name == "copy"
     return get_op(op_name).kind == "elementwise" or op_name in SCALAR_LEAVES
 
 
@@ -108,8 +109,8 @@ def plan_kernels(lp: LoweredProgram) -> FusionPlan:
             inlined.add(op.id)
         elif op.op in VIEW_OPS:
             if op.op == "transpose" and op.ndim == 2 and all(
-                lp.ops[u].op == "matmul" or fuses_into(op.id, u) for u in users
-            ) and any(lp.ops[u].op == "matmul" for u in users):
+                lp.ops[u].op in PRODUCTS or fuses_into(op.id, u) for u in users
+            ) and any(lp.ops[u].op in PRODUCTS for u in users):
                 source = lp.ops[op.inputs[0]]
                 if source.op not in VIEW_OPS:
                     transposed.add(op.id)

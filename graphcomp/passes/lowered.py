@@ -17,6 +17,9 @@ import numpy as np
 
 Dim = int | str
 SOURCE_OPS = frozenset({"placeholder", "parameter", "constant"})
+# Ops that passes create and backends implement, with no registry entry: ``copy`` (an
+# elementwise identity into a buffer of its own) and ``matmul_acc`` (alpha * a @ b + c).
+BACKEND_OPS = frozenset({"copy", "matmul_acc"})
 
 
 @dataclass

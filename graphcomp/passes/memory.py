@@ -111,7 +111,13 @@ def _in_place_updates(lp: LoweredProgram, plan: FusionPlan, reads: list[list[int
     for index, kernel in enumerate(plan.kernels):
         if kernel.kind == "elementwise" and not reads_at_own_index(lp, kernel):
             continue
-        if kernel.kind not in ("elementwise", "loop"):
+        if kernel.kind == "matmul_acc":
+            # BLAS accumulates into its third operand: that must be the parameter, and the
+            # product's own operands must not read it while it is being written.
+            a, b, c = lp.ops[kernel.root].inputs
+            if targets.get(kernel.root) != [c] or param_read_by_product(lp, plan, a, b, c, base):
+                continue
+        elif kernel.kind not in ("elementwise", "loop"):
             continue  # a loop kernel reads every buffer at the element it writes
         for value in kernel.results:
             if len(targets.get(value, [])) != 1:
@@ -125,3 +131,14 @@ def _in_place_updates(lp: LoweredProgram, plan: FusionPlan, reads: list[list[int
                 continue
             result[value] = param
     return result
+
+
+def param_read_by_product(lp: LoweredProgram, plan: FusionPlan, a: int, b: int, c: int,
+                          base) -> bool:
+    """True when a product's operand (through transposed views and aliases) is ``c``."""
+    for operand in (a, b):
+        while operand in plan.transposed_views:
+            operand = lp.ops[operand].inputs[0]
+        if base(operand) == base(c):
+            return True
+    return False

@@ -187,3 +187,39 @@ def simplify_powers(lp: LoweredProgram) -> LoweredProgram:
         elif power == 0.5:
             op.op, op.inputs = "sqrt", [base.id]
     return eliminate_dead(result)
+
+
+def accumulate_products(lp: LoweredProgram) -> LoweredProgram:
+    """Turn a parameter update ``p - c * (a @ b)`` (also ``p + c * (a @ b)``, ``p - a @ b``)
+    into one backend op ``matmul_acc(a, b, p)`` with ``alpha = -c``: BLAS computes
+    ``alpha * a @ b + p`` and, when the memory plan lets it, writes straight into ``p``.
+
+    The gradient of a weight matrix then never exists as a buffer of its own, and the update
+    costs no pass over the weights. Only 2-D float products whose result feeds nothing else.
+
+    >>> # lp = accumulate_products(lp)  # subtract(W, multiply(0.1, matmul(xT, g))) -> matmul_acc
+    """
+    result = copy.deepcopy(lp)
+    consumers = result.consumers()
+    for param, value in result.updates:
+        op = result.ops[value]
+        if op.op not in ("add", "subtract") or op.inputs[0] != param or op.shape != \
+                result.ops[param].shape:
+            continue
+        sign = -1.0 if op.op == "subtract" else 1.0
+        term = result.ops[op.inputs[1]]
+        scale = 1.0
+        if term.op == "multiply" and len(consumers[term.id]) == 1:
+            for constant, other in (term.inputs, term.inputs[::-1]):
+                factor = _constant_scalar(result, constant)
+                if factor is not None and result.ops[other].op == "matmul":
+                    scale, term = factor, result.ops[other]
+                    break
+        if term.op != "matmul" or len(consumers[term.id]) != 1 or term.ndim != 2:
+            continue
+        if term.shape != op.shape or term.dtype != op.dtype or op.inputs[1] == param:
+            continue
+        a, b = term.inputs
+        op.op, op.inputs, op.attrs = "matmul_acc", [a, b, param], {"alpha": sign * scale}
+        op.labels = [*op.labels, *term.labels]
+    return eliminate_dead(result)

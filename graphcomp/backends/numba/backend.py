@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from graphcomp.backends.numba import kernels as K
+from graphcomp.backends.numba.blas import numpy_blas
 from graphcomp.backends.numba.cache import load_generated_module, record_compiled
 from graphcomp.backends.numba.codegen import GeneratedModule, generate
 from graphcomp.errors import CompileError
@@ -20,6 +21,7 @@ from graphcomp.passes.lowered import LoweredProgram, concrete_size
 from graphcomp.passes.lowering import lower
 from graphcomp.passes.memory import MemoryPlan, plan_memory
 from graphcomp.passes.simplify import (
+    accumulate_products,
     eliminate_common,
     eliminate_dead,
     fold_constants,
@@ -38,6 +40,8 @@ def prepare(program: Program) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
     """
     lp = batch_matmuls(eliminate_common(fold_constants(lower(program))))
     lp = isolate_outputs(eliminate_dead(simplify_powers(lp)))
+    if numpy_blas() is not None:  # BLAS accumulates alpha * a @ b into a parameter
+        lp = accumulate_products(lp)
     for op in lp.ops.values():
         if not op.is_source:
             K.check_kernel_available(op.op, op.describe())

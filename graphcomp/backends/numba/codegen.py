@@ -143,12 +143,14 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     blas = numpy_blas()
     gemm_dtypes: set[str] = set()
 
-    def gemm(dtype: np.dtype) -> str:
+    def gemm(dtype: np.dtype, accumulate: bool = False) -> str:
         if blas is None:
+            if accumulate:
+                raise CompileError("matmul_acc needs numpy's BLAS (see blas.py)")
             gemm_dtypes.add("any")
             return "matmul_2d"
         gemm_dtypes.add(dtype.name)
-        return f"gemm_{DTYPE_SUFFIX[dtype.name]}"
+        return f"gemm{'_acc' if accumulate else ''}_{DTYPE_SUFFIX[dtype.name]}"
     kernel_defs: dict[str, str] = {}  # code key -> kernel name
     kernel_texts: list[str] = []
     kernel_uses: dict[str, list[str]] = {}
@@ -210,6 +212,16 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         if kernel.kind == "matmul" and _direct_matmul(lp, plan, kernel):
             dot = gemm(op.dtype) if driver_jit else "np.dot"
             calls.append(_matmul_call(lp, kernel, ref, names, dot) + f"  # {comment}")
+            continue
+        if kernel.kind == "matmul_acc":
+            a, b, c = op.inputs
+            target = names.names[kernel.root]
+            if kernel.root not in memory.in_place:
+                signatures["copy_flat"].add((array_type(c, True), array_type(kernel.root, True)))
+                calls.append(f"copy_flat({flat(c)}, {flat(kernel.root)})  # {comment}")
+            alpha = literal(op.attrs["alpha"], op.dtype)
+            calls.append(f"{gemm(op.dtype, accumulate=True)}({ref(a)}, {ref(b)}, {target}, "
+                         f"{alpha}, {literal(1.0, op.dtype)})  # {comment}")
             continue
         if kernel.kind == "loop":
             text = K.loop_kernel(lp, kernel, memory.in_place)
@@ -429,8 +441,9 @@ def _gemm_kernels(blas: BlasLibrary | None, dtypes: set[str]) -> list[str]:
         one, zero = literal(1.0, np.dtype(dtype)), literal(0.0, np.dtype(dtype))
         lines += ["", f"{cblas} = _GEMM[{cblas!r}]", "", "", "\n".join([
             '@njit(cache=True, error_model="numpy")',
-            f"def gemm_{suffix}(a, b, out):",
-            f'    """out = a @ b for 2-D {dtype} arrays, C-ordered or transposed (F-ordered)."""',
+            f"def gemm_acc_{suffix}(a, b, out, alpha, beta):",
+            f'    """out = alpha * a @ b + beta * out for 2-D {dtype} arrays, C-ordered or',
+            '    transposed (F-ordered)."""',
             "    m, k = a.shape",
             "    n = b.shape[1]",
             "    if m == 0 or n == 0:",
@@ -438,7 +451,7 @@ def _gemm_kernels(blas: BlasLibrary | None, dtypes: set[str]) -> list[str]:
             "    if k == 0:",
             "        for i in range(m):",
             "            for j in range(n):",
-            f"                out[i, j] = {zero}",
+            "                out[i, j] = beta * out[i, j] if beta != 0 else 0",
             "        return",
             f"    size = {np.dtype(dtype).itemsize}",
             "    # Row-major BLAS: an operand with contiguous rows is passed as is, a transposed",
@@ -451,13 +464,19 @@ def _gemm_kernels(blas: BlasLibrary | None, dtypes: set[str]) -> list[str]:
             "        trans_b, ldb = 111, (b.strides[0] // size if k > 1 else n)",
             "    else:",
             "        trans_b, ldb = 112, (b.strides[1] // size if n > 1 else k)",
-            f"    {cblas}(101, trans_a, trans_b, m, n, k, {one}, a.ctypes, lda, b.ctypes, ldb,",
-            f"                {zero}, out.ctypes, n)",
+            f"    {cblas}(101, trans_a, trans_b, m, n, k, np.{dtype}(alpha), a.ctypes, lda,",
+            f"                b.ctypes, ldb, np.{dtype}(beta), out.ctypes, n)",
+        ]), "", "", "\n".join([
+            '@njit(cache=True, error_model="numpy")',
+            f"def gemm_{suffix}(a, b, out):",
+            '    """out = a @ b."""',
+            f"    gemm_acc_{suffix}(a, b, out, {one}, {zero})",
         ]), "", "", "\n".join([
             "if numba_config.DISABLE_JIT:",
             "    # Plain Python (for pdb) cannot call BLAS by symbol; np.dot is the same library.",
-            f"    def gemm_{suffix}(a, b, out):  # noqa: F811",
-            "        np.dot(a, b, out)",
+            f"    def gemm_acc_{suffix}(a, b, out, alpha, beta):  # noqa: F811",
+            "        out *= beta",
+            "        out += alpha * np.dot(a, b)",
         ]), ""]
     return lines
 

@@ -17,7 +17,7 @@ from graphcomp.backends.numba.expressions import ExpressionWriter, Index, litera
 from graphcomp.errors import CompileError
 from graphcomp.ops import get_op
 from graphcomp.passes.fusion import MAX_LOOP_SUMS, Kernel, loop_shape
-from graphcomp.passes.lowered import LoweredProgram, size_key
+from graphcomp.passes.lowered import BACKEND_OPS, LoweredProgram, size_key
 
 # prange over the elements of a loop nest, measured on the 2-core machine (tanh(a*b+c), 2^22
 # float32): serial 3.3 ms, prange 8.0 ms (numpy 8.4 ms): parfors vectorise worse. So nested
@@ -502,7 +502,7 @@ def _batch_index(idx: list[str], shape: tuple, out_shape: tuple) -> list[str]:
 
 def check_kernel_available(op_name: str, label: str) -> None:
     """``CompileError`` naming the op when its registry entry has no numba kernel."""
-    if op_name != "copy" and "numba" not in get_op(op_name).kernels:
+    if op_name not in BACKEND_OPS and "numba" not in get_op(op_name).kernels:
         raise CompileError(
             f"op {op_name!r} ({label}) has no numba kernel; compile with backend='numpy' or "
             f"add kernels['numba'] to its registry entry"
