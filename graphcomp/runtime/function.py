@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,6 +44,7 @@ class Function:
         # feeds the same shapes every step, and checking them again costs more than the step.
         self._checked: dict[tuple, dict[str, int]] = {}
         self.compile_seconds = compile_seconds
+        self._lock = _graph_lock(program.graph)
 
     @property
     def cache_hit(self) -> bool:
@@ -59,6 +62,12 @@ class Function:
         return [n.name for n in self.program.inputs]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # One call at a time per graph: a compiled function reuses its buffers across calls,
+        # and every function of a graph reads and updates the same parameters.
+        with self._lock:
+            return self._call(args, kwargs)
+
+    def _call(self, args: tuple, kwargs: dict[str, Any]) -> Any:
         key = None
         if not kwargs and len(args) == len(self.program.inputs) and all(
             type(a) is np.ndarray and a.flags.c_contiguous for a in args
@@ -94,6 +103,18 @@ class Function:
     def __repr__(self) -> str:
         names = ", ".join(str(n) for n in self.input_names)
         return f"<graphcomp.Function({names}) backend={self.backend!r}>"
+
+
+_GRAPH_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_GRAPH_LOCKS_GUARD = threading.Lock()
+
+
+def _graph_lock(graph: Any) -> threading.RLock:
+    with _GRAPH_LOCKS_GUARD:
+        lock = _GRAPH_LOCKS.get(graph)
+        if lock is None:
+            lock = _GRAPH_LOCKS[graph] = threading.RLock()
+        return lock
 
 
 def compile(
