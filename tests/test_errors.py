@@ -330,3 +330,9 @@ def test_index_out_of_range_at_call_time_names_the_node():
         f(np.array([0, 7]))
     assert_clean(info, f"take %{rows.node.id}", "index 7", "size 5", f"{FILE}:")
     np.testing.assert_array_equal(f(np.array([4, -5])), np.ones((2, 2)))  # negatives count back
+    # The compiled kernel checks bounds too; the runtime names the node that checks them.
+    compiled = gc.compile([ids], rows * 2.0, backend="numba")
+    with pytest.raises(gc.InputError) as info:
+        compiled(np.array([0, 7]))
+    assert_clean(info, f"take %{rows.node.id}", "out of range", f"{FILE}:")
+    np.testing.assert_array_equal(compiled(np.array([4, -5])), 2 * np.ones((2, 2)))

@@ -14,7 +14,7 @@ from graphcomp.backends.numba import kernels as K
 from graphcomp.backends.numba.blas import numpy_blas
 from graphcomp.backends.numba.cache import load_generated_module, record_compiled
 from graphcomp.backends.numba.codegen import GeneratedModule, generate
-from graphcomp.errors import CompileError
+from graphcomp.errors import CompileError, InputError
 from graphcomp.passes.batching import batch_matmuls
 from graphcomp.passes.fusion import FusionPlan, plan_kernels
 from graphcomp.passes.lowered import LoweredProgram, concrete_size
@@ -94,6 +94,11 @@ class NumbaExecutable:
             self._update_sources.append((source.attrs["storage_id"],
                                          None if same else lp.ops[param].shape))
 
+    def _gather_nodes(self) -> str:
+        """The graph nodes whose kernels check indices (take, scatter_add)."""
+        ids = [op.id for op in self.lp.ops.values() if op.op in ("take", "scatter_add")]
+        return _describe_nodes(self.program, ids) if ids else "index check"
+
     def _bind(self, key: tuple) -> _BoundState:
         binding = dict(zip(self.lp.symbols, key, strict=True))
         per_dtype: dict[str, int] = {}
@@ -138,10 +143,13 @@ class NumbaExecutable:
         storage = self._storage
         # The driver is compiled for writeable arrays (numba types read-only ones differently).
         inputs = [a if a.flags.writeable else a.copy() for a in inputs]
-        if state.step is None:
-            self._driver(*inputs, *[storage[i] for i in self._param_ids], *state.tail)
-        else:
-            state.step(*inputs, *[storage[i] for i in self._param_ids])
+        try:
+            if state.step is None:
+                self._driver(*inputs, *[storage[i] for i in self._param_ids], *state.tail)
+            else:
+                state.step(*inputs, *[storage[i] for i in self._param_ids])
+        except InputError as exc:  # an index out of range: say which node(s) could have met it
+            raise InputError(f"{self._gather_nodes()}: {exc}") from None
         if state.views_only:
             outputs = state.outputs
         else:
@@ -149,6 +157,11 @@ class NumbaExecutable:
                        for o in state.outputs]
         return outputs, [storage[i] if shape is None else storage[i].reshape(shape)
                          for i, shape in self._update_sources]
+
+
+def _describe_nodes(program: Program, ids: list[int]) -> str:
+    nodes = [program.graph.nx.nodes[i]["node"].describe() for i in ids]
+    return nodes[0] if len(nodes) == 1 else "one of " + ", ".join(nodes)
 
 
 def _late_output(recipe: tuple, inputs: Sequence[np.ndarray], storage: dict) -> np.ndarray:
