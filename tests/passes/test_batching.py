@@ -227,8 +227,8 @@ def test_long_bias_sums_reuse_each_chunk():
     assert sorted(len(op.inputs) for op in stacks) == [2, 8, 8]  # as without the bias
     bias = [op for op in _column_sums(lp) if op.shape == (HIDDEN,)]
     assert sorted(lp.ops[op.inputs[0]].shape[0] for op in bias) == [2 * BATCH, 8 * BATCH]
-    assert all(lp.ops[op.inputs[0]] in stacks for op in bias)
-    (total,) = [op for op in lp.ops.values() if op.id == lp.outputs[-1]]
+    assert {op.inputs[0] for op in bias} <= {op.id for op in stacks}
+    total = lp.ops[lp.outputs[-1]]
     assert total.op == "add" and sorted(total.inputs) == sorted(op.id for op in bias)
 
 
