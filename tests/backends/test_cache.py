@@ -254,3 +254,44 @@ def test_failed_write_leaves_no_temporary_file(
     with pytest.raises(OSError, match="simulated"):
         cache._write_atomically(tmp_path / "gc_entry.py", b"VALUE = 1\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unrecorded_artefacts_are_dropped_and_recorded_ones_kept(tmp_path: Path) -> None:
+    source = kernel(5.0)
+    first = run_child(tmp_path, source)
+    entry = Path(first["path"])
+    stray = tmp_path / "__pycache__" / f"{entry.stem}.late-1.py311.nbi"
+    stray.write_bytes(b"compiled after the manifest was written")
+    assert cache.verify_artefacts(entry) is False
+    assert not stray.exists()
+    assert run_child(tmp_path, source)["hits"] == 1  # the recorded function still loads
+
+
+STEP_CHILD = """\
+import json
+import numpy as np
+import graphcomp as gc
+rng = np.random.default_rng(0)
+with gc.Graph():
+    x = gc.placeholder((None, 5), "float32", name="x")
+    w = gc.parameter(rng.standard_normal((5, 3)).astype("float32"), name="w")
+    loss = gc.mean(gc.tanh(x @ w) ** 2)
+    (g,) = gc.grad(loss, [w])
+    f = gc.compile([x], loss, updates=[(w, w - 0.1 * g)], backend="numba", driver_jit=False)
+value = float(f(np.ones((4, 5), np.float32)))
+print(json.dumps({"hit": f.cache_hit, "value": value, "acc": "gemm_acc_f32(" in f.source}))
+"""
+
+
+def test_a_python_driver_step_with_blas_updates_is_cached_whole(tmp_path: Path) -> None:
+    env = {**os.environ, cache.ENV_VAR: str(tmp_path)}
+
+    def child() -> dict:
+        done = subprocess.run([sys.executable, "-c", STEP_CHILD], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first, second = child(), child()
+    assert first["acc"] and not first["hit"]
+    assert second["hit"] and second["value"] == first["value"]

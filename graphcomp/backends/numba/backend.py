@@ -184,8 +184,8 @@ def _kernel_signature(types: tuple) -> tuple:
     from numba import from_dtype
     from numba import types as nb
 
-    return tuple(nb.int64 if t == "int64" else nb.Array(from_dtype(np.dtype(t[0])), t[1], t[2])
-                 for t in types)
+    return tuple(from_dtype(np.dtype(t)) if isinstance(t, str)
+                 else nb.Array(from_dtype(np.dtype(t[0])), t[1], t[2]) for t in types)
 
 
 def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool | None = None,

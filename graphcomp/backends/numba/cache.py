@@ -284,10 +284,11 @@ def _discard_artefacts(entry: Path) -> int:
 
 
 def verify_artefacts(entry: Path) -> bool:
-    """True when numba's artefacts for ``entry`` match their manifest (or there are none).
+    """True when numba's artefacts for ``entry`` all match their manifest (or there are none).
 
-    Otherwise the artefacts are deleted, so that numba recompiles instead of unpickling files
-    graphcomp did not record; returns False in that case.
+    Artefacts that do not (unrecorded, changed, truncated: say a function numba compiled after
+    the manifest was written) are deleted, so that numba recompiles them instead of unpickling
+    files graphcomp did not record; the recorded ones stay. Returns False when any was deleted.
 
     >>> verify_artefacts(cache_dir() / "gc_no_such_module.py")
     True
@@ -298,13 +299,17 @@ def verify_artefacts(entry: Path) -> bool:
         return True
     try:
         recorded = json.loads(_manifest_path(entry).read_text())["files"]
-        actual = {p.name: _sha256_file(p) for p in artefacts}
-        if recorded == actual:
-            return True
+        if not isinstance(recorded, dict):
+            raise TypeError("manifest files is not a mapping")
     except (OSError, ValueError, KeyError, TypeError):
-        pass
-    _discard_artefacts(entry)
-    return False
+        _discard_artefacts(entry)
+        return False
+    intact = True
+    for artefact in artefacts:
+        if recorded.get(artefact.name) != _sha256_file(artefact):
+            artefact.unlink(missing_ok=True)
+            intact = False
+    return intact
 
 
 def _uncached_functions(module: types.ModuleType, entry: Path) -> list[str]:

@@ -220,8 +220,13 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
                 signatures["copy_flat"].add((array_type(c, True), array_type(kernel.root, True)))
                 calls.append(f"copy_flat({flat(c)}, {flat(kernel.root)})  # {comment}")
             alpha = literal(op.attrs["alpha"], op.dtype)
-            calls.append(f"{gemm(op.dtype, accumulate=True)}({ref(a)}, {ref(b)}, {target}, "
+            helper = gemm(op.dtype, accumulate=True)
+            calls.append(f"{helper}({ref(a)}, {ref(b)}, {target}, "
                          f"{alpha}, {literal(1.0, op.dtype)})  # {comment}")
+            # Compiled eagerly like the kernels (a Python driver calls it directly).
+            signatures.setdefault(helper, set()).add((
+                array_type(a, False), array_type(b, False), array_type(kernel.root, False),
+                op.dtype.name, op.dtype.name))
             continue
         if kernel.kind == "loop":
             text = K.loop_kernel(lp, kernel, memory.in_place)
