@@ -35,7 +35,7 @@ class Function:
     """
 
     def __init__(self, program: Program, executable: Any, backend: str, single_output: bool,
-                 compile_seconds: float) -> None:
+                 compile_seconds: float, copy_outputs: bool = True) -> None:
         self.program = program
         self.backend = backend
         self._executable = executable
@@ -45,6 +45,7 @@ class Function:
         self._checked: dict[tuple, dict[str, int]] = {}
         self.compile_seconds = compile_seconds
         self._lock = _graph_lock(program.graph)
+        self._copy_outputs = copy_outputs
 
     @property
     def cache_hit(self) -> bool:
@@ -83,9 +84,14 @@ class Function:
                 self._checked[key] = binding
         outputs, new_values = self._executable.run(arrays, binding)
         # Outputs are copied before any update lands: one may be a view of a parameter.
-        results = [np.array(o, copy=True) for o in outputs]
         storage = self.program.graph.parameter_values
         targets = [storage[param.id] for param, _ in self.program.updates]
+        if self._copy_outputs:
+            results = [np.array(o, copy=True) for o in outputs]
+        else:  # views of the function's buffers, overwritten by the next call; an output
+            # that shares a parameter's storage is still copied (the update lands there)
+            results = [np.array(o, copy=True) if any(np.may_share_memory(o, t) for t in targets)
+                       else _read_only_view(o) for o in outputs]
         # A new value that aliases another updated parameter (a swap) must be read first.
         # (A backend that already wrote the new value in place returns the storage itself.)
         new_values = [
@@ -105,6 +111,12 @@ class Function:
         return f"<graphcomp.Function({names}) backend={self.backend!r}>"
 
 
+def _read_only_view(array: Any) -> np.ndarray:
+    view = np.asarray(array).view()
+    view.flags.writeable = False
+    return view
+
+
 _GRAPH_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _GRAPH_LOCKS_GUARD = threading.Lock()
 
@@ -122,12 +134,16 @@ def compile(
     outputs: Tensor | Sequence[Tensor],
     updates: Updates = None,
     backend: str = DEFAULT_BACKEND,
+    copy_outputs: bool = True,
     **options: Any,
 ) -> Function:
     """Compile a graph into a callable ``Function``.
 
     ``outputs`` may be one tensor (the call returns one array) or a list (returns a list).
     ``updates`` are ``(parameter, new_value)`` pairs applied after all outputs are computed.
+    Outputs are fresh arrays; with ``copy_outputs=False`` they are read-only views of the
+    function's own buffers instead (no copy), valid until the next call of a function of the
+    same graph.
 
     >>> import graphcomp as gc, numpy as np
     >>> with gc.Graph():
@@ -144,4 +160,4 @@ def compile(
     program = build_program(input_list, output_list, updates)
     executable = get_backend(backend)(program, **options)
     seconds = time.perf_counter() - start
-    return Function(program, executable, backend, single, seconds)
+    return Function(program, executable, backend, single, seconds, copy_outputs)

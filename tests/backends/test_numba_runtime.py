@@ -294,3 +294,29 @@ def test_a_python_driver_makes_its_buffer_views_once_per_binding(step: Step):
     # Arena slices and flat views are made by bind(), once per binding of the dims.
     assert "arena_" not in per_call and "offsets[" not in per_call
     assert "_flat" in per_call  # kernels receive the hoisted flat views
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_outputs_can_be_views_of_the_function_buffers(backend: str):
+    rng = np.random.default_rng(9)
+    with gc.Graph():
+        x = gc.placeholder((None, 3), "float64", name="x")
+        w = gc.parameter(rng.standard_normal((3, 2)), name="w")
+        y = gc.tanh(x @ w)
+        (g,) = gc.grad(gc.sum(y), [w])
+    copied = gc.compile([x], [y, w], updates=[(w, w - 0.1 * g)], backend=backend)
+    viewed = gc.compile([x], [y, w], updates=[(w, w - 0.1 * g)], backend=backend,
+                        copy_outputs=False)
+    xv = rng.standard_normal((4, 3))
+    start = w.value
+    expected = copied(xv)
+    w.assign(start)
+    got = viewed(xv)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert not got[0].flags.writeable
+    np.testing.assert_allclose(got[1], start)  # the parameter's value before the update
+    if backend == "numba":
+        first = got[0].copy()
+        viewed(xv * 2.0)
+        assert not np.allclose(got[0], first)  # the view shows the buffer: the newer call
