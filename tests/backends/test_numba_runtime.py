@@ -320,3 +320,23 @@ def test_outputs_can_be_views_of_the_function_buffers(backend: str):
         first = got[0].copy()
         viewed(xv * 2.0)
         assert not np.allclose(got[0], first)  # the view shows the buffer: the newer call
+
+
+def test_a_python_driver_step_allocates_nothing_inside_compiled_code():
+    rng = np.random.default_rng(1)
+    with gc.Graph():
+        x = gc.placeholder((None, 3), "float64", name="x")
+        W = gc.parameter(rng.standard_normal((3, 2)), name="W")
+        loss = gc.sum(gc.tanh(x @ W) ** 2)
+        (gW,) = gc.grad(loss, [W])
+    f = gc.compile([x], loss, updates=[(W, W - 0.1 * gW)], backend="numba", driver_jit=False)
+    step = f.source.split("    def step(")[1].split("return 0")[0]
+    # numba makes one NRT record per array it receives from Python; kernels allocate nothing.
+    calls = re.findall(r"^\s+(k\d+|copy_flat|gemm\w*)\((.*)\)  #", step, flags=re.M)
+    array_arguments = sum(
+        1 for _, args in calls for a in args.split(", ")
+        if not re.fullmatch(r"[-\d *]+|.*\bd_\w+.*|np\.float\d+\(.*\)", a)  # sizes, scalars
+    )
+    assert calls and array_arguments
+    for rows in (6, 11):
+        assert _allocations(f, rng.standard_normal((rows, 3))) == array_arguments
