@@ -147,14 +147,20 @@ def _allocations(function, *args) -> int:
     return after.alloc - before.alloc
 
 
-def test_a_steady_state_step_allocates_nothing_inside_compiled_code():
+def _regression_step(driver_jit: bool):
     rng = np.random.default_rng(1)
     with gc.Graph():
         x = gc.placeholder((None, 3), "float64", name="x")
         W = gc.parameter(rng.standard_normal((3, 2)), name="W")
         loss = gc.sum(gc.tanh(x @ W) ** 2)
         (gW,) = gc.grad(loss, [W])
-    f = gc.compile([x], loss, updates=[(W, W - 0.1 * gW)], backend="numba", driver_jit=True)
+    f = gc.compile([x], loss, updates=[(W, W - 0.1 * gW)], backend="numba",
+                   driver_jit=driver_jit)
+    return f, rng
+
+
+def test_a_steady_state_step_allocates_nothing_inside_compiled_code():
+    f, rng = _regression_step(driver_jit=True)
     xv = rng.standard_normal((6, 3))
     # The only NRT records are the ones numba makes when it receives each array argument.
     array_arguments = len(f._executable.module.arguments)
@@ -323,13 +329,7 @@ def test_outputs_can_be_views_of_the_function_buffers(backend: str):
 
 
 def test_a_python_driver_step_allocates_nothing_inside_compiled_code():
-    rng = np.random.default_rng(1)
-    with gc.Graph():
-        x = gc.placeholder((None, 3), "float64", name="x")
-        W = gc.parameter(rng.standard_normal((3, 2)), name="W")
-        loss = gc.sum(gc.tanh(x @ W) ** 2)
-        (gW,) = gc.grad(loss, [W])
-    f = gc.compile([x], loss, updates=[(W, W - 0.1 * gW)], backend="numba", driver_jit=False)
+    f, rng = _regression_step(driver_jit=False)
     step = f.source.split("    def step(")[1].split("return 0")[0]
     # numba makes one NRT record per array it receives from Python; kernels allocate nothing.
     calls = re.findall(r"^\s+(k\d+|copy_flat|gemm\w*)\((.*)\)  #", step, flags=re.M)
