@@ -52,8 +52,11 @@ def numpy_blas() -> BlasLibrary | None:
     >>> lib is None or lib.int_bits in (32, 64)
     True
     """
-    folder = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(folder, "*openblas*"))):
+    root = os.path.dirname(np.__file__)
+    # Where numpy's wheels keep their bundled libraries: Linux, macOS, Windows.
+    folders = [os.path.join(root, os.pardir, "numpy.libs"), os.path.join(root, ".dylibs")]
+    paths = [p for folder in folders for p in sorted(glob.glob(os.path.join(folder, "*openblas*")))]
+    for path in paths:
         try:
             library = ctypes.CDLL(path)
         except OSError:

@@ -440,6 +440,7 @@ def _gemm_kernels(blas: BlasLibrary | None, dtypes: set[str]) -> list[str]:
         "load_numpy_blas(_BLAS.path)",
         "_GEMM = gemm_externals(_BLAS)",
     ]
+    blas_int = f"np.int{blas.int_bits}"  # the library's integer width (ILP64 or LP64)
     for dtype in sorted(dtypes):
         suffix = DTYPE_SUFFIX[dtype]
         cblas = "cblas_sgemm" if dtype == "float32" else "cblas_dgemm"
@@ -469,8 +470,9 @@ def _gemm_kernels(blas: BlasLibrary | None, dtypes: set[str]) -> list[str]:
             "        trans_b, ldb = 111, (b.strides[0] // size if k > 1 else n)",
             "    else:",
             "        trans_b, ldb = 112, (b.strides[1] // size if n > 1 else k)",
-            f"    {cblas}(101, trans_a, trans_b, m, n, k, np.{dtype}(alpha), a.ctypes, lda,",
-            f"                b.ctypes, ldb, np.{dtype}(beta), out.ctypes, n)",
+            f"    {cblas}(101, trans_a, trans_b, {blas_int}(m), {blas_int}(n), {blas_int}(k),",
+            f"                np.{dtype}(alpha), a.ctypes, {blas_int}(lda), b.ctypes,",
+            f"                {blas_int}(ldb), np.{dtype}(beta), out.ctypes, {blas_int}(n))",
         ]), "", "", "\n".join([
             '@njit(cache=True, error_model="numpy")',
             f"def gemm_{suffix}(a, b, out):",
