@@ -25,10 +25,13 @@ from graphcomp.passes.lowered import BACKEND_OPS, LoweredProgram, size_key
 # contiguous blocks in parallel instead (LOOP_PARALLEL_MIN_ELEMENTS).
 PARALLEL_MIN_ELEMENTS = 1 << 40
 REDUCE_CHUNK = 1024  # elements per scratch chunk in a vectorised full reduction
-# A flat loop over at least this many elements runs as blocks of >= this size on numba's
-# threads (docs/performance.md, "Parallel loops"). The block count depends only on the size,
-# never on the thread count, so sums add up in the same order on every machine.
-LOOP_PARALLEL_MIN_ELEMENTS = 1 << 17
+# A flat loop over a static shape of at least this many elements runs as blocks of >= this
+# size on numba's threads. Starting the parallel loop costs ~60 us here (sleeping OpenMP
+# threads wake up: a 64-element parallel loop took 62 us against 0.3 us serial), so only
+# loops whose serial time is well above that qualify: 2^19 elements are 0.1-2.5 ms of work.
+# The block count depends only on the size, never on the thread count, so sums add up in the
+# same order on every machine. Loops over symbolic shapes stay serial.
+LOOP_PARALLEL_MIN_ELEMENTS = 1 << 19
 LOOP_MAX_BLOCKS = 16
 # The scratch vector the runtime passes: per block and per sum a chunk, then one partial sum
 # per block and sum.
