@@ -302,6 +302,7 @@ def _concat_samples(rng: np.random.Generator, dtype: np.dtype) -> list[Sample]:
     return [
         Sample((a, b), {"axis": 1}, symbolic=({0: "N"}, {0: "N"})),
         Sample((a, c, a), {"axis": 0}),
+        Sample((a[:1], b[:1]), {"axis": 1}),  # after a leading axis of one: contiguous blocks
     ]
 
 

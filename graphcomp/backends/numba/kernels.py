@@ -403,11 +403,27 @@ def _affine_text(start: int, step: int, var: str) -> str:
 
 
 def concatenate_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
-    """Copy each input into its range of ``out`` along the axis."""
+    """Copy each input into its range of ``out`` along the axis.
+
+    Along the first axis (or after axes of size one) every input is one contiguous block of
+    ``out``: a flat copy per input, with no sizes in the text (one kernel serves every
+    concatenation of as many inputs; the loop vectorises)."""
     op = lp.ops[kernel.root]
     axis = op.attrs["axis"]
     r = op.ndim
-    body: list[tuple[str, str]] = []
+    if all(d == 1 for d in op.shape[:axis]):
+        names = [f"a{k}" for k in range(len(op.inputs))]
+        body: list[tuple[str, str]] = [("flat = out.reshape(out.size)", ""), ("start = 0", "")]
+        for k, name in enumerate(names):
+            body += [
+                (f"source = {name}.reshape({name}.size)", op.describe() if k == 0 else ""),
+                ("target = flat[start:start + source.shape[0]]", ""),
+                ("for i in range(source.shape[0]):", ""),
+                ("    target[i] = source[i]", ""),
+                ("start += source.shape[0]", ""),
+            ]
+        return KernelText(names + ["out"], body, list(op.inputs))
+    body = []
     offset = 0
     names = []
     for k, value in enumerate(op.inputs):
