@@ -340,3 +340,19 @@ def test_a_python_driver_step_allocates_nothing_inside_compiled_code():
     assert calls and array_arguments
     for rows in (6, 11):
         assert _allocations(f, rng.standard_normal((rows, 3))) == array_arguments
+
+
+def test_the_driver_is_native_for_short_steps_and_python_for_long_ones():
+    rng = np.random.default_rng(2)
+
+    def driver_jit(rows: int) -> bool:
+        with gc.Graph():
+            x = gc.placeholder((rows, 256), "float32", name="x")
+            w = gc.parameter(rng.standard_normal((256, 256)).astype(np.float32), name="w")
+            loss = gc.sum(gc.tanh(x @ w))
+            (g,) = gc.grad(loss, [w])
+        f = gc.compile([x], loss, updates=[(w, w - 0.1 * g)], backend="numba")
+        return f._executable.module.driver_jit
+
+    assert driver_jit(4)  # ~1 Mflop: one native call per step pays
+    assert not driver_jit(512)  # ~200 Mflop: compile the cheaper Python driver

@@ -22,7 +22,7 @@ from graphcomp.backends.numba.blas import BlasLibrary, numpy_blas
 from graphcomp.backends.numba.expressions import DTYPE_SUFFIX, literal
 from graphcomp.errors import CompileError
 from graphcomp.passes.fusion import FusionPlan, Kernel, slice_offset
-from graphcomp.passes.lowered import LoweredProgram
+from graphcomp.passes.lowered import LoweredProgram, size_key
 from graphcomp.passes.memory import MemoryPlan
 
 FASTMATH_FILE = Path(__file__).with_name("fastmath.py")
@@ -33,6 +33,11 @@ FASTMATH_FLAGS = ("nsz", "arcp", "contract", "afn", "reassoc")
 # calls, which costs more than the per-call dispatch saves once kernels are big (measured in
 # docs/performance.md).
 JIT_DRIVER_MAX_KERNELS = 32
+# An njit driver also costs ~3 s more compile than a Python one (mlp with one hidden layer,
+# 29 kernels: 6.6 s against 3.2 s), and saves ~1 us per kernel call: worth it only when a
+# step is short. Steps with more known work than this (matmul flops plus elements written,
+# symbols counted as 1) get a Python driver: ~30 us of calls is then 1-2 % of the step.
+JIT_DRIVER_MAX_WORK = 20_000_000
 
 _WRITERS = {
     "elementwise": K.elementwise_kernel,
@@ -136,7 +141,8 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     names = _Names(lp)
     decorator = _decorator(fastmath)
     if driver_jit is None:
-        driver_jit = len(plan.kernels) <= JIT_DRIVER_MAX_KERNELS
+        driver_jit = (len(plan.kernels) <= JIT_DRIVER_MAX_KERNELS
+                      and known_work(lp, plan) <= JIT_DRIVER_MAX_WORK)
     # Compiled code calls numpy's BLAS through one small function per dtype (blas.py: one
     # thread pool for numpy and graphcomp; an inline np.dot would also add its layout checks to
     # the driver's compile). A Python driver calls numpy's np.dot, the same library.
@@ -337,6 +343,28 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     module = GeneratedModule(source, arguments, arena_dtypes, len(kernel_texts),
                              len(plan.kernels), driver_jit, signatures)
     return module
+
+
+def known_work(lp: LoweredProgram, plan: FusionPlan) -> int:
+    """A step's work as matmul flops plus elements its kernels write, symbols counted as 1.
+
+    >>> # known_work(lp, plan) > JIT_DRIVER_MAX_WORK  # a long step: a Python driver
+    """
+    def count(shape: tuple) -> int:
+        return size_key(shape)[0]
+
+    work = 0
+    for kernel in plan.kernels:
+        op = lp.ops[kernel.root]
+        if kernel.kind in ("matmul", "matmul_acc"):
+            a = lp.ops[op.inputs[0]]
+            work += 2 * count(op.shape) * count(a.shape[-1:])
+        elif kernel.kind != "alias":
+            work += sum(count(lp.ops[v].shape) for v in kernel.results)
+            if kernel.kind == "loop":  # a sum's loop runs over its operand, not its result
+                work += sum(count(lp.ops[lp.ops[m.root].inputs[0]].shape)
+                            for m in kernel.members if lp.ops[m.root].op == "reduce_sum")
+    return work
 
 
 def _python_driver(step_params: list[str], bind_params: list[str], dim_lines: list[str],
