@@ -32,6 +32,7 @@ REDUCE_CHUNK = 1024  # elements per scratch chunk in a vectorised full reduction
 # The block count depends only on the size, never on the thread count, so sums add up in the
 # same order on every machine. Loops over symbolic shapes stay serial.
 LOOP_PARALLEL_MIN_ELEMENTS = 1 << 19
+LOOP_BLOCK_MIN_ELEMENTS = LOOP_PARALLEL_MIN_ELEMENTS // 2  # so a parallel loop has >= 2 blocks
 LOOP_MAX_BLOCKS = 16
 # The scratch vector the runtime passes: per block and per sum a chunk, then one partial sum
 # per block and sum.
@@ -301,7 +302,7 @@ def loop_kernel(lp: LoweredProgram, kernel: Kernel, in_place: dict[int, int]) ->
     else:
         body = [
             ("# Blocks of a size fixed by n0: the same sums on any number of threads.", ""),
-            (f"nb = min({LOOP_MAX_BLOCKS}, max(1, n0 // {LOOP_PARALLEL_MIN_ELEMENTS}))", ""),
+            (f"nb = min({LOOP_MAX_BLOCKS}, max(1, n0 // {LOOP_BLOCK_MIN_ELEMENTS}))", ""),
             ("per = -(-n0 // nb)", ""),
             (f"per = -(-per // {REDUCE_CHUNK}) * {REDUCE_CHUNK}", ""),
             ("for blk in prange(nb):", ""),
