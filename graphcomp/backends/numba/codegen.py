@@ -139,6 +139,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     >>> # module = generate(lp, plan_kernels(lp), plan_memory(lp, plan))
     """
     names = _Names(lp)
+    position = {value: index for index, value in enumerate(lp.ops)}  # schedule order
     decorator = _decorator(fastmath)
     if driver_jit is None:
         driver_jit = (len(plan.kernels) <= JIT_DRIVER_MAX_KERNELS
@@ -159,7 +160,6 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         return f"gemm{'_acc' if accumulate else ''}_{DTYPE_SUFFIX[dtype.name]}"
     kernel_defs: dict[str, str] = {}  # code key -> kernel name
     kernel_texts: list[str] = []
-    kernel_uses: dict[str, list[str]] = {}
     used_functions: set[str] = set()
     calls: list[str] = []
     signatures: dict[str, set[tuple]] = {"copy_flat": set()}
@@ -187,7 +187,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         for member in kernel.computed:
             K.check_kernel_available(lp.ops[member].op, lp.ops[member].describe())
         target = names.names[kernel.root]
-        comment = ", ".join(lp.ops[i].describe() for i in kernel.computed)
+        comment = ", ".join(lp.ops[i].describe() for i in sorted(kernel.computed, key=position.get))
         if kernel.kind == "alias" and op.op == "slice":
             source = lp.ops[op.inputs[0]]
             terms = [names.size((start, *rest)) for start, rest in slice_offset(lp, op.id)]
@@ -221,7 +221,6 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
             continue
         if kernel.kind == "matmul_acc":
             a, b, c = op.inputs
-            target = names.names[kernel.root]
             if kernel.root not in memory.in_place:
                 signatures["copy_flat"].add((array_type(c, True), array_type(kernel.root, True)))
                 calls.append(f"copy_flat({flat(c)}, {flat(kernel.root)})  # {comment}")
@@ -236,7 +235,6 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
             continue
         if kernel.kind == "loop":
             text = K.loop_kernel(lp, kernel, memory.in_place)
-            comment = ", ".join(lp.ops[i].describe() for i in kernel.computed)
         else:
             writer = _WRITERS.get(kernel.kind)
             if kernel.kind == "matmul":
@@ -251,9 +249,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
             kernel_name = f"k{len(kernel_defs)}"
             kernel_defs[key] = kernel_name
             kernel_texts.append(_kernel_source(kernel_name, text, decorator, comment))
-            kernel_uses[kernel_name] = []
         kernel_name = kernel_defs[key]
-        kernel_uses[kernel_name].append(comment)
         writes = [kernel.root] if text.writes is None else text.writes
         args = [flat(v) if text.flat else ref(v) for v in [*text.reads, *writes]]
         types = [array_type(v, text.flat) for v in [*text.reads, *writes]]

@@ -155,24 +155,22 @@ def reduction_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
         emit(f"for i{axis} in range(n{axis}):")
         depth += 1
 
-    def expression_at(idx: Index) -> ExpressionWriter:
+    def emit_value(idx: Index) -> tuple[str, ExpressionWriter]:
+        """Emit the statements of the reduced expression at ``idx``; return its name."""
         writer = ExpressionWriter(lp, inlined, reads, functions)
-        writer.value_at(source.id, idx, force=source.id in inlined)
-        return writer
+        value = writer.value_at(source.id, idx, force=source.id in inlined)
+        for line, comment in writer.lines:
+            emit(line, comment)
+        return value, writer
 
     if root.op == "argmax":
         axis = axes[0]
-        first = expression_at(tuple("0" if a == axis else v for a, v in enumerate(index)))
-        for line, comment in first.lines:
-            emit(line, comment)
-        emit(f"best = {first.lines[-1][0].split(' = ')[0]}")
+        start, first = emit_value(tuple("0" if a == axis else v for a, v in enumerate(index)))
+        emit(f"best = {start}")
         emit("best_index = 0")
         emit(f"for i{axis} in range(1, n{axis}):")
         depth += 1
-        writer = expression_at(index)
-        for line, comment in writer.lines:
-            emit(line, comment)
-        value = writer.lines[-1][0].split(" = ")[0]
+        value, writer = emit_value(index)
         emit(f"if {value} > best or ({value} != {value} and best == best):")
         emit(f"    best = {value}")
         emit(f"    best_index = i{axis}")
@@ -189,10 +187,7 @@ def reduction_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
         for axis in axes:
             emit(f"for i{axis} in range(n{axis}):")
             depth += 1
-        writer = expression_at(index)
-        for line, comment in writer.lines:
-            emit(line, comment)
-        value = writer.lines[-1][0].split(" = ")[0]
+        value, writer = emit_value(index)
         if root.op == "reduce_sum":
             emit(f"acc += {value}")
         else:
