@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphcomp.passes.fusion import FusionPlan, reads_at_own_index, reads_of
+from graphcomp.passes.fusion import FusionPlan, reads_of
 from graphcomp.passes.lowered import LoweredProgram, size_key
 
 
@@ -82,8 +82,8 @@ def plan_memory(lp: LoweredProgram, plan: FusionPlan) -> MemoryPlan:
             live.remove(value)
             slot = slots[slot_of[value]]
             free.setdefault((slot.dtype.str, slot.size), []).append(slot.index)
-        for value in kernel.results:
-            if kernel.kind == "alias" or value not in owners:
+        for value in [] if kernel.kind == "alias" else kernel.results:
+            if value not in owners:
                 continue
             op = lp.ops[value]
             key = (op.dtype.str, size_key(op.shape))
@@ -109,16 +109,16 @@ def _in_place_updates(lp: LoweredProgram, plan: FusionPlan, reads: list[list[int
     bases = [base(v) for _, v in lp.updates] + [base(v) for v in lp.outputs]
     result: dict[int, int] = {}
     for index, kernel in enumerate(plan.kernels):
-        if kernel.kind == "elementwise" and not reads_at_own_index(lp, kernel):
-            continue
         if kernel.kind == "matmul_acc":
             # BLAS accumulates into its third operand: that must be the parameter, and the
             # product's own operands must not read it while it is being written.
             a, b, c = lp.ops[kernel.root].inputs
-            if targets.get(kernel.root) != [c] or param_read_by_product(lp, plan, a, b, c, base):
+            if targets.get(kernel.root) != [c] or _product_reads(lp, plan, a, b, c, base):
                 continue
-        elif kernel.kind not in ("elementwise", "loop"):
-            continue  # a loop kernel reads every buffer at the element it writes
+        elif kernel.kind != "loop":
+            # Only a loop kernel (every flat elementwise kernel is one) reads each buffer at
+            # the element it writes; a nested elementwise kernel may read it elsewhere.
+            continue
         for value in kernel.results:
             if len(targets.get(value, [])) != 1:
                 continue
@@ -133,7 +133,7 @@ def _in_place_updates(lp: LoweredProgram, plan: FusionPlan, reads: list[list[int
     return result
 
 
-def param_read_by_product(lp: LoweredProgram, plan: FusionPlan, a: int, b: int, c: int,
+def _product_reads(lp: LoweredProgram, plan: FusionPlan, a: int, b: int, c: int,
                           base) -> bool:
     """True when a product's operand (through transposed views and aliases) is ``c``."""
     for operand in (a, b):
