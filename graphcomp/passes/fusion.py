@@ -232,8 +232,8 @@ def merge_loops(lp: LoweredProgram, kernels: list[Kernel], transposed: set[int])
         reads = set(reads_of(lp, kernel, transposed))
         role = loop_role(lp, kernel, transposed)
         target = None
+        shape = loop_shape(lp, kernel) if role is not None else None
         if role is not None:
-            shape = loop_shape(lp, kernel)
             target = next((loop for loop in reversed(open_loops)
                            if loop.shape == shape and loop.accepts(reads, role)), None)
         for loop in [loop for loop in open_loops if loop is not target and reads & loop.roots]:
@@ -241,7 +241,7 @@ def merge_loops(lp: LoweredProgram, kernels: list[Kernel], transposed: set[int])
         if target is not None:
             order.remove(target)
         elif role is not None:
-            target = _OpenLoop(loop_shape(lp, kernel))
+            target = _OpenLoop(shape)
             open_loops.append(target)
         if target is None:
             order.append(kernel)
