@@ -216,23 +216,37 @@ def _column_sum(lp: LoweredProgram, kernel: Kernel, source_id: int,
     writer = ExpressionWriter(lp, inlined, reads, functions)
     index = _loop_vars(source.ndim)
     value = writer.value_at(source_id, index, force=source_id in inlined)
-    out_ref = "out[" + ", ".join(["0"] * (root.ndim - 1) + ["start + j"]) + "]"
-    body: list[tuple[str, str]] = [
-        (f"for start in range(0, n{last}, {REDUCE_CHUNK}):", ""),
-        (f"    m = min({REDUCE_CHUNK}, n{last} - start)", ""),
-        ("    for j in range(m):", ""),
-        ("        scratch[j] = 0.0", ""),
-    ]
-    depth = 1
+    # A last axis that fits one chunk is looped over directly: numba then knows the index is
+    # non-negative and drops its wraparound test, which otherwise keeps the loop from
+    # vectorising (256x128 float32: 3.8 us against 17.4 us through ``start + j``).
+    chunked = not (isinstance(source.shape[last], int) and source.shape[last] <= REDUCE_CHUNK)
+    start = "start + " if chunked else ""
+    out_ref = "out[" + ", ".join(["0"] * (root.ndim - 1) + [f"{start}j"]) + "]"
+    body: list[tuple[str, str]] = []
+    depth = 0
+    if chunked:
+        body += [(f"for start in range(0, n{last}, {REDUCE_CHUNK}):", ""),
+                 (f"    m = min({REDUCE_CHUNK}, n{last} - start)", "")]
+        depth = 1
+    pad = "    " * depth
+    extent = "m" if chunked else f"n{last}"
+    body += [(f"{pad}for j in range({extent}):", ""), (f"{pad}    scratch[j] = 0.0", "")]
     for axis in range(last):
         body.append(("    " * depth + f"for i{axis} in range(n{axis}):", ""))
         depth += 1
-    body.append(("    " * depth + "for j in range(m):", ""))
-    depth += 1
-    body.append(("    " * depth + f"i{last} = start + j", ""))
+    if chunked:
+        body.append(("    " * depth + "for j in range(m):", ""))
+        depth += 1
+        body.append(("    " * depth + f"i{last} = start + j", ""))
+        accumulate = f"scratch[j] += {value}"
+    else:
+        body.append(("    " * depth + f"for i{last} in range(n{last}):", ""))
+        depth += 1
+        accumulate = f"scratch[i{last}] += {value}"
     body += [("    " * depth + line, comment) for line, comment in writer.lines]
-    body.append(("    " * depth + f"scratch[j] += {value}", ""))
-    body += [("    for j in range(m):", ""), (f"        {out_ref} = scratch[j]", root.describe())]
+    body.append(("    " * depth + accumulate, ""))
+    body += [(f"{pad}for j in range({extent}):", ""),
+             (f"{pad}    {out_ref} = scratch[j]", root.describe())]
     params = [f"a{k}" for k in range(len(reads.order))] + ["out", "scratch"]
     params += [f"n{a}" for a in range(source.ndim)]
     if writer.uses_dims:
