@@ -14,6 +14,7 @@ from graphcomp.backends.numba import kernels as K
 from graphcomp.backends.numba.blas import numpy_blas
 from graphcomp.backends.numba.cache import load_generated_module, record_compiled
 from graphcomp.backends.numba.codegen import GeneratedModule, generate
+from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
 from graphcomp.errors import CompileError, InputError
 from graphcomp.passes.batching import batch_matmuls
 from graphcomp.passes.fusion import FusionPlan, plan_kernels
@@ -84,6 +85,10 @@ class NumbaExecutable:
         self._constants = [_writable(lp.ops[a.value].attrs["value"])
                            for a in module.arguments if a.kind == "constant"]
         self._scratch = np.zeros(K.SCRATCH_SIZE, dtype=np.float64)
+        # A step that cannot take the lane helper (none here, or another thread's step has
+        # it) passes this disabled array, and its products run whole.
+        self._lanes_off = lanes_array(enabled=False)
+        self._lane_worker = LaneWorker.shared() if module.uses_lanes else None
         # New values that are parameters' old values are returned as such (the Function copies
         # them, swaps included); the driver wrote every other new value in place already.
         self._update_sources = []
@@ -143,13 +148,23 @@ class NumbaExecutable:
         storage = self._storage
         # The driver is compiled for writeable arrays (numba types read-only ones differently).
         inputs = [a if a.flags.writeable else a.copy() for a in inputs]
+        arrays = [*inputs, *[storage[i] for i in self._param_ids]]
+        worker = self._lane_worker
+        if worker is not None and not worker.in_this_process():  # a forked child
+            worker = self._lane_worker = LaneWorker.shared()
+        lanes = worker.begin() if worker is not None else None
+        if self.module.uses_lanes:
+            arrays.append(self._lanes_off if lanes is None else lanes)
         try:
             if state.step is None:
-                self._driver(*inputs, *[storage[i] for i in self._param_ids], *state.tail)
+                self._driver(*arrays, *state.tail)
             else:
-                state.step(*inputs, *[storage[i] for i in self._param_ids])
+                state.step(*arrays)
         except InputError as exc:  # an index out of range: say which node(s) could have met it
             raise InputError(f"{self._gather_nodes()}: {exc}") from None
+        finally:
+            if lanes is not None:
+                worker.end()
         if state.views_only:
             outputs = state.outputs
         else:
@@ -217,6 +232,7 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
             record_compiled(path)
     elif not module.driver_jit and hasattr(loaded.copy_flat, "compile"):
         hits = misses = 0
+        compiled = []
         for name, signatures in sorted(module.kernel_signatures.items()):
             kernel = getattr(loaded, name)
             if not signatures:
@@ -227,6 +243,8 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
                     kernel.compile(signature)
             hits += sum(kernel.stats.cache_hits.values())
             misses += sum(kernel.stats.cache_misses.values())
+            compiled.append(kernel)
+        for kernel in compiled:  # only now: one helper may call another with new types
             kernel.disable_compile()
         cache_hit = hits > 0 and misses == 0
         record_compiled(path)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from graphcomp.backends.numba import kernels as K
+from graphcomp.backends.numba import lanes as L
 from graphcomp.backends.numba.blas import BlasLibrary, numpy_blas
 from graphcomp.backends.numba.expressions import DTYPE_SUFFIX, literal
 from graphcomp.errors import CompileError
@@ -53,7 +54,8 @@ _WRITERS = {
 class DriverArgument:
     """One parameter of ``step``: what the runtime passes for it."""
 
-    kind: str  # "input", "parameter", "constant", "arena", "offsets", "dims", "scratch"
+    # "input", "parameter", "lanes", "constant", "arena", "offsets", "dims", "scratch"
+    kind: str
     value: int | None = None  # value id (input/parameter/constant)
     dtype: np.dtype | None = None
     ndim: int = 1
@@ -72,6 +74,7 @@ class GeneratedModule:
     # Argument types of every kernel call, for eager compilation when the driver is Python:
     # kernel name -> {((dtype name, ndim, layout) or "int64", ...)}.
     kernel_signatures: dict[str, set[tuple]] = field(default_factory=dict)
+    uses_lanes: bool = False  # the driver takes a lanes array (lanes.py) after the parameters
 
 
 def _identifier(text: str) -> str:
@@ -149,6 +152,16 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     # the driver's compile). A Python driver calls numpy's np.dot, the same library.
     blas = numpy_blas()
     gemm_dtypes: set[str] = set()
+    # Products of at least L.LANE_MIN_WORK multiply-adds (symbols counted as 1) are split
+    # between this thread and the lane helper (lanes.py); the others stay whole.
+    uses_lanes = blas is not None and any(
+        _gemm_work(lp, kernel) >= L.LANE_MIN_WORK for kernel in plan.kernels
+        if kernel.kind == "matmul_acc" or (kernel.kind == "matmul"
+                                           and _direct_matmul(lp, plan, kernel)))
+
+    def split(kernel: Kernel) -> bool:
+        return uses_lanes and (_gemm_work(lp, kernel) >= L.LANE_MIN_WORK
+                               or any(not isinstance(d, int) for d in lp.ops[kernel.root].shape))
 
     def gemm(dtype: np.dtype, accumulate: bool = False) -> str:
         if blas is None:
@@ -216,8 +229,20 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
                     f".reshape({names.shape(result.shape)})"
                 )
         if kernel.kind == "matmul" and _direct_matmul(lp, plan, kernel):
+            if split(kernel):
+                gemm(op.dtype)
+                helper = f"gemm_split_{DTYPE_SUFFIX[op.dtype.name]}"
+                one, zero = literal(1.0, op.dtype), literal(0.0, op.dtype)
+                call, (a, b, _) = _matmul_call(lp, kernel, ref, names, helper, f", {one}, "
+                                                 f"{zero}, lanes")
+                a_type = array_type(a, False) if lp.ops[a].ndim == 2 else (op.dtype.name, 2, "C")
+                signatures.setdefault(helper, set()).add((
+                    a_type, array_type(b, False), (op.dtype.name, 2, "C"),
+                    op.dtype.name, op.dtype.name, ("int64", 2, "C")))
+                calls.append(call + f"  # {comment}")
+                continue
             dot = gemm(op.dtype) if driver_jit else "np.dot"
-            calls.append(_matmul_call(lp, kernel, ref, names, dot) + f"  # {comment}")
+            calls.append(_matmul_call(lp, kernel, ref, names, dot)[0] + f"  # {comment}")
             continue
         if kernel.kind == "matmul_acc":
             a, b, c = op.inputs
@@ -226,12 +251,16 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
                 calls.append(f"copy_flat({flat(c)}, {flat(kernel.root)})  # {comment}")
             alpha = literal(op.attrs["alpha"], op.dtype)
             helper = gemm(op.dtype, accumulate=True)
+            extra, extra_types = "", ()
+            if split(kernel):
+                helper = f"gemm_split_{DTYPE_SUFFIX[op.dtype.name]}"
+                extra, extra_types = ", lanes", (("int64", 2, "C"),)
             calls.append(f"{helper}({ref(a)}, {ref(b)}, {target}, "
-                         f"{alpha}, {literal(1.0, op.dtype)})  # {comment}")
+                         f"{alpha}, {literal(1.0, op.dtype)}{extra})  # {comment}")
             # Compiled eagerly like the kernels (a Python driver calls it directly).
             signatures.setdefault(helper, set()).add((
                 array_type(a, False), array_type(b, False), array_type(kernel.root, False),
-                op.dtype.name, op.dtype.name))
+                op.dtype.name, op.dtype.name, *extra_types))
             continue
         if kernel.kind == "loop":
             text = K.loop_kernel(lp, kernel, memory.in_place)
@@ -276,6 +305,8 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     arguments: list[DriverArgument] = []
     for kind, values in (("input", lp.inputs), ("parameter", lp.parameters()),
                          ("constant", lp.constants())):
+        if kind == "constant" and uses_lanes:
+            arguments.append(DriverArgument("lanes", None, np.dtype("int64"), 2))
         for value in values:
             op = lp.ops[value]
             arguments.append(DriverArgument(kind, value, op.dtype, op.ndim))
@@ -294,7 +325,9 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
             params.append(arg.kind)
 
     lines = [
-        f'"""Generated by graphcomp for graph {lp.graph_name!r}: {len(lp.ops)} values, '
+        # No graph name here: the cache is keyed by this text, and graphs that differ only in
+        # their (often automatic) names share one compiled module.
+        f'"""Generated by graphcomp: {len(lp.ops)} values, '
         f"{len(plan.kernels)} kernels ({len(kernel_texts)} distinct).",
         "",
         "Each kernel line names the graph node it computes; the driver `step` runs the schedule.",
@@ -317,16 +350,20 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         lines += ["", text, ""]
     lines += ["", _copy_kernel(decorator), ""]
     lines += _gemm_kernels(blas, gemm_dtypes)
+    if uses_lanes:
+        assert blas is not None
+        lines += _split_gemm_kernels(blas, gemm_dtypes - {"any"})
     lines += ["", "# ---- driver", ""]
     dim_lines = [f"{names.dims[symbol]} = dims[{k}]" for k, symbol in enumerate(lp.symbols)]
     if driver_jit:
-        lines.append('@njit(cache=True, error_model="numpy")')
+        # nogil: the lane helper (lanes.py) needs the GIL for a moment when it wakes up.
+        lines.append('@njit(cache=True, error_model="numpy", nogil=True)')
         lines.append(f"def step({', '.join(params)}):")
         lines.append('    """One call runs the whole program; outputs stay in the arenas."""')
         lines += ["    " + line for line in dim_lines + calls + copies]
         lines.append("    return 0")
     else:
-        step_count = sum(1 for a in arguments if a.kind in ("input", "parameter"))
+        step_count = sum(1 for a in arguments if a.kind in ("input", "parameter", "lanes"))
         lines += _python_driver(params[:step_count], params[step_count:],
                                 dim_lines, calls + copies)
     if used_functions:
@@ -337,7 +374,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     source = "\n".join(lines).replace("\n\n\n\n", "\n\n\n") + "\n"
     source = re.sub(r"\n{4,}", "\n\n\n", source)
     module = GeneratedModule(source, arguments, arena_dtypes, len(kernel_texts),
-                             len(plan.kernels), driver_jit, signatures)
+                             len(plan.kernels), driver_jit, signatures, uses_lanes)
     return module
 
 
@@ -520,13 +557,38 @@ def _direct_matmul(lp: LoweredProgram, plan: FusionPlan, kernel: Kernel) -> bool
     return b.ndim == 2 and a.id not in plan.transposed_views
 
 
-def _matmul_call(lp: LoweredProgram, kernel: Kernel, ref, names: _Names, dot: str) -> str:
+def _matmul_call(lp: LoweredProgram, kernel: Kernel, ref, names: _Names, dot: str,
+                 extra: str = "") -> tuple[str, tuple[int, int, int]]:
+    """The driver's call for a direct product, and the (a, b, out) value ids it reads."""
     op = lp.ops[kernel.root]
     a, b = (lp.ops[i] for i in op.inputs)
     target = names.names[kernel.root]
+    ids = (a.id, b.id, kernel.root)
     if a.ndim == 2:
-        return f"{dot}({ref(a.id)}, {ref(b.id)}, {target})"
+        return f"{dot}({ref(a.id)}, {ref(b.id)}, {target}{extra})", ids
     rows = names.size(a.shape[:-1])
     a2 = f"{ref(a.id)}.reshape(({rows}, {names.dim(a.shape[-1])}))"
     out2 = f"{target}.reshape(({rows}, {names.dim(op.shape[-1])}))"
-    return f"{dot}({a2}, {ref(b.id)}, {out2})"
+    return f"{dot}({a2}, {ref(b.id)}, {out2}{extra})", ids
+
+
+def _gemm_work(lp: LoweredProgram, kernel: Kernel) -> int:
+    """Multiply-adds of a product kernel, symbols counted as 1."""
+    op = lp.ops[kernel.root]
+    a = lp.ops[op.inputs[0]]
+    return size_key(op.shape)[0] * size_key(a.shape[-1:])[0]
+
+
+def _split_gemm_kernels(blas: BlasLibrary, dtypes: set[str]) -> list[str]:
+    """The lane-splitting products (lanes.py) for each dtype the program multiplies."""
+    int_type = f"np.int{blas.int_bits}"
+    lines = ["", "# Products split between two threads (graphcomp/backends/numba/lanes.py).",
+             L.module_prelude(blas), L.claim_source(int_type)]
+    for dtype in sorted(dtypes):
+        suffix = DTYPE_SUFFIX[dtype]
+        lines += [L.split_gemm_source(dtype, int_type), "", "\n".join([
+            "if numba_config.DISABLE_JIT:",
+            f"    def gemm_split_{suffix}(a, b, out, alpha, beta, lanes):  # noqa: F811",
+            f"        gemm_acc_{suffix}(a, b, out, alpha, beta)",
+        ]), ""]
+    return lines

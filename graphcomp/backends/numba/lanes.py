@@ -1,0 +1,422 @@
+"""A second lane for matrix products: a helper thread that takes half of each mid-size GEMM.
+
+numpy's OpenBLAS runs a GEMM on one thread until it is large: measured here, 32x128x128 to
+128x256x128 float32 products run at ~100 GFLOP/s on one core whether OpenBLAS may use one
+thread or two. A recurrent network's step is mostly such products, so one of the two cores
+stays idle. A program whose GEMMs reach ``LANE_MIN_WORK`` multiply-adds therefore splits each
+of them in two (rows or columns) and lets a helper thread compute one half while the calling
+thread computes the other (``benchmarks/bench_lanes.py`` measures both).
+
+How the two threads meet, without locks or sleeping inside a step:
+
+- Work is published in one int64 array ``lanes``: row 0 is the header, rows 1.. describe the
+  pieces of the current product (pointers, sizes, leading dimensions, transposes, alpha, beta).
+- A piece is claimed by a compare-and-swap on one word holding ``(generation << 32) | next``,
+  so a thread still looking at an old product can never claim a piece of a new one. Whoever
+  finishes a piece adds one to ``done``; the caller returns when ``done`` reaches the count.
+- Claims are opportunistic: the caller computes every piece the helper has not claimed. A
+  helper that is asleep, slow to wake or missing (after ``os.fork``) only costs speed, never
+  a wait on it.
+- For the duration of a step the caller owns the lanes (``LaneWorker.begin``/``end``) and
+  OpenBLAS is limited to one thread, so the two halves never compete with OpenBLAS's own pool.
+  A step that cannot take the lanes (another thread's step has them) passes a disabled array
+  and runs every product whole, with OpenBLAS threads as usual.
+- After a step the helper spins for ``SPIN_SECONDS``, then polls with ``usleep``; after
+  ``PARK_SECONDS`` without a step it returns to Python and waits on an event, so an idle
+  process burns no CPU.
+
+The generated module carries its own ``gemm_split_*`` functions (``split_gemm_source``) so that
+a cached module never calls into code that may have changed; only the atomic intrinsics and the
+helper thread live here.
+
+>>> LANE_MIN_WORK >= 2**18
+True
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+from graphcomp.backends.numba.blas import BlasLibrary, numpy_blas
+
+# Products with fewer multiply-adds (m * n * k) than this run whole: the two halves of a
+# 32x128x128 float32 product take ~6.5 us against ~9.8 us whole; below that the hand-over
+# (a few hundred ns each way, plus moving the output between caches) eats the gain.
+LANE_MIN_WORK = 2**19
+# The smallest half worth a piece, along the split dimension.
+LANE_MIN_ROWS = 8
+PIECES = 2
+FIELDS = 16  # int64 words per row of the lanes array
+ROWS = 1 + PIECES
+
+# Header words (row 0). HELPED counts the pieces the helper computed (for tests and stats).
+CLAIM, COUNT, DONE, ENABLED, ACTIVE, PARKED, HELPED = 0, 1, 2, 3, 4, 5, 6
+# Piece words (rows 1..): dtype code, transposes, sizes, pointers, leading dims, alpha, beta.
+P_DTYPE, P_TA, P_TB, P_M, P_N, P_K, P_A, P_LDA, P_B, P_LDB, P_C, P_LDC, P_ALPHA, P_BETA = range(14)
+
+# After a step the helper spins this long (a training loop's next step usually starts sooner),
+# then polls every POLL_MICROSECONDS, and after PARK_SECONDS without a step it sleeps.
+SPIN_SECONDS = 0.0005
+POLL_MICROSECONDS = 50
+PARK_SECONDS = 0.1
+# Bumped whenever the protocol above changes: generated modules embed it, so a module built
+# against an older protocol gets a different hash and is never loaded from the cache.
+PROTOCOL = 2
+
+
+def lanes_array(enabled: bool = False) -> np.ndarray:
+    """A fresh lanes array (header plus piece rows).
+
+    >>> int(lanes_array()[0, ENABLED]), lanes_array(enabled=True).shape == (ROWS, FIELDS)
+    (0, True)
+    """
+    lanes = np.zeros((ROWS, FIELDS), dtype=np.int64)
+    lanes[0, ENABLED] = int(enabled)
+    return lanes
+
+
+# ---- atomics (numba has none for CPU code)
+
+@functools.cache
+def intrinsics() -> dict[str, Any]:
+    """``atomic_load``/``atomic_store``/``atomic_add``/``atomic_cas`` on an int64 array element.
+
+    Acquire loads and release stores: data written before a release store is visible to a
+    thread whose acquire load sees the stored value.
+    """
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+    from numba.np.arrayobj import make_array
+
+    def pointer(context, builder, array_type, array, row, column):
+        array = make_array(array_type)(context, builder, array)
+        return cgutils.get_item_pointer(context, builder, array_type, array, [row, column])
+
+    @intrinsic
+    def atomic_load(typingctx, array, row, column):
+        def codegen(context, builder, signature, args):
+            address = pointer(context, builder, signature.args[0], *args)
+            return builder.load_atomic(address, "acquire", 8)
+        return types.int64(array, row, column), codegen
+
+    @intrinsic
+    def atomic_store(typingctx, array, row, column, value):
+        def codegen(context, builder, signature, args):
+            address = pointer(context, builder, signature.args[0], *args[:3])
+            builder.store_atomic(args[3], address, "release", 8)
+            return context.get_dummy_value()
+        return types.void(array, row, column, types.int64), codegen
+
+    @intrinsic
+    def atomic_add(typingctx, array, row, column, value):
+        def codegen(context, builder, signature, args):
+            address = pointer(context, builder, signature.args[0], *args[:3])
+            return builder.atomic_rmw("add", address, args[3], "acq_rel")
+        return types.int64(array, row, column, types.int64), codegen
+
+    @intrinsic
+    def atomic_cas(typingctx, array, row, column, expected, new):
+        def codegen(context, builder, signature, args):
+            address = pointer(context, builder, signature.args[0], *args[:3])
+            result = builder.cmpxchg(address, args[3], args[4], "acq_rel", "acquire")
+            return builder.extract_value(result, 1)
+        return types.boolean(array, row, column, types.int64, types.int64), codegen
+
+    return {"atomic_load": atomic_load, "atomic_store": atomic_store,
+            "atomic_add": atomic_add, "atomic_cas": atomic_cas}
+
+
+def pointer_gemm_externals(library: BlasLibrary) -> dict[str, object]:
+    """``cblas_[sd]gemm`` declared with integer addresses for the matrices (the same ABI as
+    pointers on 64-bit targets), so a piece can point into the middle of an array."""
+    from numba import types
+
+    integer = types.int64 if library.int_bits == 64 else types.int32
+    externals = {}
+    for name, symbol, scalar in (("sgemm_at", library.sgemm, types.float32),
+                                 ("dgemm_at", library.dgemm, types.float64)):
+        signature = types.void(
+            types.int32, types.int32, types.int32, integer, integer, integer, scalar,
+            types.int64, integer, types.int64, integer, scalar, types.int64, integer,
+        )
+        externals[name] = types.ExternalFunction(symbol, signature)
+    externals["sched_yield"] = types.ExternalFunction("sched_yield", types.int32())
+    return externals
+
+
+def claim_source(int_type: str) -> str:
+    """Source of ``run_piece`` and ``claim_pieces``: shared by the helper thread (compiled
+    here) and every generated module (compiled there). ``int_type`` is the BLAS integer."""
+    return f'''
+@njit(nogil=True, cache=True)
+def run_piece(lanes, row):
+    """Compute one described piece with numpy's BLAS."""
+    p = lanes[row]
+    trans_a, trans_b = np.int32(p[{P_TA}]), np.int32(p[{P_TB}])
+    m, n, k = {int_type}(p[{P_M}]), {int_type}(p[{P_N}]), {int_type}(p[{P_K}])
+    lda, ldb, ldc = {int_type}(p[{P_LDA}]), {int_type}(p[{P_LDB}]), {int_type}(p[{P_LDC}])
+    alpha = np.int64(p[{P_ALPHA}]).view(np.float64)
+    beta = np.int64(p[{P_BETA}]).view(np.float64)
+    if p[{P_DTYPE}] == 4:
+        sgemm_at(101, trans_a, trans_b, m, n, k, np.float32(alpha), p[{P_A}], lda, p[{P_B}], ldb,
+                 np.float32(beta), p[{P_C}], ldc)
+    else:
+        dgemm_at(101, trans_a, trans_b, m, n, k, alpha, p[{P_A}], lda, p[{P_B}], ldb, beta,
+                 p[{P_C}], ldc)
+
+
+@njit(nogil=True, cache=True)
+def claim_pieces(lanes, generation, helper):
+    """Claim and compute pieces of product ``generation`` until none is left."""
+    while True:
+        word = atomic_load(lanes, 0, {CLAIM})
+        if (word >> 32) != generation:
+            return
+        index = word & 0xFFFFFFFF
+        if index >= lanes[0, {COUNT}]:
+            return
+        if atomic_cas(lanes, 0, {CLAIM}, word, word + 1):
+            run_piece(lanes, 1 + index)
+            if helper:
+                lanes[0, {HELPED}] += 1
+            atomic_add(lanes, 0, {DONE}, 1)
+'''
+
+
+def split_gemm_source(dtype: str, int_type: str) -> str:
+    """Source of ``gemm_split_<sfx>(a, b, out, alpha, beta, lanes)``: out = alpha a @ b +
+    beta out, in two halves when the lanes are enabled and the product is large enough."""
+    suffix = {"float32": "f32", "float64": "f64"}[dtype]
+    size = np.dtype(dtype).itemsize
+    code = 4 if dtype == "float32" else 8
+    return f'''
+@njit(nogil=True, cache=True, error_model="numpy")
+def gemm_split_{suffix}(a, b, out, alpha, beta, lanes):
+    """out = alpha * a @ b + beta * out ({dtype}); halves go to two lanes when enabled."""
+    m, k = a.shape
+    n = b.shape[1]
+    if m == 0 or n == 0 or k == 0 or lanes[0, {ENABLED}] == 0 or m * n * k < {LANE_MIN_WORK}:
+        gemm_acc_{suffix}(a, b, out, alpha, beta)
+        return
+    if max(m, n) < 2 * {LANE_MIN_ROWS}:
+        gemm_acc_{suffix}(a, b, out, alpha, beta)
+        return
+    size = {size}
+    if a.strides[1] == size or k == 1:
+        trans_a, lda = 111, (a.strides[0] // size if m > 1 else k)
+    else:
+        trans_a, lda = 112, (a.strides[1] // size if k > 1 else m)
+    if b.strides[1] == size or n == 1:
+        trans_b, ldb = 111, (b.strides[0] // size if k > 1 else n)
+    else:
+        trans_b, ldb = 112, (b.strides[1] // size if n > 1 else k)
+    alpha_bits = np.float64(alpha).view(np.int64)
+    beta_bits = np.float64(beta).view(np.int64)
+    by_rows = m >= n
+    extent = m if by_rows else n
+    # Split at a multiple of 16 elements, so both halves keep vector-aligned columns.
+    half = (extent // 2 + 15) // 16 * 16 if extent >= 64 else extent // 2
+    generation = (atomic_load(lanes, 0, {CLAIM}) >> 32) + 1
+    for piece in range({PIECES}):
+        start = 0 if piece == 0 else half
+        stop = half if piece == 0 else extent
+        p = lanes[1 + piece]
+        p[{P_DTYPE}] = {code}
+        p[{P_TA}] = trans_a
+        p[{P_TB}] = trans_b
+        p[{P_K}] = k
+        p[{P_LDA}] = lda
+        p[{P_LDB}] = ldb
+        p[{P_LDC}] = n
+        p[{P_ALPHA}] = alpha_bits
+        p[{P_BETA}] = beta_bits
+        if by_rows:
+            p[{P_M}] = stop - start
+            p[{P_N}] = n
+            p[{P_A}] = a.ctypes.data + start * a.strides[0]
+            p[{P_B}] = b.ctypes.data
+            p[{P_C}] = out.ctypes.data + start * out.strides[0]
+        else:
+            p[{P_M}] = m
+            p[{P_N}] = stop - start
+            p[{P_A}] = a.ctypes.data
+            p[{P_B}] = b.ctypes.data + start * b.strides[1]
+            p[{P_C}] = out.ctypes.data + start * out.strides[1]
+    lanes[0, {COUNT}] = {PIECES}
+    lanes[0, {DONE}] = 0
+    atomic_store(lanes, 0, {CLAIM}, generation << 32)  # publishes the pieces
+    claim_pieces(lanes, generation, False)
+    while atomic_load(lanes, 0, {DONE}) < {PIECES}:
+        sched_yield()  # if the helper was preempted mid-piece, let it run
+'''
+
+
+# ---- the helper thread
+
+def module_prelude(library: BlasLibrary) -> str:
+    """Imports, atomics and BLAS-by-address declarations for code that uses the lanes."""
+    return "\n".join([
+        "from graphcomp.backends.numba.lanes import intrinsics, pointer_gemm_externals",
+        "",
+        f"_LANES_PROTOCOL = {PROTOCOL}",
+        "_ATOMICS = intrinsics()",
+        "atomic_load = _ATOMICS['atomic_load']",
+        "atomic_store = _ATOMICS['atomic_store']",
+        "atomic_add = _ATOMICS['atomic_add']",
+        "atomic_cas = _ATOMICS['atomic_cas']",
+        "_GEMM_AT = pointer_gemm_externals(_BLAS)",
+        "sgemm_at = _GEMM_AT['sgemm_at']",
+        "dgemm_at = _GEMM_AT['dgemm_at']",
+        "sched_yield = _GEMM_AT['sched_yield']",
+        "",
+    ])
+
+
+def helper_source(library: BlasLibrary) -> str:
+    """The helper thread's module: written to and loaded from graphcomp's cache like a
+    generated module, so its functions compile once per machine."""
+    return "\n".join([
+        '"""graphcomp\'s lane helper (graphcomp/backends/numba/lanes.py)."""',
+        "",
+        "import numpy as np",
+        "from numba import njit, types",
+        "",
+        "from graphcomp.backends.numba.blas import BlasLibrary, load_numpy_blas",
+        "",
+        f"_BLAS = BlasLibrary({library.path!r}, {library.sgemm!r}, {library.dgemm!r}, "
+        f"{library.int_bits})",
+        "load_numpy_blas(_BLAS.path)",
+        module_prelude(library),
+        "usleep = types.ExternalFunction('usleep', types.int32(types.uint32))",
+        "clock_gettime = types.ExternalFunction('clock_gettime', "
+        "types.int32(types.int32, types.voidptr))",
+        claim_source(f"np.int{library.int_bits}"),
+        _SERVE_SOURCE,
+    ])
+
+
+_SERVE_SOURCE = f'''
+@njit(nogil=True, cache=True)
+def now_ns(clock):
+    clock_gettime(1, clock.ctypes)  # CLOCK_MONOTONIC
+    return clock[0] * 1000000000 + clock[1]
+
+
+@njit(nogil=True, cache=True)
+def serve(lanes, spin_ns, park_ns):
+    """The helper's loop: take pieces while a step runs; after a step, spin for ``spin_ns``
+    (the next step of a training loop usually starts sooner), then poll, and return after
+    ``park_ns`` without a step."""
+    clock = np.zeros(2, dtype=np.int64)
+    seen = atomic_load(lanes, 0, {CLAIM}) >> 32
+    quiet_since = now_ns(clock)
+    while True:
+        generation = atomic_load(lanes, 0, {CLAIM}) >> 32
+        if generation != seen:
+            claim_pieces(lanes, generation, True)
+            seen = generation
+        elif atomic_load(lanes, 0, {ACTIVE}) != 0:
+            quiet_since = -1
+            sched_yield()  # the step's own thread, or another's, may want this core
+        elif quiet_since < 0:
+            quiet_since = now_ns(clock)
+        else:
+            quiet = now_ns(clock) - quiet_since
+            if quiet > park_ns:
+                atomic_store(lanes, 0, {PARKED}, 1)
+                if atomic_load(lanes, 0, {ACTIVE}) == 0:
+                    return
+                atomic_store(lanes, 0, {PARKED}, 0)
+            elif quiet > spin_ns:
+                usleep({POLL_MICROSECONDS})
+'''
+
+
+class LaneWorker:
+    """The process's helper thread and the lanes array it serves (one per process).
+
+    >>> worker = LaneWorker.shared()
+    >>> lanes = worker.begin()  # None when another step holds the lanes
+    >>> if lanes is not None:
+    ...     worker.end()
+    """
+
+    _shared: LaneWorker | None = None
+    _shared_lock = threading.Lock()
+
+    def __init__(self, library: BlasLibrary) -> None:
+        self.lanes = lanes_array(enabled=True)
+        self._owner = threading.Lock()
+        self._wake = threading.Event()
+        self._library = library
+        self._blas = ctypes.CDLL(library.path)
+        prefix = "scipy_openblas_" if library.sgemm.startswith("scipy_") else "openblas_"
+        suffix = "64_" if library.sgemm.endswith("64_") else ""
+        self._get_threads = getattr(self._blas, f"{prefix}get_num_threads{suffix}", None)
+        self._set_threads = getattr(self._blas, f"{prefix}set_num_threads{suffix}", None)
+        if self._set_threads is not None:
+            self._set_threads.argtypes = [ctypes.c_int]
+        self._blas_threads = 0
+        self._pid = os.getpid()
+        from numba import types
+
+        from graphcomp.backends.numba.cache import load_generated_module, record_compiled
+
+        module, path = load_generated_module(helper_source(library))
+        self._serve = module.serve
+        self._serve.compile((types.Array(types.int64, 2, "C"), types.int64, types.int64))
+        record_compiled(path)
+        self.lanes[0, PARKED] = 1
+        self._thread = threading.Thread(target=self._run, name="graphcomp-lanes", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def shared(cls) -> LaneWorker | None:
+        """The process's worker, started on first use; None without numpy's BLAS or JIT."""
+        from numba import config
+
+        library = numpy_blas()
+        if library is None or config.DISABLE_JIT or os.environ.get("GRAPHCOMP_LANES") == "0":
+            return None
+        with cls._shared_lock:
+            if cls._shared is None or cls._shared._pid != os.getpid():
+                cls._shared = LaneWorker(library)  # after a fork the old thread is gone
+            return cls._shared
+
+    def in_this_process(self) -> bool:
+        """False in a child forked after the helper started (it has no helper thread)."""
+        return self._pid == os.getpid()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            self.lanes[0, PARKED] = 0
+            self._serve(self.lanes, int(SPIN_SECONDS * 1e9), int(PARK_SECONDS * 1e9))
+
+    def begin(self) -> np.ndarray | None:
+        """Take the lanes for one step (None if another thread's step has them)."""
+        if not self._owner.acquire(blocking=False):
+            return None
+        if self._get_threads is not None:
+            self._blas_threads = self._get_threads()
+            if self._blas_threads > 1:
+                self._set_threads(1)
+        self.lanes[0, ACTIVE] = 1
+        if self.lanes[0, PARKED]:
+            self._wake.set()
+        return self.lanes
+
+    def end(self) -> None:
+        """Give the lanes back and restore OpenBLAS's thread count."""
+        self.lanes[0, ACTIVE] = 0
+        if self._blas_threads > 1:
+            self._set_threads(self._blas_threads)
+        self._owner.release()
