@@ -242,3 +242,68 @@ def test_a_forked_child_gets_its_own_helper(tmp_path):
     """
     out = _run_script(code, GRAPHCOMP_CACHE_DIR=str(tmp_path))
     assert out.strip() == "child 0"
+
+
+def _module_namespace() -> dict:
+    """The globals of a generated module that splits products (gemm_split_f32, run_piece...)."""
+    with gc.Graph():
+        x = gc.placeholder((64, 128), "float32", name="x")
+        w = gc.parameter(np.ones((128, 128), np.float32), name="w")
+        f = gc.compile([x], x @ w, backend="numba")
+    driver = f._executable._driver
+    return getattr(driver, "py_func", driver).__globals__
+
+
+def test_a_late_helper_pauses_splitting_for_a_while():
+    from numba import njit
+
+    namespace = _module_namespace()
+    atomics = L.intrinsics()
+    atomic_load, atomic_cas, atomic_add = (atomics[k] for k in ("atomic_load", "atomic_cas",
+                                                                 "atomic_add"))
+    run_piece, clock_ns = namespace["run_piece"], namespace["clock_ns"]
+
+    @njit(nogil=True)
+    def slow_helper(lanes, delay_ns):
+        """Claims one piece of the next product, computes it, then dawdles before reporting."""
+        clock = np.zeros(2, dtype=np.int64)
+        seen = atomic_load(lanes, 0, L.CLAIM) >> 32
+        while (atomic_load(lanes, 0, L.CLAIM) >> 32) == seen:
+            pass
+        while True:
+            word = atomic_load(lanes, 0, L.CLAIM)
+            if (word & 0xFFFFFFFF) >= lanes[0, L.COUNT]:
+                return
+            if atomic_cas(lanes, 0, L.CLAIM, word, word + 1):
+                run_piece(lanes, 1 + (word & 0xFFFFFFFF))
+                start = clock_ns(clock)
+                while clock_ns(clock) - start < delay_ns:
+                    pass
+                atomic_add(lanes, 0, L.DONE, 1)
+                return
+
+    gemm = namespace["gemm_split_f32"]
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((256, 256)).astype(np.float32)
+    b = rng.standard_normal((256, 128)).astype(np.float32)
+    out = np.zeros((256, 128), np.float32)
+    lanes = L.lanes_array(enabled=True)  # served by no helper but ours
+    one, zero = np.float32(1.0), np.float32(0.0)
+    from numba import types
+
+    slow_helper.compile((types.Array(types.int64, 2, "C"), types.int64))
+    helper = threading.Thread(target=slow_helper, args=(lanes, 20_000_000))
+    helper.start()
+    time.sleep(0.05)  # the helper is spinning on the claim word
+    gemm(a, b, out, one, zero, lanes)
+    helper.join(timeout=30)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-3)
+    assert lanes[0, L.HELPED] == 0  # slow_helper does not count itself
+    assert lanes[0, L.LATE] == 1
+    assert lanes[0, L.BACKOFF] == L.BACKOFF_PRODUCTS << 1
+    generation = lanes[0, L.CLAIM] >> 32
+    out[:] = 0
+    gemm(a, b, out, one, zero, lanes)  # runs whole: nothing is published
+    np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-3)
+    assert lanes[0, L.CLAIM] >> 32 == generation
+    assert lanes[0, L.BACKOFF] == (L.BACKOFF_PRODUCTS << 1) - 1

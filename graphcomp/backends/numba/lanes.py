@@ -39,6 +39,7 @@ import ctypes
 import functools
 import os
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,17 @@ ROWS = 1 + PIECES
 
 # Header words (row 0). HELPED counts the pieces the helper computed (for tests and stats).
 CLAIM, COUNT, DONE, ENABLED, ACTIVE, PARKED, HELPED = 0, 1, 2, 3, 4, 5, 6
+# The caller's own words, on the header's second cache line (the helper polls the first):
+# a timespec for clock_gettime, how many late helpers in a row, and how many products to run
+# whole before splitting again.
+CLOCK, LATE, BACKOFF = 8, 10, 11
+# The helper is late when the caller, done with its own piece, waits longer than that piece took
+# plus this (it was preempted, or its core is busy elsewhere). Splitting then pauses for
+# BACKOFF_PRODUCTS << (late helpers in a row, at most MAX_LATE) products, so an oversubscribed
+# machine costs one wait now and then instead of one per product.
+LATE_SLACK_NS = 50_000
+BACKOFF_PRODUCTS = 32
+MAX_LATE = 6
 # Piece words (rows 1..): dtype code, transposes, sizes, pointers, leading dims, alpha, beta.
 P_DTYPE, P_TA, P_TB, P_M, P_N, P_K, P_A, P_LDA, P_B, P_LDB, P_C, P_LDC, P_ALPHA, P_BETA = range(14)
 
@@ -67,7 +79,7 @@ POLL_MICROSECONDS = 50
 PARK_SECONDS = 0.1
 # Bumped whenever the protocol above changes: generated modules embed it, so a module built
 # against an older protocol gets a different hash and is never loaded from the cache.
-PROTOCOL = 2
+PROTOCOL = 3
 
 
 def lanes_array(enabled: bool = False) -> np.ndarray:
@@ -148,6 +160,8 @@ def pointer_gemm_externals(library: BlasLibrary) -> dict[str, object]:
         )
         externals[name] = types.ExternalFunction(symbol, signature)
     externals["sched_yield"] = types.ExternalFunction("sched_yield", types.int32())
+    externals["clock_gettime"] = types.ExternalFunction(
+        "clock_gettime", types.int32(types.int32, types.voidptr))
     return externals
 
 
@@ -170,6 +184,13 @@ def run_piece(lanes, row):
     else:
         dgemm_at(101, trans_a, trans_b, m, n, k, alpha, p[{P_A}], lda, p[{P_B}], ldb, beta,
                  p[{P_C}], ldc)
+
+
+@njit(nogil=True, cache=True)
+def clock_ns(clock):
+    """CLOCK_MONOTONIC in nanoseconds; ``clock`` holds the timespec (two int64)."""
+    clock_gettime({time.CLOCK_MONOTONIC}, clock.ctypes)
+    return clock[0] * 1000000000 + clock[1]
 
 
 @njit(nogil=True, cache=True)
@@ -206,6 +227,10 @@ def gemm_split_{suffix}(a, b, out, alpha, beta, lanes):
         gemm_acc_{suffix}(a, b, out, alpha, beta)
         return
     if max(m, n) < 2 * {LANE_MIN_ROWS}:
+        gemm_acc_{suffix}(a, b, out, alpha, beta)
+        return
+    if lanes[0, {BACKOFF}] > 0:  # the helper was late recently
+        lanes[0, {BACKOFF}] -= 1
         gemm_acc_{suffix}(a, b, out, alpha, beta)
         return
     size = {size}
@@ -251,10 +276,19 @@ def gemm_split_{suffix}(a, b, out, alpha, beta, lanes):
             p[{P_C}] = out.ctypes.data + start * out.strides[1]
     lanes[0, {COUNT}] = {PIECES}
     lanes[0, {DONE}] = 0
+    clock = lanes[0, {CLOCK}:{CLOCK + 2}]
+    started = clock_ns(clock)
     atomic_store(lanes, 0, {CLAIM}, generation << 32)  # publishes the pieces
     claim_pieces(lanes, generation, False)
-    while atomic_load(lanes, 0, {DONE}) < {PIECES}:
-        sched_yield()  # if the helper was preempted mid-piece, let it run
+    if atomic_load(lanes, 0, {DONE}) < {PIECES}:
+        mine = clock_ns(clock)
+        while atomic_load(lanes, 0, {DONE}) < {PIECES}:
+            sched_yield()  # if the helper was preempted mid-piece, let it run
+        if clock_ns(clock) - mine > mine - started + {LATE_SLACK_NS}:
+            lanes[0, {LATE}] = min(lanes[0, {LATE}] + 1, {MAX_LATE})
+            lanes[0, {BACKOFF}] = {BACKOFF_PRODUCTS} << lanes[0, {LATE}]
+            return
+    lanes[0, {LATE}] = 0
 '''
 
 
@@ -275,6 +309,7 @@ def module_prelude(library: BlasLibrary) -> str:
         "sgemm_at = _GEMM_AT['sgemm_at']",
         "dgemm_at = _GEMM_AT['dgemm_at']",
         "sched_yield = _GEMM_AT['sched_yield']",
+        "clock_gettime = _GEMM_AT['clock_gettime']",
         "",
     ])
 
@@ -295,8 +330,6 @@ def helper_source(library: BlasLibrary) -> str:
         "load_numpy_blas(_BLAS.path)",
         module_prelude(library),
         "usleep = types.ExternalFunction('usleep', types.int32(types.uint32))",
-        "clock_gettime = types.ExternalFunction('clock_gettime', "
-        "types.int32(types.int32, types.voidptr))",
         claim_source(f"np.int{library.int_bits}"),
         _SERVE_SOURCE,
     ])
@@ -304,19 +337,13 @@ def helper_source(library: BlasLibrary) -> str:
 
 _SERVE_SOURCE = f'''
 @njit(nogil=True, cache=True)
-def now_ns(clock):
-    clock_gettime(1, clock.ctypes)  # CLOCK_MONOTONIC
-    return clock[0] * 1000000000 + clock[1]
-
-
-@njit(nogil=True, cache=True)
 def serve(lanes, spin_ns, park_ns):
     """The helper's loop: take pieces while a step runs; after a step, spin for ``spin_ns``
     (the next step of a training loop usually starts sooner), then poll, and return after
     ``park_ns`` without a step."""
     clock = np.zeros(2, dtype=np.int64)
     seen = atomic_load(lanes, 0, {CLAIM}) >> 32
-    quiet_since = now_ns(clock)
+    quiet_since = clock_ns(clock)
     while True:
         generation = atomic_load(lanes, 0, {CLAIM}) >> 32
         if generation != seen:
@@ -324,11 +351,10 @@ def serve(lanes, spin_ns, park_ns):
             seen = generation
         elif atomic_load(lanes, 0, {ACTIVE}) != 0:
             quiet_since = -1
-            sched_yield()  # the step's own thread, or another's, may want this core
         elif quiet_since < 0:
-            quiet_since = now_ns(clock)
+            quiet_since = clock_ns(clock)
         else:
-            quiet = now_ns(clock) - quiet_since
+            quiet = clock_ns(clock) - quiet_since
             if quiet > park_ns:
                 atomic_store(lanes, 0, {PARKED}, 1)
                 if atomic_load(lanes, 0, {ACTIVE}) == 0:

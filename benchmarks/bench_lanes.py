@@ -1,0 +1,90 @@
+"""Matrix products split between two lanes (graphcomp/backends/numba/lanes.py), measured alone.
+
+    python benchmarks/bench_lanes.py [--repeats 400]
+
+For each float32 shape (m, k, n) it times, in this process and interleaved in blocks:
+
+- ``np.dot``: numpy's OpenBLAS as it is (two threads allowed);
+- ``whole``: the generated ``gemm_split_f32`` with the lanes disabled (one BLAS call), with
+  OpenBLAS limited to one thread as it is during a step that holds the lanes;
+- ``split``: the same function holding the lanes, the helper thread awake.
+
+Prints a table of medians (microseconds) and the speed-up of ``split`` over ``np.dot``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import graphcomp as gc
+from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
+
+SHAPES = [(32, 128, 128), (64, 128, 128), (128, 256, 128), (1024, 64, 128), (128, 992, 128),
+          (128, 784, 512)]
+
+
+def split_function():
+    """``gemm_split_f32`` from a generated module (compiled once, cached like any other)."""
+    with gc.Graph():
+        x = gc.placeholder((64, 128), "float32", name="x")
+        w = gc.parameter(np.ones((128, 128), np.float32), name="w")
+        f = gc.compile([x], x @ w, backend="numba")
+    driver = f._executable._driver
+    namespace = getattr(driver, "py_func", driver).__globals__
+    return namespace["gemm_split_f32"]
+
+
+def median_us(call, repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return float(np.median(samples)) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=400)
+    args = parser.parse_args()
+    gemm = split_function()
+    worker = LaneWorker.shared()
+    if worker is None:
+        raise SystemExit("no lane helper here (numpy's OpenBLAS not found, or GRAPHCOMP_LANES=0)")
+    off = lanes_array(enabled=False)
+    one, zero = np.float32(1.0), np.float32(0.0)
+    rng = np.random.default_rng(0)
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · float32 · median of "
+          f"{args.repeats} calls per block, 5 interleaved blocks")
+    print()
+    print("| m×k×n | np.dot (µs) | whole, 1 BLAS thread (µs) | split in 2 lanes (µs) "
+          "| split vs np.dot |")
+    print("|---|---|---|---|---|")
+    for m, k, n in SHAPES:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        out = np.empty((m, n), np.float32)
+        times: dict[str, list[float]] = {"dot": [], "whole": [], "split": []}
+        per_block = max(1, args.repeats // 5)
+        for _ in range(5):
+            times["dot"].append(median_us(lambda: np.dot(a, b, out), per_block))
+            lanes = worker.begin()
+            assert lanes is not None
+            try:
+                times["whole"].append(median_us(lambda: gemm(a, b, out, one, zero, off),
+                                                per_block))
+                time.sleep(0.002)  # let the helper wake if it was parked
+                times["split"].append(median_us(lambda: gemm(a, b, out, one, zero, lanes),
+                                                per_block))
+            finally:
+                worker.end()
+        np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-3)
+        dot, whole, split = (float(np.median(times[key])) for key in ("dot", "whole", "split"))
+        print(f"| {m}×{k}×{n} | {dot:.1f} | {whole:.1f} | {split:.1f} | {dot / split:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
