@@ -56,7 +56,7 @@ def _split_arguments(text: str) -> list[str]:
     return [*parts, current.strip()]
 
 
-def _recorded_calls(loaded, module, args) -> list[tuple[str, tuple]]:
+def _recorded_calls(loaded, module, step, args) -> list[tuple[str, tuple]]:
     """(callee name, numba argument types) of every native call of one Python-driver step."""
     namespace = loaded.__dict__
     originals = {name: namespace[name] for name in module.kernel_signatures}
@@ -76,7 +76,7 @@ def _recorded_calls(loaded, module, args) -> list[tuple[str, tuple]]:
 
     namespace.update({name: recording(name, fn) for name, fn in originals.items()})
     namespace["np"] = NumpyWithDot()
-    loaded.step(*args)
+    step(*args)
     namespace.update(originals)
     namespace["np"] = np
     return recorded
@@ -123,7 +123,7 @@ def main() -> None:
             getattr(loaded, name).compile(_kernel_signature(signature))
     record_compiled(path)
     kernel_seconds = time.perf_counter() - clock
-    exe = NumbaExecutable(program, lp, memory, module, loaded.step, kernel_seconds, False)
+    exe = NumbaExecutable(program, lp, memory, module, loaded.bind, kernel_seconds, False)
     if mode == "python":
         compile_s = kernel_seconds
         hits = sum(sum(getattr(loaded, n).stats.cache_hits.values())
@@ -132,9 +132,12 @@ def main() -> None:
         def run():
             exe.run(inputs, {})
     else:
-        args = driver_arguments(exe, inputs)
+        step, step_args = driver_arguments(exe, inputs)
+        # The njit driver takes the bound step's arguments, then bind()'s.
+        args = [*step_args, *exe._states[()].tail]
         source, arguments = _first_class_source(
-            module.source, _recorded_calls(loaded, module, args), mode == "fc_optnone")
+            module.source, _recorded_calls(loaded, module, step, step_args),
+            mode == "fc_optnone")
         clock = time.perf_counter()
         first_class, path = load_generated_module(source)
         functions, function_types = [], []

@@ -16,6 +16,7 @@ from workloads import Problem, graphcomp_graph, make
 
 from graphcomp.backends.numba.backend import prepare
 from graphcomp.backends.numba.codegen import GeneratedModule, generate
+from graphcomp.backends.numba.lanes import lanes_array
 from graphcomp.runtime.program import build_program
 
 
@@ -52,7 +53,15 @@ def median_step_us(step, blocks: int = 5, per_block: int = 20) -> float:
     return round(float(np.median(samples)) * 1e6, 1)
 
 
-def driver_arguments(exe: Any, inputs: list) -> list:
-    """The Python driver's arguments for ``inputs`` (no symbolic dims in these workloads)."""
+def driver_arguments(exe: Any, inputs: list) -> tuple[Any, list]:
+    """(the bound step, its arguments for ``inputs``) of an executable with a Python driver
+    (no symbolic dims in these workloads).
+
+    The step takes inputs and parameters, then a lanes array when the module splits products
+    (a disabled one here: every product runs whole on the calling thread).
+    """
     state = exe._states.get(()) or exe._bind(())
-    return [*inputs, *[exe._storage[i] for i in exe._param_ids], *state.tail]
+    args = [*inputs, *[exe._storage[i] for i in exe._param_ids]]
+    if exe.module.uses_lanes:
+        args.append(lanes_array(enabled=False))
+    return state.step, args
