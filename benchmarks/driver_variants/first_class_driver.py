@@ -12,7 +12,10 @@ wrapper's address), ``fc_optnone`` (the same, driver compiled with ``_dbg_optnon
 
 The callee signatures come from one run of the Python driver with recording wrappers; a 2-D
 argument written ``x.T`` in the driver is typed F-order (numba types a transpose as F even
-where numpy's flags say both).
+where numpy's flags say both). The njit driver is ``bind()`` and its ``step`` closure made one
+function (the step's arguments, then bind's); its ``np.dot`` calls become the module's own
+``gemm_*`` kernel for the dtype, and split products get a disabled lanes array (whole
+products on the calling thread).
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ import numpy as np
 from numba import typeof, types
 from workload_module import driver_arguments, generate_module, median_step_us, prepared_step
 
-from graphcomp.backends.numba import codegen
 from graphcomp.backends.numba.backend import NumbaExecutable, _kernel_signature
 from graphcomp.backends.numba.cache import load_generated_module, record_compiled
+from graphcomp.backends.numba.expressions import DTYPE_SUFFIX
 
-CALL = re.compile(r"^(\s+)(k\d+|copy_flat|np\.dot)\(")
+CALL = re.compile(r"^(\s+)(k\d+|copy_flat|gemm_\w+|np\.dot)\(")
 
 
 class _Address:
@@ -68,8 +71,12 @@ def _recorded_calls(loaded, module, step, args) -> list[tuple[str, tuple]]:
             return fn(*a)
         return call
 
+    def record_dot(a, b, out):
+        # The njit driver calls the module's gemm kernel for this dtype instead.
+        return recording(f"gemm_{DTYPE_SUFFIX[out.dtype.name]}", np.dot)(a, b, out)
+
     class NumpyWithDot:
-        dot = staticmethod(recording("matmul_2d", np.dot))
+        dot = staticmethod(record_dot)
 
         def __getattr__(self, name):
             return getattr(np, name)
@@ -84,7 +91,7 @@ def _recorded_calls(loaded, module, step, args) -> list[tuple[str, tuple]]:
 
 def _first_class_source(source: str, recorded, optnone: bool) -> tuple[str, dict]:
     """The module with an njit ``step`` taking one function argument per callee signature."""
-    lines = source.splitlines()
+    lines = _flat_driver(source.splitlines())
     start = next(i for i, line in enumerate(lines) if line.startswith("def step("))
     arguments: dict[tuple, str] = {}
     calls = iter(recorded)
@@ -93,6 +100,7 @@ def _first_class_source(source: str, recorded, optnone: bool) -> tuple[str, dict
         if not match:
             continue
         name, signature = next(calls)
+        assert match.group(2) in (name, "np.dot"), (match.group(2), name)
         code = lines[i].split("  #")[0]
         texts = _split_arguments(code[match.end():code.rindex(")")])
         signature = tuple(
@@ -105,9 +113,21 @@ def _first_class_source(source: str, recorded, optnone: bool) -> tuple[str, dict
     lines[start] = f"{lines[start][:-2]}, {', '.join(arguments.values())}):"
     lines[start - 1] = ("@njit(cache=True, _dbg_optnone=True)" if optnone
                         else "@njit(cache=True)")
-    text = "\n".join(lines) + "\n"
-    text = text.replace("# ---- driver", codegen._matmul_kernel() + "\n\n\n# ---- driver")
-    return text, arguments
+    assert next(calls, None) is None
+    return "\n".join(lines) + "\n", arguments
+
+
+def _flat_driver(lines: list[str]) -> list[str]:
+    """The module's lines with ``bind()`` and its ``step`` closure as one ``def step`` taking the
+    step's parameters, then bind's: bind's views first, then the step's body."""
+    bind = next(i for i, line in enumerate(lines) if line.startswith("def bind("))
+    inner = next(i for i in range(bind, len(lines)) if lines[i].startswith("    def step("))
+    end = next(i for i in range(inner, len(lines)) if lines[i] == "    return step")
+    bind_params = lines[bind][len("def bind("):-2]
+    step_params = lines[inner][len("    def step("):-2]
+    flat = [f"def step({step_params}, {bind_params}):", lines[inner + 1][4:]]
+    flat += lines[bind + 2:inner] + [line[4:] for line in lines[inner + 2:end]]
+    return lines[:bind] + flat + lines[end + 1:]
 
 
 def main() -> None:
