@@ -4,12 +4,15 @@
 
 For each float32 shape (m, k, n) it times, in this process and interleaved in blocks:
 
-- ``np.dot``: numpy's OpenBLAS as it is (two threads allowed);
+- ``np.dot``: numpy's OpenBLAS as it is (two threads allowed), then a 0.15 s pause: OpenBLAS's
+  idle threads spin for ~0.1 s after a threaded call and would compete with the helper;
 - ``whole``: the generated ``gemm_split_f32`` with the lanes disabled (one BLAS call), with
   OpenBLAS limited to one thread as it is during a step that holds the lanes;
 - ``split``: the same function holding the lanes, the helper thread awake.
 
-Prints a table of medians (microseconds) and the speed-up of ``split`` over ``np.dot``.
+Prints a table of medians (microseconds), the speed-up of ``split`` over ``np.dot``, and the
+share of ``split`` calls in which the helper computed its half (the rest ran whole: the caller
+took both halves, or splitting was paused after a late helper).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 import numpy as np
 
 import graphcomp as gc
-from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
+from graphcomp.backends.numba.lanes import HELPED, LaneWorker, lanes_array
 
 SHAPES = [(32, 128, 128), (64, 128, 128), (128, 256, 128), (1024, 64, 128), (128, 992, 128),
           (128, 784, 512)]
@@ -61,16 +64,20 @@ def main() -> None:
           f"{args.repeats} calls per block, 5 interleaved blocks")
     print()
     print("| m×k×n | np.dot (µs) | whole, 1 BLAS thread (µs) | split in 2 lanes (µs) "
-          "| split vs np.dot |")
-    print("|---|---|---|---|---|")
+          "| split vs np.dot | helper took a half |")
+    print("|---|---|---|---|---|---|")
     for m, k, n in SHAPES:
         a = rng.standard_normal((m, k)).astype(np.float32)
         b = rng.standard_normal((k, n)).astype(np.float32)
         out = np.empty((m, n), np.float32)
         times: dict[str, list[float]] = {"dot": [], "whole": [], "split": []}
         per_block = max(1, args.repeats // 5)
+        helped = int(worker.lanes[0, HELPED])
         for _ in range(5):
             times["dot"].append(median_us(lambda: np.dot(a, b, out), per_block))
+            # OpenBLAS's idle threads spin for ~0.1 s after a threaded call and would take the
+            # helper's core; let them sleep first (a late helper pauses splitting, lanes.py).
+            time.sleep(0.15)
             lanes = worker.begin()
             assert lanes is not None
             try:
@@ -81,9 +88,11 @@ def main() -> None:
                                                 per_block))
             finally:
                 worker.end()
+        share = (int(worker.lanes[0, HELPED]) - helped) / (5 * per_block)
         np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-3)
         dot, whole, split = (float(np.median(times[key])) for key in ("dot", "whole", "split"))
-        print(f"| {m}×{k}×{n} | {dot:.1f} | {whole:.1f} | {split:.1f} | {dot / split:.2f}× |")
+        print(f"| {m}×{k}×{n} | {dot:.1f} | {whole:.1f} | {split:.1f} | {dot / split:.2f}× "
+              f"| {share:.0%} |")
 
 
 if __name__ == "__main__":
