@@ -5,6 +5,12 @@ it (through aliases and views too) and reused by a later value of the same dtype
 count. Outputs and new parameter values live to the end. Slot sizes are symbolic; the runtime
 evaluates them once per binding of the symbols and carves every slot out of one flat "arena"
 array per dtype.
+
+A concatenation along the first axis whose parts are all buffers of their own (of known size,
+made by kernels, not outputs) is *placed*: its buffer is taken when its first part is made,
+each part is written straight into its block of it (a child slot at a fixed offset), and the
+concatenation itself copies nothing (``MemoryPlan.placed``). The stacks that batched products
+read (``batching.py``) cost no copy then.
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ from graphcomp.passes.lowered import LoweredProgram, size_key
 
 @dataclass(frozen=True)
 class Slot:
-    """A reusable buffer: a dtype and a symbolic element count."""
+    """A reusable buffer: a dtype and a symbolic element count; or, with ``parent`` set, the
+    block of another slot that starts ``offset`` elements into it (a placed part)."""
 
     index: int
     dtype: np.dtype
     size: tuple[int, tuple[str, ...]]
+    parent: int | None = None
+    offset: int = 0
 
 
 @dataclass
@@ -34,6 +43,7 @@ class MemoryPlan:
     slot_of: dict[int, int]  # value id -> slot index
     alias_of: dict[int, int]  # reshape value id -> the value whose buffer it views
     in_place: dict[int, int] = field(default_factory=dict)  # new value -> parameter it overwrites
+    placed: set[int] = field(default_factory=set)  # concatenations whose parts are in place
 
     def base(self, value: int) -> int:
         """Follow aliases to the value that owns the buffer."""
@@ -71,6 +81,10 @@ def plan_memory(lp: LoweredProgram, plan: FusionPlan) -> MemoryPlan:
     end = len(plan.kernels)
     for value in lp.roots:
         last_use[base(value)] = end
+    part_of = _placed_parts(lp, plan, owners)
+    for stack in {stack for stack, _ in part_of.values()}:
+        parts = [v for v, (s, _) in part_of.items() if s == stack]
+        last_use[stack] = max([last_use.get(stack, -1)] + [last_use.get(v, -1) for v in parts])
 
     slots: list[Slot] = []
     slot_of: dict[int, int] = {}
@@ -83,17 +97,50 @@ def plan_memory(lp: LoweredProgram, plan: FusionPlan) -> MemoryPlan:
             slot = slots[slot_of[value]]
             free.setdefault((slot.dtype.str, slot.size), []).append(slot.index)
         for value in [] if kernel.kind == "alias" else kernel.results:
-            if value not in owners:
+            if value not in owners or value in slot_of:  # a placed stack has its slot already
                 continue
-            op = lp.ops[value]
-            key = (op.dtype.str, size_key(op.shape))
-            if free.get(key):
-                slot_of[op.id] = free[key].pop()
-            else:
-                slot_of[op.id] = len(slots)
-                slots.append(Slot(len(slots), op.dtype, size_key(op.shape)))
-            live.append(op.id)
-    return MemoryPlan(slots, slot_of, alias_of, in_place)
+            stack, offset = part_of.get(value, (None, 0))
+            target = value if stack is None else stack
+            if target not in slot_of:
+                op = lp.ops[target]
+                key = (op.dtype.str, size_key(op.shape))
+                if free.get(key):
+                    slot_of[target] = free[key].pop()
+                else:
+                    slot_of[target] = len(slots)
+                    slots.append(Slot(len(slots), op.dtype, size_key(op.shape)))
+                live.append(target)
+            if stack is not None:  # the part is a block of its stack's buffer, never freed alone
+                op = lp.ops[value]
+                slot_of[value] = len(slots)
+                slots.append(Slot(len(slots), op.dtype, size_key(op.shape),
+                                  parent=slot_of[stack], offset=offset))
+    placed = {stack for stack, _ in part_of.values()}
+    return MemoryPlan(slots, slot_of, alias_of, in_place, placed)
+
+
+def _placed_parts(lp: LoweredProgram, plan: FusionPlan, owners: set[int]
+                  ) -> dict[int, tuple[int, int]]:
+    """part value -> (concatenation, element offset) for every concatenation placed (see the
+    module docstring). A part belongs to at most one placed concatenation: the first."""
+    roots = set(lp.roots)
+    made = {v for k in plan.kernels if k.kind != "alias" for v in k.results}
+    part_of: dict[int, tuple[int, int]] = {}
+    for kernel in plan.kernels:
+        op = lp.ops[kernel.root]
+        if kernel.kind != "concatenate" or op.attrs.get("axis") != 0 or op.id in roots:
+            continue
+        parts = list(op.inputs)
+        if len(set(parts)) != len(parts) or not all(
+            v in owners and v in made and v not in roots and v not in part_of
+            and all(isinstance(d, int) for d in lp.ops[v].shape) for v in parts
+        ):
+            continue
+        offset = 0
+        for v in parts:
+            part_of[v] = (op.id, offset)
+            offset += size_key(lp.ops[v].shape)[0]
+    return part_of
 
 
 def _in_place_updates(lp: LoweredProgram, plan: FusionPlan, reads: list[list[int]],

@@ -109,6 +109,9 @@ class NumbaExecutable:
         per_dtype: dict[str, int] = {}
         offsets = np.zeros(max(len(self.memory.slots), 1), dtype=np.int64)
         for slot in self.memory.slots:
+            if slot.parent is not None:  # a placed part: a block of its stack's slot
+                offsets[slot.index] = offsets[slot.parent] + slot.offset
+                continue
             align = max(1, ALIGN_BYTES // slot.dtype.itemsize)
             start = -(-per_dtype.get(slot.dtype.str, 0) // align) * align
             offsets[slot.index] = start

@@ -228,6 +228,9 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
                     f"offsets[{slot.index}] + {names.size(result.shape)}]"
                     f".reshape({names.shape(result.shape)})"
                 )
+        if kernel.root in memory.placed:
+            calls[-1] += f"  # {comment}: its parts were written in place"
+            continue
         if kernel.kind == "matmul" and _direct_matmul(lp, plan, kernel):
             if split(kernel):
                 gemm(op.dtype)
