@@ -81,10 +81,10 @@ def main() -> None:
             lanes = worker.begin()
             assert lanes is not None
             try:
-                times["whole"].append(median_us(lambda: gemm(a, b, out, one, zero, off),
+                times["whole"].append(median_us(lambda: gemm(a, 0, b, 0, out, one, zero, off),
                                                 per_block))
                 time.sleep(0.002)  # let the helper wake if it was parked
-                times["split"].append(median_us(lambda: gemm(a, b, out, one, zero, lanes),
+                times["split"].append(median_us(lambda: gemm(a, 0, b, 0, out, one, zero, lanes),
                                                 per_block))
             finally:
                 worker.end()

@@ -268,8 +268,10 @@ def test_a_late_helper_pauses_splitting_for_a_while():
         """Claims one piece of the next product, computes it, then dawdles before reporting."""
         clock = np.zeros(2, dtype=np.int64)
         seen = atomic_load(lanes, 0, L.CLAIM) >> 32
+        waiting_since = clock_ns(clock)
         while (atomic_load(lanes, 0, L.CLAIM) >> 32) == seen:
-            pass
+            if clock_ns(clock) - waiting_since > 30_000_000_000:
+                return  # the test failed before publishing a product
         while True:
             word = atomic_load(lanes, 0, L.CLAIM)
             if (word & 0xFFFFFFFF) >= lanes[0, L.COUNT]:
@@ -292,10 +294,10 @@ def test_a_late_helper_pauses_splitting_for_a_while():
     from numba import types
 
     slow_helper.compile((types.Array(types.int64, 2, "C"), types.int64))
-    helper = threading.Thread(target=slow_helper, args=(lanes, 20_000_000))
+    helper = threading.Thread(target=slow_helper, args=(lanes, 20_000_000), daemon=True)
     helper.start()
     time.sleep(0.05)  # the helper is spinning on the claim word
-    gemm(a, b, out, one, zero, lanes)
+    gemm(a, 0, b, 0, out, one, zero, lanes)
     helper.join(timeout=30)
     np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-3)
     assert lanes[0, L.HELPED] == 0  # slow_helper does not count itself
@@ -303,7 +305,7 @@ def test_a_late_helper_pauses_splitting_for_a_while():
     assert lanes[0, L.BACKOFF] == L.BACKOFF_PRODUCTS << 1
     generation = lanes[0, L.CLAIM] >> 32
     out[:] = 0
-    gemm(a, b, out, one, zero, lanes)  # runs whole: nothing is published
+    gemm(a, 0, b, 0, out, one, zero, lanes)  # runs whole: nothing is published
     np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-3)
     assert lanes[0, L.CLAIM] >> 32 == generation
     assert lanes[0, L.BACKOFF] == (L.BACKOFF_PRODUCTS << 1) - 1

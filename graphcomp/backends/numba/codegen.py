@@ -163,6 +163,33 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         return uses_lanes and (_gemm_work(lp, kernel) >= L.LANE_MIN_WORK
                                or any(not isinstance(d, int) for d in lp.ops[kernel.root].shape))
 
+    def split_call(kernel: Kernel, alpha: str, beta: str) -> str:
+        """``gemm_split_<sfx>(a, ta, b, tb, out, alpha, beta, lanes)``: a transposed operand
+        is passed as its base with flag 1, an operand of more than 2 axes as its rows."""
+        op = lp.ops[kernel.root]
+        gemm(op.dtype)
+        helper = f"gemm_split_{DTYPE_SUFFIX[op.dtype.name]}"
+        operands = []
+        for value in op.inputs[:2]:
+            operand = lp.ops[value]
+            if value in plan.transposed_views:
+                operands.append(f"{ref(operand.inputs[0])}, 1")
+            elif operand.ndim > 2:
+                rows = names.size(operand.shape[:-1])
+                operands.append(f"{ref(value)}.reshape(({rows}, "
+                                f"{names.dim(operand.shape[-1])})), 0")
+            else:
+                operands.append(f"{ref(value)}, 0")
+        out = names.names[kernel.root]
+        if op.ndim > 2:
+            out = (f"{out}.reshape(({names.size(op.shape[:-1])}, "
+                   f"{names.dim(op.shape[-1])}))")
+        matrix = (op.dtype.name, 2, "C")
+        signatures.setdefault(helper, set()).add((
+            matrix, "int64", matrix, "int64", matrix, op.dtype.name, op.dtype.name,
+            ("int64", 2, "C")))
+        return f"{helper}({operands[0]}, {operands[1]}, {out}, {alpha}, {beta}, lanes)"
+
     def gemm(dtype: np.dtype, accumulate: bool = False) -> str:
         if blas is None:
             if accumulate:
@@ -233,19 +260,11 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
             continue
         if kernel.kind == "matmul" and _direct_matmul(lp, plan, kernel):
             if split(kernel):
-                gemm(op.dtype)
-                helper = f"gemm_split_{DTYPE_SUFFIX[op.dtype.name]}"
                 one, zero = literal(1.0, op.dtype), literal(0.0, op.dtype)
-                call, (a, b, _) = _matmul_call(lp, kernel, ref, names, helper, f", {one}, "
-                                                 f"{zero}, lanes")
-                a_type = array_type(a, False) if lp.ops[a].ndim == 2 else (op.dtype.name, 2, "C")
-                signatures.setdefault(helper, set()).add((
-                    a_type, array_type(b, False), (op.dtype.name, 2, "C"),
-                    op.dtype.name, op.dtype.name, ("int64", 2, "C")))
-                calls.append(call + f"  # {comment}")
+                calls.append(split_call(kernel, one, zero) + f"  # {comment}")
                 continue
             dot = gemm(op.dtype) if driver_jit else "np.dot"
-            calls.append(_matmul_call(lp, kernel, ref, names, dot)[0] + f"  # {comment}")
+            calls.append(_matmul_call(lp, kernel, ref, names, dot) + f"  # {comment}")
             continue
         if kernel.kind == "matmul_acc":
             a, b, c = op.inputs
@@ -253,17 +272,17 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
                 signatures["copy_flat"].add((array_type(c, True), array_type(kernel.root, True)))
                 calls.append(f"copy_flat({flat(c)}, {flat(kernel.root)})  # {comment}")
             alpha = literal(op.attrs["alpha"], op.dtype)
-            helper = gemm(op.dtype, accumulate=True)
-            extra, extra_types = "", ()
             if split(kernel):
-                helper = f"gemm_split_{DTYPE_SUFFIX[op.dtype.name]}"
-                extra, extra_types = ", lanes", (("int64", 2, "C"),)
+                calls.append(split_call(kernel, alpha, literal(1.0, op.dtype))
+                             + f"  # {comment}")
+                continue
+            helper = gemm(op.dtype, accumulate=True)
             calls.append(f"{helper}({ref(a)}, {ref(b)}, {target}, "
-                         f"{alpha}, {literal(1.0, op.dtype)}{extra})  # {comment}")
+                         f"{alpha}, {literal(1.0, op.dtype)})  # {comment}")
             # Compiled eagerly like the kernels (a Python driver calls it directly).
             signatures.setdefault(helper, set()).add((
                 array_type(a, False), array_type(b, False), array_type(kernel.root, False),
-                op.dtype.name, op.dtype.name, *extra_types))
+                op.dtype.name, op.dtype.name))
             continue
         if kernel.kind == "loop":
             text = K.loop_kernel(lp, kernel, memory.in_place)
@@ -560,19 +579,16 @@ def _direct_matmul(lp: LoweredProgram, plan: FusionPlan, kernel: Kernel) -> bool
     return b.ndim == 2 and a.id not in plan.transposed_views
 
 
-def _matmul_call(lp: LoweredProgram, kernel: Kernel, ref, names: _Names, dot: str,
-                 extra: str = "") -> tuple[str, tuple[int, int, int]]:
-    """The driver's call for a direct product, and the (a, b, out) value ids it reads."""
+def _matmul_call(lp: LoweredProgram, kernel: Kernel, ref, names: _Names, dot: str) -> str:
     op = lp.ops[kernel.root]
     a, b = (lp.ops[i] for i in op.inputs)
     target = names.names[kernel.root]
-    ids = (a.id, b.id, kernel.root)
     if a.ndim == 2:
-        return f"{dot}({ref(a.id)}, {ref(b.id)}, {target}{extra})", ids
+        return f"{dot}({ref(a.id)}, {ref(b.id)}, {target})"
     rows = names.size(a.shape[:-1])
     a2 = f"{ref(a.id)}.reshape(({rows}, {names.dim(a.shape[-1])}))"
     out2 = f"{target}.reshape(({rows}, {names.dim(op.shape[-1])}))"
-    return f"{dot}({a2}, {ref(b.id)}, {out2}{extra})", ids
+    return f"{dot}({a2}, {ref(b.id)}, {out2})"
 
 
 def _gemm_work(lp: LoweredProgram, kernel: Kernel) -> int:
@@ -591,7 +607,7 @@ def _split_gemm_kernels(blas: BlasLibrary, dtypes: set[str]) -> list[str]:
         suffix = DTYPE_SUFFIX[dtype]
         lines += [L.split_gemm_source(dtype, int_type), "", "\n".join([
             "if numba_config.DISABLE_JIT:",
-            f"    def gemm_split_{suffix}(a, b, out, alpha, beta, lanes):  # noqa: F811",
-            f"        gemm_acc_{suffix}(a, b, out, alpha, beta)",
+            f"    def gemm_split_{suffix}(a, ta, b, tb, out, alpha, beta, lanes):  # noqa: F811",
+            f"        gemm_acc_{suffix}(a.T if ta else a, b.T if tb else b, out, alpha, beta)",
         ]), ""]
     return lines

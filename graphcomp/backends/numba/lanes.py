@@ -79,7 +79,7 @@ POLL_MICROSECONDS = 50
 PARK_SECONDS = 0.1
 # Bumped whenever the protocol above changes: generated modules embed it, so a module built
 # against an older protocol gets a different hash and is never loaded from the cache.
-PROTOCOL = 3
+PROTOCOL = 4
 
 
 def lanes_array(enabled: bool = False) -> np.ndarray:
@@ -212,36 +212,45 @@ def claim_pieces(lanes, generation, helper):
 
 
 def split_gemm_source(dtype: str, int_type: str) -> str:
-    """Source of ``gemm_split_<sfx>(a, b, out, alpha, beta, lanes)``: out = alpha a @ b +
-    beta out, in two halves when the lanes are enabled and the product is large enough."""
+    """Source of ``gemm_split_<sfx>(a, ta, b, tb, out, alpha, beta, lanes)``: out = alpha *
+    op(a) @ op(b) + beta * out, where op transposes when its flag is 1 (a transposed operand is
+    passed as its C-ordered base, so every call has the same types and the function compiles
+    once per dtype), in two halves when the lanes are enabled and the product is large enough.
+    """
     suffix = {"float32": "f32", "float64": "f64"}[dtype]
     size = np.dtype(dtype).itemsize
     code = 4 if dtype == "float32" else 8
+    gemm_at = "sgemm_at" if dtype == "float32" else "dgemm_at"
+    scalar = f"np.{dtype}"
     return f'''
 @njit(nogil=True, cache=True, error_model="numpy")
-def gemm_split_{suffix}(a, b, out, alpha, beta, lanes):
-    """out = alpha * a @ b + beta * out ({dtype}); halves go to two lanes when enabled."""
-    m, k = a.shape
-    n = b.shape[1]
-    if m == 0 or n == 0 or k == 0 or lanes[0, {ENABLED}] == 0 or m * n * k < {LANE_MIN_WORK}:
-        gemm_acc_{suffix}(a, b, out, alpha, beta)
+def gemm_split_{suffix}(a, ta, b, tb, out, alpha, beta, lanes):
+    """out = alpha * op(a) @ op(b) + beta * out ({dtype}); halves go to two lanes when enabled."""
+    m = a.shape[1] if ta else a.shape[0]
+    k = a.shape[0] if ta else a.shape[1]
+    n = b.shape[0] if tb else b.shape[1]
+    if m == 0 or n == 0:
         return
-    if max(m, n) < 2 * {LANE_MIN_ROWS}:
-        gemm_acc_{suffix}(a, b, out, alpha, beta)
-        return
-    if lanes[0, {BACKOFF}] > 0:  # the helper was late recently
-        lanes[0, {BACKOFF}] -= 1
-        gemm_acc_{suffix}(a, b, out, alpha, beta)
+    if k == 0:
+        for i in range(m):
+            for j in range(n):
+                out[i, j] = beta * out[i, j] if beta != 0 else 0
         return
     size = {size}
-    if a.strides[1] == size or k == 1:
-        trans_a, lda = 111, (a.strides[0] // size if m > 1 else k)
-    else:
-        trans_a, lda = 112, (a.strides[1] // size if k > 1 else m)
-    if b.strides[1] == size or n == 1:
-        trans_b, ldb = 111, (b.strides[0] // size if k > 1 else n)
-    else:
-        trans_b, ldb = 112, (b.strides[1] // size if n > 1 else k)
+    lda, ldb = a.shape[1], b.shape[1]  # row-major bases: one row apart
+    trans_a = 112 if ta else 111
+    trans_b = 112 if tb else 111
+    whole = (lanes[0, {ENABLED}] == 0 or m * n * k < {LANE_MIN_WORK}
+             or max(m, n) < 2 * {LANE_MIN_ROWS})
+    if not whole and lanes[0, {BACKOFF}] > 0:  # the helper was late recently
+        lanes[0, {BACKOFF}] -= 1
+        whole = True
+    if whole:
+        {gemm_at}(101, np.int32(trans_a), np.int32(trans_b), {int_type}(m), {int_type}(n),
+                  {int_type}(k), {scalar}(alpha), a.ctypes.data, {int_type}(lda),
+                  b.ctypes.data, {int_type}(ldb), {scalar}(beta), out.ctypes.data,
+                  {int_type}(n))
+        return
     alpha_bits = np.float64(alpha).view(np.int64)
     beta_bits = np.float64(beta).view(np.int64)
     by_rows = m >= n
@@ -262,18 +271,18 @@ def gemm_split_{suffix}(a, b, out, alpha, beta, lanes):
         p[{P_LDC}] = n
         p[{P_ALPHA}] = alpha_bits
         p[{P_BETA}] = beta_bits
-        if by_rows:
+        p[{P_A}] = a.ctypes.data
+        p[{P_B}] = b.ctypes.data
+        if by_rows:  # rows start..stop of op(a) and of out
             p[{P_M}] = stop - start
             p[{P_N}] = n
-            p[{P_A}] = a.ctypes.data + start * a.strides[0]
-            p[{P_B}] = b.ctypes.data
-            p[{P_C}] = out.ctypes.data + start * out.strides[0]
-        else:
+            p[{P_A}] += start * size * (1 if ta else lda)
+            p[{P_C}] = out.ctypes.data + start * n * size
+        else:  # columns start..stop of op(b) and of out
             p[{P_M}] = m
             p[{P_N}] = stop - start
-            p[{P_A}] = a.ctypes.data
-            p[{P_B}] = b.ctypes.data + start * b.strides[1]
-            p[{P_C}] = out.ctypes.data + start * out.strides[1]
+            p[{P_B}] += start * size * (ldb if tb else 1)
+            p[{P_C}] = out.ctypes.data + start * size
     lanes[0, {COUNT}] = {PIECES}
     lanes[0, {DONE}] = 0
     clock = lanes[0, {CLOCK}:{CLOCK + 2}]
