@@ -154,7 +154,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     gemm_dtypes: set[str] = set()
     # Products of at least L.LANE_MIN_WORK multiply-adds (symbols counted as 1) are split
     # between this thread and the lane helper (lanes.py); the others stay whole.
-    uses_lanes = blas is not None and any(
+    uses_lanes = blas is not None and L.SUPPORTED and any(
         _gemm_work(lp, kernel) >= L.LANE_MIN_WORK for kernel in plan.kernels
         if kernel.kind == "matmul_acc" or (kernel.kind == "matmul"
                                            and _direct_matmul(lp, plan, kernel)))

@@ -53,6 +53,8 @@ LANE_MIN_WORK = 2**19
 # The smallest half worth a piece, along the split dimension.
 LANE_MIN_ROWS = 8
 PIECES = 2
+# The helper calls usleep, sched_yield and clock_gettime from libc.
+SUPPORTED = os.name == "posix"
 FIELDS = 16  # int64 words per row of the lanes array
 ROWS = 1 + PIECES
 
@@ -67,8 +69,8 @@ CLOCK, LATE, BACKOFF = 8, 10, 11
 # BACKOFF_PRODUCTS << (late helpers in a row, at most MAX_LATE) products, so an oversubscribed
 # machine costs one wait now and then instead of one per product.
 LATE_SLACK_NS = 50_000
-BACKOFF_PRODUCTS = 32
-MAX_LATE = 6
+BACKOFF_PRODUCTS = 4
+MAX_LATE = 9
 # Piece words (rows 1..): dtype code, transposes, sizes, pointers, leading dims, alpha, beta.
 P_DTYPE, P_TA, P_TB, P_M, P_N, P_K, P_A, P_LDA, P_B, P_LDB, P_C, P_LDC, P_ALPHA, P_BETA = range(14)
 
@@ -414,11 +416,13 @@ class LaneWorker:
 
     @classmethod
     def shared(cls) -> LaneWorker | None:
-        """The process's worker, started on first use; None without numpy's BLAS or JIT."""
+        """The process's worker, started on first use; None without numpy's BLAS, a POSIX
+        libc or the JIT, or when ``GRAPHCOMP_LANES=0``."""
         from numba import config
 
         library = numpy_blas()
-        if library is None or config.DISABLE_JIT or os.environ.get("GRAPHCOMP_LANES") == "0":
+        if (library is None or not SUPPORTED or config.DISABLE_JIT
+                or os.environ.get("GRAPHCOMP_LANES") == "0"):
             return None
         with cls._shared_lock:
             if cls._shared is None or cls._shared._pid != os.getpid():
