@@ -90,8 +90,11 @@ def test_the_helper_computes_pieces_and_training_matches_numpy():
         (g,) = gc.grad(loss, [wr])
     reference = gc.compile([xr], loss, updates=[(wr, wr - 0.1 * g)], backend="numpy")
     before = int(worker.lanes[0, L.HELPED])
-    for _ in range(30):
+    deadline = time.monotonic() + 10  # a busy machine may keep the helper away for a while
+    steps = 0
+    while steps < 30 or (worker.lanes[0, L.HELPED] == before and time.monotonic() < deadline):
         np.testing.assert_allclose(step(x), reference(x), rtol=1e-5)
+        steps += 1
     np.testing.assert_allclose(w.value, wr.value, rtol=1e-5, atol=1e-6)
     assert int(worker.lanes[0, L.HELPED]) > before  # the second lane did take pieces
 
@@ -103,14 +106,21 @@ def _blas_threads() -> int:
 
 
 def test_openblas_threads_are_restored_after_a_step_and_after_an_error():
-    step, _, x = _big_step()
-    before = _blas_threads()
-    step(x)
-    assert _blas_threads() == before
-    with pytest.raises(gc.InputError):
-        step(x[:, :5])
-    assert _blas_threads() == before
+    rng = np.random.default_rng(8)
+    with gc.Graph():
+        x = gc.placeholder((128, 256), "float32", name="x")
+        rows = gc.placeholder((4,), "int64", name="rows")
+        w = gc.parameter(rng.standard_normal((256, 128)).astype(np.float32), name="w")
+        y = gc.take(x @ w, rows, axis=0)  # the index check runs after the split product
+    step = gc.compile([x, rows], y, backend="numba")
     worker = step._executable._lane_worker
+    value = rng.standard_normal((128, 256)).astype(np.float32)
+    before = _blas_threads()
+    step(value, np.arange(4))
+    assert _blas_threads() == before
+    with pytest.raises(gc.InputError, match="take"):
+        step(value, np.array([0, 1, 2, 500]))  # raised inside the compiled step
+    assert _blas_threads() == before
     assert worker.lanes[0, L.ACTIVE] == 0
     assert worker.begin() is not None  # the lanes were given back
     worker.end()

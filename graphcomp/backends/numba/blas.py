@@ -78,17 +78,22 @@ def load_numpy_blas(path: str) -> None:
     llvm.load_library_permanently(path)
 
 
-def gemm_externals(library: BlasLibrary) -> dict[str, object]:
-    """Numba ``ExternalFunction``s for ``cblas_sgemm`` and ``cblas_dgemm`` (row-major calls)."""
+def gemm_externals(library: BlasLibrary, by_address: bool = False) -> dict[str, object]:
+    """Numba ``ExternalFunction``s for ``cblas_sgemm`` and ``cblas_dgemm`` (row-major calls),
+    named ``cblas_[sd]gemm``. ``by_address=True`` declares the matrices as integer addresses
+    instead (the same ABI as pointers on 64-bit targets, so a call can start in the middle of
+    an array), named ``[sd]gemm_at``."""
     from numba import types
 
     integer = types.int64 if library.int_bits == 64 else types.int32
+    matrix = types.int64 if by_address else types.voidptr
+    names = ("sgemm_at", "dgemm_at") if by_address else ("cblas_sgemm", "cblas_dgemm")
     externals = {}
-    for name, symbol, scalar in (("cblas_sgemm", library.sgemm, types.float32),
-                                 ("cblas_dgemm", library.dgemm, types.float64)):
+    for name, symbol, scalar in ((names[0], library.sgemm, types.float32),
+                                 (names[1], library.dgemm, types.float64)):
         signature = types.void(
             types.int32, types.int32, types.int32, integer, integer, integer, scalar,
-            types.voidptr, integer, types.voidptr, integer, scalar, types.voidptr, integer,
+            matrix, integer, matrix, integer, scalar, matrix, integer,
         )
         externals[name] = types.ExternalFunction(symbol, signature)
     return externals

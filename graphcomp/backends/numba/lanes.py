@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from graphcomp.backends.numba.blas import BlasLibrary, numpy_blas
+from graphcomp.backends.numba.blas import BlasLibrary, gemm_externals, numpy_blas
 
 # Products with fewer multiply-adds (m * n * k) than this run whole: the two halves of a
 # 32x128x128 float32 product take ~6.5 us against ~9.8 us whole; below that the hand-over
@@ -148,19 +148,11 @@ def intrinsics() -> dict[str, Any]:
 
 
 def pointer_gemm_externals(library: BlasLibrary) -> dict[str, object]:
-    """``cblas_[sd]gemm`` declared with integer addresses for the matrices (the same ABI as
-    pointers on 64-bit targets), so a piece can point into the middle of an array."""
+    """``[sd]gemm_at`` (numpy's GEMMs taking integer addresses, so a piece can start in the
+    middle of an array), and libc's ``sched_yield`` and ``clock_gettime``."""
     from numba import types
 
-    integer = types.int64 if library.int_bits == 64 else types.int32
-    externals = {}
-    for name, symbol, scalar in (("sgemm_at", library.sgemm, types.float32),
-                                 ("dgemm_at", library.dgemm, types.float64)):
-        signature = types.void(
-            types.int32, types.int32, types.int32, integer, integer, integer, scalar,
-            types.int64, integer, types.int64, integer, scalar, types.int64, integer,
-        )
-        externals[name] = types.ExternalFunction(symbol, signature)
+    externals = gemm_externals(library, by_address=True)
     externals["sched_yield"] = types.ExternalFunction("sched_yield", types.int32())
     externals["clock_gettime"] = types.ExternalFunction(
         "clock_gettime", types.int32(types.int32, types.voidptr))
