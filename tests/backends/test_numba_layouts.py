@@ -11,6 +11,7 @@ the generated source must show the layout chosen.
 
 from __future__ import annotations
 
+import ast
 import re
 
 import numpy as np
@@ -25,15 +26,8 @@ RTOL = {"float32": 1e-5, "float64": 1e-10}
 
 def _top_level_args(text: str) -> list[str]:
     """``"a, f(b, c), 3"`` -> ``["a", "f(b, c)", "3"]``."""
-    args, depth, current = [], 0, ""
-    for char in text:
-        if char == "," and depth == 0:
-            args.append(current.strip())
-            current = ""
-            continue
-        depth += (char in "([") - (char in ")]")
-        current += char
-    return args + [current.strip()] if current.strip() else args
+    call = ast.parse(f"f({text})", mode="eval").body
+    return [ast.get_source_segment(f"f({text})", arg) for arg in call.args]
 
 
 def _column_sum_calls(source: str) -> list[tuple[str, bool]]:
