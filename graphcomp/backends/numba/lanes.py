@@ -381,6 +381,10 @@ class LaneWorker:
     _shared_lock = threading.Lock()
 
     def __init__(self, library: BlasLibrary) -> None:
+        from numba import types
+
+        from graphcomp.backends.numba.cache import load_generated_module, record_compiled
+
         self.lanes = lanes_array(enabled=True)
         self._owner = threading.Lock()
         self._wake = threading.Event()
@@ -394,10 +398,6 @@ class LaneWorker:
             self._set_threads.argtypes = [ctypes.c_int]
         self._blas_threads = 0
         self._pid = os.getpid()
-        from numba import types
-
-        from graphcomp.backends.numba.cache import load_generated_module, record_compiled
-
         module, path = load_generated_module(helper_source(library))
         self._serve = module.serve
         self._serve.compile((types.Array(types.int64, 2, "C"), types.int64, types.int64))
