@@ -16,7 +16,7 @@ from workload_module import generate_module, prepared_step
 from graphcomp.backends.numba.backend import _signature
 from graphcomp.backends.numba.cache import load_generated_module
 
-CALL = re.compile(r"^\s+(k\d+|copy_flat|matmul_2d)\(")
+CALL = re.compile(r"^\s+(k\d+|copy_flat|matmul_2d|gemm_\w+)\(")
 
 
 def main() -> None:
@@ -25,17 +25,21 @@ def main() -> None:
     module = generate_module(prepared, driver_jit=True)
     source = module.source
     if "--optnone" in sys.argv[3:]:
-        source = source.replace("@njit(cache=True)\ndef step(",
-                                "@njit(cache=True, _dbg_optnone=True)\ndef step(")
+        source, count = re.subn(r"@njit\(([^)]*)\)\ndef step\(",
+                                r"@njit(\1, _dbg_optnone=True)\ndef step(", source)
+        assert count == 1, "the driver's decorator was not found"
     lines = source.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("def step("))
+    # The step's body ends at the first line that is not indented; what follows (the fast-math
+    # library the kernels call) is kept.
+    end = next(i for i in range(start + 1, len(lines)) if lines[i] and not lines[i][0].isspace())
     kept, calls = lines[:start + 1], 0
-    for line in lines[start + 1:]:
+    for line in lines[start + 1:end]:
         if calls >= limit:
             break
         kept.append(line)
         calls += bool(CALL.match(line))
-    kept.append("    return 0")
+    kept += ["    return 0", "", "", *lines[end:]]
     clock = time.perf_counter()
     loaded, _ = load_generated_module("\n".join(kept) + "\n")
     loaded.step.compile(_signature(module))
