@@ -124,7 +124,6 @@ def _placed_parts(lp: LoweredProgram, plan: FusionPlan, owners: set[int]
     """part value -> (concatenation, element offset) for every concatenation placed (see the
     module docstring). A part belongs to at most one placed concatenation: the first."""
     roots = set(lp.roots)
-    made = {v for k in plan.kernels if k.kind != "alias" for v in k.results}
     part_of: dict[int, tuple[int, int]] = {}
     for kernel in plan.kernels:
         op = lp.ops[kernel.root]
@@ -132,7 +131,7 @@ def _placed_parts(lp: LoweredProgram, plan: FusionPlan, owners: set[int]
             continue
         parts = list(op.inputs)
         if len(set(parts)) != len(parts) or not all(
-            v in owners and v in made and v not in roots and v not in part_of
+            v in owners and v not in roots and v not in part_of
             and all(isinstance(d, int) for d in lp.ops[v].shape) for v in parts
         ):
             continue

@@ -410,10 +410,8 @@ def known_work(lp: LoweredProgram, plan: FusionPlan) -> int:
 
     work = 0
     for kernel in plan.kernels:
-        op = lp.ops[kernel.root]
         if kernel.kind in ("matmul", "matmul_acc"):
-            a = lp.ops[op.inputs[0]]
-            work += 2 * count(op.shape) * count(a.shape[-1:])
+            work += 2 * _gemm_work(lp, kernel)
         elif kernel.kind != "alias":
             work += sum(count(lp.ops[v].shape) for v in kernel.results)
             if kernel.kind == "loop":  # a sum's loop runs over its operand, not its result
@@ -602,7 +600,7 @@ def _split_gemm_kernels(blas: BlasLibrary, dtypes: set[str]) -> list[str]:
     """The lane-splitting products (lanes.py) for each dtype the program multiplies."""
     int_type = f"np.int{blas.int_bits}"
     lines = ["", "# Products split between two threads (graphcomp/backends/numba/lanes.py).",
-             L.module_prelude(blas), L.claim_source(int_type)]
+             L.module_prelude(), L.claim_source(int_type)]
     for dtype in sorted(dtypes):
         suffix = DTYPE_SUFFIX[dtype]
         lines += [L.split_gemm_source(dtype, int_type), "", "\n".join([

@@ -297,12 +297,13 @@ def gemm_split_{suffix}(a, ta, b, tb, out, alpha, beta, lanes):
 
 # ---- the helper thread
 
-def module_prelude(library: BlasLibrary) -> str:
-    """Imports, atomics and BLAS-by-address declarations for code that uses the lanes."""
+def module_prelude() -> str:
+    """Imports, atomics and BLAS-by-address declarations for code that uses the lanes (the
+    module defines ``_BLAS`` before this text)."""
     return "\n".join([
         "from graphcomp.backends.numba.lanes import intrinsics, pointer_gemm_externals",
         "",
-        f"_LANES_PROTOCOL = {PROTOCOL}",
+        f"_LANES_PROTOCOL = {PROTOCOL}  # in the text, so the cache key follows the protocol",
         "_ATOMICS = intrinsics()",
         "atomic_load = _ATOMICS['atomic_load']",
         "atomic_store = _ATOMICS['atomic_store']",
@@ -331,7 +332,7 @@ def helper_source(library: BlasLibrary) -> str:
         f"_BLAS = BlasLibrary({library.path!r}, {library.sgemm!r}, {library.dgemm!r}, "
         f"{library.int_bits})",
         "load_numpy_blas(_BLAS.path)",
-        module_prelude(library),
+        module_prelude(),
         "usleep = types.ExternalFunction('usleep', types.int32(types.uint32))",
         claim_source(f"np.int{library.int_bits}"),
         _SERVE_SOURCE,
