@@ -278,7 +278,8 @@ def test_a_late_helper_pauses_splitting_for_a_while():
 
     @njit(nogil=True)
     def slow_helper(lanes, delay_ns):
-        """Claims one piece of the next product, computes it, then dawdles before reporting."""
+        """Claims one piece of the next product, computes it, waits until the caller has
+        finished its own piece, then dawdles ``delay_ns`` before reporting."""
         clock = np.zeros(2, dtype=np.int64)
         seen = atomic_load(lanes, 0, L.CLAIM) >> 32
         waiting_since = clock_ns(clock)
@@ -292,6 +293,8 @@ def test_a_late_helper_pauses_splitting_for_a_while():
             if atomic_cas(lanes, 0, L.CLAIM, word, word + 1):
                 lanes[0, claimed] = 1
                 run_piece(lanes, 1 + (word & 0xFFFFFFFF))
+                while atomic_load(lanes, 0, L.DONE) < 1:
+                    pass
                 start = clock_ns(clock)
                 while clock_ns(clock) - start < delay_ns:
                     pass
@@ -308,7 +311,7 @@ def test_a_late_helper_pauses_splitting_for_a_while():
     # On a busy machine the caller may take both pieces before slow_helper runs: try again.
     for _ in range(20):
         lanes = L.lanes_array(enabled=True)  # served by no helper but ours
-        helper = threading.Thread(target=slow_helper, args=(lanes, 20_000_000), daemon=True)
+        helper = threading.Thread(target=slow_helper, args=(lanes, 200_000_000), daemon=True)
         helper.start()
         time.sleep(0.05)  # the helper is spinning on the claim word
         gemm(a, 0, b, 0, out, one, zero, lanes)
