@@ -10,6 +10,7 @@ step saw the old values.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -19,10 +20,11 @@ import numpy as np
 
 from graphcomp.backends.numba import kernels as K
 from graphcomp.backends.numba import lanes as L
+from graphcomp.backends.numba import rows as R
 from graphcomp.backends.numba.blas import BlasLibrary, numpy_blas
 from graphcomp.backends.numba.expressions import DTYPE_SUFFIX, literal
 from graphcomp.errors import CompileError
-from graphcomp.passes.fusion import FusionPlan, Kernel, slice_offset
+from graphcomp.passes.fusion import FusionPlan, Kernel, loop_shape, slice_offset
 from graphcomp.passes.lowered import LoweredProgram, size_key
 from graphcomp.passes.memory import MemoryPlan
 
@@ -222,6 +224,78 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         op = lp.ops[value]
         return f"{ref(value)}.reshape({names.size(op.shape)})"
 
+    # Calls that work row by row, by their index in ``calls`` (see rows.py); only a Python
+    # driver with lanes runs them as row segments.
+    row_of: dict[int, R.RowCall] = {}
+    rows_wanted = uses_lanes and not driver_jit
+
+    def row_arg(value: int, role: str, written: bool = False,
+                shape: tuple | None = None) -> R.RowArg | None:
+        op = lp.ops[value]
+        shape = tuple(op.shape) if shape is None else shape
+        if value in plan.transposed_views or not all(isinstance(d, int) for d in shape):
+            return None
+        if role != "whole" and (not shape or shape[0] != rows_of_call):
+            return None
+        base = memory.base(value)
+        arena = (arena_name[memory.slots[memory.slot_of[base]].dtype]
+                 if base in memory.slot_of else None)
+        return R.RowArg(names.names[value], value, op.dtype.name, shape, role, written, arena,
+                        ndim=op.ndim)
+
+    def gemm_row_call(kernel: Kernel, alpha: str, beta: str, comment: str
+                      ) -> R.RowCall | None:
+        """A split product as row-wise work: rows of ``a`` and of the output, ``b`` whole."""
+        nonlocal rows_of_call
+        op = lp.ops[kernel.root]
+        a, b = op.inputs[:2]
+        if lp.ops[a].ndim != 2 or op.ndim != 2 or not isinstance(op.shape[0], int):
+            return None
+        rows_of_call = op.shape[0]
+        if b in plan.transposed_views:
+            base = lp.ops[b].inputs[0]
+            b_arg = row_arg(base, "whole")
+            b_arg = None if b_arg is None else dataclasses.replace(b_arg, transposed=True)
+        else:
+            b_arg = row_arg(b, "whole")
+        args = (row_arg(a, "rows"), b_arg, row_arg(kernel.root, "rows", written=True))
+        if any(arg is None for arg in args):
+            return None
+        helper = f"gemm_acc_{DTYPE_SUFFIX[op.dtype.name]}"
+        return R.RowCall(f"{helper}({{0}}, {{1}}, {{2}}, {alpha}, {beta})", args,
+                         rows_of_call, comment)
+
+    def kernel_row_call(kernel: Kernel, name: str, text: K.KernelText, writes: list[int],
+                        comment: str) -> R.RowCall | None:
+        """An elementwise or flat-loop kernel as row-wise work (see ``KernelText.row_roles``)."""
+        nonlocal rows_of_call
+        if (kernel.kind not in ("elementwise", "loop") or text.parallel or text.uses_scratch
+                or text.uses_dims):
+            return None
+        if kernel.kind == "elementwise" and (text.row_roles is None or None in text.row_roles):
+            return None
+        shape = tuple(loop_shape(lp, kernel) if kernel.kind == "loop"
+                      else lp.ops[kernel.root].shape)
+        if not shape or not all(isinstance(d, int) for d in shape):
+            return None
+        rows_of_call = shape[0]
+        if kernel.kind == "loop":
+            if text.extents != [shape]:
+                return None
+            args = [row_arg(v, "flat_rows", v in writes, shape) for v in [*text.reads, *writes]]
+            template = f"{name}({', '.join(f'{{{k}}}' for k in range(len(args)))}, {{n}})"
+        else:
+            if text.extents:
+                return None
+            args = [row_arg(v, role) for v, role in zip(text.reads, text.row_roles, strict=True)]
+            args += [row_arg(v, "rows", written=True) for v in writes]
+            template = f"{name}({', '.join(f'{{{k}}}' for k in range(len(args)))})"
+        if any(arg is None for arg in args):
+            return None
+        return R.RowCall(template, tuple(args), rows_of_call, comment)
+
+    rows_of_call = 0
+
     for kernel in plan.kernels:
         op = lp.ops[kernel.root]
         for member in kernel.computed:
@@ -262,6 +336,9 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
             if split(kernel):
                 one, zero = literal(1.0, op.dtype), literal(0.0, op.dtype)
                 calls.append(split_call(kernel, one, zero) + f"  # {comment}")
+                row_call = gemm_row_call(kernel, one, zero, comment) if rows_wanted else None
+                if row_call is not None:
+                    row_of[len(calls) - 1] = row_call
                 continue
             dot = gemm(op.dtype) if driver_jit else "np.dot"
             calls.append(_matmul_call(lp, kernel, ref, names, dot) + f"  # {comment}")
@@ -314,6 +391,10 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
             types.append(("int64", 1, "C"))
         signatures.setdefault(kernel_name, set()).add(tuple(types))
         calls.append(f"{kernel_name}({', '.join(args)})  # {comment}")
+        if rows_wanted:
+            row_call = kernel_row_call(kernel, kernel_name, text, writes, comment)
+            if row_call is not None:
+                row_of[len(calls) - 1] = row_call
 
     # New parameter values land last: every kernel above read the old ones.
     copies = []
@@ -375,8 +456,21 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     if uses_lanes:
         assert blas is not None
         lines += _split_gemm_kernels(blas, gemm_dtypes - {"any"})
-    lines += ["", "# ---- driver", ""]
     dim_lines = [f"{names.dims[symbol]} = dims[{k}]" for k, symbol in enumerate(lp.symbols)]
+    if not driver_jit:
+        step_count = sum(1 for a in arguments if a.kind in ("input", "parameter", "lanes"))
+        driver_lines, segments = _python_driver(params[:step_count], params[step_count:],
+                                                dim_lines, calls + copies, row_of)
+        if segments:
+            lines += ["", "# ---- row segments (graphcomp/backends/numba/rows.py)", "",
+                      "from graphcomp.backends.numba.lanes import post_rows  # noqa: E402",
+                      "from graphcomp.backends.numba.rows import rows_safe, rows_table"
+                      "  # noqa: E402", L.rows_source()]
+        for name, text, types in segments:
+            lines += ["", text.replace("@DECORATOR", decorator.format(parallel="")[:-1]
+                                       + ", nogil=True)"), ""]
+            signatures.setdefault(name, set()).add(types)
+    lines += ["", "# ---- driver", ""]
     if driver_jit:
         # nogil: the lane helper (lanes.py) needs the GIL for a moment when it wakes up.
         lines.append('@njit(cache=True, error_model="numpy", nogil=True)')
@@ -385,9 +479,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         lines += ["    " + line for line in dim_lines + calls + copies]
         lines.append("    return 0")
     else:
-        step_count = sum(1 for a in arguments if a.kind in ("input", "parameter", "lanes"))
-        lines += _python_driver(params[:step_count], params[step_count:],
-                                dim_lines, calls + copies)
+        lines += driver_lines
     if used_functions:
         # Last, so a reader meets the kernels and the driver first; numba resolves these
         # globals when it compiles the kernels, after the whole module has run.
@@ -421,13 +513,19 @@ def known_work(lp: LoweredProgram, plan: FusionPlan) -> int:
 
 
 def _python_driver(step_params: list[str], bind_params: list[str], dim_lines: list[str],
-                   statements: list[str]) -> list[str]:
+                   statements: list[str], row_of: dict[int, R.RowCall]
+                   ) -> tuple[list[str], list[tuple[str, str, tuple]]]:
     """``bind(...)`` makes every view that depends only on the arenas once per binding (and
     every flat view a kernel call needs) and returns the ``step`` closure that runs the rest:
-    a step then does no slicing or reshaping of its buffers in Python."""
+    a step then does no slicing or reshaping of its buffers in Python.
+
+    Periodic runs of row-wise calls (``row_of``: statement index -> call) become row
+    segments (rows.py); returns the driver's lines and each segment's (name, source with an
+    ``@DECORATOR`` line, signature)."""
     bound = set(bind_params) | {line.split(" = ")[0] for line in dim_lines}
     bind_lines = list(dim_lines)
     step_lines: list[str] = []
+    step_rows: list[R.RowCall | None] = []
     flat_views: dict[str, str] = {}
 
     def hoist(match: re.Match) -> str:
@@ -443,7 +541,7 @@ def _python_driver(step_params: list[str], bind_params: list[str], dim_lines: li
             bind_lines.append(f"{flat_views[key]} = {key}")
         return flat_views[key]
 
-    for statement in statements:
+    for index, statement in enumerate(statements):
         code, _, comment = statement.partition("  # ")
         tree = ast.parse(code)
         target = None
@@ -458,6 +556,11 @@ def _python_driver(step_params: list[str], bind_params: list[str], dim_lines: li
             code = re.sub(r"\b(\w+)\.reshape\(([^()]*)\)", hoist, code)
             statement = code + (f"  # {comment}" if comment else "")
         step_lines.append(statement)
+        step_rows.append(row_of.get(index))
+    segments: list[tuple[str, str, tuple]] = []
+    if any(step_rows):
+        step_lines, extra_bind, segments = _row_segments(step_lines, step_rows)
+        bind_lines += extra_bind
     return [
         "# A Python driver: an njit one would re-optimise every kernel it links.",
         f"def bind({', '.join(bind_params)}):",
@@ -470,7 +573,67 @@ def _python_driver(step_params: list[str], bind_params: list[str], dim_lines: li
         "        return 0",
         "",
         "    return step",
-    ]
+    ], segments
+
+
+def _row_segments(step_lines: list[str], step_rows: list[R.RowCall | None]
+                  ) -> tuple[list[str], list[str], list[tuple[str, str, tuple]]]:
+    """Replace each periodic run of row-wise calls in the step by a row segment: its offsets
+    table and safety check go to bind(), the calls become one post and one call."""
+    new_lines: list[str] = []
+    bind_lines: list[str] = []
+    segments: list[tuple[str, str, tuple]] = []
+    position = 0
+    for run in R.find_runs(step_rows):
+        new_lines += step_lines[position:run.start]
+        position = run.start + run.period * run.repeats
+        columns = R.segment_columns(step_rows, run)
+        assert columns is not None  # find_runs keeps only runs that have columns
+        name = f"seg{len(segments)}"
+        period = [c for c in step_rows[run.start:run.start + run.period] if c is not None]
+        views = [[_arg_of(step_rows, run, values, r).text for values in columns.varying]
+                 for r in range(run.repeats)]
+        arenas = ", ".join(columns.arena_of)
+        bind_lines.append(f"{name}_table = rows_table([{arenas}], "
+                          f"[{', '.join('[' + ', '.join(row) + ']' for row in views)}])")
+        uses: dict[tuple[str, int], list[R.RowArg]] = {}
+        for (j, a), where in columns.where.items():
+            uses.setdefault(where, []).append(period[j].args[a])
+        spans = []
+        for k in range(len(columns.varying)):
+            rows = all(arg.role != "whole" for arg in uses[("c", k)])
+            written = any(arg.written for arg in uses[("c", k)])
+            spans += [f"({views[r][k]}, {rows}, {written})" for r in range(run.repeats)]
+        for w, text in enumerate(columns.invariant):
+            if uses[("w", w)][0].arena is not None:  # a buffer of the arenas, read only
+                rows = all(arg.role != "whole" for arg in uses[("w", w)])
+                spans.append(f"({text}, {rows}, False)")
+        bind_lines.append(f"{name}_safe = rows_safe([{', '.join(spans)}])")
+        args = ", ".join([*columns.arenas, f"{name}_table", *columns.invariant])
+        comment = f"{run.repeats} repeats of: " + "; ".join(c.comment for c in period)
+        new_lines.append(f"task = post_rows(lanes, {name}, ({args},)) if {name}_safe else 0")
+        new_lines.append(f"{name}(lanes, task, 0, {args})  # {comment}")
+        invariant_types = [(uses[("w", w)][0].dtype, uses[("w", w)][0].ndim, "C")
+                           for w in range(len(columns.invariant))]
+        arena_types = [(name_.removeprefix("arena_"), 1, "C") for name_ in columns.arenas]
+        types = (("int64", 2, "C"), "int64", "int64", *arena_types, ("int64", 2, "C"),
+                 *invariant_types)
+        text = R.segment_source(name, step_rows, run, columns, "@DECORATOR")
+        segments.append((name, text, types))
+    new_lines += step_lines[position:]
+    return new_lines, bind_lines, segments
+
+
+def _arg_of(step_rows: list[R.RowCall | None], run: R.Run, values: tuple[int, ...],
+            repeat: int) -> R.RowArg:
+    """The argument of repeat ``repeat`` that holds ``values[repeat]`` (a table column)."""
+    for j in range(run.period):
+        call = step_rows[run.start + repeat * run.period + j]
+        assert call is not None
+        for arg in call.args:
+            if arg.value == values[repeat]:
+                return arg
+    raise AssertionError("a table column without its argument")
 
 
 def _decorator(fastmath: bool) -> str:

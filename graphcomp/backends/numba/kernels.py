@@ -56,6 +56,9 @@ class KernelText:
     doc: str = ""
     # Values written, passed after the reads (None: the kernel's root, as ``out``).
     writes: list[int] | None = None
+    # Per read, how row i0 of the output reads it: "rows" (at its own row i0) or "whole" (i0
+    # not used); None when a read mixes both, or for kernels that were not checked (rows.py).
+    row_roles: list[str] | None = None
 
     def code_key(self) -> str:
         """The kernel's code without comments: equal keys compile to the same function."""
@@ -70,10 +73,12 @@ class _Reads:
         self.flat = flat
         self.prefix = prefix
         self.order: list[int] = []
+        self.indices: dict[int, set[Index]] = {}
 
     def __call__(self, value_id: int, index: Index) -> str:
         if value_id not in self.order:
             self.order.append(value_id)
+        self.indices.setdefault(value_id, set()).add(tuple(index))
         name = f"{self.prefix}{self.order.index(value_id)}"
         if self.flat:
             return f"{name}[{index[0] if index else '0'}]"
@@ -116,7 +121,21 @@ def elementwise_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     if writer.uses_dims:
         params.append("dims")
     return KernelText(params, body, reads.order, uses_dims=writer.uses_dims,
-                      parallel=parallel and root.ndim > 0, functions=functions)
+                      parallel=parallel and root.ndim > 0, functions=functions,
+                      row_roles=[_row_role(reads.indices[v], root.ndim) for v in reads.order])
+
+
+def _row_role(indices: set[Index], ndim: int) -> str | None:
+    """"rows" when every read is at the output's own row (index i0 first, nowhere else),
+    "whole" when none uses i0, else None."""
+    listed = list(indices)
+    uses = [[re.search(r"\bi0\b", part) is not None for part in index] for index in listed]
+    if ndim and all(len(index) == ndim and index[0] == "i0" and not any(used[1:])
+                    for index, used in zip(listed, uses, strict=True)):
+        return "rows"
+    if not any(any(used) for used in uses):
+        return "whole"
+    return None
 
 
 def reduction_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:

@@ -58,12 +58,14 @@ SUPPORTED = os.name == "posix"
 FIELDS = 16  # int64 words per row of the lanes array
 ROWS = 1 + PIECES
 
-# Header words (row 0). HELPED counts the pieces the helper computed (for tests and stats).
-CLAIM, COUNT, DONE, ENABLED, ACTIVE, PARKED, HELPED = 0, 1, 2, 3, 4, 5, 6
+# Header words (row 0). HELPED counts the pieces and row halves the helper computed (for tests
+# and stats). TASK is the row task word (see "Row tasks" below).
+CLAIM, COUNT, DONE, ENABLED, ACTIVE, PARKED, HELPED, TASK = 0, 1, 2, 3, 4, 5, 6, 7
 # The caller's own words, on the header's second cache line (the helper polls the first):
-# a timespec for clock_gettime, how many late helpers in a row, and how many products to run
-# whole before splitting again.
-CLOCK, LATE, BACKOFF = 8, 10, 11
+# a timespec for clock_gettime, how many late helpers in a row, how many products to run
+# whole before splitting again, how many row tasks to run alone, and when the current row
+# task was posted (word 12 is free).
+CLOCK, LATE, BACKOFF, ROWS_BACKOFF, ROWS_STARTED = 8, 10, 11, 13, 14
 # The helper is late when the caller, done with its own piece, waits longer than that piece took
 # plus this (it was preempted, or its core is busy elsewhere). Splitting then pauses for
 # BACKOFF_PRODUCTS << (late helpers in a row, at most MAX_LATE) products, so an oversubscribed
@@ -79,9 +81,13 @@ P_DTYPE, P_TA, P_TB, P_M, P_N, P_K, P_A, P_LDA, P_B, P_LDB, P_C, P_LDC, P_ALPHA,
 SPIN_SECONDS = 0.0005
 POLL_MICROSECONDS = 50
 PARK_SECONDS = 0.1
+# Row tasks (rows.py): the TASK word holds (task << 8) | state, where the state is one of:
+ROW_POSTED, ROW_HELPER, ROW_CALLER, ROW_DONE = 0, 1, 2, 3
+# A row task the helper came late to makes the caller run the next ones alone.
+ROWS_BACKOFF_TASKS = 16
 # Bumped whenever the protocol above changes: generated modules embed it, so a module built
 # against an older protocol gets a different hash and is never loaded from the cache.
-PROTOCOL = 4
+PROTOCOL = 5
 
 
 def lanes_array(enabled: bool = False) -> np.ndarray:
@@ -202,6 +208,49 @@ def claim_pieces(lanes, generation, helper):
             if helper:
                 lanes[0, {HELPED}] += 1
             atomic_add(lanes, 0, {DONE}, 1)
+'''
+
+
+def rows_source() -> str:
+    """Source of the row-task hand-over that row segments (``rows.py``) loop over:
+    ``rows_first`` gives the first rows a thread runs, ``rows_next`` the next ones (none left:
+    an empty range). Needs ``claim_source``'s ``clock_ns``."""
+    return f'''
+@njit(nogil=True, cache=True)
+def rows_first(lanes, task, part, half, rows):
+    """The first rows to run: the helper's half if it claims it (part 1); all rows without a
+    task; else the caller's half, after posting the task."""
+    if part == 1:
+        if atomic_cas(lanes, 0, {TASK}, task << 8, (task << 8) | {ROW_HELPER}):
+            return half, rows
+        return 0, 0
+    if task == 0:
+        return 0, rows
+    lanes[0, {ROWS_STARTED}] = clock_ns(lanes[0, {CLOCK}:{CLOCK + 2}])
+    atomic_store(lanes, 0, {TASK}, task << 8)  # publishes the task
+    return 0, half
+
+
+@njit(nogil=True, cache=True)
+def rows_next(lanes, task, part, done, half, rows):
+    """After rows up to ``done``: the helper reports its half; the caller claims the second
+    half unless the helper has it, and then waits for it. A late helper makes the caller run
+    the next tasks alone."""
+    if part == 1:
+        lanes[0, {HELPED}] += 1
+        atomic_store(lanes, 0, {TASK}, (task << 8) | {ROW_DONE})
+        return 0, 0
+    if task == 0 or done == rows:
+        return 0, 0
+    if atomic_cas(lanes, 0, {TASK}, task << 8, (task << 8) | {ROW_CALLER}):
+        return half, rows
+    clock = lanes[0, {CLOCK}:{CLOCK + 2}]
+    mine = clock_ns(clock)
+    while atomic_load(lanes, 0, {TASK}) != (task << 8) | {ROW_DONE}:
+        sched_yield()  # if the helper was preempted mid-half, let it run
+    if clock_ns(clock) - mine > mine - lanes[0, {ROWS_STARTED}] + {LATE_SLACK_NS}:
+        lanes[0, {ROWS_BACKOFF}] = {ROWS_BACKOFF_TASKS}
+    return 0, 0
 '''
 
 
@@ -341,14 +390,18 @@ def helper_source(library: BlasLibrary) -> str:
 
 _SERVE_SOURCE = f'''
 @njit(nogil=True, cache=True)
-def serve(lanes, spin_ns, park_ns):
+def serve(lanes, spin_ns, park_ns, seen_task):
     """The helper's loop: take pieces while a step runs; after a step, spin for ``spin_ns``
-    (the next step of a training loop usually starts sooner), then poll, and return after
-    ``park_ns`` without a step."""
+    (the next step of a training loop usually starts sooner), then poll. Returns the number
+    of a newly posted row task (the Python side runs it), or -1 after ``park_ns`` without a
+    step."""
     clock = np.zeros(2, dtype=np.int64)
-    seen = atomic_load(lanes, 0, {CLAIM}) >> 32
+    seen = -1  # the current product too: it may have been published while we were away
     quiet_since = clock_ns(clock)
     while True:
+        task = atomic_load(lanes, 0, {TASK})
+        if (task & 0xFF) == {ROW_POSTED} and (task >> 8) != seen_task:
+            return task >> 8
         generation = atomic_load(lanes, 0, {CLAIM}) >> 32
         if generation != seen:
             claim_pieces(lanes, generation, True)
@@ -362,7 +415,7 @@ def serve(lanes, spin_ns, park_ns):
             if quiet > park_ns:
                 atomic_store(lanes, 0, {PARKED}, 1)
                 if atomic_load(lanes, 0, {ACTIVE}) == 0:
-                    return
+                    return -1
                 atomic_store(lanes, 0, {PARKED}, 0)
             elif quiet > spin_ns:
                 usleep({POLL_MICROSECONDS})
@@ -399,9 +452,14 @@ class LaneWorker:
             self._set_threads.argtypes = [ctypes.c_int]
         self._blas_threads = 0
         self._pid = os.getpid()
+        # The row task on offer (post_rows): (number, function, arguments after ``part``).
+        self.rows_task: tuple[int, Any, tuple] | None = None
+        self.rows_error: BaseException | None = None  # the last error of a helper's half
+        self._tasks = 0
         module, path = load_generated_module(helper_source(library))
         self._serve = module.serve
-        self._serve.compile((types.Array(types.int64, 2, "C"), types.int64, types.int64))
+        self._serve.compile((types.Array(types.int64, 2, "C"), types.int64, types.int64,
+                             types.int64))
         record_compiled(path)
         self.lanes[0, PARKED] = 1
         self._thread = threading.Thread(target=self._run, name="graphcomp-lanes", daemon=True)
@@ -427,11 +485,25 @@ class LaneWorker:
         return self._pid == os.getpid()
 
     def _run(self) -> None:
+        seen_task = 0
         while True:
             self._wake.wait()
             self._wake.clear()
             self.lanes[0, PARKED] = 0
-            self._serve(self.lanes, int(SPIN_SECONDS * 1e9), int(PARK_SECONDS * 1e9))
+            while True:
+                task = self._serve(self.lanes, int(SPIN_SECONDS * 1e9),
+                                   int(PARK_SECONDS * 1e9), seen_task)
+                if task < 0:
+                    break
+                seen_task = task
+                posted = self.rows_task
+                if posted is None or posted[0] != task:
+                    continue  # the caller has moved on; it ran that task alone
+                number, function, args = posted
+                try:
+                    function(self.lanes, number, 1, *args)
+                except Exception as exc:  # the caller then runs the half itself
+                    self.rows_error = exc
 
     def begin(self) -> np.ndarray | None:
         """Take the lanes for one step (None if another thread's step has them)."""
@@ -448,7 +520,29 @@ class LaneWorker:
 
     def end(self) -> None:
         """Give the lanes back and restore OpenBLAS's thread count."""
+        self.rows_task = None
         self.lanes[0, ACTIVE] = 0
         if self._blas_threads > 1:
             self._set_threads(self._blas_threads)
         self._owner.release()
+
+
+def post_rows(lanes: np.ndarray, function: Any, args: tuple) -> int:
+    """Offer the second half of a row segment (``rows.py``) to the helper thread.
+
+    Returns the task number to pass to ``function(lanes, task, 0, *args)``, or 0 when this step
+    has no helper (lanes disabled, another process's worker, or a late helper recently): the
+    caller then runs every row itself.
+
+    >>> post_rows(lanes_array(), print, ())
+    0
+    """
+    worker = LaneWorker._shared
+    if worker is None or lanes is not worker.lanes or not worker.in_this_process():
+        return 0
+    if lanes[0, ROWS_BACKOFF] > 0:
+        lanes[0, ROWS_BACKOFF] -= 1
+        return 0
+    worker._tasks = worker._tasks % (1 << 48) + 1
+    worker.rows_task = (worker._tasks, function, args)
+    return worker._tasks

@@ -1,0 +1,214 @@
+"""Row segments (backends/numba/rows.py): an unrolled recurrence's repeated row-wise calls run
+as one loop per run, its rows halved between the calling thread and the lane helper."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphcomp as gc
+from graphcomp.backends.numba import lanes as L
+from graphcomp.backends.numba import rows as R
+from graphcomp.backends.numba.blas import numpy_blas
+from graphcomp.backends.numba.kernels import _row_role
+
+needs_lanes = pytest.mark.skipif(numpy_blas() is None or os.name != "posix",
+                                 reason="row segments need the lanes: numpy's OpenBLAS and POSIX")
+
+# 32x128x128 chain products are just large enough to split, so the program uses the lanes.
+STEPS, BATCH, FEATURES, HIDDEN = 6, 32, 16, 128
+
+
+def _rnn_step(backend: str, values: dict[str, np.ndarray], **options):
+    """A training step of a tanh RNN unrolled STEPS times, from parameter ``values``."""
+    with gc.Graph():
+        x = gc.placeholder((STEPS, BATCH, FEATURES), "float32", name="x")
+        y = gc.placeholder((BATCH, HIDDEN), "float32", name="y")
+        params = {name: gc.parameter(value.copy(), name=name) for name, value in values.items()}
+        h = gc.tanh(x[0] @ params["wx"] + params["b"])
+        for t in range(1, STEPS):
+            h = gc.tanh(x[t] @ params["wx"] + h @ params["wh"] + params["b"])
+        loss = gc.mean(gc.square(h - y))
+        grads = gc.grad(loss, list(params.values()))
+        updates = [(p, p - 0.05 * g) for p, g in zip(params.values(), grads, strict=True)]
+        step = gc.compile([x, y], loss, updates=updates, backend=backend, **options)
+    return step, params
+
+
+def _values_and_data():
+    rng = np.random.default_rng(11)
+    values = {"wx": rng.standard_normal((FEATURES, HIDDEN)).astype(np.float32) * 0.3,
+              "wh": rng.standard_normal((HIDDEN, HIDDEN)).astype(np.float32) * 0.1,
+              "b": rng.standard_normal(HIDDEN).astype(np.float32) * 0.1}
+    data = (rng.standard_normal((STEPS, BATCH, FEATURES)).astype(np.float32),
+            rng.standard_normal((BATCH, HIDDEN)).astype(np.float32))
+    return values, data
+
+
+@pytest.fixture(scope="module")
+def rnn():
+    values, data = _values_and_data()
+    # A Python driver (chosen by size for long programs) is the one that runs row segments.
+    step, params = _rnn_step("numba", values, driver_jit=False)
+    return step, params, data
+
+
+def _check_against_numpy(step, params, data, steps=3, until=None, each=None):
+    """Run ``step`` and a numpy twin side by side; ``until()``, called after each step, may
+    ask for more steps (for up to 20 s); ``each()`` is called after each step."""
+    reference, reference_params = _rnn_step("numpy", {k: p.value for k, p in params.items()})
+    deadline = time.monotonic() + 20  # a busy machine may keep the helper away for a while
+    done, satisfied = 0, until is None
+    while done < steps or (not satisfied and time.monotonic() < deadline):
+        np.testing.assert_allclose(step(*data), reference(*data), rtol=1e-5)
+        done += 1
+        if each is not None:
+            each()
+        satisfied = satisfied or until()
+    for name, param in params.items():
+        np.testing.assert_allclose(param.value, reference_params[name].value,
+                                   rtol=1e-5, atol=1e-6)
+
+
+@needs_lanes
+def test_the_forward_and_backward_chains_become_row_segments(rnn):
+    step = rnn[0]
+    calls = re.findall(r"^\s+(seg\d+)\(lanes, task, 0", step.source, flags=re.M)
+    assert calls == ["seg0", "seg1"]  # one loop for the forward chain, one for the backward
+    assert f"{STEPS - 1} repeats of" in step.source
+    assert step.source.count("gemm_split_f32(") < 2 * STEPS  # the chains' products are in loops
+
+
+@needs_lanes
+def test_the_helper_runs_row_halves_and_training_matches_numpy(rnn):
+    step, params, data = rnn
+    worker = step._executable._lane_worker
+    assert worker is not None
+    seen = set()
+
+    def helper_finished_a_half() -> bool:
+        seen.add(int(worker.lanes[0, L.TASK]) & 0xFF)
+        return L.ROW_DONE in seen
+
+    _check_against_numpy(step, params, data, steps=5, until=helper_finished_a_half)
+    assert L.ROW_DONE in seen
+
+
+@needs_lanes
+def test_without_a_helper_the_caller_runs_every_row(rnn, monkeypatch):
+    step, params, data = rnn
+    monkeypatch.setattr(step._executable, "_lane_worker", None)  # the lanes stay off
+    _check_against_numpy(step, params, data)
+
+
+def _step_globals(step) -> dict:
+    state = next(iter(step._executable._states.values()))
+    return state.step.__globals__
+
+
+@needs_lanes
+def test_a_task_the_helper_skips_is_finished_by_the_caller(rnn, monkeypatch):
+    step, params, data = rnn
+    step(*data)  # bound, so the step closure exists
+    numbers = itertools.count(1 << 40)
+    # Tasks are posted in the lanes but never handed to the helper's Python side.
+    monkeypatch.setitem(_step_globals(step), "post_rows", lambda lanes, fn, args: next(numbers))
+    worker = step._executable._lane_worker
+    states = set()
+
+    def note_the_state() -> None:
+        states.add(int(worker.lanes[0, L.TASK]) & 0xFF)
+
+    _check_against_numpy(step, params, data, steps=4, each=note_the_state)
+    assert states == {L.ROW_CALLER}
+
+
+@needs_lanes
+def test_an_error_in_the_helpers_half_costs_only_speed(rnn, monkeypatch):
+    step, params, data = rnn
+    step(*data)
+    worker = step._executable._lane_worker
+    real_post = L.post_rows
+
+    def post_a_broken_task(lanes, function, args):
+        return real_post(lanes, function, args[:-1])  # one argument short: a TypeError
+
+    monkeypatch.setitem(_step_globals(step), "post_rows", post_a_broken_task)
+    monkeypatch.setattr(worker, "rows_error", None)
+    _check_against_numpy(step, params, data, until=lambda: worker.rows_error is not None)
+    assert worker.rows_error is not None
+
+
+def _call(template: str, rows: int = 32, value: int = 1, arena: str | None = "arena_float32",
+          role: str = "rows") -> R.RowCall:
+    arg = R.RowArg(f"v{value}", value, "float32", (rows, 8), role, arena=arena)
+    return R.RowCall(template, (arg,), rows)
+
+
+def test_find_runs_needs_enough_repeats_and_rows():
+    a, b = _call("k0({0})"), _call("k1({0})")
+    assert R.find_runs([a, b] * R.MIN_REPEATS) == [R.Run(0, 2, R.MIN_REPEATS)]
+    assert R.find_runs([a, b] * (R.MIN_REPEATS - 1)) == []
+    assert R.find_runs([a, None] * 6) == []  # another statement in between breaks a run
+    few_rows = _call("k0({0})", rows=R.MIN_ROWS - 1)
+    assert R.find_runs([few_rows] * 8) == []
+
+
+def test_find_runs_keeps_runs_whose_changing_buffers_are_in_the_arenas():
+    in_arena = [_call("k0({0})", value=v) for v in range(6)]
+    assert R.find_runs(in_arena) == [R.Run(0, 1, 6)]
+    outside = [_call("k0({0})", value=v, arena=None) for v in range(6)]
+    assert R.find_runs(outside) == []  # a buffer that changes must come from the table
+    same = [_call("k0({0})", value=7, arena=None)] * 6
+    columns = R.segment_columns(same, R.Run(0, 1, 6))
+    assert columns is not None and columns.invariant == ["v7"] and columns.varying == []
+
+
+def test_rows_safe_refuses_memory_shared_any_other_way_than_row_for_row():
+    arena = np.zeros(256, np.float32)
+    a = arena[:64].reshape(8, 8)
+    assert R.rows_safe([(a, True, True), (arena[:64].reshape(8, 8), True, False)])
+    assert not R.rows_safe([(a, True, True), (arena[8:72].reshape(8, 8), True, False)])
+    assert not R.rows_safe([(a, True, True), (arena[:32].reshape(4, 8), True, False)])
+    assert not R.rows_safe([(a, False, True)])  # written whole by both threads
+    assert not R.rows_safe([(a, True, True), (a, False, False)])  # read whole while written
+    assert R.rows_safe([(a, False, False), (a, True, False)])  # reads only
+    assert R.rows_safe([(a, True, True), (arena[64:128].reshape(8, 8), False, False)])
+
+
+def test_row_roles_follow_the_index_of_each_read():
+    assert _row_role({("i0", "i1")}, 2) == "rows"
+    assert _row_role({("i1",), ("0", "i1")}, 2) == "whole"  # broadcast along the rows
+    assert _row_role({("i1", "i0")}, 2) is None  # transposed: rows of another buffer
+    assert _row_role({("i0", "i1"), ("i0 + 1", "i1")}, 2) is None  # a shifted row
+
+
+@needs_lanes
+def test_row_segments_run_as_plain_python(tmp_path):
+    """With NUMBA_DISABLE_JIT=1 the module (segments included) runs as Python, for pdb."""
+    script = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, {tests!r})
+        from test_numba_rows import _rnn_step, _values_and_data
+        import numpy as np
+        values, data = _values_and_data()
+        step, params = _rnn_step("numba", values, driver_jit=False)
+        assert "seg0(lanes, task, 0" in step.source
+        reference, _ = _rnn_step("numpy", values)
+        np.testing.assert_allclose(step(*data), reference(*data), rtol=1e-5)
+        print("ok")
+    """).format(tests=str(Path(__file__).parent))
+    environment = {**os.environ, "NUMBA_DISABLE_JIT": "1", "GRAPHCOMP_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", script], env=environment,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
