@@ -3,12 +3,12 @@ as one loop per run, its rows halved between the calling thread and the lane hel
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -82,7 +82,7 @@ def _check_against_numpy(step, params, data, steps=3, until=None, each=None):
 @needs_lanes
 def test_the_forward_and_backward_chains_become_row_segments(rnn):
     step = rnn[0]
-    calls = re.findall(r"^\s+(seg\d+)\(lanes, task, 0", step.source, flags=re.M)
+    calls = re.findall(r"^\s+(seg\d+)_enter\(lanes", step.source, flags=re.M)
     assert calls == ["seg0", "seg1"]  # one loop for the forward chain, one for the backward
     assert f"{STEPS - 1} repeats of" in step.source
     assert step.source.count("gemm_split_f32(") < 2 * STEPS  # the chains' products are in loops
@@ -110,42 +110,68 @@ def test_without_a_helper_the_caller_runs_every_row(rnn, monkeypatch):
     _check_against_numpy(step, params, data)
 
 
-def _step_globals(step) -> dict:
+class _UnservedLanes:
+    """Stands in for the lane worker: enabled lanes that no helper thread serves."""
+
+    def __init__(self) -> None:
+        self.lanes = L.lanes_array(enabled=True)
+
+    def in_this_process(self) -> bool:
+        return True
+
+    def begin(self) -> np.ndarray:
+        return self.lanes
+
+    def end(self) -> None:
+        pass
+
+
+@needs_lanes
+def test_a_task_no_helper_takes_is_finished_by_the_caller(rnn, monkeypatch):
+    step, params, data = rnn
+    unserved = _UnservedLanes()
+    monkeypatch.setattr(step._executable, "_lane_worker", unserved)
+    states = set()
+
+    def note_the_state() -> None:
+        states.add(int(unserved.lanes[0, L.TASK]) & 0xFF)
+
+    _check_against_numpy(step, params, data, steps=4, each=note_the_state)
+    assert states == {L.ROW_CALLER}  # posted, then claimed back by the caller
+    assert unserved.lanes[L.TASK_ROW, L.T_COUNT] == 2 * 4  # two segments per step
+
+
+def _module_globals(step) -> dict:
     state = next(iter(step._executable._states.values()))
     return state.step.__globals__
 
 
 @needs_lanes
-def test_a_task_the_helper_skips_is_finished_by_the_caller(rnn, monkeypatch):
-    step, params, data = rnn
-    step(*data)  # bound, so the step closure exists
-    numbers = itertools.count(1 << 40)
-    # Tasks are posted in the lanes but never handed to the helper's Python side.
-    monkeypatch.setitem(_step_globals(step), "post_rows", lambda lanes, fn, args: next(numbers))
-    worker = step._executable._lane_worker
-    states = set()
-
-    def note_the_state() -> None:
-        states.add(int(worker.lanes[0, L.TASK]) & 0xFF)
-
-    _check_against_numpy(step, params, data, steps=4, each=note_the_state)
-    assert states == {L.ROW_CALLER}
-
-
-@needs_lanes
-def test_an_error_in_the_helpers_half_costs_only_speed(rnn, monkeypatch):
-    step, params, data = rnn
+def test_a_late_helper_makes_the_next_row_tasks_run_alone(rnn):
+    step, _, data = rnn
     step(*data)
-    worker = step._executable._lane_worker
-    real_post = L.post_rows
+    module = _module_globals(step)
+    rows_first, rows_next = module["rows_first"], module["rows_next"]
+    lanes = L.lanes_array(enabled=True)
+    assert rows_next(lanes, 0, 0, 32, 16, 32) == (0, 0)  # compiled before the clock matters
+    lo, hi, task = rows_first(lanes, 1, 0, 16, 32, 0, 0)  # the caller posts a task
+    assert (lo, hi) == (0, 16) and task > 0
+    assert rows_first(lanes, 1, task, 16, 32, 0, 0) == (16, 32, task)  # a "helper" claims
 
-    def post_a_broken_task(lanes, function, args):
-        return real_post(lanes, function, args[:-1])  # one argument short: a TypeError
+    def slow_helper() -> None:
+        time.sleep(0.2)
+        rows_next(lanes, task, task, 32, 16, 32)
 
-    monkeypatch.setitem(_step_globals(step), "post_rows", post_a_broken_task)
-    monkeypatch.setattr(worker, "rows_error", None)
-    _check_against_numpy(step, params, data, until=lambda: worker.rows_error is not None)
-    assert worker.rows_error is not None
+    helper = threading.Thread(target=slow_helper)
+    helper.start()
+    assert rows_next(lanes, task, 0, 16, 16, 32) == (0, 0)  # waits for the helper's half
+    helper.join()
+    assert lanes[0, L.ROWS_LATE] == 1
+    assert lanes[0, L.ROWS_BACKOFF] == 2
+    assert rows_first(lanes, 1, 0, 16, 32, 0, 0) == (0, 32, 0)  # alone, twice
+    assert rows_first(lanes, 1, 0, 16, 32, 0, 0) == (0, 32, 0)
+    assert rows_first(lanes, 1, 0, 16, 32, 0, 0)[2] > 0  # then posted again
+    assert rows_first(lanes, 0, 0, 16, 32, 0, 0) == (0, 32, 0)  # an unsafe segment: alone
 
 
 def _call(template: str, rows: int = 32, value: int = 1, arena: str | None = "arena_float32",
@@ -202,7 +228,7 @@ def test_row_segments_run_as_plain_python(tmp_path):
         import numpy as np
         values, data = _values_and_data()
         step, params = _rnn_step("numba", values, driver_jit=False)
-        assert "seg0(lanes, task, 0" in step.source
+        assert "seg0_enter(lanes" in step.source
         reference, _ = _rnn_step("numpy", values)
         np.testing.assert_allclose(step(*data), reference(*data), rtol=1e-5)
         print("ok")

@@ -241,7 +241,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         arena = (arena_name[memory.slots[memory.slot_of[base]].dtype]
                  if base in memory.slot_of else None)
         return R.RowArg(names.names[value], value, op.dtype.name, shape, role, written, arena,
-                        ndim=op.ndim)
+                        view_shape=tuple(op.shape))
 
     def gemm_row_call(kernel: Kernel, alpha: str, beta: str, comment: str
                       ) -> R.RowCall | None:
@@ -463,13 +463,14 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
                                                 dim_lines, calls + copies, row_of)
         if segments:
             lines += ["", "# ---- row segments (graphcomp/backends/numba/rows.py)", "",
-                      "from graphcomp.backends.numba.lanes import post_rows  # noqa: E402",
-                      "from graphcomp.backends.numba.rows import rows_safe, rows_table"
-                      "  # noqa: E402", L.rows_source()]
-        for name, text, types in segments:
+                      "from numba import carray, cfunc, types  # noqa: E402",
+                      "",
+                      "from graphcomp.backends.numba.rows import (  # noqa: E402",
+                      "    rows_safe,", "    rows_table,", "    segment_entry,", ")",
+                      L.rows_source()]
+        for _, (text, _) in segments:
             lines += ["", text.replace("@DECORATOR", decorator.format(parallel="")[:-1]
                                        + ", nogil=True)"), ""]
-            signatures.setdefault(name, set()).add(types)
     lines += ["", "# ---- driver", ""]
     if driver_jit:
         # nogil: the lane helper (lanes.py) needs the GIL for a moment when it wakes up.
@@ -485,6 +486,11 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         # globals when it compiles the kernels, after the whole module has run.
         banner = "# ---- vectorisable transcendentals (graphcomp/backends/numba/fastmath.py)"
         lines += ["", "", banner, "", fastmath_source(), ""]
+    if not driver_jit and segments:
+        # Compiled as the module runs (cfuncs): last, after every function they call.
+        lines += ["", "", "# ---- row segments as C functions for the lane helper", ""]
+        for _, (_, native) in segments:
+            lines += ["", native, ""]
     source = "\n".join(lines).replace("\n\n\n\n", "\n\n\n") + "\n"
     source = re.sub(r"\n{4,}", "\n\n\n", source)
     module = GeneratedModule(source, arguments, arena_dtypes, len(kernel_texts),
@@ -514,14 +520,14 @@ def known_work(lp: LoweredProgram, plan: FusionPlan) -> int:
 
 def _python_driver(step_params: list[str], bind_params: list[str], dim_lines: list[str],
                    statements: list[str], row_of: dict[int, R.RowCall]
-                   ) -> tuple[list[str], list[tuple[str, str, tuple]]]:
+                   ) -> tuple[list[str], list[tuple[str, tuple[str, str]]]]:
     """``bind(...)`` makes every view that depends only on the arenas once per binding (and
     every flat view a kernel call needs) and returns the ``step`` closure that runs the rest:
     a step then does no slicing or reshaping of its buffers in Python.
 
     Periodic runs of row-wise calls (``row_of``: statement index -> call) become row
     segments (rows.py); returns the driver's lines and each segment's (name, source with an
-    ``@DECORATOR`` line, signature)."""
+    ``@DECORATOR`` line)."""
     bound = set(bind_params) | {line.split(" = ")[0] for line in dim_lines}
     bind_lines = list(dim_lines)
     step_lines: list[str] = []
@@ -557,9 +563,9 @@ def _python_driver(step_params: list[str], bind_params: list[str], dim_lines: li
             statement = code + (f"  # {comment}" if comment else "")
         step_lines.append(statement)
         step_rows.append(row_of.get(index))
-    segments: list[tuple[str, str, tuple]] = []
+    segments: list[tuple[str, tuple[str, str]]] = []
     if any(step_rows):
-        step_lines, extra_bind, segments = _row_segments(step_lines, step_rows)
+        step_lines, extra_bind, segments = _row_segments(step_lines, step_rows, bound)
         bind_lines += extra_bind
     return [
         "# A Python driver: an njit one would re-optimise every kernel it links.",
@@ -576,13 +582,14 @@ def _python_driver(step_params: list[str], bind_params: list[str], dim_lines: li
     ], segments
 
 
-def _row_segments(step_lines: list[str], step_rows: list[R.RowCall | None]
-                  ) -> tuple[list[str], list[str], list[tuple[str, str, tuple]]]:
+def _row_segments(step_lines: list[str], step_rows: list[R.RowCall | None], bound: set[str]
+                  ) -> tuple[list[str], list[str], list[tuple[str, tuple[str, str]]]]:
     """Replace each periodic run of row-wise calls in the step by a row segment: its offsets
-    table and safety check go to bind(), the calls become one post and one call."""
+    table, safety check and entry (rows.segment_entry) go to bind(), the calls become one
+    call of the entry."""
     new_lines: list[str] = []
     bind_lines: list[str] = []
-    segments: list[tuple[str, str, tuple]] = []
+    segments: list[tuple[str, tuple[str, str]]] = []
     position = 0
     for run in R.find_runs(step_rows):
         new_lines += step_lines[position:run.start]
@@ -609,17 +616,14 @@ def _row_segments(step_lines: list[str], step_rows: list[R.RowCall | None]
                 rows = all(arg.role != "whole" for arg in uses[("w", w)])
                 spans.append(f"({text}, {rows}, False)")
         bind_lines.append(f"{name}_safe = rows_safe([{', '.join(spans)}])")
-        args = ", ".join([*columns.arenas, f"{name}_table", *columns.invariant])
+        arrays = [*columns.arenas, f"{name}_table",
+                  *[text if text in bound else "None" for text in columns.invariant]]
+        late = [text for text in columns.invariant if text not in bound]
+        bind_lines.append(f"{name}_enter = segment_entry({name}_native, {name}, "
+                          f"[{', '.join(arrays)}], {name}_safe, {len(columns.arenas)})")
         comment = f"{run.repeats} repeats of: " + "; ".join(c.comment for c in period)
-        new_lines.append(f"task = post_rows(lanes, {name}, ({args},)) if {name}_safe else 0")
-        new_lines.append(f"{name}(lanes, task, 0, {args})  # {comment}")
-        invariant_types = [(uses[("w", w)][0].dtype, uses[("w", w)][0].ndim, "C")
-                           for w in range(len(columns.invariant))]
-        arena_types = [(name_.removeprefix("arena_"), 1, "C") for name_ in columns.arenas]
-        types = (("int64", 2, "C"), "int64", "int64", *arena_types, ("int64", 2, "C"),
-                 *invariant_types)
-        text = R.segment_source(name, step_rows, run, columns, "@DECORATOR")
-        segments.append((name, text, types))
+        new_lines.append(f"{name}_enter({', '.join(['lanes', *late])})  # {comment}")
+        segments.append((name, R.segment_source(name, step_rows, run, columns, "@DECORATOR")))
     new_lines += step_lines[position:]
     return new_lines, bind_lines, segments
 

@@ -9,8 +9,9 @@ thread computes the other (``benchmarks/bench_lanes.py`` measures both).
 
 How the two threads meet, without locks or sleeping inside a step:
 
-- Work is published in one int64 array ``lanes``: row 0 is the header, rows 1.. describe the
-  pieces of the current product (pointers, sizes, leading dimensions, transposes, alpha, beta).
+- Work is published in one int64 array ``lanes``: row 0 is the header, rows 1..PIECES
+  describe the pieces of the current product (pointers, sizes, leading dimensions,
+  transposes, alpha, beta), and the last row the current row task.
 - A piece is claimed by a compare-and-swap on one word holding ``(generation << 32) | next``,
   so a thread still looking at an old product can never claim a piece of a new one. Whoever
   finishes a piece adds one to ``done``; the caller returns when ``done`` reaches the count.
@@ -21,9 +22,13 @@ How the two threads meet, without locks or sleeping inside a step:
   OpenBLAS is limited to one thread, so the two halves never compete with OpenBLAS's own pool.
   A step that cannot take the lanes (another thread's step has them) passes a disabled array
   and runs every product whole, with OpenBLAS threads as usual.
-- After a step the helper spins for ``SPIN_SECONDS``, then polls with ``usleep``; after
-  ``PARK_SECONDS`` without a step it returns to Python and waits on an event, so an idle
-  process burns no CPU.
+- After a step the helper spins for ``SPIN_SECONDS``, then polls with ``usleep`` (more
+  slowly after ``DOZE_SECONDS``); after ``PARK_SECONDS`` without a step it returns to Python
+  and waits on an event, so an idle process burns no CPU.
+
+Row tasks (``rows.py``) use the same array: the caller posts a segment's native function and
+argument block in the task row and the TASK word, and the helper calls that function by
+address (``call_task``) to claim and run the second half of the segment's rows.
 
 The generated module carries its own ``gemm_split_*`` functions (``split_gemm_source``) so that
 a cached module never calls into code that may have changed; only the atomic intrinsics and the
@@ -56,16 +61,20 @@ PIECES = 2
 # The helper calls usleep, sched_yield and clock_gettime from libc.
 SUPPORTED = os.name == "posix"
 FIELDS = 16  # int64 words per row of the lanes array
-ROWS = 1 + PIECES
+ROWS = 2 + PIECES  # the header, the pieces, the row task
+# The row task's row (rows.py): the segment's native function, its argument block, and the
+# number of the last task posted.
+TASK_ROW = ROWS - 1
+T_FUNCTION, T_BLOCK, T_COUNT = 0, 1, 2
 
 # Header words (row 0). HELPED counts the pieces and row halves the helper computed (for tests
 # and stats). TASK is the row task word (see "Row tasks" below).
 CLAIM, COUNT, DONE, ENABLED, ACTIVE, PARKED, HELPED, TASK = 0, 1, 2, 3, 4, 5, 6, 7
 # The caller's own words, on the header's second cache line (the helper polls the first):
 # a timespec for clock_gettime, how many late helpers in a row, how many products to run
-# whole before splitting again, how many row tasks to run alone, and when the current row
-# task was posted (word 12 is free).
-CLOCK, LATE, BACKOFF, ROWS_BACKOFF, ROWS_STARTED = 8, 10, 11, 13, 14
+# whole before splitting again, how many row tasks to run alone, when the current row task
+# was posted, and how many row tasks in a row the helper came late to (word 12 is free).
+CLOCK, LATE, BACKOFF, ROWS_BACKOFF, ROWS_STARTED, ROWS_LATE = 8, 10, 11, 13, 14, 15
 # The helper is late when the caller, done with its own piece, waits longer than that piece took
 # plus this (it was preempted, or its core is busy elsewhere). Splitting then pauses for
 # BACKOFF_PRODUCTS << (late helpers in a row, at most MAX_LATE) products, so an oversubscribed
@@ -77,17 +86,25 @@ MAX_LATE = 9
 P_DTYPE, P_TA, P_TB, P_M, P_N, P_K, P_A, P_LDA, P_B, P_LDB, P_C, P_LDC, P_ALPHA, P_BETA = range(14)
 
 # After a step the helper spins this long (a training loop's next step usually starts sooner),
-# then polls every POLL_MICROSECONDS, and after PARK_SECONDS without a step it sleeps.
+# then polls every POLL_MICROSECONDS; after DOZE_SECONDS it polls every DOZE_MICROSECONDS
+# (~0.1 % of a core), and after PARK_SECONDS without a step it sleeps on an event. Waking
+# from the event needs the GIL, which the stepping thread holds between its native calls:
+# measured, the helper then often joined only 5 ms later (Python's switch interval), so the
+# first steps after a pause ran alone. Polling keeps pauses of up to PARK_SECONDS (an
+# evaluation, a log line) off the interpreter.
 SPIN_SECONDS = 0.0005
 POLL_MICROSECONDS = 50
-PARK_SECONDS = 0.1
+DOZE_SECONDS = 0.1
+DOZE_MICROSECONDS = 1000
+PARK_SECONDS = 2.0
 # Row tasks (rows.py): the TASK word holds (task << 8) | state, where the state is one of:
 ROW_POSTED, ROW_HELPER, ROW_CALLER, ROW_DONE = 0, 1, 2, 3
-# A row task the helper came late to makes the caller run the next ones alone.
-ROWS_BACKOFF_TASKS = 16
+# A row task the helper came late to makes the caller run the next 1 << (late tasks in a
+# row, at most ROWS_MAX_LATE) alone.
+ROWS_MAX_LATE = 6
 # Bumped whenever the protocol above changes: generated modules embed it, so a module built
 # against an older protocol gets a different hash and is never loaded from the cache.
-PROTOCOL = 5
+PROTOCOL = 7
 
 
 def lanes_array(enabled: bool = False) -> np.ndarray:
@@ -149,8 +166,31 @@ def intrinsics() -> dict[str, Any]:
             return builder.extract_value(result, 1)
         return types.boolean(array, row, column, types.int64, types.int64), codegen
 
+    @intrinsic
+    def call_task(typingctx, function, block, who):
+        """Call the native ``void f(int64 block, int64 who)`` at address ``function``."""
+        def codegen(context, builder, signature, args):
+            from llvmlite import ir
+
+            int64 = ir.IntType(64)
+            callee_type = ir.FunctionType(ir.VoidType(), [int64, int64])
+            callee = builder.inttoptr(args[0], callee_type.as_pointer())
+            builder.call(callee, [args[1], args[2]])
+            return context.get_dummy_value()
+        return types.void(types.int64, types.int64, types.int64), codegen
+
+    @intrinsic
+    def address_pointer(typingctx, address, kind):
+        """A typed pointer to ``address`` (``kind``: a numpy scalar type such as np.float32)."""
+        pointer_type = types.CPointer(kind.dtype)
+
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(pointer_type))
+        return pointer_type(types.int64, kind), codegen
+
     return {"atomic_load": atomic_load, "atomic_store": atomic_store,
-            "atomic_add": atomic_add, "atomic_cas": atomic_cas}
+            "atomic_add": atomic_add, "atomic_cas": atomic_cas, "call_task": call_task,
+            "address_pointer": address_pointer}
 
 
 def pointer_gemm_externals(library: BlasLibrary) -> dict[str, object]:
@@ -213,30 +253,38 @@ def claim_pieces(lanes, generation, helper):
 
 def rows_source() -> str:
     """Source of the row-task hand-over that row segments (``rows.py``) loop over:
-    ``rows_first`` gives the first rows a thread runs, ``rows_next`` the next ones (none left:
-    an empty range). Needs ``claim_source``'s ``clock_ns``."""
+    ``rows_first`` gives the first rows a thread runs and the task, ``rows_next`` the next
+    rows (none left: an empty range). Needs ``claim_source``'s ``clock_ns``."""
     return f'''
 @njit(nogil=True, cache=True)
-def rows_first(lanes, task, part, half, rows):
-    """The first rows to run: the helper's half if it claims it (part 1); all rows without a
-    task; else the caller's half, after posting the task."""
-    if part == 1:
-        if atomic_cas(lanes, 0, {TASK}, task << 8, (task << 8) | {ROW_HELPER}):
-            return half, rows
-        return 0, 0
-    if task == 0:
-        return 0, rows
+def rows_first(lanes, safe, who, half, rows, function, block):
+    """The helper (``who``: the task it saw) gets the second half if it claims it. The caller
+    (``who`` 0) posts a task and gets the first half, or runs every row when the segment is
+    not ``safe``, the lanes are off, the helper is waking up or was late recently."""
+    if who > 0:
+        if atomic_cas(lanes, 0, {TASK}, who << 8, (who << 8) | {ROW_HELPER}):
+            return half, rows, who
+        return 0, 0, who
+    if safe == 0 or lanes[0, {ENABLED}] == 0 or atomic_load(lanes, 0, {PARKED}) != 0:
+        return 0, rows, 0
+    if lanes[0, {ROWS_BACKOFF}] > 0:
+        lanes[0, {ROWS_BACKOFF}] -= 1
+        return 0, rows, 0
+    task = lanes[{TASK_ROW}, {T_COUNT}] % (1 << 48) + 1
+    lanes[{TASK_ROW}, {T_COUNT}] = task
+    lanes[{TASK_ROW}, {T_FUNCTION}] = function
+    lanes[{TASK_ROW}, {T_BLOCK}] = block
     lanes[0, {ROWS_STARTED}] = clock_ns(lanes[0, {CLOCK}:{CLOCK + 2}])
     atomic_store(lanes, 0, {TASK}, task << 8)  # publishes the task
-    return 0, half
+    return 0, half, task
 
 
 @njit(nogil=True, cache=True)
-def rows_next(lanes, task, part, done, half, rows):
+def rows_next(lanes, task, who, done, half, rows):
     """After rows up to ``done``: the helper reports its half; the caller claims the second
     half unless the helper has it, and then waits for it. A late helper makes the caller run
     the next tasks alone."""
-    if part == 1:
+    if who > 0:
         lanes[0, {HELPED}] += 1
         atomic_store(lanes, 0, {TASK}, (task << 8) | {ROW_DONE})
         return 0, 0
@@ -249,7 +297,10 @@ def rows_next(lanes, task, part, done, half, rows):
     while atomic_load(lanes, 0, {TASK}) != (task << 8) | {ROW_DONE}:
         sched_yield()  # if the helper was preempted mid-half, let it run
     if clock_ns(clock) - mine > mine - lanes[0, {ROWS_STARTED}] + {LATE_SLACK_NS}:
-        lanes[0, {ROWS_BACKOFF}] = {ROWS_BACKOFF_TASKS}
+        lanes[0, {ROWS_LATE}] = min(lanes[0, {ROWS_LATE}] + 1, {ROWS_MAX_LATE})
+        lanes[0, {ROWS_BACKOFF}] = 1 << lanes[0, {ROWS_LATE}]
+    else:
+        lanes[0, {ROWS_LATE}] = 0
     return 0, 0
 '''
 
@@ -287,6 +338,8 @@ def gemm_split_{suffix}(a, ta, b, tb, out, alpha, beta, lanes):
              or max(m, n) < 2 * {LANE_MIN_ROWS})
     if not whole and lanes[0, {BACKOFF}] > 0:  # the helper was late recently
         lanes[0, {BACKOFF}] -= 1
+        whole = True
+    if not whole and atomic_load(lanes, 0, {PARKED}) != 0:  # it is still waking up
         whole = True
     if whole:
         {gemm_at}(101, np.int32(trans_a), np.int32(trans_b), {int_type}(m), {int_type}(n),
@@ -358,6 +411,8 @@ def module_prelude() -> str:
         "atomic_store = _ATOMICS['atomic_store']",
         "atomic_add = _ATOMICS['atomic_add']",
         "atomic_cas = _ATOMICS['atomic_cas']",
+        "call_task = _ATOMICS['call_task']",
+        "address_pointer = _ATOMICS['address_pointer']",
         "_GEMM_AT = pointer_gemm_externals(_BLAS)",
         "sgemm_at = _GEMM_AT['sgemm_at']",
         "dgemm_at = _GEMM_AT['dgemm_at']",
@@ -390,18 +445,22 @@ def helper_source(library: BlasLibrary) -> str:
 
 _SERVE_SOURCE = f'''
 @njit(nogil=True, cache=True)
-def serve(lanes, spin_ns, park_ns, seen_task):
-    """The helper's loop: take pieces while a step runs; after a step, spin for ``spin_ns``
-    (the next step of a training loop usually starts sooner), then poll. Returns the number
-    of a newly posted row task (the Python side runs it), or -1 after ``park_ns`` without a
-    step."""
+def serve(lanes, spin_ns, park_ns):
+    """The helper's loop: take pieces and row tasks while a step runs; after a step, spin for
+    ``spin_ns`` (the next step of a training loop usually starts sooner), then poll. Returns
+    after ``park_ns`` without a step."""
     clock = np.zeros(2, dtype=np.int64)
     seen = -1  # the current product too: it may have been published while we were away
+    seen_task = atomic_load(lanes, 0, {TASK}) >> 8
     quiet_since = clock_ns(clock)
     while True:
         task = atomic_load(lanes, 0, {TASK})
         if (task & 0xFF) == {ROW_POSTED} and (task >> 8) != seen_task:
-            return task >> 8
+            seen_task = task >> 8
+            # The segment's native function claims the second half for task ``seen_task``
+            # (nothing, if the caller has taken it: then it only reads the argument block).
+            call_task(lanes[{TASK_ROW}, {T_FUNCTION}], lanes[{TASK_ROW}, {T_BLOCK}], seen_task)
+            continue
         generation = atomic_load(lanes, 0, {CLAIM}) >> 32
         if generation != seen:
             claim_pieces(lanes, generation, True)
@@ -415,8 +474,10 @@ def serve(lanes, spin_ns, park_ns, seen_task):
             if quiet > park_ns:
                 atomic_store(lanes, 0, {PARKED}, 1)
                 if atomic_load(lanes, 0, {ACTIVE}) == 0:
-                    return -1
+                    return
                 atomic_store(lanes, 0, {PARKED}, 0)
+            elif quiet > {int(DOZE_SECONDS * 1e9)}:
+                usleep({DOZE_MICROSECONDS})
             elif quiet > spin_ns:
                 usleep({POLL_MICROSECONDS})
 '''
@@ -452,14 +513,9 @@ class LaneWorker:
             self._set_threads.argtypes = [ctypes.c_int]
         self._blas_threads = 0
         self._pid = os.getpid()
-        # The row task on offer (post_rows): (number, function, arguments after ``part``).
-        self.rows_task: tuple[int, Any, tuple] | None = None
-        self.rows_error: BaseException | None = None  # the last error of a helper's half
-        self._tasks = 0
         module, path = load_generated_module(helper_source(library))
         self._serve = module.serve
-        self._serve.compile((types.Array(types.int64, 2, "C"), types.int64, types.int64,
-                             types.int64))
+        self._serve.compile((types.Array(types.int64, 2, "C"), types.int64, types.int64))
         record_compiled(path)
         self.lanes[0, PARKED] = 1
         self._thread = threading.Thread(target=self._run, name="graphcomp-lanes", daemon=True)
@@ -485,25 +541,11 @@ class LaneWorker:
         return self._pid == os.getpid()
 
     def _run(self) -> None:
-        seen_task = 0
         while True:
             self._wake.wait()
             self._wake.clear()
             self.lanes[0, PARKED] = 0
-            while True:
-                task = self._serve(self.lanes, int(SPIN_SECONDS * 1e9),
-                                   int(PARK_SECONDS * 1e9), seen_task)
-                if task < 0:
-                    break
-                seen_task = task
-                posted = self.rows_task
-                if posted is None or posted[0] != task:
-                    continue  # the caller has moved on; it ran that task alone
-                number, function, args = posted
-                try:
-                    function(self.lanes, number, 1, *args)
-                except Exception as exc:  # the caller then runs the half itself
-                    self.rows_error = exc
+            self._serve(self.lanes, int(SPIN_SECONDS * 1e9), int(PARK_SECONDS * 1e9))
 
     def begin(self) -> np.ndarray | None:
         """Take the lanes for one step (None if another thread's step has them)."""
@@ -520,29 +562,8 @@ class LaneWorker:
 
     def end(self) -> None:
         """Give the lanes back and restore OpenBLAS's thread count."""
-        self.rows_task = None
         self.lanes[0, ACTIVE] = 0
         if self._blas_threads > 1:
             self._set_threads(self._blas_threads)
         self._owner.release()
 
-
-def post_rows(lanes: np.ndarray, function: Any, args: tuple) -> int:
-    """Offer the second half of a row segment (``rows.py``) to the helper thread.
-
-    Returns the task number to pass to ``function(lanes, task, 0, *args)``, or 0 when this step
-    has no helper (lanes disabled, another process's worker, or a late helper recently): the
-    caller then runs every row itself.
-
-    >>> post_rows(lanes_array(), print, ())
-    0
-    """
-    worker = LaneWorker._shared
-    if worker is None or lanes is not worker.lanes or not worker.in_this_process():
-        return 0
-    if lanes[0, ROWS_BACKOFF] > 0:
-        lanes[0, ROWS_BACKOFF] -= 1
-        return 0
-    worker._tasks = worker._tasks % (1 << 48) + 1
-    worker.rows_task = (worker._tasks, function, args)
-    return worker._tasks

@@ -27,8 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from graphcomp.backends.numba.lanes import FIELDS, ROWS
+
+ROWS_SHAPE = f"{ROWS}, {FIELDS}"
 
 # Runs shorter than this stay as they are: the loop's own compile (~0.4 s) and a hand-over
 # (a few microseconds) only pay off over several repeats.
@@ -50,7 +55,11 @@ class RowArg:
     written: bool = False
     arena: str | None = None  # the arena it lives in, when bind() makes its view
     transposed: bool = False  # passed as ``.T``
-    ndim: int = 2  # of the array ``text`` names
+    view_shape: tuple[int, ...] = ()  # of the array ``text`` names
+
+    @property
+    def ndim(self) -> int:
+        return len(self.view_shape)
 
     def kind(self) -> tuple:
         return (self.dtype, self.shape, self.role, self.written, self.transposed)
@@ -132,6 +141,7 @@ class Columns:
     the segment function) or a column of the offsets table (an arena view per repeat)."""
 
     invariant: list[str]  # step-scope expressions, one parameter each
+    invariant_args: list[RowArg]  # the first use of each
     varying: list[tuple[int, ...]]  # per table column: its value in each repeat
     where: dict[tuple[int, int], tuple[str, int]]  # (call in period, arg) -> ("w"|"c", index)
     arena_of: list[str]  # per column: its arena
@@ -141,7 +151,7 @@ class Columns:
 def segment_columns(calls: Sequence[RowCall | None], run: Run) -> Columns | None:
     """Sort a run's arguments into invariant ones and table columns; None when an argument
     changes between repeats but is not an arena view, or an invariant one is written."""
-    columns = Columns([], [], {}, [], [])
+    columns = Columns([], [], [], {}, [], [])
     for j in range(run.period):
         for a in range(len(calls[run.start + j].args)):
             uses = [calls[run.start + r * run.period + j].args[a] for r in range(run.repeats)]
@@ -150,6 +160,7 @@ def segment_columns(calls: Sequence[RowCall | None], run: Run) -> Columns | None
                     return None
                 if uses[0].text not in columns.invariant:
                     columns.invariant.append(uses[0].text)
+                    columns.invariant_args.append(uses[0])
                 columns.where[(j, a)] = ("w", columns.invariant.index(uses[0].text))
                 continue
             arenas = {u.arena for u in uses}
@@ -165,9 +176,12 @@ def segment_columns(calls: Sequence[RowCall | None], run: Run) -> Columns | None
 
 
 def segment_source(name: str, calls: Sequence[RowCall], run: Run, columns: Columns,
-                   decorator: str) -> str:
-    """``<name>(lanes, task, part, …)``: the caller's (part 0) or the helper's (part 1) share of
-    the rows of every repeat of ``run``."""
+                   decorator: str) -> tuple[str, str]:
+    """``<name>(lanes, safe, who, function, block, …)``: the caller's (``who`` 0) or the
+    helper's (``who``: the task it saw) share of the rows of every repeat of ``run``; and
+    ``<name>_native(block, who)``, the same as a C function of an argument block
+    (``segment_entry``), which the helper calls without the GIL. The second text compiles
+    when it runs (a cfunc): the module places it after everything it calls."""
     period = calls[run.start:run.start + run.period]
     rows = period[0].rows
     half = rows // 2
@@ -175,11 +189,13 @@ def segment_source(name: str, calls: Sequence[RowCall], run: Run, columns: Colum
     # One function, one copy of the loop: the hand-over (lanes.rows_source) hands out ranges
     # of rows. (A loop function called from several places compiled ~3x slower.)
     lines = [f"# {run.repeats} repeats of: " + "; ".join(c.comment for c in period),
-             decorator, f"def {name}(lanes, task, part, {', '.join(params)}):",
+             decorator.replace(")", ', inline="always")') if decorator.endswith(")")
+             else decorator,
+             f"def {name}(lanes, safe, who, function, block, {', '.join(params)}):",
              f'    """Rows 0:{half} of {run.repeats} repeats of {run.period} call(s) here, '
              f'{half}:{rows} in the',
-             '    lane helper (part 1) when task > 0 and it comes in time."""',
-             f"    lo, hi = rows_first(lanes, task, part, {half}, {rows})",
+             '    lane helper when it claims them."""',
+             f"    lo, hi, task = rows_first(lanes, safe, who, {half}, {rows}, function, block)",
              "    while lo < hi:",
              "        for r in range(table.shape[0]):",
              "            c = table[r]"]
@@ -196,8 +212,76 @@ def segment_source(name: str, calls: Sequence[RowCall], run: Run, columns: Colum
         inner = int(np.prod(call.args[0].shape[1:], dtype=np.int64)) if call.args else 1
         lines.append("            " + call.template.format(*texts, n=f"(hi - lo) * {inner}")
                      + (f"  # {call.comment}" if call.comment else ""))
-    lines.append(f"        lo, hi = rows_next(lanes, task, part, hi, {half}, {rows})")
-    return "\n".join(lines)
+    lines.append(f"        lo, hi = rows_next(lanes, task, who, hi, {half}, {rows})")
+    # The argument block (segment_entry): lanes, safe, function, block, one address per
+    # parameter, the arenas' lengths, the table's shape.
+    count = len(params)
+    arrays = []
+    for k, arena in enumerate(columns.arenas):
+        arrays.append(f"carray(address_pointer(b[{4 + k}], np.{arena.removeprefix('arena_')}), "
+                      f"(b[{4 + count + k}],))")
+    table_shape = 4 + count + len(columns.arenas)
+    arrays.append(f"carray(address_pointer(b[{4 + len(columns.arenas)}], np.int64), "
+                  f"(b[{table_shape}], b[{table_shape + 1}]))")
+    for w, arg in enumerate(columns.invariant_args):
+        shape = ", ".join(str(d) for d in arg.view_shape) + ("," if len(arg.view_shape) == 1
+                                                            else "")
+        arrays.append(f"carray(address_pointer(b[{4 + len(columns.arenas) + 1 + w}], "
+                      f"np.{arg.dtype}), ({shape}))")
+    native = [
+        "if not numba_config.DISABLE_JIT:",
+        '    @cfunc(types.void(types.int64, types.int64), cache=True, error_model="numpy")',
+        f"    def {name}_native(address, who):",
+        f'        """{name} on the arrays an argument block describes (segment_entry)."""',
+        f"        b = carray(address_pointer(address, np.int64), ({table_shape + 2},))",
+        f"        lanes = carray(address_pointer(b[0], np.int64), ({ROWS_SHAPE}))",
+        f"        {name}(lanes, b[1], who, b[2], address,",
+        *[f"              {text}," for text in arrays[:-1]],
+        f"              {arrays[-1]})",
+        "else:",
+        f"    {name}_native = None",
+    ]
+    return "\n".join(lines), "\n".join(native)
+
+
+def segment_entry(native: Any, python: Any, arrays: Sequence[np.ndarray | None], safe: bool,
+                  arenas: int) -> Any:
+    """``enter(lanes, *late)``, the driver's call of a row segment: ``arrays`` are the
+    segment's arrays (arenas, table, invariant arrays), ``None`` where the step passes one
+    (``late``: its inputs and parameters). Compiled, it writes the argument block once and
+    only the late addresses per step, then calls ``native`` (the GIL is released during the
+    call); with ``NUMBA_DISABLE_JIT`` it calls the Python ``python`` on one thread."""
+    late_positions = [k for k, array in enumerate(arrays) if array is None]
+    if native is None:
+        def enter_python(lanes: np.ndarray, *late: np.ndarray) -> None:
+            given = list(arrays)
+            for k, array in zip(late_positions, late, strict=True):
+                given[k] = array
+            python(lanes, 0, 0, 0, 0, *given)
+        return enter_python
+    count = len(arrays)
+    block = np.zeros(4 + count + arenas + 2, dtype=np.int64)
+    block[1] = int(safe)
+    block[2] = native.address
+    block[3] = block.ctypes.data
+    for k, array in enumerate(arrays):
+        if array is not None:
+            block[4 + k] = array.ctypes.data
+    for k in range(arenas):
+        block[4 + count + k] = arrays[k].size
+    table = arrays[arenas]
+    block[4 + count + arenas:] = table.shape
+    slots = [4 + k for k in late_positions]
+    call, address = native.ctypes, int(block[3])
+
+    def enter(lanes: np.ndarray, *late: np.ndarray) -> None:
+        block[0] = lanes.ctypes.data
+        for slot, array in zip(slots, late, strict=True):
+            block[slot] = array.ctypes.data
+        call(address, 0)
+
+    enter.arrays = list(arrays)  # type: ignore[attr-defined]  # the block points into them
+    return enter
 
 
 def _view(arg: RowArg, source: str, index: int, columns: Columns) -> str:
