@@ -34,9 +34,11 @@ from graphcomp.passes.lowered import Dim, LOp, LoweredProgram
 from graphcomp.passes.simplify import eliminate_common
 
 MIN_GROUP = 2  # products worth batching together
-# Parts one concatenate copies: its kernel has a loop nest per part, so compile time grows
-# with it; longer sums become one product per chunk.
-STACK_PARTS = 8
+# Parts one concatenate stacks: longer sums become one product per chunk. A stack the memory
+# plan places (memory.py) copies nothing; one that copies has a flat loop per part. Larger
+# stacks make larger products, which run faster: the rnn's (T=32) weight gradients as 2
+# products instead of 8 took its step from 1.28 to 1.08 ms (same process, interleaved).
+STACK_PARTS = 32
 
 
 def batch_matmuls(lp: LoweredProgram) -> LoweredProgram:

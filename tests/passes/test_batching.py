@@ -98,15 +98,16 @@ def test_rnn_products_become_one_gemm_per_weight():
 
 
 def test_long_sums_become_chunks_that_share_their_stacks():
-    steps = 10  # stacks of at most STACK_PARTS = 8 parts: chunks of 2 + 8 and 1 + 8 steps
+    # Stacks of at most STACK_PARTS parts: chunks of 2 + STACK_PARTS and 1 + STACK_PARTS steps.
+    steps = STACK_PARTS + 2
     inputs, outputs, _ = _rnn("float32", steps=steps)
     lp, _, _ = prepare(build_program(inputs, outputs))
-    # Forward 1 + 9; backward: the chain 9, Wx 2 chunks, Wh 1 chunk and 1 lone product.
-    assert len(_matmuls(lp)) == 1 + 9 + 9 + 2 + 2
+    # Forward 1 + the chain; backward: the chain, Wx 2 chunks, Wh 1 chunk and 1 lone product.
+    assert len(_matmuls(lp)) == 1 + (steps - 1) + (steps - 1) + 2 + 2
     stacks = [op for op in lp.ops.values() if op.op == "concatenate"]
     assert max(len(op.inputs) for op in stacks) == STACK_PARTS
-    # dz_0..1 and dz_2..9 for Wx (dz_2..9 shared with Wh), h_1..8 for Wh.
-    assert sorted(len(op.inputs) for op in stacks) == [2, 8, 8]
+    # dz_0..1 and dz_2.. for Wx (dz_2.. shared with Wh), h_1.. for Wh.
+    assert sorted(len(op.inputs) for op in stacks) == [2, STACK_PARTS, STACK_PARTS]
 
 
 def test_independent_products_with_other_terms_in_the_sum():
@@ -221,12 +222,14 @@ def test_rnn_bias_gradient_is_one_column_sum_of_the_weight_gradient_stack():
 
 
 def test_long_bias_sums_reuse_each_chunk():
-    inputs, outputs, _ = _rnn("float64", steps=10)
+    inputs, outputs, _ = _rnn("float64", steps=STACK_PARTS + 2)
     lp, _, _ = prepare(build_program(inputs, outputs))
     stacks = [op for op in lp.ops.values() if op.op == "concatenate"]
-    assert sorted(len(op.inputs) for op in stacks) == [2, 8, 8]  # as without the bias
+    parts = [2, STACK_PARTS, STACK_PARTS]
+    assert sorted(len(op.inputs) for op in stacks) == parts  # as without the bias
     bias = [op for op in _column_sums(lp) if op.shape == (HIDDEN,)]
-    assert sorted(lp.ops[op.inputs[0]].shape[0] for op in bias) == [2 * BATCH, 8 * BATCH]
+    assert sorted(lp.ops[op.inputs[0]].shape[0] for op in bias) == [2 * BATCH,
+                                                                     STACK_PARTS * BATCH]
     assert {op.inputs[0] for op in bias} <= {op.id for op in stacks}
     total = lp.ops[lp.outputs[-1]]
     assert total.op == "add" and sorted(total.inputs) == sorted(op.id for op in bias)
