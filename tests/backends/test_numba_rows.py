@@ -156,7 +156,8 @@ def test_a_late_helper_makes_the_next_row_tasks_run_alone(rnn):
     assert rows_next(lanes, 0, 0, 32, 16, 32) == (0, 0)  # compiled before the clock matters
     lo, hi, task = rows_first(lanes, 1, 0, 16, 32, 0, 0)  # the caller posts a task
     assert (lo, hi) == (0, 16) and task > 0
-    assert rows_first(lanes, 1, task, 16, 32, 0, 0) == (16, 32, task)  # a "helper" claims
+    lanes[0, L.TASK] = (task << 8) | L.ROW_HELPER  # a "helper" claims the second half
+    assert rows_first(lanes, 1, task, 16, 32, 0, 0) == (16, 32, task)
 
     def slow_helper() -> None:
         time.sleep(0.2)

@@ -104,7 +104,7 @@ ROW_POSTED, ROW_HELPER, ROW_CALLER, ROW_DONE = 0, 1, 2, 3
 ROWS_MAX_LATE = 6
 # Bumped whenever the protocol above changes: generated modules embed it, so a module built
 # against an older protocol gets a different hash and is never loaded from the cache.
-PROTOCOL = 7
+PROTOCOL = 8
 
 
 def lanes_array(enabled: bool = False) -> np.ndarray:
@@ -258,13 +258,11 @@ def rows_source() -> str:
     return f'''
 @njit(nogil=True, cache=True)
 def rows_first(lanes, safe, who, half, rows, function, block):
-    """The helper (``who``: the task it saw) gets the second half if it claims it. The caller
-    (``who`` 0) posts a task and gets the first half, or runs every row when the segment is
-    not ``safe``, the lanes are off, the helper is waking up or was late recently."""
+    """The helper (``who``: the task it claimed, see ``serve``) gets the second half. The
+    caller (``who`` 0) posts a task and gets the first half, or runs every row when the
+    segment is not ``safe``, the lanes are off, the helper is waking up or was late recently."""
     if who > 0:
-        if atomic_cas(lanes, 0, {TASK}, who << 8, (who << 8) | {ROW_HELPER}):
-            return half, rows, who
-        return 0, 0, who
+        return half, rows, who
     if safe == 0 or lanes[0, {ENABLED}] == 0 or atomic_load(lanes, 0, {PARKED}) != 0:
         return 0, rows, 0
     if lanes[0, {ROWS_BACKOFF}] > 0:
@@ -457,9 +455,11 @@ def serve(lanes, spin_ns, park_ns):
         task = atomic_load(lanes, 0, {TASK})
         if (task & 0xFF) == {ROW_POSTED} and (task >> 8) != seen_task:
             seen_task = task >> 8
-            # The segment's native function claims the second half for task ``seen_task``
-            # (nothing, if the caller has taken it: then it only reads the argument block).
-            call_task(lanes[{TASK_ROW}, {T_FUNCTION}], lanes[{TASK_ROW}, {T_BLOCK}], seen_task)
+            # Claimed here, before the call: the caller then waits for this half, so the
+            # segment's argument block and arrays stay alive until the helper is done.
+            if atomic_cas(lanes, 0, {TASK}, task, task | {ROW_HELPER}):
+                call_task(lanes[{TASK_ROW}, {T_FUNCTION}], lanes[{TASK_ROW}, {T_BLOCK}],
+                          seen_task)
             continue
         generation = atomic_load(lanes, 0, {CLAIM}) >> 32
         if generation != seen:

@@ -178,7 +178,7 @@ def segment_columns(calls: Sequence[RowCall | None], run: Run) -> Columns | None
 def segment_source(name: str, calls: Sequence[RowCall], run: Run, columns: Columns,
                    decorator: str) -> tuple[str, str]:
     """``<name>(lanes, safe, who, function, block, …)``: the caller's (``who`` 0) or the
-    helper's (``who``: the task it saw) share of the rows of every repeat of ``run``; and
+    helper's (``who``: the task it claimed) share of the rows of every repeat of ``run``; and
     ``<name>_native(block, who)``, the same as a C function of an argument block
     (``segment_entry``), which the helper calls without the GIL. The second text compiles
     when it runs (a cfunc): the module places it after everything it calls."""
