@@ -229,13 +229,14 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     row_of: dict[int, R.RowCall] = {}
     rows_wanted = uses_lanes and not driver_jit
 
-    def row_arg(value: int, role: str, written: bool = False,
+    def row_arg(value: int, role: str, rows: int, written: bool = False,
                 shape: tuple | None = None) -> R.RowArg | None:
+        """``value`` as an argument of a call over ``rows`` rows (None: not row-wise)."""
         op = lp.ops[value]
         shape = tuple(op.shape) if shape is None else shape
         if value in plan.transposed_views or not all(isinstance(d, int) for d in shape):
             return None
-        if role != "whole" and (not shape or shape[0] != rows_of_call):
+        if role != "whole" and (not shape or shape[0] != rows):
             return None
         base = memory.base(value)
         arena = (arena_name[memory.slots[memory.slot_of[base]].dtype]
@@ -246,29 +247,26 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     def gemm_row_call(kernel: Kernel, alpha: str, beta: str, comment: str
                       ) -> R.RowCall | None:
         """A split product as row-wise work: rows of ``a`` and of the output, ``b`` whole."""
-        nonlocal rows_of_call
         op = lp.ops[kernel.root]
         a, b = op.inputs[:2]
         if lp.ops[a].ndim != 2 or op.ndim != 2 or not isinstance(op.shape[0], int):
             return None
-        rows_of_call = op.shape[0]
+        rows = op.shape[0]
         if b in plan.transposed_views:
             base = lp.ops[b].inputs[0]
-            b_arg = row_arg(base, "whole")
+            b_arg = row_arg(base, "whole", rows)
             b_arg = None if b_arg is None else dataclasses.replace(b_arg, transposed=True)
         else:
-            b_arg = row_arg(b, "whole")
-        args = (row_arg(a, "rows"), b_arg, row_arg(kernel.root, "rows", written=True))
+            b_arg = row_arg(b, "whole", rows)
+        args = (row_arg(a, "rows", rows), b_arg, row_arg(kernel.root, "rows", rows, True))
         if any(arg is None for arg in args):
             return None
         helper = f"gemm_acc_{DTYPE_SUFFIX[op.dtype.name]}"
-        return R.RowCall(f"{helper}({{0}}, {{1}}, {{2}}, {alpha}, {beta})", args,
-                         rows_of_call, comment)
+        return R.RowCall(f"{helper}({{0}}, {{1}}, {{2}}, {alpha}, {beta})", args, rows, comment)
 
     def kernel_row_call(kernel: Kernel, name: str, text: K.KernelText, writes: list[int],
                         comment: str) -> R.RowCall | None:
         """An elementwise or flat-loop kernel as row-wise work (see ``KernelText.row_roles``)."""
-        nonlocal rows_of_call
         if (kernel.kind not in ("elementwise", "loop") or text.parallel or text.uses_scratch
                 or text.uses_dims):
             return None
@@ -278,23 +276,23 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
                       else lp.ops[kernel.root].shape)
         if not shape or not all(isinstance(d, int) for d in shape):
             return None
-        rows_of_call = shape[0]
+        rows = shape[0]
         if kernel.kind == "loop":
             if text.extents != [shape]:
                 return None
-            args = [row_arg(v, "flat_rows", v in writes, shape) for v in [*text.reads, *writes]]
+            args = [row_arg(v, "flat_rows", rows, v in writes, shape)
+                    for v in [*text.reads, *writes]]
             template = f"{name}({', '.join(f'{{{k}}}' for k in range(len(args)))}, {{n}})"
         else:
             if text.extents:
                 return None
-            args = [row_arg(v, role) for v, role in zip(text.reads, text.row_roles, strict=True)]
-            args += [row_arg(v, "rows", written=True) for v in writes]
+            args = [row_arg(v, role, rows)
+                    for v, role in zip(text.reads, text.row_roles, strict=True)]
+            args += [row_arg(v, "rows", rows, True) for v in writes]
             template = f"{name}({', '.join(f'{{{k}}}' for k in range(len(args)))})"
         if any(arg is None for arg in args):
             return None
-        return R.RowCall(template, tuple(args), rows_of_call, comment)
-
-    rows_of_call = 0
+        return R.RowCall(template, tuple(args), rows, comment)
 
     for kernel in plan.kernels:
         op = lp.ops[kernel.root]
