@@ -30,9 +30,10 @@ STEPS, BATCH, FEATURES, HIDDEN = 6, 32, 16, 128
 
 def _rnn_step(backend: str, values: dict[str, np.ndarray], **options):
     """A training step of a tanh RNN unrolled STEPS times, from parameter ``values``."""
+    dtype = values["wx"].dtype.name
     with gc.Graph():
-        x = gc.placeholder((STEPS, BATCH, FEATURES), "float32", name="x")
-        y = gc.placeholder((BATCH, HIDDEN), "float32", name="y")
+        x = gc.placeholder((STEPS, BATCH, FEATURES), dtype, name="x")
+        y = gc.placeholder((BATCH, HIDDEN), dtype, name="y")
         params = {name: gc.parameter(value.copy(), name=name) for name, value in values.items()}
         h = gc.tanh(x[0] @ params["wx"] + params["b"])
         for t in range(1, STEPS):
@@ -44,13 +45,13 @@ def _rnn_step(backend: str, values: dict[str, np.ndarray], **options):
     return step, params
 
 
-def _values_and_data():
+def _values_and_data(dtype: str = "float32"):
     rng = np.random.default_rng(11)
-    values = {"wx": rng.standard_normal((FEATURES, HIDDEN)).astype(np.float32) * 0.3,
-              "wh": rng.standard_normal((HIDDEN, HIDDEN)).astype(np.float32) * 0.1,
-              "b": rng.standard_normal(HIDDEN).astype(np.float32) * 0.1}
-    data = (rng.standard_normal((STEPS, BATCH, FEATURES)).astype(np.float32),
-            rng.standard_normal((BATCH, HIDDEN)).astype(np.float32))
+    values = {"wx": rng.standard_normal((FEATURES, HIDDEN)).astype(dtype) * 0.3,
+              "wh": rng.standard_normal((HIDDEN, HIDDEN)).astype(dtype) * 0.1,
+              "b": rng.standard_normal(HIDDEN).astype(dtype) * 0.1}
+    data = (rng.standard_normal((STEPS, BATCH, FEATURES)).astype(dtype),
+            rng.standard_normal((BATCH, HIDDEN)).astype(dtype))
     return values, data
 
 
@@ -62,21 +63,21 @@ def rnn():
     return step, params, data
 
 
-def _check_against_numpy(step, params, data, steps=3, until=None, each=None):
+def _check_against_numpy(step, params, data, steps=3, until=None, each=None, rtol=1e-5):
     """Run ``step`` and a numpy twin side by side; ``until()``, called after each step, may
     ask for more steps (for up to 20 s); ``each()`` is called after each step."""
     reference, reference_params = _rnn_step("numpy", {k: p.value for k, p in params.items()})
     deadline = time.monotonic() + 20  # a busy machine may keep the helper away for a while
     done, satisfied = 0, until is None
     while done < steps or (not satisfied and time.monotonic() < deadline):
-        np.testing.assert_allclose(step(*data), reference(*data), rtol=1e-5)
+        np.testing.assert_allclose(step(*data), reference(*data), rtol=rtol)
         done += 1
         if each is not None:
             each()
         satisfied = satisfied or until()
     for name, param in params.items():
         np.testing.assert_allclose(param.value, reference_params[name].value,
-                                   rtol=1e-5, atol=1e-6)
+                                   rtol=rtol, atol=rtol / 10)
 
 
 @needs_lanes
@@ -101,6 +102,14 @@ def test_the_helper_runs_row_halves_and_training_matches_numpy(rnn):
 
     _check_against_numpy(step, params, data, steps=5, until=helper_finished_a_half)
     assert L.ROW_DONE in seen
+
+
+@needs_lanes
+def test_float64_row_segments_match_numpy():
+    values, data = _values_and_data("float64")
+    step, params = _rnn_step("numba", values, driver_jit=False)
+    assert "seg1_enter(lanes" in step.source and "gemm_acc_f64(" in step.source
+    _check_against_numpy(step, params, data, steps=4, rtol=1e-10)
 
 
 @needs_lanes
