@@ -457,8 +457,11 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     dim_lines = [f"{names.dims[symbol]} = dims[{k}]" for k, symbol in enumerate(lp.symbols)]
     if not driver_jit:
         step_count = sum(1 for a in arguments if a.kind in ("input", "parameter", "lanes"))
+        # Row segments: njit with the kernels' flags, nogil (the lane helper runs them too).
+        segment_decorator = decorator.format(parallel="")[:-1] + ", nogil=True)"
         driver_lines, segments = _python_driver(params[:step_count], params[step_count:],
-                                                dim_lines, calls + copies, row_of)
+                                                dim_lines, calls + copies, row_of,
+                                                segment_decorator)
         if segments:
             lines += ["", "# ---- row segments (graphcomp/backends/numba/rows.py)", "",
                       "from numba import carray, cfunc, types  # noqa: E402",
@@ -467,8 +470,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
                       "    rows_safe,", "    rows_table,", "    segment_entry,", ")",
                       L.rows_source()]
         for _, (text, _) in segments:
-            lines += ["", text.replace("@DECORATOR", decorator.format(parallel="")[:-1]
-                                       + ", nogil=True)"), ""]
+            lines += ["", text, ""]
     lines += ["", "# ---- driver", ""]
     if driver_jit:
         # nogil: the lane helper (lanes.py) needs the GIL for a moment when it wakes up.
@@ -517,15 +519,15 @@ def known_work(lp: LoweredProgram, plan: FusionPlan) -> int:
 
 
 def _python_driver(step_params: list[str], bind_params: list[str], dim_lines: list[str],
-                   statements: list[str], row_of: dict[int, R.RowCall]
+                   statements: list[str], row_of: dict[int, R.RowCall], decorator: str
                    ) -> tuple[list[str], list[tuple[str, tuple[str, str]]]]:
     """``bind(...)`` makes every view that depends only on the arenas once per binding (and
     every flat view a kernel call needs) and returns the ``step`` closure that runs the rest:
     a step then does no slicing or reshaping of its buffers in Python.
 
     Periodic runs of row-wise calls (``row_of``: statement index -> call) become row
-    segments (rows.py); returns the driver's lines and each segment's (name, source with an
-    ``@DECORATOR`` line)."""
+    segments (rows.py, compiled with ``decorator``); returns the driver's lines and each
+    segment's (name, (source, native source))."""
     bound = set(bind_params) | {line.split(" = ")[0] for line in dim_lines}
     bind_lines = list(dim_lines)
     step_lines: list[str] = []
@@ -563,7 +565,8 @@ def _python_driver(step_params: list[str], bind_params: list[str], dim_lines: li
         step_rows.append(row_of.get(index))
     segments: list[tuple[str, tuple[str, str]]] = []
     if any(step_rows):
-        step_lines, extra_bind, segments = _row_segments(step_lines, step_rows, bound)
+        step_lines, extra_bind, segments = _row_segments(step_lines, step_rows, bound,
+                                                         decorator)
         bind_lines += extra_bind
     return [
         "# A Python driver: an njit one would re-optimise every kernel it links.",
@@ -580,7 +583,8 @@ def _python_driver(step_params: list[str], bind_params: list[str], dim_lines: li
     ], segments
 
 
-def _row_segments(step_lines: list[str], step_rows: list[R.RowCall | None], bound: set[str]
+def _row_segments(step_lines: list[str], step_rows: list[R.RowCall | None], bound: set[str],
+                  decorator: str
                   ) -> tuple[list[str], list[str], list[tuple[str, tuple[str, str]]]]:
     """Replace each periodic run of row-wise calls in the step by a row segment: its offsets
     table, safety check and entry (rows.segment_entry) go to bind(), the calls become one
@@ -621,7 +625,7 @@ def _row_segments(step_lines: list[str], step_rows: list[R.RowCall | None], boun
                           f"[{', '.join(arrays)}], {name}_safe, {len(columns.arenas)})")
         comment = f"{run.repeats} repeats of: " + "; ".join(c.comment for c in period)
         new_lines.append(f"{name}_enter({', '.join(['lanes', *late])})  # {comment}")
-        segments.append((name, R.segment_source(name, step_rows, run, columns, "@DECORATOR")))
+        segments.append((name, R.segment_source(name, step_rows, run, columns, decorator)))
     new_lines += step_lines[position:]
     return new_lines, bind_lines, segments
 

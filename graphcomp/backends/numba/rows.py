@@ -189,8 +189,7 @@ def segment_source(name: str, calls: Sequence[RowCall], run: Run, columns: Colum
     # One function, one copy of the loop: the hand-over (lanes.rows_source) hands out ranges
     # of rows. (A loop function called from several places compiled ~3x slower.)
     lines = [f"# {run.repeats} repeats of: " + "; ".join(c.comment for c in period),
-             decorator.replace(")", ', inline="always")') if decorator.endswith(")")
-             else decorator,
+             decorator[:-1] + ', inline="always")',  # compiled inside the cfunc only
              f"def {name}(lanes, safe, who, function, block, {', '.join(params)}):",
              f'    """Rows 0:{half} of {run.repeats} repeats of {run.period} call(s) here, '
              f'{half}:{rows} in the',
