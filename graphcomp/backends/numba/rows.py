@@ -13,11 +13,13 @@ as a product ``h @ W`` and an elementwise kernel, each reading and writing the r
   calls; a run becomes one njit function looping over a table of buffer offsets (built once
   per binding), so its compile time does not grow with T.
 
-The driver posts the run to the lane helper (``lanes.post_rows``), runs the first half of the
-rows and then claims the second half unless the helper already has it: a helper that is busy,
-asleep or absent costs speed, never a wait. Before a binding's first step, ``rows_safe`` checks
-the actual buffer addresses: two buffers of the run that share memory must share it row for
-row (same start and size), else the run stays whole on the calling thread.
+The driver calls the run's entry (``segment_entry``): the compiled run posts a task in the
+lanes array (``lanes.rows_source``), runs the first half of the rows and then claims the second
+half unless the lane helper already has it (the helper calls the run's C entry by address,
+without the GIL): a helper that is busy, asleep or absent costs speed, never a wait. Before a
+binding's first step, ``rows_safe`` checks the actual buffer addresses: two buffers of the run
+that share memory must share it row for row (same start and size), else the run stays whole
+on the calling thread.
 
 >>> [(r.start, r.period, r.repeats) for r in find_runs([None, *[_example()] * 6])]
 [(1, 1, 6)]
@@ -35,7 +37,7 @@ from graphcomp.backends.numba.lanes import FIELDS, ROWS
 
 ROWS_SHAPE = f"{ROWS}, {FIELDS}"
 
-# Runs shorter than this stay as they are: the loop's own compile (~0.4 s) and a hand-over
+# Runs shorter than this stay as they are: the loop's own compile (~0.5–1 s) and a hand-over
 # (a few microseconds) only pay off over several repeats.
 MIN_REPEATS = 4
 MAX_PERIOD = 8  # calls per repeat
