@@ -1,4 +1,4 @@
-"""Matrix products split between two lanes (graphcomp/backends/numba/lanes.py), measured alone.
+"""Matrix products split between two lanes (graphcomp/backends/numba/lanes/), measured alone.
 
     python benchmarks/bench_lanes.py [--repeats 400]
 
@@ -6,7 +6,7 @@ For each float32 shape (m, k, n) it times, in this process and interleaved in bl
 
 - ``np.dot``: numpy's OpenBLAS as it is (two threads allowed), then a 0.15 s pause: OpenBLAS's
   idle threads spin for ~0.1 s after a threaded call and would compete with the helper;
-- ``whole``: the generated ``gemm_split_f32`` with the lanes disabled (one BLAS call), with
+- ``whole``: the generated ``gemm_split`` (float32) with the lanes disabled (one BLAS call), with
   OpenBLAS limited to one thread as it is during a step that holds the lanes;
 - ``split``: the same function holding the lanes, the helper thread awake.
 
@@ -30,14 +30,14 @@ SHAPES = [(32, 128, 128), (64, 128, 128), (128, 256, 128), (1024, 64, 128), (128
 
 
 def split_function():
-    """``gemm_split_f32`` from a generated module (compiled once, cached like any other)."""
+    """``gemm_split`` from a generated module (compiled once, cached like any other)."""
     with gc.Graph():
         x = gc.placeholder((64, 128), "float32", name="x")
         w = gc.parameter(np.ones((128, 128), np.float32), name="w")
         f = gc.compile([x], x @ w, backend="numba")
     driver = f._executable._driver
     namespace = getattr(driver, "py_func", driver).__globals__
-    return namespace["gemm_split_f32"]
+    return namespace["gemm_split"]
 
 
 def median_us(call, repeats: int) -> float:
@@ -76,7 +76,7 @@ def main() -> None:
         for _ in range(5):
             times["dot"].append(median_us(lambda: np.dot(a, b, out), per_block))
             # OpenBLAS's idle threads spin for ~0.1 s after a threaded call and would take the
-            # helper's core; let them sleep first (a late helper pauses splitting, lanes.py).
+            # helper's core; let them sleep first (a late helper pauses splitting, lanes/code.py).
             time.sleep(0.15)
             lanes = worker.begin()
             assert lanes is not None

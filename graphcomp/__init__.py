@@ -24,6 +24,7 @@ from graphcomp.errors import (
 from graphcomp.inspect.adjoint import adjoint_graph
 from graphcomp.inspect.dot import to_dot
 from graphcomp.inspect.export import to_networkx
+from graphcomp.inspect.kernels import kernel_listing
 from graphcomp.inspect.listing import format
 from graphcomp.ir import Graph, current_graph, reset_default_graph
 from graphcomp.ops import Parameter, Tensor
@@ -100,7 +101,8 @@ __all__ = [
     "clip", "compile",
     "concatenate", "constant", "cos", "current_graph", "custom_vjp", "data", "divide", "equal",
     "exp", "expand_dims", "expm1", "fit", "format", "grad", "greater", "greater_equal", "hvp",
-    "init", "less", "less_equal", "load", "log", "log1p", "log_softmax", "logsumexp", "matmul",
+    "init", "kernel_listing", "less", "less_equal", "load", "log", "log1p", "log_softmax",
+    "logsumexp", "matmul",
     "max", "maximum", "mean", "min", "minimum", "multiply", "negative", "not_equal", "one_hot",
     "ones_like", "optim", "pad", "parameter", "placeholder", "power", "relu",
     "reset_default_graph", "reshape", "save", "sigmoid", "sigmoid_binary_cross_entropy", "sign",

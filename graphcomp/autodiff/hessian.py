@@ -27,12 +27,14 @@ def hvp(loss: Tensor, wrt: Tensor | Sequence[Tensor],
     array([ 6., 12.])
     """
     single = isinstance(wrt, Tensor)
-    targets = [wrt] if single else list(wrt)
+    targets: list[Tensor] = [wrt] if isinstance(wrt, Tensor) else list(wrt)
     directions = [vectors] if isinstance(vectors, Tensor) or single else list(vectors)
     if len(directions) != len(targets):
         raise ShapeError(f"hvp: {len(targets)} wrt tensors but {len(directions)} vectors")
+    if not targets:
+        raise ShapeError("hvp: no wrt tensors")
     grads = grad(loss, targets)
-    inner = None
+    inner: Tensor | None = None
     for w, g, v in zip(targets, grads, directions, strict=True):
         v = as_tensor(v, w.dtype, graph=w.graph)
         if tuple(v.shape) != tuple(w.shape):
@@ -42,5 +44,6 @@ def hvp(loss: Tensor, wrt: Tensor | Sequence[Tensor],
             )
         term = F.sum(g * v)
         inner = term if inner is None else inner + term
+    assert inner is not None  # targets is not empty
     result = grad(inner, targets)
     return result[0] if single else result

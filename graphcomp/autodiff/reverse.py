@@ -90,8 +90,10 @@ def _vjp(node: Node, g: Tensor) -> tuple[Sequence[Node], Sequence[Tensor | None]
     custom = custom_rule_of(node)
     if custom is not None:
         return [x.node for x in custom.inputs], custom.vjp(g)
+    rule = get_op(node.op).vjp
+    assert rule is not None, f"{node.op} has no VJP rule"  # callers check _has_vjp(node) first
     inputs = [Tensor(i) for i in node.inputs]
-    return node.inputs, get_op(node.op).vjp(g, Tensor(node), inputs, dict(node.attrs))
+    return node.inputs, rule(g, Tensor(node), inputs, dict(node.attrs))
 
 
 def _has_vjp(node: Node) -> bool:

@@ -13,9 +13,21 @@ from graphcomp.errors import CompileError
 class Executable(Protocol):
     """A compiled program: one call computes every output and every update's new value."""
 
-    source: str | None
-    compile_seconds: float
-    cache_hit: bool
+    # Read-only, so that an executable may hold a narrower type (the numba one's source is a str).
+    @property
+    def source(self) -> str | None:
+        """The generated module's text, or None for a backend that generates none."""
+        ...
+
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds spent compiling (or loading from the cache)."""
+        ...
+
+    @property
+    def cache_hit(self) -> bool:
+        """Whether the compiled code came from the on-disk cache."""
+        ...
 
     def run(
         self, inputs: Sequence[np.ndarray], binding: dict[str, int]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Literal
 
 import networkx as nx
 
@@ -12,6 +13,8 @@ from graphcomp.autodiff import grad
 from graphcomp.ir import Node
 from graphcomp.ops import Tensor
 
+# A node of the adjoint graph: built by the adjoint pass, or a forward value it reads.
+AdjointGraphRole = Literal["adjoint", "residual"]
 # A byte count: {symbols: coefficient}; () is the static part. {(): 64, ("N",): 32} = 64 + 32*N.
 ByteCount = dict[tuple[str, ...], int]
 
@@ -66,7 +69,7 @@ def adjoint_graph(loss: Tensor, wrt: Tensor | Sequence[Tensor]) -> nx.DiGraph:
     return out
 
 
-def _node_attrs(node: Node, role: str) -> dict:
+def _node_attrs(node: Node, role: AdjointGraphRole) -> dict:
     return {
         "op": node.op,
         "shape": node.graph.dims.resolve_shape(node.shape),

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 from graphcomp import dtypes
 from graphcomp.errors import GraphcompError
@@ -19,7 +20,9 @@ from graphcomp.inspect.listing import _constant_str
 from graphcomp.ir import Node, shape_str
 from graphcomp.ops import Tensor
 
-FORMATS = ("dot", "svg", "png")
+# DOT text, or an image rendered by Graphviz's ``dot`` program.
+DotFormat = Literal["dot", "svg", "png"]
+FORMATS: tuple[DotFormat, ...] = get_args(DotFormat)
 
 _FORWARD_STYLE = 'shape=box, style="rounded,filled", fillcolor="#ffffff", color="#444444"'
 _SOURCE_STYLE = 'shape=box, style="rounded,filled", fillcolor="#e8e8e8", color="#444444"'
@@ -30,7 +33,7 @@ _ADJOINT_EDGE = 'color="#c0621b"'
 
 
 def to_dot(
-    tensors: Tensor | Sequence[Tensor], path: str | Path | None = None, format: str = "dot"
+    tensors: Tensor | Sequence[Tensor], path: str | Path | None = None, format: DotFormat = "dot"
 ) -> str:
     """Graphviz DOT text of ``tensors`` and everything they depend on; optionally write a file.
 
@@ -104,7 +107,7 @@ def _quote(text: str) -> str:
     return f'"{escaped}"'
 
 
-def _write(text: str, path: Path, format: str) -> None:
+def _write(text: str, path: Path, format: DotFormat) -> None:
     if format == "dot":
         path.write_text(text)
         return

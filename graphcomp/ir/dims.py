@@ -71,6 +71,7 @@ class DimTable:
         if isinstance(a, int):
             a, b = b, a
         # a is a symbol root; b is an int or another root.
+        assert isinstance(a, str)
         if isinstance(b, int):
             self._size[a] = b
             return b
@@ -138,3 +139,14 @@ def shape_str(shape: Sequence[Dim]) -> str:
 def is_static(shape: Sequence[Dim]) -> bool:
     """True when every dimension is a concrete int."""
     return all(isinstance(d, int) for d in shape)
+
+
+def static_shape(shape: Sequence[Dim]) -> tuple[int, ...]:
+    """``shape`` as a tuple of ints; ``ValueError`` if a dimension is symbolic.
+
+    >>> static_shape((2, 3))
+    (2, 3)
+    """
+    if not is_static(shape):
+        raise ValueError(f"shape {shape_str(shape)} has a symbolic dimension")
+    return tuple(int(d) for d in shape)

@@ -16,7 +16,7 @@ import numpy as np
 
 from graphcomp.errors import GraphError
 from graphcomp.ir.dims import DimTable, Shape
-from graphcomp.ir.node import Node, freeze_attrs, user_source_line
+from graphcomp.ir.node import Node, NodeRole, freeze_attrs, user_source_line
 
 _graph_stack: list[Graph] = []
 _default_graph: Graph | None = None
@@ -38,7 +38,7 @@ class Graph:
         self.dims = DimTable()
         self.parameter_values: dict[int, np.ndarray] = {}
         self._next_id = 0
-        self._role = "forward"
+        self._role: NodeRole = "forward"
         self._forward_of: int | None = None
 
     # -- default-graph context ------------------------------------------------------------
@@ -95,7 +95,7 @@ class Graph:
         return node
 
     @contextlib.contextmanager
-    def role_scope(self, role: str, forward_of: Node | None = None) -> Iterator[None]:
+    def role_scope(self, role: NodeRole, forward_of: Node | None = None) -> Iterator[None]:
         """Tag every node created inside with ``role`` (and the forward node it came from)."""
         saved = self._role, self._forward_of
         self._role = role

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from types import FrameType, MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -20,13 +20,17 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def user_source_line() -> str:
     """``file:line`` of the innermost stack frame outside the graphcomp package."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         filename = os.path.abspath(frame.f_code.co_filename)
         if not filename.startswith(_PACKAGE_DIR + os.sep):
             return f"{frame.f_code.co_filename}:{frame.f_lineno}"
         frame = frame.f_back
     return "<unknown>"
+
+
+# Which pass made a node: the user's forward computation, or an adjoint (VJP) rule.
+NodeRole = Literal["forward", "adjoint"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +50,7 @@ class Node:
     graph: Graph = field(repr=False)
     name: str | None = None
     source: str = "<unknown>"
-    role: str = "forward"
+    role: NodeRole = "forward"
     forward_of: int | None = None
 
     @property

@@ -6,11 +6,12 @@ Importing this package registers every primitive (one module per family).
 from graphcomp.ops.tensor import Parameter, Tensor, apply, as_tensor  # noqa: I001  (first: breaks the cycle)
 from graphcomp.ops import functions
 from graphcomp.ops import elementwise, indexing, linalg, reductions, sources, structural
-from graphcomp.ops.registry import REGISTRY, OpDef, Sample, get_op, register
+from graphcomp.ops.registry import REGISTRY, OpDef, OpKind, Sample, get_op, register
 
 __all__ = [
     "REGISTRY",
     "OpDef",
+    "OpKind",
     "Parameter",
     "Sample",
     "Tensor",

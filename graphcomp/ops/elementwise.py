@@ -206,43 +206,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype)
 
 
-# ---------------------------------------------------------------- numba kernel templates
-# A scalar expression per op: {0}, {1}… are operand names, {dt} the operand dtype's suffix
-# (f32/f64: vectorisable helpers from backends/numba/fastmath.py), {to} a cast's target dtype.
-# Operands may appear twice: the backend always passes plain names.
-
-NUMBA_TEMPLATES: dict[str, str] = {
-    "negative": "-{0}",
-    "exp": "exp_{dt}({0})",
-    "log": "log_{dt}({0})",
-    "log1p": "log1p_{dt}({0})",
-    "expm1": "expm1_{dt}({0})",
-    "sqrt": "np.sqrt({0})",
-    "abs": "abs({0})",
-    "sign": "np.sign({0})",
-    "sin": "np.sin({0})",
-    "cos": "np.cos({0})",
-    "tanh": "tanh_{dt}({0})",
-    "sigmoid": "sigmoid_{dt}({0})",
-    "add": "{0} + {1}",
-    "subtract": "{0} - {1}",
-    "multiply": "{0} * {1}",
-    "divide": "{0} / {1}",
-    "power": "{0} ** {1}",
-    # NaN-propagating like numpy: a NaN in either operand wins.
-    "maximum": "{0} if ({0} > {1} or {0} != {0}) else {1}",
-    "minimum": "{0} if ({0} < {1} or {0} != {0}) else {1}",
-    "less": "{0} < {1}",
-    "less_equal": "{0} <= {1}",
-    "greater": "{0} > {1}",
-    "greater_equal": "{0} >= {1}",
-    "equal": "{0} == {1}",
-    "not_equal": "{0} != {1}",
-    "where": "{1} if {0} else {2}",
-    "cast": "np.{to}({0})",
-    "stop_gradient": "{0}",
-}
-
 # ---------------------------------------------------------------- registrations
 
 _UNARY: list[tuple[str, Callable, Callable, Callable]] = [
@@ -270,7 +233,6 @@ for _name, _fn, _rule, _domain in _UNARY:
             numpy_impl=(lambda fn: lambda xs, attrs, shape: fn(xs[0]))(_fn),
             vjp=_unary_vjp(_name),
             samples=_unary_samples(_domain),
-            kernels={"numba": NUMBA_TEMPLATES[_name]},
             doc=f"elementwise {_name}",
         )
     )
@@ -294,7 +256,6 @@ for _name, _fn, _rule, _vjp, _samples in _BINARY:
             numpy_impl=(lambda fn: lambda xs, attrs, shape: fn(xs[0], xs[1]))(_fn),
             vjp=_vjp,
             samples=_samples,
-            kernels={"numba": NUMBA_TEMPLATES[_name]},
             doc=f"elementwise {_name} with broadcasting",
         )
     )
@@ -317,7 +278,6 @@ for _name, _fn in _COMPARISONS.items():
             numpy_impl=(lambda fn: lambda xs, attrs, shape: fn(xs[0], xs[1]))(_fn),
             differentiable=False,
             samples=_binary_samples(),
-            kernels={"numba": NUMBA_TEMPLATES[_name]},
             doc=f"elementwise comparison {_name} (bool result, no gradient)",
         )
     )
@@ -339,7 +299,6 @@ register(
         numpy_impl=lambda xs, attrs, shape: np.where(xs[0], xs[1], xs[2]),
         vjp=_vjp_where,
         samples=_where_samples,
-        kernels={"numba": NUMBA_TEMPLATES["where"]},
         doc="where(cond, a, b): a where cond is true, else b",
     )
 )
@@ -359,7 +318,6 @@ register(
         numpy_impl=lambda xs, attrs, shape: xs[0].astype(attrs["dtype"]),
         vjp=_vjp_cast,
         samples=_cast_samples,
-        kernels={"numba": NUMBA_TEMPLATES["cast"]},
         doc="cast(x, dtype): numpy astype (float to int truncates toward zero)",
     )
 )
@@ -377,7 +335,6 @@ register(
         numpy_impl=lambda xs, attrs, shape: xs[0],
         differentiable=False,
         samples=lambda rng, dtype: [Sample((_normal(rng, dtype, (3, 4)),))],
-        kernels={"numba": NUMBA_TEMPLATES["stop_gradient"]},
         doc="identity in the forward pass; gradients do not flow through it",
     )
 )

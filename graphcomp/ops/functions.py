@@ -718,7 +718,10 @@ def getitem(x: Tensor, index: Any) -> Tensor:
         else:
             expanded.append(item)
     expanded.extend([slice(None)] * (x.ndim - builtins.sum(1 for i in expanded if i is not None)))
-    starts, stops, steps, out_shape = [], [], [], []
+    starts: list[int] = []
+    stops: list[Dim] = []
+    steps: list[int] = []
+    out_shape: list[Dim] = []
     axis = 0
     for item in expanded:
         if item is None:
@@ -738,14 +741,18 @@ def getitem(x: Tensor, index: Any) -> Tensor:
                     f"index {item} is out of range for axis {axis} of size {d} "
                     f"(at {user_source_line()})"
                 )
-            starts.append(i), stops.append(i + 1), steps.append(1)
+            starts.append(i)
+            stops.append(i + 1)
+            steps.append(1)
         elif isinstance(item, slice):
             if isinstance(d, str):
                 if item != slice(None) and item != slice(None, None, 1):
                     raise ShapeError(
                         f"only ':' can slice symbolic dimension {d!r} (at {user_source_line()})"
                     )
-                starts.append(0), stops.append(d), steps.append(1)
+                starts.append(0)
+                stops.append(d)
+                steps.append(1)
                 out_shape.append(d)
             else:
                 start, stop, step = item.indices(d)
@@ -754,7 +761,9 @@ def getitem(x: Tensor, index: Any) -> Tensor:
                         f"negative slice steps are not supported (at {user_source_line()})"
                     )
                 stop = builtins.max(stop, start)
-                starts.append(start), stops.append(stop), steps.append(step)
+                starts.append(start)
+                stops.append(stop)
+                steps.append(step)
                 from graphcomp.ops.structural import slice_length
 
                 out_shape.append(slice_length(start, stop, step))

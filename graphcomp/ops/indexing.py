@@ -100,7 +100,6 @@ register(
         numpy_impl=_take_impl,
         vjp=_vjp_take,
         samples=_take_samples,
-        kernels={"numba": "loop nest: bounds-checked gather"},
         doc="gather along an axis (numpy take; negative indices count from the end)",
     )
 )
@@ -113,7 +112,6 @@ register(
         numpy_impl=_scatter_add_impl,
         vjp=_vjp_scatter_add,
         samples=_scatter_samples,
-        kernels={"numba": "loop nest: copy, then bounds-checked accumulate"},
         doc="base with updates added at indices along an axis (repeated indices accumulate)",
     )
 )

@@ -63,7 +63,6 @@ register(
         numpy_impl=lambda xs, attrs, shape: np.matmul(xs[0], xs[1]),
         vjp=_vjp_matmul,
         samples=_matmul_samples,
-        kernels={"numba": "library: np.dot(a, b, out) per 2-D product (BLAS)"},
         doc="matrix product over the last two axes; leading axes broadcast",
     )
 )

@@ -100,7 +100,6 @@ register(
         ),
         vjp=_vjp_sum,
         samples=_reduce_samples,
-        kernels={"numba": "loop nest: float64 accumulator over the reduced axes"},
         doc="sum over axes",
     )
 )
@@ -115,7 +114,6 @@ register(
         ),
         vjp=_vjp_max,
         samples=_reduce_samples,
-        kernels={"numba": "loop nest: running maximum (NaN wins) over the reduced axes"},
         doc="max over axes; the gradient is shared equally among tied maxima",
     )
 )
@@ -134,12 +132,11 @@ register(
         name="argmax",
         kind="reduction",
         infer=_argmax_rule,
-        numpy_impl=lambda xs, attrs, shape: np.argmax(
-            xs[0], axis=attrs["axis"], keepdims=attrs["keepdims"]
+        numpy_impl=lambda xs, attrs, shape: np.asarray(
+            np.argmax(xs[0], axis=attrs["axis"], keepdims=attrs["keepdims"])
         ),
         differentiable=False,
         samples=_argmax_samples,
-        kernels={"numba": "loop nest: first index of the maximum along the axis"},
         doc="index of the first maximum along an axis (int64, no gradient)",
     )
 )
@@ -166,7 +163,6 @@ register(
                 symbolic=({0: "N"},),
             )
         ],
-        kernels={"numba": "scalar: product of the bound dims"},
         doc="product of x's sizes over axes, as a scalar of dtype (resolves symbolic dims)",
     )
 )

@@ -1,15 +1,34 @@
-"""The op registry: one entry per primitive, holding everything graphcomp knows about it.
+"""The op registry: one entry per primitive, saying what the op is.
 
 An entry holds the shape/dtype rule, the numpy reference implementation (the oracle every
-backend is tested against), the VJP rule, an optional JVP rule, kernel templates per backend,
-and sample inputs that the registry-generated tests use. Adding an op touches one entry.
+backend is tested against), the VJP rule (or ``differentiable=False``), an optional JVP rule
+and sample inputs that the registry-generated tests use. It holds nothing about backends: each
+backend keeps its own table of how it computes the ops (numba: ``backends/numba/op_table.py``).
+
+Adding an op touches these places (``tests/ops/test_adding_an_op.py`` adds softsign from a
+test file alone, as a worked example):
+
+1. ``register(OpDef(...))`` next to its family (``elementwise.py``, ``reductions.py``, ...):
+   shape rule, numpy implementation, VJP built from existing ops, samples, a one-line doc.
+2. Its line in the numba op table. An elementwise op is a scalar template, naming the
+   ``fastmath.py`` helper it calls, if any (``register_kernel(name, template, fastmath)`` from
+   outside the package); any other op also needs its kernel code in ``backends/numba`` and its
+   place in ``passes/fusion.py``.
+3. A public function in ``functions.py`` that promotes its operands (primitives take one
+   dtype), exported from ``graphcomp/__init__.py``, if users should call it.
+4. The test side. Picked up without a change: ``tests/autodiff/test_registry_vjp.py`` (the VJP
+   on every smooth sample against finite differences, first and second order) and
+   ``tests/backends/test_numba_registry.py`` (numba against numpy, forward and gradient, on
+   every sample). Failing until told: ``tests/ops/test_registry_numpy.py`` (a direct numpy
+   formula in ``EXPECTED``, a bad input in ``BAD_INPUTS`` or the op in ``ACCEPTS_ANY_INPUT``)
+   and ``tests/backends/test_numba_op_table.py`` (the table entry of step 2).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -38,18 +57,21 @@ class Sample:
     smooth: bool = True
 
 
+# What an op is, for the passes that group ops (fusion inlines elementwise ops, say).
+OpKind = Literal["source", "elementwise", "reduction", "structural", "index", "linalg"]
+
+
 @dataclass
 class OpDef:
     """Everything about one primitive op."""
 
     name: str
-    kind: str  # "source", "elementwise", "reduction", "structural", "index", "linalg"
+    kind: OpKind
     infer: ShapeRule
     numpy_impl: NumpyImpl
     vjp: VJPRule | None = None
     jvp: Callable[..., Any] | None = None
     differentiable: bool = True  # False: explicitly registered as having no gradient
-    kernels: dict[str, Any] = field(default_factory=dict)
     samples: SampleMaker | None = None
     doc: str = ""
 

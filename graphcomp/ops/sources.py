@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NoReturn
 
 from graphcomp.ir import DimTable, Node
 from graphcomp.ops.registry import OpDef, register
 
 
-def _no_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
+def _no_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> NoReturn:
     raise AssertionError("source nodes are created directly, not through apply()")
 
 
-def _no_impl(xs: Sequence, attrs: dict, shape: tuple) -> None:
+def _no_impl(xs: Sequence, attrs: dict, shape: tuple) -> NoReturn:
     raise AssertionError("backends read source nodes' values directly")
 
 

@@ -104,10 +104,14 @@ def _vjp_slice(g: Any, out: Any, ins: Sequence, attrs: dict) -> list:
         x.shape, attrs["starts"], attrs["stops"], attrs["steps"], out.shape, strict=True
     ):
         if isinstance(stop, str) or isinstance(d, str):
-            lo.append(0), hi.append(0), interior.append(0)
+            lo.append(0)
+            hi.append(0)
+            interior.append(0)
             continue
         last = start + (n - 1) * step + 1 if n > 0 else start
-        lo.append(start), hi.append(d - last), interior.append(step - 1 if n > 0 else 0)
+        lo.append(start)
+        hi.append(d - last)
+        interior.append(step - 1 if n > 0 else 0)
     return [F.pad_general(g, lo, hi, interior, 0.0)]
 
 
@@ -147,7 +151,9 @@ def _vjp_pad(g: Any, out: Any, ins: Sequence, attrs: dict) -> list:
     starts, stops, steps = [], [], []
     for d, lo, interior in zip(x.shape, attrs["lo"], attrs["interior"], strict=True):
         if isinstance(d, str):
-            starts.append(0), stops.append(d), steps.append(1)
+            starts.append(0)
+            stops.append(d)
+            steps.append(1)
         else:
             starts.append(lo)
             stops.append(lo + (d - 1) * (interior + 1) + 1 if d > 0 else lo)
@@ -210,7 +216,6 @@ register(
                 symbolic=({0: "N"},),
             ),
         ],
-        kernels={"numba": "view: reshape of the input buffer (no copy)"},
         doc="reshape to a static shape (symbolic dims may be carried through)",
     )
 )
@@ -226,7 +231,6 @@ register(
             Sample((_samples_3x4(rng, dtype),), {"perm": (1, 0)}, symbolic=({0: "N"},)),
             Sample((rng.standard_normal((2, 3, 4)).astype(dtype),), {"perm": (2, 0, 1)}),
         ],
-        kernels={"numba": "index map: permuted loop indices (matmul: a free .T view)"},
         doc="permute axes",
     )
 )
@@ -243,7 +247,6 @@ register(
             Sample((rng.standard_normal((3, 1)).astype(dtype),), {"shape": (2, 3, 5)}),
             Sample((rng.standard_normal(()).astype(dtype),), {"shape": (2, 3)}),
         ],
-        kernels={"numba": "index map: 0 on broadcast axes"},
         doc="numpy broadcast_to with a static target shape",
     )
 )
@@ -266,7 +269,6 @@ register(
                 symbolic=({0: "N"},),
             ),
         ],
-        kernels={"numba": "index map: start + step * i"},
         doc="basic slicing with non-negative starts/stops and positive steps",
     )
 )
@@ -289,7 +291,6 @@ register(
                 symbolic=({0: "N"},),
             ),
         ],
-        kernels={"numba": "loop nest: fill, then strided copy"},
         doc="pad with a constant: lo/hi elements at each end and interior between elements",
     )
 )
@@ -314,7 +315,6 @@ register(
         numpy_impl=lambda xs, attrs, shape: np.concatenate(xs, axis=attrs["axis"]),
         vjp=_vjp_concat,
         samples=_concat_samples,
-        kernels={"numba": "loop nest: one copy per input"},
         doc="join along an existing axis",
     )
 )

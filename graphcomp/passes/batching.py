@@ -106,8 +106,8 @@ def _unit_slice(lp: LoweredProgram, value: int) -> tuple[int, int] | None:
 
 def _slice_order(lp: LoweredProgram, values: Sequence[int]) -> list[int] | None:
     """``values`` sorted by t when they are the consecutive ``source[t]`` of one source."""
-    units = [_unit_slice(lp, v) for v in values]
-    if not all(units) or len({u[0] for u in units}) != 1:
+    units = [unit for v in values if (unit := _unit_slice(lp, v)) is not None]
+    if len(units) != len(values) or len({u[0] for u in units}) != 1:
         return None
     index = {u[1]: v for u, v in zip(units, values, strict=True)}
     t0 = min(index)
@@ -131,10 +131,11 @@ def _stack_rows(lp: LoweredProgram, values: Sequence[int], label: str) -> int:
     anything else is a concatenate (a copy).
     """
     first = lp.ops[values[0]]
-    rows, rest = first.shape[0], tuple(first.shape[1:])
+    rows, rest = _rows(first), tuple(first.shape[1:])
     k = len(values)
-    if _slice_order(lp, values) == list(values):
-        source_id, t0 = _unit_slice(lp, values[0])
+    unit = _unit_slice(lp, values[0])
+    if unit is not None and _slice_order(lp, values) == list(values):
+        source_id, t0 = unit
         source = lp.ops[source_id]
         ndim = source.ndim
         attrs = {"starts": (t0,) + (0,) * (ndim - 1),
@@ -156,6 +157,13 @@ def _batch_label(product: LOp, count: int) -> str:
 def _batchable(op: LOp) -> bool:
     """A 2-D float value with a known row count (its rows can be stacked)."""
     return op.ndim == 2 and op.dtype.kind == "f" and isinstance(op.shape[0], int)
+
+
+def _rows(op: LOp) -> int:
+    """The row count of a value that is stacked: every rewrite checks that it is known."""
+    rows = op.shape[0]
+    assert isinstance(rows, int), f"{op.describe()} has a symbolic row count"
+    return rows
 
 
 # ---------------------------------------------------------------- shared right operand
@@ -193,8 +201,8 @@ def _shared_right_group(lp: LoweredProgram, skip: set[int]) -> list[int] | None:
         # Schedule order: a later product never feeds an earlier one's A, so checking that no
         # chosen product feeds this A keeps the group independent.
         for product in ids:
-            left = lp.ops[product].inputs[0]
-            if (ancestors[left] | bit[left]) & chosen_bits:
+            left_id = lp.ops[product].inputs[0]
+            if (ancestors[left_id] | bit[left_id]) & chosen_bits:
                 continue
             chosen.append(product)
             chosen_bits |= bit[product]
@@ -398,8 +406,8 @@ def _stack_pieces(lp: LoweredProgram, parts: list[int]) -> list[tuple[list[int],
 def _row_block(lp: LoweredProgram, stack: LOp, run: list[int]) -> int:
     """A slice of ``stack`` (a concatenate along axis 0) holding its consecutive parts ``run``."""
     start = stack.inputs.index(run[0])
-    offset = sum(lp.ops[part].shape[0] for part in stack.inputs[:start])
-    rows = sum(lp.ops[part].shape[0] for part in run)
+    offset = sum(_rows(lp.ops[part]) for part in stack.inputs[:start])
+    rows = sum(_rows(lp.ops[part]) for part in run)
     rest = tuple(stack.shape[1:])
     attrs = {"starts": (offset,) + (0,) * len(rest), "stops": (offset + rows, *rest),
              "steps": (1,) * stack.ndim}
@@ -469,11 +477,11 @@ def _share_stacks(lp: LoweredProgram) -> LoweredProgram:
             # The large stack must not wait for a value that needs the small one.
             if start is None or ancestors[large.id] & bit[small.id]:
                 continue
-            rows = lp.ops[small.inputs[0]].shape[0]
+            rows = _rows(lp.ops[small.inputs[0]])  # a concatenate's parts have known rows
             if any(lp.ops[i].shape[0] != rows for i in large.inputs[:start]):
                 continue
             small.op, small.inputs = "slice", [large.id]
-            small.attrs = {"starts": (start * rows, 0), "stops": (start * rows + small.shape[0],
+            small.attrs = {"starts": (start * rows, 0), "stops": (start * rows + _rows(small),
                                                                   small.shape[1]),
                            "steps": (1, 1)}
             small.labels.append(f"rows of {large.labels[0]}")

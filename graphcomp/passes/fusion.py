@@ -16,9 +16,11 @@ forward values, gradients and parameter updates of an elementwise model become o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, TypeGuard, get_args
 
+from graphcomp.errors import CompileError
 from graphcomp.ops import get_op
-from graphcomp.passes.lowered import BACKEND_OPS, LoweredProgram, size_key
+from graphcomp.passes.lowered import BACKEND_OPS, LOp, LoweredProgram, size_key
 
 VIEW_OPS = frozenset({"transpose", "broadcast_to", "slice"})
 FUSING_REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "argmax"})
@@ -33,6 +35,16 @@ CHEAP_OPS = frozenset({"add", "subtract", "multiply", "negative", "abs", "cast",
                        "minimum", "stop_gradient"})  # the value of the input, unchanged
 
 
+# Ops that are never fused: each runs as a kernel of its own, whose kind is the op's name.
+SoloKernelOp = Literal["matmul", "matmul_acc", "concatenate", "pad", "take", "scatter_add"]
+SOLO_KERNEL_OPS: frozenset[str] = frozenset(get_args(SoloKernelOp))
+# A fused elementwise chain, a fused reduction, a view of another buffer (no code), merged
+# flat loops, or one of the solo ops.
+KernelKind = Literal["elementwise", "reduction", "alias", "loop", SoloKernelOp]
+# How a flat kernel joins a merged loop: element by element, or as a full sum.
+LoopRole = Literal["map", "sum"]
+
+
 @dataclass
 class Kernel:
     """One materialised value and the values computed inline while producing it.
@@ -42,7 +54,7 @@ class Kernel:
     """
 
     root: int
-    kind: str  # "elementwise", "reduction", "matmul", "alias", "loop", or an op (pad, take...)
+    kind: KernelKind
     inlined: list[int] = field(default_factory=list)  # schedule order
     outputs: list[int] = field(default_factory=list)  # loop kernels: values written to buffers
     members: list[Kernel] = field(default_factory=list)  # loop kernels: merged kernels, in order
@@ -152,7 +164,7 @@ def plan_kernels(lp: LoweredProgram) -> FusionPlan:
         materialised.add(op.id)
         if op.is_source:
             continue
-        kind = _kind(op.op)
+        kind = _kind(op)
         if op.op in IDENTITY_OPS and lp.ops[op.inputs[0]].id not in inlined:
             kind = "alias"  # same buffer, no copy
         elif op.op == "slice" and op.inputs[0] not in inlined and contiguous_slice(lp, op.id):
@@ -182,7 +194,7 @@ def reads_of(lp: LoweredProgram, kernel: Kernel, transposed: set[int]) -> list[i
     return reads
 
 
-def loop_role(lp: LoweredProgram, kernel: Kernel, transposed: set[int]) -> str | None:
+def loop_role(lp: LoweredProgram, kernel: Kernel, transposed: set[int]) -> LoopRole | None:
     """"map" for an elementwise kernel reading every buffer at its own index, "sum" for a full
     float sum over such an expression (or over a buffer); None for kernels a loop cannot hold."""
     if kernel.kind == "elementwise":
@@ -215,7 +227,7 @@ class _OpenLoop:
     sums: set[int] = field(default_factory=set)
     reads: set[int] = field(default_factory=set)  # values from outside the loop
 
-    def accepts(self, reads: set[int], role: str) -> bool:
+    def accepts(self, reads: set[int], role: LoopRole) -> bool:
         if reads & self.sums:  # a sum is known only when the loop has finished
             return False
         if role == "sum" and len(self.sums) >= MAX_LOOP_SUMS:
@@ -223,7 +235,7 @@ class _OpenLoop:
         outside = (self.reads | reads) - self.roots
         return len(self.kernels) < MAX_LOOP_MEMBERS and len(outside) <= MAX_KERNEL_READS
 
-    def add(self, kernel: Kernel, reads: set[int], role: str) -> None:
+    def add(self, kernel: Kernel, reads: set[int], role: LoopRole) -> None:
         self.kernels.append(kernel)
         self.roots.add(kernel.root)
         if role == "sum":
@@ -244,20 +256,20 @@ def merge_loops(lp: LoweredProgram, kernels: list[Kernel], transposed: set[int])
         reads = set(reads_of(lp, kernel, transposed))
         role = loop_role(lp, kernel, transposed)
         target = None
-        shape = loop_shape(lp, kernel) if role is not None else None
         if role is not None:
+            shape = loop_shape(lp, kernel)
             target = next((loop for loop in reversed(open_loops)
                            if loop.shape == shape and loop.accepts(reads, role)), None)
         for loop in [loop for loop in open_loops if loop is not target and reads & loop.roots]:
             open_loops.remove(loop)  # its results are needed now: it runs before this kernel
-        if target is not None:
-            order.remove(target)
-        elif role is not None:
-            target = _OpenLoop(shape)
-            open_loops.append(target)
-        if target is None:
+        if role is None:
             order.append(kernel)
             continue
+        if target is None:
+            target = _OpenLoop(shape)
+            open_loops.append(target)
+        else:
+            order.remove(target)
         target.add(kernel, reads, role)
         order.append(target)
 
@@ -356,14 +368,21 @@ def _fusing_consumer(lp: LoweredProgram, consumer_id: int) -> bool:
     )
 
 
-def _kind(op_name: str) -> str:
-    if _is_elementwise(op_name) or op_name in VIEW_OPS:
+def _kind(op: LOp) -> KernelKind:
+    if _is_elementwise(op.op) or op.op in VIEW_OPS:
         return "elementwise"
-    if op_name == "reshape":
+    if op.op == "reshape":
         return "alias"
-    if op_name in FUSING_REDUCTIONS:
+    if op.op in FUSING_REDUCTIONS:
         return "reduction"
-    return op_name
+    if _is_solo(op.op):
+        return op.op
+    raise CompileError(f"no kernel kind computes {op.describe()} ({op.op}): a new op that is "
+                       "not elementwise needs an entry in fusion.SoloKernelOp")
+
+
+def _is_solo(op_name: str) -> TypeGuard[SoloKernelOp]:
+    return op_name in SOLO_KERNEL_OPS
 
 
 def _members(lp: LoweredProgram, root: int, inlined: set[int]) -> list[int]:

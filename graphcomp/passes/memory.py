@@ -15,6 +15,7 @@ read (``batching.py``) cost no copy then.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,8 +100,8 @@ def plan_memory(lp: LoweredProgram, plan: FusionPlan) -> MemoryPlan:
         for value in [] if kernel.kind == "alias" else kernel.results:
             if value not in owners or value in slot_of:  # a placed stack has its slot already
                 continue
-            stack, offset = part_of.get(value, (None, 0))
-            target = value if stack is None else stack
+            part = part_of.get(value)  # (stack, offset) when value is a part of a placed stack
+            target = value if part is None else part[0]
             if target not in slot_of:
                 op = lp.ops[target]
                 key = (op.dtype.str, size_key(op.shape))
@@ -110,7 +111,8 @@ def plan_memory(lp: LoweredProgram, plan: FusionPlan) -> MemoryPlan:
                     slot_of[target] = len(slots)
                     slots.append(Slot(len(slots), op.dtype, size_key(op.shape)))
                 live.append(target)
-            if stack is not None:  # the part is a block of its stack's buffer, never freed alone
+            if part is not None:  # the part is a block of its stack's buffer, never freed alone
+                stack, offset = part
                 op = lp.ops[value]
                 slot_of[value] = len(slots)
                 slots.append(Slot(len(slots), op.dtype, size_key(op.shape),
@@ -143,7 +145,7 @@ def _placed_parts(lp: LoweredProgram, plan: FusionPlan, owners: set[int]
 
 
 def _in_place_updates(lp: LoweredProgram, plan: FusionPlan, reads: list[list[int]],
-                      base) -> dict[int, int]:
+                      base: Callable[[int], int]) -> dict[int, int]:
     """New parameter values that a kernel can write straight into the parameter's storage.
 
     Safe when the kernel reads the parameter only at the element it writes, no later kernel
@@ -180,7 +182,7 @@ def _in_place_updates(lp: LoweredProgram, plan: FusionPlan, reads: list[list[int
 
 
 def _product_reads(lp: LoweredProgram, plan: FusionPlan, a: int, b: int, c: int,
-                          base) -> bool:
+                   base: Callable[[int], int]) -> bool:
     """True when a product's operand (through transposed views and aliases) is ``c``."""
     for operand in (a, b):
         while operand in plan.transposed_views:

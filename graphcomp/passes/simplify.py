@@ -9,6 +9,7 @@ import copy
 
 import numpy as np
 
+from graphcomp.ir import static_shape
 from graphcomp.ops import get_op
 from graphcomp.passes.lowered import LOp, LoweredProgram, size_key
 
@@ -87,9 +88,10 @@ def fold_constants(lp: LoweredProgram) -> LoweredProgram:
         if op.op == "broadcast_to" and sources[0].attrs["value"].size == 1:
             continue  # a broadcast scalar is a literal in a kernel; an array would be read
         args = [s.attrs["value"] for s in sources]
+        shape = static_shape(op.shape)  # no symbols (checked above)
         with np.errstate(all="ignore"):
-            value = get_op(op.op).numpy_impl(args, dict(op.attrs), op.shape)
-        value = np.array(value, dtype=op.dtype).reshape(op.shape)
+            value = get_op(op.op).numpy_impl(args, dict(op.attrs), shape)
+        value = np.array(value, dtype=op.dtype).reshape(shape)
         op.op, op.inputs, op.attrs = "constant", [], {"value": value}
     return eliminate_dead(result)
 

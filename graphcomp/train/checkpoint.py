@@ -21,6 +21,7 @@ import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Sequence
+from typing import BinaryIO
 
 import numpy as np
 
@@ -76,8 +77,8 @@ def save(path: str | os.PathLike[str], params: Sequence[Parameter]) -> None:
         raise
 
 
-def _write_npz(file: object, arrays: dict[str, np.ndarray]) -> None:
-    np.savez(file, **arrays)
+def _write_npz(file: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
+    np.savez(file, allow_pickle=False, **arrays)  # plain arrays only (see the format above)
 
 
 def read(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

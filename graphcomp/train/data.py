@@ -89,7 +89,7 @@ def split(*arrays: np.ndarray, test_fraction: float = 0.2,
 # ================================================================ IDX files (MNIST's format)
 
 # type byte -> big-endian dtype (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT")
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -26,6 +26,12 @@ from graphcomp.train.progress import make_progress
 __all__ = ["History", "fit"]
 
 Arrays = Sequence[np.ndarray]
+
+
+# Why ``fit`` ended early: Ctrl-C, or a NaN/inf loss with ``on_nonfinite="stop"``.
+StopReason = Literal["interrupted", "nonfinite"]
+# What ``fit`` does on a NaN/inf loss: raise ``NonFiniteError``, or end training.
+OnNonfinite = Literal["raise", "stop"]
 
 
 @dataclass
@@ -44,7 +50,7 @@ class History:
     epochs: int = 0
     steps: int = 0
     first_step_seconds: float = 0.0
-    stopped: str | None = None
+    stopped: StopReason | None = None
 
     def record(self, epoch: int, metrics: dict[str, float]) -> None:
         """Append one completed epoch's metrics."""
@@ -67,7 +73,7 @@ def fit(
     seed: int | np.random.Generator | None = 0,
     validation: tuple[Callable[..., Any], Arrays] | None = None,
     progress: bool = True,
-    on_nonfinite: str = "raise",
+    on_nonfinite: OnNonfinite = "raise",
     drop_last: bool = False,
     names: Sequence[str] | None = None,
 ) -> History:
@@ -131,7 +137,7 @@ def fit(
 class _Loop:
     """The per-step work of ``fit``: call, check, accumulate; state shared across epochs."""
 
-    def __init__(self, step: Callable[..., Any], n_batches: int, on_nonfinite: str,
+    def __init__(self, step: Callable[..., Any], n_batches: int, on_nonfinite: OnNonfinite,
                  given_names: list[str] | None) -> None:
         self.step = step
         self.n_batches = n_batches

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from graphcomp.errors import GraphError
-from graphcomp.ir import current_graph
+from graphcomp.ir import current_graph, static_shape
 from graphcomp.ops import Parameter, Tensor
 from graphcomp.ops import functions as F
 from graphcomp.train.schedules import CosineDecay, Schedule, StepDecay
@@ -112,7 +112,7 @@ class Optimizer(ABC):
     def _slot(self, param: Parameter, slot: str) -> Parameter:
         """A zero-initialised state parameter shaped like ``param``, named after it."""
         owner = param.name if param.name else f"param{param.node.id}"
-        return self._state(f"{slot}", np.zeros(param.shape, dtype=param.dtype), owner)
+        return self._state(f"{slot}", np.zeros(static_shape(param.shape), dtype=param.dtype), owner)
 
     def _keep(self, state: Parameter, new_value: Tensor) -> Tensor:
         """Record that ``state`` takes ``new_value`` after the step; return ``new_value``."""

@@ -16,6 +16,7 @@ import pytest
 import graphcomp as gc
 from graphcomp.backends.numba import lanes as L
 from graphcomp.backends.numba.blas import numpy_blas
+from graphcomp.testing import lane_worker, module_globals
 
 pytestmark = pytest.mark.skipif(numpy_blas() is None or os.name != "posix",
                                 reason="lanes need numpy's OpenBLAS and a POSIX libc")
@@ -64,8 +65,23 @@ def test_small_products_are_not_split():
         w = gc.parameter(np.ones((32, 64), np.float32), name="w")
         y = x @ w
     f = gc.compile([x], y, backend="numba")
-    assert "gemm_split_" not in f.source
-    assert f._executable._lane_worker is None
+    assert "gemm_split(" not in f.source
+    assert lane_worker(f) is None
+
+
+def test_the_lane_code_runs_as_a_module_of_its_own():
+    """lanes/code.py, the text generated modules copy, imports and computes by itself."""
+    from graphcomp.backends.numba.lanes import code
+
+    rng = np.random.default_rng(6)
+    for dtype, enabled in (("float32", True), ("float64", False)):
+        a = rng.standard_normal((64, 128)).astype(dtype)  # passed transposed: op(a) is 128x64
+        b = rng.standard_normal((64, 64)).astype(dtype)
+        out = np.ones((128, 64), dtype)
+        lanes = L.lanes_array(enabled=enabled)  # no helper: the caller claims every piece
+        code.gemm_split(a, 1, b, 0, out, out.dtype.type(2.0), out.dtype.type(0.5), lanes)
+        np.testing.assert_allclose(out, 2 * a.T @ b + 0.5, rtol=1e-4, atol=1e-4)
+        assert lanes[0, L.CLAIM] >> 32 == int(enabled)  # split: one product published
 
 
 def _big_step():
@@ -81,7 +97,7 @@ def _big_step():
 
 def test_the_helper_computes_pieces_and_training_matches_numpy():
     step, w, x = _big_step()
-    worker = step._executable._lane_worker
+    worker = lane_worker(step)
     assert worker is not None
     with gc.Graph():
         xr = gc.placeholder((128, 256), "float32", name="x")
@@ -113,7 +129,7 @@ def test_openblas_threads_are_restored_after_a_step_and_after_an_error():
         w = gc.parameter(rng.standard_normal((256, 128)).astype(np.float32), name="w")
         y = gc.take(x @ w, rows, axis=0)  # the index check runs after the split product
     step = gc.compile([x, rows], y, backend="numba")
-    worker = step._executable._lane_worker
+    worker = lane_worker(step)
     value = rng.standard_normal((128, 256)).astype(np.float32)
     before = _blas_threads()
     step(value, np.arange(4))
@@ -129,7 +145,7 @@ def test_openblas_threads_are_restored_after_a_step_and_after_an_error():
 def test_a_step_that_cannot_take_the_lanes_runs_whole():
     step, _, x = _big_step()
     expected = float(gc.compile(*_fresh_loss(step), backend="numpy")(x))
-    worker = step._executable._lane_worker
+    worker = lane_worker(step)
     held = worker.begin()  # another thread's step holds the lanes
     assert held is not None
     try:
@@ -175,7 +191,7 @@ def test_concurrent_steps_of_two_graphs_are_both_correct():
 
 def test_the_helper_parks_when_idle_and_wakes_for_the_next_step(monkeypatch):
     step, _, x = _big_step()
-    worker = step._executable._lane_worker
+    worker = lane_worker(step)
     monkeypatch.setattr(L, "PARK_SECONDS", 0.01)
     step(x)
     time.sleep(0.05)
@@ -194,8 +210,8 @@ def test_the_helper_parks_when_idle_and_wakes_for_the_next_step(monkeypatch):
 def test_environment_switch_turns_the_lanes_off(monkeypatch):
     monkeypatch.setenv("GRAPHCOMP_LANES", "0")
     step, _, x = _big_step()
-    assert step._executable._lane_worker is None
-    assert "gemm_split_" in step.source  # same module; the products run whole
+    assert lane_worker(step) is None
+    assert "gemm_split(" in step.source  # same module; the products run whole
     expected = float(gc.compile(*_fresh_loss(step), backend="numpy")(x))
     assert float(step(x)) == pytest.approx(expected, rel=1e-5)
 
@@ -238,12 +254,13 @@ def test_a_forked_child_gets_its_own_helper(tmp_path):
         try:
             import time
             from graphcomp.backends.numba.lanes import HELPED, LaneWorker
+            from graphcomp.testing import lane_worker
             deadline = time.monotonic() + 20  # a busy machine may keep the helper away
             while time.monotonic() < deadline:
                 assert abs(float(f(value)) - expected) <= 1e-3 * abs(expected)
                 if LaneWorker.shared().lanes[0, HELPED] > 0:
                     break
-            assert f._executable._lane_worker is LaneWorker.shared()
+            assert lane_worker(f) is LaneWorker.shared()
             assert LaneWorker.shared().in_this_process()
             assert LaneWorker.shared().lanes[0, HELPED] > 0
         except BaseException:
@@ -257,24 +274,22 @@ def test_a_forked_child_gets_its_own_helper(tmp_path):
 
 
 def _module_namespace() -> dict:
-    """The globals of a generated module that splits products (gemm_split_f32, run_piece...)."""
+    """The globals of a generated module that splits products (gemm_split, run_piece...)."""
     with gc.Graph():
         x = gc.placeholder((64, 128), "float32", name="x")
         w = gc.parameter(np.ones((128, 128), np.float32), name="w")
         f = gc.compile([x], x @ w, backend="numba")
-    driver = f._executable._driver
-    return getattr(driver, "py_func", driver).__globals__
+    return module_globals(f)
 
 
 def test_a_late_helper_pauses_splitting_for_a_while():
     from numba import njit, types
 
+    from graphcomp.backends.numba.lanes.intrinsics import atomic_add, atomic_cas, atomic_load
+
     namespace = _module_namespace()
-    atomics = L.intrinsics()
-    atomic_load, atomic_cas, atomic_add = (atomics[k] for k in ("atomic_load", "atomic_cas",
-                                                                 "atomic_add"))
     run_piece, clock_ns = namespace["run_piece"], namespace["clock_ns"]
-    claimed = 12  # a spare header word: set when slow_helper got a piece
+    claimed = L.SPARE  # set when slow_helper got a piece
 
     @njit(nogil=True)
     def slow_helper(lanes, delay_ns):
@@ -302,7 +317,7 @@ def test_a_late_helper_pauses_splitting_for_a_while():
                 return
 
     slow_helper.compile((types.Array(types.int64, 2, "C"), types.int64))
-    gemm = namespace["gemm_split_f32"]
+    gemm = namespace["gemm_split"]
     rng = np.random.default_rng(5)
     a = rng.standard_normal((256, 256)).astype(np.float32)
     b = rng.standard_normal((256, 128)).astype(np.float32)

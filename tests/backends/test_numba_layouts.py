@@ -12,6 +12,7 @@ the generated source must show the layout chosen.
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 
 import numpy as np
@@ -113,6 +114,34 @@ def test_a_transpose_read_by_many_products_is_copied_and_by_few_is_a_view(dtype:
     assert rights.count("p_V.T") == few
     # W is copied once by a kernel and every forward product reads the copy.
     assert "p_W.T" not in driver
-    copies = re.findall(r"\bk\d+\(p_W, (v\d+)\)", driver)
+    copies = re.findall(r"\bk\d+\(p_W, (\w+)\)", driver)
     assert len(copies) == 1
     assert rights.count(copies[0]) == many
+
+
+@pytest.mark.parametrize("driver_jit", [False, True])
+@pytest.mark.parametrize(("sizes", "dtype"), [((1, 8, 1), "float64"), ((5, 6, 1, 6, 2), "float32")])
+def test_layers_one_wide_and_a_batch_of_one_train_on_both_drivers(sizes, dtype, driver_jit):
+    """The .T of an (n, 1) or (1, n) array is C- and F-contiguous at once and numba types it
+    C: the eagerly compiled products must accept it (a one-feature regression, a width-1
+    bottleneck, a batch of one)."""
+    rng = np.random.default_rng(3)
+    with gc.Graph():
+        x = gc.placeholder((None, sizes[0]), dtype, name="x")
+        y = gc.placeholder((None, sizes[-1]), dtype, name="y")
+        params, h = [], x
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+            w = gc.parameter((rng.standard_normal((fan_in, fan_out)) * 0.5).astype(dtype))
+            b = gc.parameter(np.zeros(fan_out, dtype))
+            params += [w, b]
+            h = h @ w + b
+            h = gc.tanh(h) if i < len(sizes) - 2 else h
+        loss = gc.mean(gc.square(h - y))
+        grads = gc.grad(loss, params)
+    fast = gc.compile([x, y], [loss, *grads], backend="numba", driver_jit=driver_jit)
+    reference = gc.compile([x, y], [loss, *grads], backend="numpy")
+    for rows in (1, 3):
+        feeds = [rng.standard_normal((rows, sizes[0])).astype(dtype),
+                 rng.standard_normal((rows, sizes[-1])).astype(dtype)]
+        for got, expected in zip(fast(*feeds), reference(*feeds), strict=True):
+            np.testing.assert_allclose(got, expected, rtol=RTOL[dtype], atol=RTOL[dtype])

@@ -4,7 +4,6 @@ as one loop per run, its rows halved between the calling thread and the lane hel
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,14 @@ from graphcomp.backends.numba import lanes as L
 from graphcomp.backends.numba import rows as R
 from graphcomp.backends.numba.blas import numpy_blas
 from graphcomp.backends.numba.kernels import _row_role
+from graphcomp.backends.numba.program import Segment
+from graphcomp.testing import (
+    lane_worker,
+    module_globals,
+    replace_lane_worker,
+    step_array_arguments,
+    step_records,
+)
 
 needs_lanes = pytest.mark.skipif(numpy_blas() is None or os.name != "posix",
                                  reason="row segments need the lanes: numpy's OpenBLAS and POSIX")
@@ -83,16 +90,19 @@ def _check_against_numpy(step, params, data, steps=3, until=None, each=None, rto
 @needs_lanes
 def test_the_forward_and_backward_chains_become_row_segments(rnn):
     step = rnn[0]
-    calls = re.findall(r"^\s+(seg\d+)_enter\(lanes", step.source, flags=re.M)
-    assert calls == ["seg0", "seg1"]  # one loop for the forward chain, one for the backward
-    assert f"{STEPS - 1} repeats of" in step.source
-    assert step.source.count("gemm_split_f32(") < 2 * STEPS  # the chains' products are in loops
+    program = step_records(step)
+    segments = [s for s in program.step_statements if isinstance(s, Segment)]
+    # one loop for the forward chain, one for the backward, each over STEPS - 1 repeats
+    assert [s.name for s in segments] == ["seg0", "seg1"]
+    assert [s.run.repeats for s in segments] == [STEPS - 1, STEPS - 1]
+    split = [s for s in program.step_statements if getattr(s, "target", "") == "gemm_split"]
+    assert len(split) < 2 * STEPS  # the chains' products are in loops
 
 
 @needs_lanes
 def test_the_helper_runs_row_halves_and_training_matches_numpy(rnn):
     step, params, data = rnn
-    worker = step._executable._lane_worker
+    worker = lane_worker(step)
     assert worker is not None
     seen = set()
 
@@ -111,11 +121,9 @@ def test_row_segments_allocate_nothing(rnn):
     from test_numba_runtime import _allocations  # a sibling test module: same measurement
 
     step, _, data = rnn
-    body = step.source.split("    def step(")[1].split("return 0")[0]
-    calls = re.findall(r"^\s+(k\d+|copy_flat|gemm\w*)\((.*)\)  #", body, flags=re.M)
-    arrays = sum(1 for _, args in calls for a in args.split(", ")
-                 if not re.fullmatch(r"[-\d *]+|np\.float\d+\(.*\)|[01]", a))
-    assert "_enter(lanes" in body and arrays > 0
+    arrays = step_array_arguments(step)
+    assert any(isinstance(s, Segment) for s in step_records(step).step_statements)
+    assert arrays > 0
     assert _allocations(step, *data) == arrays
 
 
@@ -128,10 +136,10 @@ def test_float64_row_segments_match_numpy():
 
 
 @needs_lanes
-def test_without_a_helper_the_caller_runs_every_row(rnn, monkeypatch):
+def test_without_a_helper_the_caller_runs_every_row(rnn):
     step, params, data = rnn
-    monkeypatch.setattr(step._executable, "_lane_worker", None)  # the lanes stay off
-    _check_against_numpy(step, params, data)
+    with replace_lane_worker(step, None):  # the lanes stay off
+        _check_against_numpy(step, params, data)
 
 
 class _UnservedLanes:
@@ -151,30 +159,25 @@ class _UnservedLanes:
 
 
 @needs_lanes
-def test_a_task_no_helper_takes_is_finished_by_the_caller(rnn, monkeypatch):
+def test_a_task_no_helper_takes_is_finished_by_the_caller(rnn):
     step, params, data = rnn
     unserved = _UnservedLanes()
-    monkeypatch.setattr(step._executable, "_lane_worker", unserved)
     states = set()
 
     def note_the_state() -> None:
         states.add(int(unserved.lanes[0, L.TASK]) & 0xFF)
 
-    _check_against_numpy(step, params, data, steps=4, each=note_the_state)
+    with replace_lane_worker(step, unserved):
+        _check_against_numpy(step, params, data, steps=4, each=note_the_state)
     assert states == {L.ROW_CALLER}  # posted, then claimed back by the caller
     assert unserved.lanes[L.TASK_ROW, L.T_COUNT] == 2 * 4  # two segments per step
-
-
-def _module_globals(step) -> dict:
-    state = next(iter(step._executable._states.values()))
-    return state.step.__globals__
 
 
 @needs_lanes
 def test_a_late_helper_makes_the_next_row_tasks_run_alone(rnn):
     step, _, data = rnn
     step(*data)
-    module = _module_globals(step)
+    module = module_globals(step)
     rows_first, rows_next = module["rows_first"], module["rows_next"]
     lanes = L.lanes_array(enabled=True)
     assert rows_next(lanes, 0, 0, 32, 16, 32) == (0, 0)  # compiled before the clock matters

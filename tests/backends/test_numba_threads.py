@@ -22,15 +22,20 @@ def test_concurrent_calls_do_not_mix_their_buffers(driver_jit: bool):
     feeds = [rng.standard_normal((16, 8)) for _ in range(4)]
     expected = [reference(v) for v in feeds]
     failures: list[int] = []
+    errors: list[BaseException] = []  # a call that raises in a worker fails the test here
 
     def worker(k: int) -> None:
-        for _ in range(300):
-            if not np.allclose(f(feeds[k]), expected[k], rtol=1e-12):
-                failures.append(k)
+        try:
+            for _ in range(300):
+                if not np.allclose(f(feeds[k]), expected[k], rtol=1e-12):
+                    failures.append(k)
+        except BaseException as exc:
+            errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert not errors, f"{len(errors)} worker(s) raised: {errors!r}"
     assert not failures

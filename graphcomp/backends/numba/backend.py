@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +98,8 @@ class NumbaExecutable:
             same = source.shape == lp.ops[param].shape
             self._update_sources.append((source.attrs["storage_id"],
                                          None if same else lp.ops[param].shape))
+        own = [lp.ops[param].attrs["storage_id"] for param, _ in lp.updates]
+        self._updates_in_place = self._update_sources == [(i, None) for i in own]
 
     def _gather_nodes(self) -> str:
         """The graph nodes whose kernels check indices (take, scatter_add)."""
@@ -143,6 +145,59 @@ class NumbaExecutable:
             state.step = self._driver(*state.tail)  # bind(): views made once per binding
         self._states[key] = state
         return state
+
+    def step_calls(self) -> list[tuple[str, list[tuple[int | None, str]]]]:
+        """Each call of the step as the driver writes it, with the values it computes: (graph
+        node id or None for a value a pass made, its description). See gc.kernel_listing."""
+        from graphcomp.backends.numba.render import call_text
+
+        module = self.module
+        assert module.program is not None and module.names is not None
+        graph = self.program.graph
+        listed = []
+        for call in module.program.calls:
+            values = []
+            for value in call.nodes:
+                op = self.lp.ops[value]
+                own = bool(op.labels) and op.labels[0].split(" ")[0] == f"%{value}"
+                node = own and graph.nx.has_node(value) and graph.node(value).op == op.op
+                values.append((value if node else None, op.describe()))
+            listed.append((call_text(module.program, module.names, call), values))
+        return listed
+
+    def runner(self, binding: dict[str, int]) -> Callable[[Sequence[np.ndarray]], list] | None:
+        """A call for writeable C-contiguous inputs under ``binding`` that runs the step and
+        returns its outputs, when every update is written into the parameters' storage by the
+        step itself and every output is a buffer view (None otherwise: use ``run``).
+
+        It binds the parameters' storage and the driver's trailing arguments once, so a
+        step pays the driver call and little else (tiny_mlp: see docs/performance.md)."""
+        key = tuple([binding[s] for s in self.lp.symbols])
+        state = self._states.get(key) or self._bind(key)
+        if not (self._updates_in_place and state.views_only):
+            return None
+        outputs = state.outputs
+        gather_nodes = self._gather_nodes
+        if self.module.uses_lanes:
+            def run_with_lanes(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+                return self.run(inputs, binding)[0]
+            run_with_lanes.outputs_share_parameters = False  # type: ignore[attr-defined]
+            return run_with_lanes
+        params = [self._storage[i] for i in self._param_ids]
+        if state.step is not None:
+            step, bound = state.step, tuple(params)
+        else:
+            step, bound = self._driver, (*params, *state.tail)
+
+        def run(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+            try:
+                step(*inputs, *bound)
+            except InputError as exc:  # an index out of range: name the node(s)
+                raise InputError(f"{gather_nodes()}: {exc}") from None
+            return outputs
+
+        run.outputs_share_parameters = False  # type: ignore[attr-defined]
+        return run
 
     def run(self, inputs: Sequence[np.ndarray], binding: dict[str, int]
             ) -> tuple[list[np.ndarray], list[np.ndarray]]:

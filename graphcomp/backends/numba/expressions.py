@@ -13,12 +13,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from graphcomp.backends.numba.op_table import OpKernel, kernel_for
 from graphcomp.errors import CompileError
-from graphcomp.ops import get_op
 from graphcomp.passes.lowered import LOp, LoweredProgram
 
 Index = tuple[str, ...]
 DTYPE_SUFFIX = {"float32": "f32", "float64": "f64"}
+_COPY = OpKernel("elementwise", "{0}", note="a copy made by a pass (not a registry op)")
 
 
 def literal(value: object, dtype: np.dtype) -> str:
@@ -135,21 +136,17 @@ class ExpressionWriter:
         return self._temp(f"np.{op.dtype.name}({product})", op.describe())
 
     def _elementwise(self, op: LOp, index: Index) -> str:
-        template = "{0}" if op.op == "copy" else get_op(op.op).kernels.get("numba")
-        if template is None:
-            raise CompileError(
-                f"op {op.op!r} ({op.describe()}) has no numba kernel; compile it with "
-                f"backend='numpy' or add kernels['numba'] to its registry entry"
-            )
+        entry = _COPY if op.op == "copy" else kernel_for(op.op, op.describe())
+        if entry.kind != "elementwise":
+            raise CompileError(f"{op.describe()} runs as {entry.kind!r}, not in a loop body")
+        template = entry.template
+        if op.op == "cast" and op.dtype == np.dtype("bool"):
+            template = "({0} != 0)"
         args = [self.value_at(i, self._operand_index(index, self.lp.ops[i].shape, op.shape))
                 for i in op.inputs]
-        fields = {"to": op.dtype.name, "dtype": op.dtype.name}
-        source_dtype = self.lp.ops[op.inputs[0]].dtype if op.inputs else op.dtype
-        suffix = DTYPE_SUFFIX.get(source_dtype.name)
-        if op.op == "cast":
-            template = "({0} != 0)" if op.dtype == np.dtype("bool") else template
-        code = template.format(*args, **fields, dt=suffix or "")
-        for name in ("exp", "log", "log1p", "expm1", "tanh", "sigmoid"):
-            if f"{name}_{suffix}(" in code:
-                self.functions.add(f"{name}_{suffix}")
+        helper = ""
+        if entry.fastmath is not None:
+            helper = entry.helper(self.lp.ops[op.inputs[0]].dtype)
+            self.functions.add(helper)
+        code = template.format(*args, to=op.dtype.name, dtype=op.dtype.name, fastmath=helper)
         return self._temp(code, op.describe())

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphcomp.backends.numba.expressions import ExpressionWriter, Index, literal
-from graphcomp.errors import CompileError
-from graphcomp.ops import get_op
+from graphcomp.backends.numba.op_table import kernel_for
 from graphcomp.passes.fusion import MAX_LOOP_SUMS, Kernel, loop_shape
 from graphcomp.passes.lowered import BACKEND_OPS, LoweredProgram, size_key
 
@@ -549,9 +548,6 @@ def _batch_index(idx: list[str], shape: tuple, out_shape: tuple) -> list[str]:
 
 
 def check_kernel_available(op_name: str, label: str) -> None:
-    """``CompileError`` naming the op when its registry entry has no numba kernel."""
-    if op_name not in BACKEND_OPS and "numba" not in get_op(op_name).kernels:
-        raise CompileError(
-            f"op {op_name!r} ({label}) has no numba kernel; compile with backend='numpy' or "
-            f"add kernels['numba'] to its registry entry"
-        )
+    """``CompileError`` naming the op when the numba op table has no entry for it."""
+    if op_name not in BACKEND_OPS:
+        kernel_for(op_name, label)

@@ -8,15 +8,17 @@ as a product ``h @ W`` and an elementwise kernel, each reading and writing the r
   splits by the rows of its left operand; an elementwise kernel reads its operands at its own
   row, or reads a broadcast value whole). So rows ``0:h`` and ``h:B`` of the *whole run* are
   independent: two threads can each take one half of the run, with one hand-over for the run
-  instead of one per product (``lanes.split_gemm_source``).
+  instead of one per product (``lanes/code.py``, ``gemm_split``).
 * The copies differ only in which buffers they use. ``find_runs`` finds periodic runs of
   calls; a run becomes one njit function looping over a table of buffer offsets (built once
   per binding), so its compile time does not grow with T.
 
 The driver calls the run's entry (``segment_entry``): the compiled run posts a task in the
-lanes array (``lanes.rows_source``), runs the first half of the rows and then claims the second
-half unless the lane helper already has it (the helper calls the run's C entry by address,
-without the GIL): a helper that is busy, asleep or absent costs speed, never a wait. Before a
+lanes array (``rows_first``/``rows_next``, ``lanes/code.py``), runs the first half of the rows
+and then claims the second half unless the lane helper already has it (the helper calls the
+run's C entry by address, without the GIL, with an argument block laid out as
+``lanes.protocol.SegmentBlock`` says): a helper that is busy, asleep or absent costs speed,
+never a wait. Before a
 binding's first step, ``rows_safe`` checks the actual buffer addresses: two buffers of the run
 that share memory must share it row for row (same start and size), else the run stays whole
 on the calling thread.
@@ -33,7 +35,15 @@ from typing import Any
 
 import numpy as np
 
-from graphcomp.backends.numba.lanes import FIELDS, ROWS
+from graphcomp.backends.numba.lanes.protocol import (
+    BLOCK_FUNCTION,
+    BLOCK_LANES,
+    BLOCK_SAFE,
+    BLOCK_SELF,
+    FIELDS,
+    ROWS,
+    SegmentBlock,
+)
 
 ROWS_SHAPE = f"{ROWS}, {FIELDS}"
 
@@ -188,7 +198,7 @@ def segment_source(name: str, calls: Sequence[RowCall], run: Run, columns: Colum
     rows = period[0].rows
     half = rows // 2
     params = [*columns.arenas, "table", *[f"w{k}" for k in range(len(columns.invariant))]]
-    # One function, one copy of the loop: the hand-over (lanes.rows_source) hands out ranges
+    # One function, one copy of the loop: the hand-over (rows_first/rows_next) hands out ranges
     # of rows. (A loop function called from several places compiled ~3x slower.)
     lines = [f"# {run.repeats} repeats of: " + "; ".join(c.comment for c in period),
              decorator[:-1] + ', inline="always")',  # compiled inside the cfunc only
@@ -214,29 +224,29 @@ def segment_source(name: str, calls: Sequence[RowCall], run: Run, columns: Colum
         lines.append("            " + call.template.format(*texts, n=f"(hi - lo) * {inner}")
                      + (f"  # {call.comment}" if call.comment else ""))
     lines.append(f"        lo, hi = rows_next(lanes, task, who, hi, {half}, {rows})")
-    # The argument block (segment_entry): lanes, safe, function, block, one address per
-    # parameter, the arenas' lengths, the table's shape.
-    count = len(params)
+    # The argument block (segment_entry; its layout: protocol.SegmentBlock): the segment's
+    # arrays in the order of its parameters (arenas, table, invariant arrays).
+    block = SegmentBlock(arrays=len(params), arenas=len(columns.arenas))
     arrays = []
     for k, arena in enumerate(columns.arenas):
-        arrays.append(f"carray(address_pointer(b[{4 + k}], np.{arena.removeprefix('arena_')}), "
-                      f"(b[{4 + count + k}],))")
-    table_shape = 4 + count + len(columns.arenas)
-    arrays.append(f"carray(address_pointer(b[{4 + len(columns.arenas)}], np.int64), "
-                  f"(b[{table_shape}], b[{table_shape + 1}]))")
+        arrays.append(f"carray(address_pointer(b[{block.address(k)}], "
+                      f"np.{arena.removeprefix('arena_')}), (b[{block.length(k)}],))")
+    shape = block.table_shape
+    arrays.append(f"carray(address_pointer(b[{block.address(block.table)}], np.int64), "
+                  f"(b[{shape}], b[{shape + 1}]))")
     for w, arg in enumerate(columns.invariant_args):
-        shape = ", ".join(str(d) for d in arg.view_shape) + ("," if len(arg.view_shape) == 1
-                                                            else "")
-        arrays.append(f"carray(address_pointer(b[{4 + len(columns.arenas) + 1 + w}], "
-                      f"np.{arg.dtype}), ({shape}))")
+        dims = ", ".join(str(d) for d in arg.view_shape) + ("," if len(arg.view_shape) == 1
+                                                           else "")
+        arrays.append(f"carray(address_pointer(b[{block.address(block.table + 1 + w)}], "
+                      f"np.{arg.dtype}), ({dims}))")
     native = [
         "if not numba_config.DISABLE_JIT:",
         '    @cfunc(types.void(types.int64, types.int64), cache=True, error_model="numpy")',
         f"    def {name}_native(address, who):",
         f'        """{name} on the arrays an argument block describes (segment_entry)."""',
-        f"        b = carray(address_pointer(address, np.int64), ({table_shape + 2},))",
-        f"        lanes = carray(address_pointer(b[0], np.int64), ({ROWS_SHAPE}))",
-        f"        {name}(lanes, b[1], who, b[2], address,",
+        f"        b = carray(address_pointer(address, np.int64), ({block.size},))",
+        f"        lanes = carray(address_pointer(b[{BLOCK_LANES}], np.int64), ({ROWS_SHAPE}))",
+        f"        {name}(lanes, b[{BLOCK_SAFE}], who, b[{BLOCK_FUNCTION}], address,",
         *[f"              {text}," for text in arrays[:-1]],
         f"              {arrays[-1]})",
         "else:",
@@ -260,23 +270,22 @@ def segment_entry(native: Any, python: Any, arrays: Sequence[np.ndarray | None],
                 given[k] = array
             python(lanes, 0, 0, 0, 0, *given)
         return enter_python
-    count = len(arrays)
-    block = np.zeros(4 + count + arenas + 2, dtype=np.int64)
-    block[1] = int(safe)
-    block[2] = native.address
-    block[3] = block.ctypes.data
+    layout = SegmentBlock(arrays=len(arrays), arenas=arenas)
+    block = np.zeros(layout.size, dtype=np.int64)
+    block[BLOCK_SAFE] = int(safe)
+    block[BLOCK_FUNCTION] = native.address
+    block[BLOCK_SELF] = block.ctypes.data
     for k, array in enumerate(arrays):
         if array is not None:
-            block[4 + k] = array.ctypes.data
+            block[layout.address(k)] = array.ctypes.data
     for k in range(arenas):
-        block[4 + count + k] = arrays[k].size
-    table = arrays[arenas]
-    block[4 + count + arenas:] = table.shape
-    slots = [4 + k for k in late_positions]
-    call, address = native.ctypes, int(block[3])
+        block[layout.length(k)] = arrays[k].size
+    block[layout.table_shape:layout.table_shape + 2] = arrays[layout.table].shape
+    slots = [layout.address(k) for k in late_positions]
+    call, address = native.ctypes, int(block[BLOCK_SELF])
 
     def enter(lanes: np.ndarray, *late: np.ndarray) -> None:
-        block[0] = lanes.ctypes.data
+        block[BLOCK_LANES] = lanes.ctypes.data
         for slot, array in zip(slots, late, strict=True):
             block[slot] = array.ctypes.data
         call(address, 0)

@@ -1,4 +1,4 @@
-"""Testing helpers that run graphs (like ``numpy.testing``): the finite-difference gradient check.
+"""The finite-difference gradient check (like ``numpy.testing``, it runs graphs).
 
 ``check_grads`` lives here, above the runtime, so that ``graphcomp.autodiff`` stays a pure
 graph-to-graph transformation.

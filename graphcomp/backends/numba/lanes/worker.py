@@ -1,0 +1,132 @@
+"""The lane helper: the process's helper thread and the lanes array it serves (``LaneWorker``).
+
+The thread runs ``serve`` (``code.py``) from a module of its own in graphcomp's kernel cache
+(``source.helper_text``), without the GIL, until ``PARK_SECONDS`` pass without a step; then
+it returns to Python and waits on an event, which ``begin`` sets. ``begin``/``end`` bracket a
+step: the caller owns the lanes (a second thread's step gets None and runs its products whole)
+and OpenBLAS runs on one thread, so its pool never competes with the two lanes.
+
+>>> int(lanes_array()[HEADER, ENABLED]), lanes_array(enabled=True).shape == (ROWS, FIELDS)
+(0, True)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+
+import numpy as np
+
+from graphcomp.backends.numba.blas import BlasLibrary, numpy_blas
+from graphcomp.backends.numba.lanes.protocol import (
+    ACTIVE,
+    ENABLED,
+    FIELDS,
+    HEADER,
+    PARK_SECONDS,
+    PARKED,
+    ROWS,
+    SPIN_SECONDS,
+)
+from graphcomp.backends.numba.lanes.source import helper_text
+
+# The helper calls usleep, sched_yield and clock_gettime from libc.
+SUPPORTED = os.name == "posix"
+
+
+def lanes_array(enabled: bool = False) -> np.ndarray:
+    """A fresh lanes array (the layout: ``protocol.py``), zeroed; ``enabled`` sets ENABLED.
+
+    >>> lanes_array().shape == (ROWS, FIELDS), int(lanes_array(enabled=True)[HEADER, ENABLED])
+    (True, 1)
+    """
+    lanes = np.zeros((ROWS, FIELDS), dtype=np.int64)
+    lanes[HEADER, ENABLED] = int(enabled)
+    return lanes
+
+
+class LaneWorker:
+    """The process's helper thread and the lanes array it serves (one per process).
+
+    >>> worker = LaneWorker.shared()
+    >>> lanes = worker.begin()  # None when another step holds the lanes
+    >>> if lanes is not None:
+    ...     worker.end()
+    """
+
+    _shared: LaneWorker | None = None
+    _shared_lock = threading.Lock()
+
+    def __init__(self, library: BlasLibrary) -> None:
+        from numba import types
+
+        from graphcomp.backends.numba.cache import load_generated_module, record_compiled
+
+        self.lanes = lanes_array(enabled=True)
+        self._owner = threading.Lock()
+        self._wake = threading.Event()
+        self._library = library
+        self._blas = ctypes.CDLL(library.path)
+        prefix = "scipy_openblas_" if library.sgemm.startswith("scipy_") else "openblas_"
+        suffix = "64_" if library.sgemm.endswith("64_") else ""
+        self._get_threads = getattr(self._blas, f"{prefix}get_num_threads{suffix}", None)
+        self._set_threads = getattr(self._blas, f"{prefix}set_num_threads{suffix}", None)
+        if self._set_threads is not None:
+            self._set_threads.argtypes = [ctypes.c_int]
+        self._blas_threads = 0
+        self._pid = os.getpid()
+        module, path = load_generated_module(helper_text(library))
+        self._serve = module.serve
+        self._serve.compile((types.Array(types.int64, 2, "C"), types.int64, types.int64))
+        record_compiled(path)
+        self.lanes[HEADER, PARKED] = 1
+        self._thread = threading.Thread(target=self._run, name="graphcomp-lanes", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def shared(cls) -> LaneWorker | None:
+        """The process's worker, started on first use; None without numpy's BLAS, a POSIX
+        libc or the JIT, or when ``GRAPHCOMP_LANES=0``."""
+        from numba import config
+
+        library = numpy_blas()
+        if (library is None or not SUPPORTED or config.DISABLE_JIT
+                or os.environ.get("GRAPHCOMP_LANES") == "0"):
+            return None
+        with cls._shared_lock:
+            if cls._shared is None or cls._shared._pid != os.getpid():
+                cls._shared = LaneWorker(library)  # after a fork the old thread is gone
+            return cls._shared
+
+    def in_this_process(self) -> bool:
+        """False in a child forked after the helper started (it has no helper thread)."""
+        return self._pid == os.getpid()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            self.lanes[HEADER, PARKED] = 0
+            self._serve(self.lanes, int(SPIN_SECONDS * 1e9), int(PARK_SECONDS * 1e9))
+
+    def begin(self) -> np.ndarray | None:
+        """Take the lanes for one step (None if another thread's step has them)."""
+        if not self._owner.acquire(blocking=False):
+            return None
+        if self._get_threads is not None:
+            self._blas_threads = self._get_threads()
+            if self._blas_threads > 1:
+                self._set_threads(1)
+        self.lanes[HEADER, ACTIVE] = 1
+        if self.lanes[HEADER, PARKED]:
+            self._wake.set()
+        return self.lanes
+
+    def end(self) -> None:
+        """Give the lanes back and restore OpenBLAS's thread count."""
+        self.lanes[HEADER, ACTIVE] = 0
+        if self._blas_threads > 1:
+            self._set_threads(self._blas_threads)
+        self._owner.release()
+

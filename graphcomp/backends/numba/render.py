@@ -1,0 +1,356 @@
+"""Stage 4 of code generation: the module text of a ``StepProgram``.
+
+This is the only stage that writes Python/Numba syntax (with the kernel writers of
+``kernels.py``, which it renders through): the records say what runs, this module says how it
+reads. The module holds, in order: the kernels, the copy and BLAS helpers, the lanes' code and
+row segments when used, the driver, and the fast-math library last (so ``f.source`` opens with
+the program itself).
+
+>>> row_template("k3", 2, (), element_count=True)
+'k3({0}, {1}, {n})'
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from graphcomp.backends.numba import helpers
+from graphcomp.backends.numba.blas import BlasLibrary
+from graphcomp.backends.numba.expressions import literal
+from graphcomp.backends.numba.names import Names
+from graphcomp.backends.numba.program import Arg, Buffer, Call, KernelDef, Segment, StepProgram
+from graphcomp.backends.numba.rows import RowArg, RowCall, Run, segment_source
+
+FASTMATH_FILE = Path(__file__).with_name("fastmath.py")
+# Never "nnan"/"ninf": graphcomp keeps IEEE semantics for NaN and infinity even when opted in.
+FASTMATH_FLAGS = ("nsz", "arcp", "contract", "afn", "reassoc")
+
+_IMPORTS = [
+    "import numpy as np",
+    "from numba import config as numba_config  # noqa: F401",
+    "from numba import njit, prange  # noqa: F401",
+    "",
+    "from graphcomp.backends.numba.blas import (  # noqa: F401",
+    "    BlasLibrary,",
+    "    gemm_externals,",
+    "    load_numpy_blas,",
+    ")",
+    "from graphcomp.errors import InputError  # noqa: F401",
+    "",
+]
+_SEGMENT_IMPORTS = [
+    "from numba import carray, cfunc, types  # noqa: E402",
+    "",
+    "from graphcomp.backends.numba.rows import (  # noqa: E402",
+    "    rows_safe,", "    rows_table,", "    segment_entry,", ")",
+]
+
+
+def row_template(function: str, arrays: int, scalars: Sequence[Arg],
+                 element_count: bool = False) -> str:
+    """A row-wise call as a template: ``{0}``, ``{1}``… for its arrays, ``{n}`` for the
+    element count of the rows (flat loops), then typed scalars (rows.RowCall)."""
+    parts = [f"{{{k}}}" for k in range(arrays)]
+    if element_count:
+        parts.append("{n}")
+    parts += [literal(s.number, _dtype(s)) for s in scalars]
+    return f"{function}({', '.join(parts)})"
+
+
+def render_module(program: StepProgram, names: Names, blas: BlasLibrary | None) -> str:
+    """The whole module text for ``program``."""
+    decorator = kernel_decorator(program.fastmath)
+    lines = [*_docstring(program), "", *_IMPORTS, "", "# ---- kernels", ""]
+    for kernel in program.kernels:
+        lines += ["", render_kernel(kernel, decorator), ""]
+    lines += ["", helpers.copy_kernel(decorator.format(parallel="")), ""]
+    lines += helpers.gemm_helpers(blas, program.blas_dtypes)
+    if program.uses_lanes:
+        assert blas is not None
+        lines += helpers.split_gemm_helpers(blas)
+    writer = _Writer(program, names)
+    if program.driver == "python":
+        segment_decorator = decorator.format(parallel="")[:-1] + ", nogil=True)"
+        if program.segments:
+            lines += ["", "# ---- row segments (graphcomp/backends/numba/rows.py)", "",
+                      *_SEGMENT_IMPORTS]
+        natives = []
+        for segment in program.segments:
+            source, native = segment_source(segment.name, list(segment.calls), segment.run,
+                                            segment.columns, segment_decorator)
+            lines += ["", source, ""]
+            natives.append(native)
+        lines += ["", "# ---- driver", "", *writer.python_driver()]
+    else:
+        lines += ["", "# ---- driver", "", *writer.njit_driver()]
+    if program.functions:
+        # Last, so a reader meets the kernels and the driver first; numba resolves these
+        # globals when it compiles the kernels, after the whole module has run.
+        banner = "# ---- vectorisable transcendentals (graphcomp/backends/numba/fastmath.py)"
+        lines += ["", "", banner, "", fastmath_source(), ""]
+    if program.driver == "python" and program.segments:
+        # Compiled as the module runs (cfuncs): last, after every function they call.
+        lines += ["", "", "# ---- row segments as C functions for the lane helper", ""]
+        for native in natives:
+            lines += ["", native, ""]
+    source = "\n".join(lines) + "\n"
+    return re.sub(r"\n{4,}", "\n\n\n", source)
+
+
+def call_text(program: StepProgram, names: Names, call: Call) -> str:
+    """One call as an njit driver writes it, without its comment (for listings)."""
+    return _Writer(program, names).call_expression(call)
+
+
+def kernel_decorator(fastmath: bool) -> str:
+    """The kernels' decorator, with a ``{parallel}`` field."""
+    if fastmath:
+        flags = ", ".join(f'"{f}"' for f in FASTMATH_FLAGS)
+        return '@njit(cache=True, error_model="numpy", fastmath={{' + flags + "}}{parallel})"
+    return '@njit(cache=True, error_model="numpy"{parallel})'
+
+
+def render_kernel(kernel: KernelDef, decorator: str) -> str:
+    """One kernel function, its lines commented with the nodes they compute."""
+    text = kernel.text
+    head = decorator.format(parallel=", parallel=True" if text.parallel else "")
+    lines = [f"# {kernel.comment}", head, f"def {kernel.name}({', '.join(text.params)}):"]
+    width = max((len(line) for line, note in text.body if note), default=0)
+    for line, note in text.body:
+        lines.append(f"    {line.ljust(width)}  # {note}" if note else f"    {line}")
+    return "\n".join(lines)
+
+
+def fastmath_source() -> str:
+    """fastmath.py's text without its docstring, made cacheable, for inlining."""
+    text = FASTMATH_FILE.read_text()
+    tree = ast.parse(text)
+    lines = text.splitlines()
+    first = tree.body[0] if tree.body else None
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        lines = lines[first.end_lineno:]
+    body = "\n".join(lines).strip("\n")
+    return body.replace("cache=False", "cache=True")
+
+
+def _docstring(program: StepProgram) -> list[str]:
+    # No graph name here: the cache is keyed by this text, and graphs that differ only in
+    # their (often automatic) names share one compiled module.
+    return [
+        f'"""Generated by graphcomp: {program.value_count} values, '
+        f"{program.kernel_calls} kernels ({len(program.kernels)} distinct).",
+        "",
+        "Each kernel line names the graph node it computes; the driver `step` runs the schedule.",
+        '"""',
+    ]
+
+
+def _dtype(arg: Arg) -> np.dtype:
+    return np.dtype(arg.dtype)
+
+
+class _Writer:
+    """Expressions and statements of the driver."""
+
+    def __init__(self, program: StepProgram, names: Names) -> None:
+        self.program = program
+        self.names = names
+        self.bound_views: dict[tuple[int, str], str] = {}  # in the step: made by bind()
+
+    # ---- expressions
+
+    def ref(self, value: int) -> str:
+        """How the driver reads a value: its buffer, a ``.T`` view, or the parameter it is
+        written into."""
+        base = self.program.transposed.get(value)
+        if base is not None:
+            return f"{self.ref(base)}.T"
+        buffer = self.program.buffers.get(value)
+        if buffer is not None and buffer.home == "in_place" and buffer.source is not None:
+            return self.ref(buffer.source)
+        return self.names[value]
+
+    def view(self, value: int, view: str) -> str:
+        bound = self.bound_views.get((value, view))
+        if bound is not None:
+            return bound
+        return self._view_text(value, view)
+
+    def _view_text(self, value: int, view: str) -> str:
+        shape = self.program.shapes[value]
+        if view == "flat":
+            return f"{self.ref(value)}.reshape({self.names.size(shape)})"
+        if view == "matrix":
+            rows = self.names.size(shape[:-1])
+            return f"{self.ref(value)}.reshape(({rows}, {self.names.dim(shape[-1])}))"
+        return self.ref(value)
+
+    def arg(self, arg: Arg) -> str:
+        if arg.kind == "array":
+            assert arg.value is not None
+            text = self.view(arg.value, arg.view)
+            return text if arg.flag is None else f"{text}, {arg.flag}"
+        if arg.kind == "size":
+            return self.names.size(arg.shape)
+        if arg.kind == "scalar":
+            return literal(arg.number, _dtype(arg))
+        return arg.name
+
+    def call_expression(self, call: Call) -> str:
+        return f"{call.function}({', '.join(self.arg(a) for a in call.args)})"
+
+    def call(self, call: Call) -> str:
+        return f"{self.call_expression(call)}  # {call.comment}"
+
+    def define(self, buffer: Buffer) -> str | None:
+        """The statement that makes ``buffer`` (None: it needs no name of its own)."""
+        names = self.names
+        note = f"  # {buffer.comment}" if buffer.comment else ""
+        if buffer.home == "in_place":
+            return None  # calls write the parameter's storage directly
+        if buffer.home == "slot":
+            arena = f"arena_{buffer.dtype.name}"
+            start = f"offsets[{buffer.slot}]"
+            return (f"{buffer.name} = {arena}[{start}:{start} + {names.size(buffer.shape)}]"
+                    f".reshape({names.shape(buffer.shape)}){note}")
+        assert buffer.source is not None
+        source = self.ref(buffer.source)
+        if buffer.home == "alias":
+            return f"{buffer.name} = {source}.reshape({names.shape(buffer.shape)}){note}"
+        source_shape = self.program.buffers[buffer.source].shape
+        start = " + ".join(names.size((first, *rest)) for first, rest in buffer.offset)
+        size = names.size(buffer.shape)
+        span = _span(start, size)
+        return (f"{buffer.name} = {source}.reshape({names.size(source_shape)})[{span}]"
+                f".reshape({names.shape(buffer.shape)}){note}")
+
+    def dim_lines(self) -> list[str]:
+        return [f"{self.names.dims[s]} = dims[{k}]" for k, s in enumerate(self.program.symbols)]
+
+    def parameters(self, kinds: Sequence[str]) -> list[str]:
+        params = []
+        for argument in self.program.arguments:
+            if argument.kind not in kinds:
+                continue
+            if argument.value is not None:
+                params.append(self.names[argument.value])
+            elif argument.kind == "arena":
+                assert argument.dtype is not None
+                params.append(f"arena_{argument.dtype.name}")
+            else:
+                params.append(argument.kind)
+        return params
+
+    # ---- drivers
+
+    def njit_driver(self) -> list[str]:
+        body = self.dim_lines()
+        for statement in self.program.statements:
+            text = self.define(statement) if isinstance(statement, Buffer) else \
+                self.call(statement)
+            if text is not None:
+                body.append(text)
+        params = self.parameters([a.kind for a in self.program.arguments])
+        return [
+            # nogil: the lane helper (lanes.py) needs the GIL for a moment when it wakes up.
+            '@njit(cache=True, error_model="numpy", nogil=True)',
+            f"def step({', '.join(params)}):",
+            '    """One call runs the whole program; outputs stay in the arenas."""',
+            *["    " + line for line in [*body, "return 0"]],
+        ]
+
+    def python_driver(self) -> list[str]:
+        """``bind(...)`` makes every view that depends only on the arenas once per binding
+        (and every flat view a call needs) and returns the ``step`` closure, which then only
+        calls kernels: a step does no slicing or reshaping in Python."""
+        program = self.program
+        bind = self.dim_lines()
+        for buffer in program.bind_statements:
+            text = self.define(buffer)
+            if text is not None:
+                bind.append(text)
+        for (value, view), name in program.bound_views.items():
+            bind.append(f"{name} = {self._view_text(value, view)}")
+            self.bound_views[(value, view)] = name
+        bound = {*self.parameters(["constant", "arena", "offsets", "dims", "scratch"]),
+                 *(b.name for b in program.bind_statements)}
+        step = []
+        for statement in program.step_statements:
+            if isinstance(statement, Segment):
+                extra, line = _segment_lines(statement, bound)
+                bind += extra
+                step.append(line)
+                continue
+            text = self.define(statement) if isinstance(statement, Buffer) else \
+                self.call(statement)
+            if text is not None:
+                step.append(text)
+        bind_params = self.parameters(["constant", "arena", "offsets", "dims", "scratch"])
+        step_params = self.parameters(["input", "parameter", "lanes"])
+        return [
+            "# A Python driver: an njit one would re-optimise every kernel it links.",
+            f"def bind({', '.join(bind_params)}):",
+            '    """Views of every buffer for one binding of the dims; returns the step."""',
+            *["    " + line for line in bind],
+            "",
+            f"    def step({', '.join(step_params)}):",
+            '        """One call runs the whole program; outputs stay in the arenas."""',
+            *["        " + line for line in [*step, "return 0"]],
+            "",
+            "    return step",
+        ]
+
+
+def _span(start: str, size: str) -> str:
+    """A slice ``start:start + size`` written the way a person would."""
+    if not start:
+        return f":{size}"
+    if start.isdigit() and size.isdigit():
+        return f"{start}:{int(start) + int(size)}"
+    return f"{start}:{start} + {size}"
+
+
+def _segment_lines(segment: Segment, bound: set[str]) -> tuple[list[str], str]:
+    """bind()'s lines for a row segment (its offsets table, safety check and entry) and the
+    step's call of its entry."""
+    calls, run, columns, name = list(segment.calls), segment.run, segment.columns, segment.name
+    views = [[_arg_of(calls, run, values, r).text for values in columns.varying]
+             for r in range(run.repeats)]
+    arenas = ", ".join(columns.arena_of)
+    lines = [f"{name}_table = rows_table([{arenas}], "
+             f"[{', '.join('[' + ', '.join(row) + ']' for row in views)}])"]
+    period = calls[:run.period]
+    uses: dict[tuple[str, int], list[RowArg]] = {}
+    for (j, a), where in columns.where.items():
+        uses.setdefault(where, []).append(period[j].args[a])
+    spans = []
+    for k in range(len(columns.varying)):
+        rows = all(arg.role != "whole" for arg in uses[("c", k)])
+        written = any(arg.written for arg in uses[("c", k)])
+        spans += [f"({views[r][k]}, {rows}, {written})" for r in range(run.repeats)]
+    for w, text in enumerate(columns.invariant):
+        if uses[("w", w)][0].arena is not None:  # a buffer of the arenas, read only
+            rows = all(arg.role != "whole" for arg in uses[("w", w)])
+            spans.append(f"({text}, {rows}, False)")
+    lines.append(f"{name}_safe = rows_safe([{', '.join(spans)}])")
+    arrays = [*columns.arenas, f"{name}_table",
+              *[text if text in bound else "None" for text in columns.invariant]]
+    late = [text for text in columns.invariant if text not in bound]
+    lines.append(f"{name}_enter = segment_entry({name}_native, {name}, "
+                 f"[{', '.join(arrays)}], {name}_safe, {len(columns.arenas)})")
+    comment = f"{run.repeats} repeats of: " + "; ".join(c.comment for c in period)
+    return lines, f"{name}_enter({', '.join(['lanes', *late])})  # {comment}"
+
+
+def _arg_of(calls: Sequence[RowCall], run: Run, values: tuple[int, ...], repeat: int) -> RowArg:
+    """The argument of repeat ``repeat`` that holds ``values[repeat]`` (a table column)."""
+    for j in range(run.period):
+        for arg in calls[repeat * run.period + j].args:
+            if arg.value == values[repeat]:
+                return arg
+    raise AssertionError("a table column without its argument")
