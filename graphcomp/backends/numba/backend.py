@@ -79,11 +79,12 @@ class NumbaExecutable:
         self._driver = driver
         self._states: dict[tuple, _BoundState] = {}
         storage = program.graph.parameter_values
-        self._param_ids = [lp.ops[a.value].attrs["storage_id"]
-                           for a in module.arguments if a.kind == "parameter"]
+        given = [(a.kind, a.value) for a in module.arguments if a.value is not None]
+        self._param_ids = [lp.ops[v].attrs["storage_id"] for kind, v in given
+                           if kind == "parameter"]
         self._storage = storage
-        self._constants = [_writable(lp.ops[a.value].attrs["value"])
-                           for a in module.arguments if a.kind == "constant"]
+        self._constants = [_writable(lp.ops[v].attrs["value"]) for kind, v in given
+                           if kind == "constant"]
         self._scratch = np.zeros(K.SCRATCH_SIZE, dtype=np.float64)
         # A step that cannot take the lane helper (none here, or another thread's step has
         # it) passes this disabled array, and its products run whole.
@@ -96,8 +97,9 @@ class NumbaExecutable:
             base = lp.ops[memory.base(value)]
             source = base if base.op == "parameter" else lp.ops[param]
             same = source.shape == lp.ops[param].shape
-            self._update_sources.append((source.attrs["storage_id"],
-                                         None if same else lp.ops[param].shape))
+            # A parameter's shape is concrete: it has a value.
+            shape = None if same else tuple(int(d) for d in lp.ops[param].shape)
+            self._update_sources.append((source.attrs["storage_id"], shape))
         own = [lp.ops[param].attrs["storage_id"] for param, _ in lp.updates]
         self._updates_in_place = self._update_sources == [(i, None) for i in own]
 
@@ -221,7 +223,7 @@ class NumbaExecutable:
         except InputError as exc:  # an index out of range: say which node(s) could have met it
             raise InputError(f"{self._gather_nodes()}: {exc}") from None
         finally:
-            if lanes is not None:
+            if lanes is not None and worker is not None:
                 worker.end()
         if state.views_only:
             outputs = state.outputs
@@ -250,7 +252,8 @@ def _writable(value: np.ndarray) -> np.ndarray:
 def _signature(module: GeneratedModule) -> tuple:
     from numba import from_dtype, types
 
-    return tuple(types.Array(from_dtype(a.dtype), a.ndim, "C") for a in module.arguments)
+    return tuple(types.Array(from_dtype(np.dtype(a.dtype)), a.ndim, "C")
+                 for a in module.arguments)
 
 
 def _kernel_signature(types: tuple) -> tuple:

@@ -88,7 +88,7 @@ def gemm_externals(library: BlasLibrary, by_address: bool = False) -> dict[str, 
     integer = types.int64 if library.int_bits == 64 else types.int32
     matrix = types.int64 if by_address else types.voidptr
     names = ("sgemm_at", "dgemm_at") if by_address else ("cblas_sgemm", "cblas_dgemm")
-    externals = {}
+    externals: dict[str, object] = {}
     for name, symbol, scalar in ((names[0], library.sgemm, types.float32),
                                  (names[1], library.dgemm, types.float64)):
         signature = types.void(

@@ -122,9 +122,10 @@ def _numba_cache_path(entry: Path) -> Path:
     """Where numba keeps the compiled artefacts of ``entry`` (mirrors numba's locators)."""
     from numba.core import caching, config
 
-    if config.CACHE_DIR:
+    cache_dir = getattr(config, "CACHE_DIR", "")
+    if cache_dir:
         locator = caching.UserProvidedCacheLocator
-        return Path(config.CACHE_DIR) / locator.get_suitable_cache_subpath(str(entry))
+        return Path(cache_dir) / locator.get_suitable_cache_subpath(str(entry))
     return entry.parent / "__pycache__"
 
 

@@ -30,6 +30,7 @@ from graphcomp.backends.numba.program import (
     Call,
     KernelDef,
     ValueType,
+    View,
 )
 from graphcomp.errors import CompileError
 from graphcomp.passes.fusion import FusionPlan, Kernel, loop_shape
@@ -224,7 +225,7 @@ def _loop_nest(ctx: CallContext, kernel: Kernel, nodes: tuple[int, ...], comment
         ctx.kernels[key] = KernelDef(f"k{len(ctx.kernels)}", text, comment)
     name = ctx.kernels[key].name
     writes = [kernel.root] if text.writes is None else text.writes
-    view = "flat" if text.flat else "whole"
+    view: View = "flat" if text.flat else "whole"
     args = [Arg.array(v, view) for v in [*text.reads, *writes]]
     types: list[ValueType] = [_type(ctx, v, text.flat) for v in [*text.reads, *writes]]
     if text.uses_scratch:
@@ -246,13 +247,16 @@ def _with_row(ctx: CallContext, call: Call, row: R.RowCall | None) -> Call:
     return replace(call, row=row) if ctx.rows_wanted and row is not None else call
 
 
-def _row_arg(ctx: CallContext, value: int, role: str, rows: int, written: bool = False,
+def _row_arg(ctx: CallContext, value: int, role: str | None, rows: int, written: bool = False,
              shape: tuple | None = None) -> R.RowArg | None:
     """``value`` as an argument of a call over ``rows`` rows (None: not row-wise)."""
     op = ctx.lp.ops[value]
-    shape = tuple(op.shape) if shape is None else shape
-    if value in ctx.plan.transposed_views or not all(isinstance(d, int) for d in shape):
+    if role is None:
         return None
+    given = tuple(op.shape) if shape is None else shape
+    if value in ctx.plan.transposed_views or not all(isinstance(d, int) for d in given):
+        return None
+    shape = tuple(int(d) for d in given)
     if role != "whole" and (not shape or shape[0] != rows):
         return None
     base = ctx.memory.base(value)

@@ -111,7 +111,7 @@ def _driver_arguments(lp: LoweredProgram, statements: list[Buffer | Call],
     arguments += [DriverArgument("constant", v, lp.ops[v].dtype, lp.ops[v].ndim)
                   for v in lp.constants() if v in read]
     arguments += [DriverArgument("arena", None, d, 1) for d in arena_dtypes]
-    arguments += [DriverArgument(kind, None, np.dtype(dtype), 1)
-                  for kind, dtype in (("offsets", "int64"), ("dims", "int64"),
-                                      ("scratch", "float64"))]
+    arguments += [DriverArgument("offsets", None, np.dtype("int64"), 1),
+                  DriverArgument("dims", None, np.dtype("int64"), 1),
+                  DriverArgument("scratch", None, np.dtype("float64"), 1)]
     return arguments

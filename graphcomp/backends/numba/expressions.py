@@ -22,7 +22,7 @@ DTYPE_SUFFIX = {"float32": "f32", "float64": "f64"}
 _COPY = OpKernel("elementwise", "{0}", note="a copy made by a pass (not a registry op)")
 
 
-def literal(value: object, dtype: np.dtype) -> str:
+def literal(value: float | np.number | np.bool_, dtype: np.dtype) -> str:
     """A typed scalar literal: ``np.float32(0.5)`` (a bare Python float would promote f32).
 
     >>> literal(0.5, np.dtype("float32"))

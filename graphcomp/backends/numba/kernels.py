@@ -57,7 +57,7 @@ class KernelText:
     writes: list[int] | None = None
     # Per read, how row i0 of the output reads it: "rows" (at its own row i0) or "whole" (i0
     # not used); None when a read mixes both, or for kernels that were not checked (rows.py).
-    row_roles: list[str] | None = None
+    row_roles: list[str | None] | None = None
 
     def code_key(self) -> str:
         """The kernel's code without comments: equal keys compile to the same function."""
@@ -237,7 +237,8 @@ def _column_sum(lp: LoweredProgram, kernel: Kernel, source_id: int,
     # A last axis that fits one chunk is looped over directly: numba then knows the index is
     # non-negative and drops its wraparound test, which otherwise keeps the loop from
     # vectorising (256x128 float32: 3.8 us against 17.4 us through ``start + j``).
-    chunked = not (isinstance(source.shape[last], int) and source.shape[last] <= REDUCE_CHUNK)
+    extent = source.shape[last]
+    chunked = not (isinstance(extent, int) and extent <= REDUCE_CHUNK)
     start = "start + " if chunked else ""
     out_ref = "out[" + ", ".join(["0"] * (root.ndim - 1) + [f"{start}j"]) + "]"
     body: list[tuple[str, str]] = []

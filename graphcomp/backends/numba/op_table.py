@@ -15,13 +15,16 @@ every entry a registered op.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from graphcomp.backends.numba.fastmath import FUNCTIONS as FASTMATH_FUNCTIONS
+from graphcomp.backends.numba.fastmath import FUNCTIONS as _FASTMATH
 from graphcomp.errors import CompileError
 from graphcomp.ops import REGISTRY
+
+# Values are Numba dispatchers; their Python names are what generated code calls.
+FASTMATH_FUNCTIONS: dict[tuple[str, str], Any] = _FASTMATH
 
 # "elementwise": a scalar template in fused loop bodies;  "view": the input's buffer, no code;
 # "index map": index arithmetic on the input inside the consumer's loop;  "loop nest": a kernel
@@ -73,9 +76,10 @@ class OpKernel:
 
     def helper(self, dtype: np.dtype) -> str:
         """The name of this entry's fast-math helper for operands of ``dtype``."""
-        if (self.fastmath, dtype.name) not in FASTMATH_FUNCTIONS:
+        key = (self.fastmath or "", dtype.name)
+        if key not in FASTMATH_FUNCTIONS:
             raise CompileError(f"fastmath.py has no {self.fastmath!r} helper for {dtype}")
-        return FASTMATH_FUNCTIONS[(self.fastmath, dtype.name)].__name__
+        return str(FASTMATH_FUNCTIONS[key].__name__)
 
 
 def _scalar(template: str, fastmath: str | None = None, note: str = "") -> OpKernel:

@@ -67,7 +67,7 @@ class RowArg:
     written: bool = False
     arena: str | None = None  # the arena it lives in, when bind() makes its view
     transposed: bool = False  # passed as ``.T``
-    view_shape: tuple[int, ...] = ()  # of the array ``text`` names
+    view_shape: tuple[int | str, ...] = ()  # of the array ``text`` names
 
     @property
     def ndim(self) -> int:
@@ -118,8 +118,8 @@ def find_runs(calls: Sequence[RowCall | None]) -> list[Run]:
     while start < len(calls):
         best: Run | None = None
         for period in range(1, MAX_PERIOD + 1):
-            head = calls[start:start + period]
-            if len(head) < period or any(c is None for c in head):
+            head = [c for c in calls[start:start + period] if c is not None]
+            if len(head) < period:
                 break
             keys = [c.key() for c in head]
             if len({c.rows for c in head}) != 1 or head[0].rows < MIN_ROWS:
@@ -140,7 +140,8 @@ def find_runs(calls: Sequence[RowCall | None]) -> list[Run]:
 
 
 def _same(calls: Sequence[RowCall | None], index: int, key: tuple) -> bool:
-    return index < len(calls) and calls[index] is not None and calls[index].key() == key
+    call = calls[index] if index < len(calls) else None
+    return call is not None and call.key() == key
 
 
 def _size(run: Run) -> int:
@@ -164,9 +165,12 @@ def segment_columns(calls: Sequence[RowCall | None], run: Run) -> Columns | None
     """Sort a run's arguments into invariant ones and table columns; None when an argument
     changes between repeats but is not an arena view, or an invariant one is written."""
     columns = Columns([], [], [], {}, [], [])
+    in_run = [c for c in calls[run.start:run.start + _size(run)] if c is not None]
+    if len(in_run) != _size(run):
+        return None
     for j in range(run.period):
-        for a in range(len(calls[run.start + j].args)):
-            uses = [calls[run.start + r * run.period + j].args[a] for r in range(run.repeats)]
+        for a in range(len(in_run[j].args)):
+            uses = [in_run[r * run.period + j].args[a] for r in range(run.repeats)]
             if all(u.value == uses[0].value and u.text == uses[0].text for u in uses):
                 if uses[0].written:
                     return None
@@ -176,12 +180,13 @@ def segment_columns(calls: Sequence[RowCall | None], run: Run) -> Columns | None
                 columns.where[(j, a)] = ("w", columns.invariant.index(uses[0].text))
                 continue
             arenas = {u.arena for u in uses}
-            if None in arenas or len(arenas) != 1:
+            arena = arenas.pop()
+            if arena is None or arenas:
                 return None
             values = tuple(u.value for u in uses)
             if values not in columns.varying:
                 columns.varying.append(values)
-                columns.arena_of.append(uses[0].arena)
+                columns.arena_of.append(arena)
             columns.where[(j, a)] = ("c", columns.varying.index(values))
     columns.arenas = sorted(set(columns.arena_of))
     return columns
@@ -278,9 +283,12 @@ def segment_entry(native: Any, python: Any, arrays: Sequence[np.ndarray | None],
     for k, array in enumerate(arrays):
         if array is not None:
             block[layout.address(k)] = array.ctypes.data
+    known = [array for array in arrays[:layout.table + 1] if array is not None]
+    if len(known) != layout.table + 1:
+        raise ValueError("a row segment's arenas and table are bound at compile time")
     for k in range(arenas):
-        block[layout.length(k)] = arrays[k].size
-    block[layout.table_shape:layout.table_shape + 2] = arrays[layout.table].shape
+        block[layout.length(k)] = known[k].size
+    block[layout.table_shape:layout.table_shape + 2] = known[layout.table].shape
     slots = [layout.address(k) for k in late_positions]
     call, address = native.ctypes, int(block[BLOCK_SELF])
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -70,10 +71,13 @@ class LaneWorker:
         self._blas = ctypes.CDLL(library.path)
         prefix = "scipy_openblas_" if library.sgemm.startswith("scipy_") else "openblas_"
         suffix = "64_" if library.sgemm.endswith("64_") else ""
-        self._get_threads = getattr(self._blas, f"{prefix}get_num_threads{suffix}", None)
-        self._set_threads = getattr(self._blas, f"{prefix}set_num_threads{suffix}", None)
-        if self._set_threads is not None:
-            self._set_threads.argtypes = [ctypes.c_int]
+        # Both or neither: a library without the pair keeps its thread count.
+        get_threads = getattr(self._blas, f"{prefix}get_num_threads{suffix}", None)
+        set_threads = getattr(self._blas, f"{prefix}set_num_threads{suffix}", None)
+        self._threads: tuple[Any, Any] | None = None
+        if get_threads is not None and set_threads is not None:
+            set_threads.argtypes = [ctypes.c_int]
+            self._threads = (get_threads, set_threads)
         self._blas_threads = 0
         self._pid = os.getpid()
         module, path = load_generated_module(helper_text(library))
@@ -91,7 +95,7 @@ class LaneWorker:
         from numba import config
 
         library = numpy_blas()
-        if (library is None or not SUPPORTED or config.DISABLE_JIT
+        if (library is None or not SUPPORTED or getattr(config, "DISABLE_JIT", False)
                 or os.environ.get("GRAPHCOMP_LANES") == "0"):
             return None
         with cls._shared_lock:
@@ -114,10 +118,10 @@ class LaneWorker:
         """Take the lanes for one step (None if another thread's step has them)."""
         if not self._owner.acquire(blocking=False):
             return None
-        if self._get_threads is not None:
-            self._blas_threads = self._get_threads()
+        if self._threads is not None:
+            self._blas_threads = self._threads[0]()
             if self._blas_threads > 1:
-                self._set_threads(1)
+                self._threads[1](1)
         self.lanes[HEADER, ACTIVE] = 1
         if self.lanes[HEADER, PARKED]:
             self._wake.set()
@@ -126,7 +130,7 @@ class LaneWorker:
     def end(self) -> None:
         """Give the lanes back and restore OpenBLAS's thread count."""
         self.lanes[HEADER, ACTIVE] = 0
-        if self._blas_threads > 1:
-            self._set_threads(self._blas_threads)
+        if self._blas_threads > 1 and self._threads is not None:
+            self._threads[1](self._blas_threads)
         self._owner.release()
 
