@@ -16,7 +16,7 @@ import numpy as np
 from graphcomp import dtypes
 from graphcomp.errors import DTypeError, NonFiniteError, ShapeError
 from graphcomp.ir import Dim, current_graph, shape_str, user_source_line
-from graphcomp.ops.tensor import Parameter, Tensor, apply, as_tensor
+from graphcomp.ops.tensor import Parameter, Tensor, _holds_tensor, apply, as_tensor
 
 AxisLike = int | Sequence[int] | None
 
@@ -119,6 +119,7 @@ def _graph_of(*values: Any) -> Any:
 
 def _promote(*values: Any) -> list[Tensor]:
     """Tensors of one dtype following numpy 2 promotion (Python scalars are weak)."""
+    values = tuple(as_tensor(v) if _holds_tensor(v) else v for v in values)
     graph = _graph_of(*values)
     operands = [v.dtype if isinstance(v, Tensor) else _weak(v) for v in values]
     try:

@@ -60,6 +60,10 @@ def as_tensor(value: Any, dtype: Any = None, graph: Graph | None = None) -> Tens
     """
     if isinstance(value, Tensor):
         return value
+    if _holds_tensor(value):  # [x, x + 2]: stacked, as numpy makes an array of a list
+        from graphcomp.ops.functions import stack
+
+        return stack([as_tensor(v, dtype, graph) for v in value])
     array = np.asarray(value)
     if dtype is not None:
         array = array.astype(dtypes.as_dtype(dtype))
@@ -78,6 +82,12 @@ def as_tensor(value: Any, dtype: Any = None, graph: Graph | None = None) -> Tens
     return Tensor(node)
 
 
+def _holds_tensor(value: Any) -> bool:
+    """Whether ``value`` is a list or tuple with a Tensor somewhere inside."""
+    return isinstance(value, (list, tuple)) and any(
+        isinstance(v, Tensor) or _holds_tensor(v) for v in value)
+
+
 class Tensor:
     """A node of a graph seen as an n-d array: operators build new nodes.
 
@@ -90,10 +100,25 @@ class Tensor:
     """
 
     __slots__ = ("node",)
-    __array_priority__ = 1000  # numpy array op Tensor defers to Tensor's reflected operator
 
     def __init__(self, node: Node) -> None:
         self.node = node
+
+    # -- numpy's functions on a Tensor (graphcomp/ops/numpy_protocol.py) ------------------
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        from graphcomp.ops.numpy_protocol import array_ufunc
+
+        return array_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+        from graphcomp.ops.numpy_protocol import array_function
+
+        return array_function(func, args, kwargs)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise TypeError(f"{self.node.describe()} is a graph node, not an array: it has no value "
+                        "until the graph is compiled and called (a parameter's current value "
+                        "is .value)")
 
     # -- static facts ---------------------------------------------------------------------
     @property
