@@ -1,0 +1,239 @@
+"""numpy functions built from graphcomp's primitives: no registry entry, no kernel of their own.
+
+Each is a few primitives whose values, gradients and kernels are already tested; the
+composites' own tests (``tests/ops/test_composites.py``) check them against numpy's formula,
+against finite differences and on the numba backend. Transcendentals go through ``exp``,
+``log`` and ``log1p``, so their loops vectorise like those do.
+
+>>> import graphcomp as gc
+>>> with gc.Graph():
+...     x = gc.placeholder((None, 8), "float32", name="x")
+...     v = gc.var(x, axis=1, ddof=1)
+>>> v.shape, v.dtype
+(('N',), dtype('float32'))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from graphcomp.errors import ShapeError
+from graphcomp.ir import user_source_line
+from graphcomp.ops import functions as F
+from graphcomp.ops.functions import AxisLike
+from graphcomp.ops.tensor import Tensor, as_tensor
+
+LN2 = math.log(2.0)
+LN10 = math.log(10.0)
+
+
+# ================================================================ statistics
+
+
+def var(x: Any, axis: AxisLike = None, ddof: int = 0, keepdims: bool = False) -> Tensor:
+    """Variance over axes, dividing by ``n - ddof`` (numpy's ``var``). ``gc.var(x, axis=0)``"""
+    x = F._to_float(x)
+    axes = F._normalize_axes(axis, x.ndim)
+    deviation = x - F.mean(x, axis=axes, keepdims=True)
+    total = F.sum(deviation * deviation, axis=axes, keepdims=keepdims)
+    sizes = [x.shape[a] for a in axes]
+    if all(isinstance(d, int) for d in sizes):
+        return total / float(math.prod(sizes) - ddof)
+    return total / (F.dim_size(x, axes, x.dtype) - float(ddof))
+
+
+def std(x: Any, axis: AxisLike = None, ddof: int = 0, keepdims: bool = False) -> Tensor:
+    """Standard deviation, ``sqrt(var(x, axis, ddof))``. ``gc.std(x, axis=-1, keepdims=True)``"""
+    return F.sqrt(var(x, axis=axis, ddof=ddof, keepdims=keepdims))
+
+
+# ================================================================ elementwise
+
+
+def log2(x: Any) -> Tensor:
+    """Base-2 logarithm. ``gc.log2(p)``"""
+    return F.log(x) * (1.0 / LN2)
+
+
+def log10(x: Any) -> Tensor:
+    """Base-10 logarithm. ``gc.log10(x)``"""
+    return F.log(x) * (1.0 / LN10)
+
+
+def exp2(x: Any) -> Tensor:
+    """``2 ** x``. ``gc.exp2(x)``"""
+    return F.exp(F._to_float(x) * LN2)
+
+
+def reciprocal(x: Any) -> Tensor:
+    """``1 / x`` (integers give floats, unlike numpy's integer reciprocal). ``gc.reciprocal(x)``"""
+    return 1.0 / F._to_float(x)
+
+
+def logaddexp(a: Any, b: Any) -> Tensor:
+    """``log(exp(a) + exp(b))`` without overflow. ``gc.logaddexp(a, b)``
+
+    Both infinite and equal (``-inf``, ``-inf``) gives NaN where numpy gives ``-inf``.
+    """
+    a_, b_ = F._promote(F._to_float(a), F._to_float(b))
+    return F.maximum(a_, b_) + F.log1p(F.exp(-F.abs(a_ - b_)))
+
+
+def logaddexp2(a: Any, b: Any) -> Tensor:
+    """``log2(2**a + 2**b)`` without overflow. ``gc.logaddexp2(a, b)``"""
+    a_, b_ = F._promote(F._to_float(a), F._to_float(b))
+    return logaddexp(a_ * LN2, b_ * LN2) * (1.0 / LN2)
+
+
+def tan(x: Any) -> Tensor:
+    """Tangent, ``sin(x) / cos(x)``. ``gc.tan(x)``"""
+    x = F._to_float(x)
+    return F.sin(x) / F.cos(x)
+
+
+def sinh(x: Any) -> Tensor:
+    """Hyperbolic sine (through ``expm1``: accurate near 0). ``gc.sinh(x)``"""
+    x = F._to_float(x)
+    return (F.expm1(x) - F.expm1(-x)) * 0.5
+
+
+def cosh(x: Any) -> Tensor:
+    """Hyperbolic cosine. ``gc.cosh(x)``"""
+    x = F._to_float(x)
+    return (F.exp(x) + F.exp(-x)) * 0.5
+
+
+def deg2rad(x: Any) -> Tensor:
+    """Degrees to radians. ``gc.deg2rad(angle)``"""
+    return F._to_float(x) * (math.pi / 180.0)
+
+
+def rad2deg(x: Any) -> Tensor:
+    """Radians to degrees. ``gc.rad2deg(angle)``"""
+    return F._to_float(x) * (180.0 / math.pi)
+
+
+# ================================================================ shape and layout
+
+
+def swapaxes(x: Any, axis1: int, axis2: int) -> Tensor:
+    """Exchange two axes. ``gc.swapaxes(x, 0, 1)``"""
+    x = as_tensor(x)
+    (a,) = F._normalize_axes(axis1, x.ndim)
+    (b,) = F._normalize_axes(axis2, x.ndim)
+    order = list(range(x.ndim))
+    order[a], order[b] = order[b], order[a]
+    return F.transpose(x, order)
+
+
+def moveaxis(x: Any, source: int | Sequence[int], destination: int | Sequence[int]) -> Tensor:
+    """Move axes to new positions, the others keeping their order. ``gc.moveaxis(x, 0, -1)``"""
+    x = as_tensor(x)
+    sources = _axes_list(source, x.ndim)
+    destinations = _axes_list(destination, x.ndim)
+    if len(sources) != len(destinations):
+        raise ShapeError(f"moveaxis: {len(sources)} source axes but {len(destinations)} "
+                         f"destinations (at {user_source_line()})")
+    rest = [a for a in range(x.ndim) if a not in sources]
+    order: list[int] = [-1] * x.ndim
+    for s, d in zip(sources, destinations, strict=True):
+        order[d] = s
+    fill = iter(rest)
+    return F.transpose(x, [a if a >= 0 else next(fill) for a in order])
+
+
+def _axes_list(axes: int | Sequence[int], ndim: int) -> list[int]:
+    """Axes in the order given (``_normalize_axes`` sorts them), each checked and made >= 0."""
+    return [F._normalize_axes(a, ndim)[0] for a in ([axes] if isinstance(axes, int) else axes)]
+
+
+def atleast_1d(x: Any) -> Tensor:
+    """``x`` with at least one axis. ``gc.atleast_1d(scalar)``"""
+    x = as_tensor(x)
+    return F.reshape(x, (1,)) if x.ndim == 0 else x
+
+
+def atleast_2d(x: Any) -> Tensor:
+    """``x`` with at least two axes (new ones in front). ``gc.atleast_2d(v)``"""
+    x = atleast_1d(x)
+    return F.expand_dims(x, 0) if x.ndim == 1 else x
+
+
+def atleast_3d(x: Any) -> Tensor:
+    """``x`` with at least three axes, as numpy places them. ``gc.atleast_3d(m)``"""
+    x = as_tensor(x)
+    if x.ndim == 0:
+        return F.reshape(x, (1, 1, 1))
+    if x.ndim == 1:
+        return F.expand_dims(x, (0, 2))
+    return F.expand_dims(x, 2) if x.ndim == 2 else x
+
+
+def hstack(tensors: Sequence[Any]) -> Tensor:
+    """Join along the second axis (the first for 1-D). ``gc.hstack([a, b])``"""
+    parts = [atleast_1d(t) for t in tensors]
+    return F.concatenate(parts, axis=0 if parts and parts[0].ndim == 1 else 1)
+
+
+def vstack(tensors: Sequence[Any]) -> Tensor:
+    """Join along the first axis, 1-D inputs as rows. ``gc.vstack([a, b])``"""
+    return F.concatenate([atleast_2d(t) for t in tensors], axis=0)
+
+
+def outer(a: Any, b: Any) -> Tensor:
+    """Outer product of two vectors: ``out[i, j] = a[i] * b[j]``. ``gc.outer(u, v)``"""
+    a_, b_ = F._promote(a, b)
+    for t in (a_, b_):
+        if t.ndim != 1:
+            raise ShapeError(f"outer takes vectors, not shape {list(t.shape)}; reshape first "
+                             f"(at {user_source_line()})")
+    return F.expand_dims(a_, 1) * F.expand_dims(b_, 0)
+
+
+def _static_square(x: Tensor, what: str) -> tuple[int, int]:
+    rows, cols = x.shape[-2], x.shape[-1]
+    if not (isinstance(rows, int) and isinstance(cols, int)):
+        raise ShapeError(f"{what} needs static sizes on its last two axes, not "
+                         f"{list(x.shape)} (at {user_source_line()})")
+    return rows, cols
+
+
+def tril(x: Any, k: int = 0) -> Tensor:
+    """Lower triangle of the last two axes, zeros above diagonal ``k``. ``gc.tril(scores)``"""
+    x = as_tensor(x)
+    rows, cols = _static_square(x, "tril")
+    mask = np.tri(rows, cols, k, dtype=bool)
+    return F.where(mask, x, F.zeros_like(x))
+
+
+def triu(x: Any, k: int = 0) -> Tensor:
+    """Upper triangle of the last two axes, zeros below diagonal ``k``. ``gc.triu(m, 1)``"""
+    x = as_tensor(x)
+    rows, cols = _static_square(x, "triu")
+    mask = ~np.tri(rows, cols, k - 1, dtype=bool)
+    return F.where(mask, x, F.zeros_like(x))
+
+
+def trace(x: Any, offset: int = 0) -> Tensor:
+    """Sum of the diagonal of a matrix (``offset`` above it). ``gc.trace(m)``"""
+    x = as_tensor(x)
+    if x.ndim != 2:
+        raise ShapeError(f"trace takes a matrix, not shape {list(x.shape)} "
+                         f"(at {user_source_line()})")
+    rows, cols = _static_square(x, "trace")
+    diagonal = np.eye(rows, cols, offset, dtype=bool)
+    return F.sum(F.where(diagonal, x, F.zeros_like(x)))
+
+
+def diff(x: Any, n: int = 1, axis: int = -1) -> Tensor:
+    """``n``-th difference along ``axis`` (``x[1:] - x[:-1]`` there, ``n`` times). ``gc.diff(p)``"""
+    x = as_tensor(x)
+    (axis_,) = F._normalize_axes(axis, x.ndim)
+    before = (slice(None),) * axis_
+    for _ in range(n):
+        x = x[(*before, slice(1, None))] - x[(*before, slice(None, -1))]
+    return x

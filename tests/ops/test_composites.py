@@ -1,0 +1,142 @@
+"""numpy functions built from primitives (graphcomp/ops/composites.py).
+
+Each case is one expression written once against a module ``m``: run with ``m = numpy`` on
+arrays it is the reference, with ``m = graphcomp`` on tensors it builds the graph. So every
+composite is checked for numpy's name and argument names, values (numpy backend), float64
+finite-difference gradients, numba equal to numpy, and that numpy's own function on a tensor
+reaches it (``np.var(t)`` is ``gc.var(t)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import graphcomp as gc
+from graphcomp.ops import composites
+
+
+@dataclass(frozen=True)
+class Case:
+    expression: Callable  # (module, *operands) -> result
+    shapes: tuple[tuple[int, ...], ...]
+    low: float = -2.0
+    high: float = 2.0
+
+
+CASES: dict[str, Case] = {
+    "var": Case(lambda m, x: m.var(x), ((3, 4),)),
+    "var axis ddof": Case(lambda m, x: m.var(x, axis=1, ddof=1, keepdims=True), ((3, 4),)),
+    "std": Case(lambda m, x: m.std(x, axis=0), ((3, 4),)),
+    "log2": Case(lambda m, x: m.log2(x), ((3, 4),), 0.2, 3.0),
+    "log10": Case(lambda m, x: m.log10(x), ((3, 4),), 0.2, 3.0),
+    "exp2": Case(lambda m, x: m.exp2(x), ((3, 4),)),
+    "reciprocal": Case(lambda m, x: m.reciprocal(x), ((3, 4),), 0.5, 2.0),
+    "logaddexp": Case(lambda m, a, b: m.logaddexp(a, b * 30.0), ((3, 4), (3, 4))),
+    "logaddexp2": Case(lambda m, a, b: m.logaddexp2(a, b), ((3, 4), (4,))),
+    "tan": Case(lambda m, x: m.tan(x), ((3, 4),), -1.2, 1.2),
+    "sinh": Case(lambda m, x: m.sinh(x * 1e-3) + m.sinh(x), ((3, 4),)),
+    "cosh": Case(lambda m, x: m.cosh(x), ((3, 4),)),
+    "deg2rad, rad2deg": Case(lambda m, x: m.deg2rad(x * 90.0) + m.rad2deg(x), ((3, 4),)),
+    "swapaxes": Case(lambda m, x: m.swapaxes(x, 0, 2), ((2, 3, 4),)),
+    "moveaxis": Case(lambda m, x: m.moveaxis(x, 0, -1), ((2, 3, 4),)),
+    "moveaxis several": Case(lambda m, x: m.moveaxis(x, [0, 1], [2, 0]), ((2, 3, 4),)),
+    "atleast_1d": Case(lambda m, x: m.atleast_1d(x) * 2.0, ((),)),
+    "atleast_2d": Case(lambda m, x: m.atleast_2d(x), ((4,),)),
+    "atleast_3d": Case(lambda m, x, y: m.atleast_3d(x) * m.atleast_3d(y)[..., :1],
+                       ((4,), (3, 4))),
+    "hstack": Case(lambda m, x, y: m.hstack([x, y]), ((3, 4), (3, 2))),
+    "vstack": Case(lambda m, x, y: m.vstack([x, y]), ((4,), (2, 4))),
+    "outer": Case(lambda m, a, b: m.outer(a, b), ((3,), (4,))),
+    "tril": Case(lambda m, x: m.tril(x), ((2, 4, 4),)),
+    "triu": Case(lambda m, x: m.triu(x, 1), ((3, 5),)),
+    "trace": Case(lambda m, x: m.trace(x, 1), ((4, 5),)),
+    "diff": Case(lambda m, x: m.diff(x, 2, axis=0), ((5, 3),)),
+}
+
+
+def _operands(case: Case, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(case.low, case.high, size=s) for s in case.shapes]
+
+
+def _graph(case: Case, prefix: str = "x") -> tuple[list[gc.Tensor], gc.Tensor]:
+    inputs = [gc.placeholder(s, "float64", name=f"{prefix}{k}") for k, s in enumerate(case.shapes)]
+    return inputs, case.expression(gc, *inputs)
+
+
+@pytest.fixture(scope="module")
+def numba_results() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """One numba function computing every case (one compile for the module)."""
+    with gc.Graph():
+        graphs = {name: _graph(case, f"case{i}_") for i, (name, case) in enumerate(CASES.items())}
+        inputs = [t for ins, _ in graphs.values() for t in ins]
+        outputs = [out for _, out in graphs.values()]
+        numba = gc.compile(inputs, outputs, backend="numba")
+        numpy = gc.compile(inputs, outputs, backend="numpy")
+    arrays = [a for case in CASES.values() for a in _operands(case)]
+    return dict(zip(CASES, zip(numba(*arrays), numpy(*arrays), strict=True), strict=True))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_value_matches_numpy(name: str):
+    case = CASES[name]
+    with gc.Graph():
+        inputs, out = _graph(case)
+        f = gc.compile(inputs, [out], backend="numpy")
+    operands = _operands(case)
+    (value,) = f(*operands)
+    expected = case.expression(np, *operands)
+    assert np.shape(value) == np.shape(expected)
+    np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_gradient_matches_finite_differences(name: str):
+    case = CASES[name]
+    with gc.Graph():
+        inputs, out = _graph(case)
+        feed = dict(zip(inputs, _operands(case, seed=1), strict=True))
+        report = gc.check_grads(out, inputs, feed, rtol=1e-6, atol=1e-7)
+    assert report.passed
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_numba_matches_numpy(name: str, numba_results):
+    on_numba, on_numpy = numba_results[name]
+    np.testing.assert_allclose(on_numba, on_numpy, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", [n for n, f in vars(composites).items() if n in gc.__all__
+                                  and getattr(f, "__module__", "") == composites.__name__])
+def test_numpy_function_on_a_tensor_reaches_the_composite(name: str):
+    cases = [c for c in CASES.values() if f"m.{name}(" in _source(c)]
+    assert cases, f"gc.{name} has no case in CASES"
+    case = cases[0]
+    with gc.Graph():
+        inputs = [gc.placeholder(s, "float64", name=f"x{k}") for k, s in enumerate(case.shapes)]
+        via_numpy = case.expression(np, *inputs)
+        direct = case.expression(gc, *inputs)
+        f = gc.compile(inputs, [via_numpy, direct], backend="numpy")
+    a, b = f(*_operands(case))
+    np.testing.assert_array_equal(a, b)
+
+
+def _source(case: Case) -> str:
+    import inspect
+
+    return inspect.getsource(case.expression)
+
+
+def test_errors_name_what_is_wrong():
+    with gc.Graph():
+        x = gc.placeholder((None, 4), "float64", name="x")
+        with pytest.raises(gc.ShapeError, match="static sizes"):
+            gc.tril(gc.transpose(x))
+        with pytest.raises(gc.ShapeError, match="vectors"):
+            gc.outer(x, x)
+        with pytest.raises(gc.ShapeError, match="source axes"):
+            gc.moveaxis(x, [0, 1], [0])
