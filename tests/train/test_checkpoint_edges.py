@@ -146,3 +146,15 @@ def test_npy_files_and_folders_are_not_checkpoints(tmp_path):
         checkpoint.read(tmp_path / "single.npz")
     with pytest.raises(gc.FileFormatError, match="is a folder, not a file"):
         checkpoint.read(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_save_into_a_read_only_folder_is_refused_up_front(tmp_path):
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with gc.Graph(), pytest.raises(gc.FileFormatError, match="no permission to create files"):
+            gc.save(folder / "m.npz", [gc.parameter(np.ones(2), name="W")])
+    finally:
+        folder.chmod(0o755)
