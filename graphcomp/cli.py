@@ -112,12 +112,31 @@ def _train(args: argparse.Namespace) -> int:
         )
     if args.epochs is not None and args.epochs < 1:
         raise CommandLineError(f"--epochs must be at least 1, got {args.epochs}")
+    _check_outputs(args)
     print(f"{args.example}: {EXAMPLES[args.example].description}", flush=True)
     result = run_example(args.example, epochs=args.epochs, backend=args.backend,
                          progress=not args.no_progress, seed=args.seed, save=args.save,
                          plot=args.plot)
     print(format_summary(result, args))
     return 130 if result.history.stopped == "interrupted" else 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unwritable --save and --plot paths (and --plot without matplotlib) before training."""
+    from graphcomp.errors import FileFormatError
+    from graphcomp.train.checkpoint import check_writable
+
+    for option, path, what in (("--save", args.save, "checkpoint"), ("--plot", args.plot, "plot")):
+        if path is None:
+            continue
+        try:
+            check_writable(path, what)
+        except FileFormatError as exc:
+            raise CommandLineError(f"{option}: {exc}") from None
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        raise CommandLineError(
+            "--plot needs matplotlib: pip install matplotlib (or 'graphcomp[examples]')"
+        )
 
 
 def format_summary(result: Any, args: argparse.Namespace | None = None) -> str:
@@ -174,12 +193,16 @@ def _call_model(path: str, name: str, spec: Any, module: Any) -> tuple[Any, list
     with Graph(name=name):
         try:
             spec.loader.exec_module(module)
+        except SystemExit as exc:
+            raise CommandLineError(f"model file {path} {_exited(exc)} while loading") from exc
         except Exception as exc:
             raise CommandLineError(f"{path} failed to run: {_one_line(exc)}") from exc
         if not callable(getattr(module, "model", None)):
             raise CommandLineError(f"{path} defines no function model() returning the loss")
         try:
             result = module.model()
+        except SystemExit as exc:
+            raise CommandLineError(f"model file {path} {_exited(exc)} in model()") from exc
         except Exception as exc:
             raise CommandLineError(f"{path}: model() failed: {_one_line(exc)}") from exc
     loss, params = (result[0], list(result[1])) if isinstance(result, tuple) else (result, None)
@@ -192,6 +215,13 @@ def _call_model(path: str, name: str, spec: Any, module: Any) -> tuple[Any, list
         params = [Parameter(n) for n in loss.graph.nodes() if n.op == "parameter"
                   and n.id in ancestors]
     return loss, params
+
+
+def _exited(exc: SystemExit) -> str:
+    """'exited with status 3' for sys.exit(3); sys.exit("text") exits with status 1."""
+    if exc.code is None or isinstance(exc.code, int):
+        return f"exited with status {exc.code or 0}"
+    return f"exited with status 1 ({' '.join(str(exc.code).split())})"
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -127,3 +127,36 @@ def test_cache_info_and_clear(tmp_path, monkeypatch, capsys):
 def test_bad_options_are_refused(capsys):
     assert cli.main(["train", "mlp-digits", "--epochs", "0"]) == 1
     assert "--epochs must be at least 1" in capsys.readouterr().err
+
+
+def test_train_refuses_unwritable_outputs_before_training(tmp_path, monkeypatch, capsys):
+    trained = []
+    monkeypatch.setattr("graphcomp.train.examples.run_example",
+                        lambda *args, **kwargs: trained.append(args))
+    missing = tmp_path / "missing" / "m.npz"
+    assert cli.main(["train", "logreg-digits", "--save", str(missing)]) == 1
+    assert capsys.readouterr().err == (
+        f"graphcomp: error: --save: cannot write checkpoint '{missing}': the folder "
+        f"'{missing.parent}' does not exist\n")
+    assert cli.main(["train", "logreg-digits", "--plot", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("graphcomp: error: --plot: cannot write plot ")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    assert cli.main(["train", "logreg-digits", "--plot", str(tmp_path / "c.png")]) == 1
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+    assert trained == []
+    assert not missing.parent.exists()
+
+
+def test_inspect_reports_a_model_file_that_exits(tmp_path, capsys):
+    exits = tmp_path / "exits.py"
+    exits.write_text("import sys\nsys.exit(3)\n")
+    assert cli.main(["inspect", str(exits)]) == 1
+    assert capsys.readouterr().err == (
+        f"graphcomp: error: model file {exits} exited with status 3 while loading\n")
+    in_model = tmp_path / "in_model.py"
+    in_model.write_text("import sys\n\ndef model():\n    sys.exit('no data')\n")
+    assert cli.main(["inspect", str(in_model)]) == 1
+    assert capsys.readouterr().err == (
+        f"graphcomp: error: model file {in_model} exited with status 1 (no data) in model()\n")
+    done = run("inspect", str(exits))
+    assert done.returncode == 1 and "exited with status 3" in done.stderr

@@ -70,12 +70,14 @@ def test_damaged_files_give_a_clear_error(tmp_path):
         good = tmp_path / "good.npz"
         gc.save(good, params + opt.state)
         raw = good.read_bytes()
-        cases = {"truncated.npz": raw[: len(raw) // 2], "garbage.npz": b"not a zip file at all",
-                 "empty.npz": b""}
+        cases = {"truncated.npz": raw[: len(raw) // 2], "empty.npz": b""}
         for name, content in cases.items():
             (tmp_path / name).write_bytes(content)
             with pytest.raises(gc.FileFormatError, match="damaged or truncated"):
                 gc.load(tmp_path / name, params + opt.state)
+        (tmp_path / "garbage.npz").write_bytes(b"not a zip file at all")
+        with pytest.raises(gc.FileFormatError, match="not a graphcomp checkpoint"):
+            gc.load(tmp_path / "garbage.npz", params + opt.state)
         np.savez(tmp_path / "other.npz", a=np.ones(2))
         with pytest.raises(gc.FileFormatError, match="not a graphcomp checkpoint"):
             gc.load(tmp_path / "other.npz", params)
@@ -85,7 +87,7 @@ def test_damaged_files_give_a_clear_error(tmp_path):
             gc.load(tmp_path / "future.npz", params)
         np.savez(tmp_path / "pickled.npz", format_version=np.array(1), names=np.array(["W"]),
                  value_0=np.array([{"x": 1}], dtype=object))
-        with pytest.raises(gc.FileFormatError, match="damaged or truncated"):
+        with pytest.raises(gc.FileFormatError, match="'value_0' holds Python objects"):
             gc.load(tmp_path / "pickled.npz", params[:1])
         with pytest.raises(gc.FileFormatError, match="does not exist"):
             gc.load(tmp_path / "missing.npz", params)
@@ -104,7 +106,7 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
             raise OSError("disk full")
 
         monkeypatch.setattr(checkpoint, "_write_npz", crash_midway)
-        with pytest.raises(OSError, match="disk full"):
+        with pytest.raises(gc.FileFormatError, match=r"\(disk full\); the existing file is un"):
             gc.save(path, params + opt.state)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["model.npz"]
