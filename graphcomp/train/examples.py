@@ -170,6 +170,9 @@ def run_example(name: str, epochs: int | None = None, backend: str | None = None
     if name not in EXAMPLES:
         raise GraphcompError(f"unknown example {name!r}; choose one of: {', '.join(EXAMPLES)}")
     example = EXAMPLES[name]
+    for path, what in ((save, "checkpoint"), (plot, "plot")):
+        if path is not None:  # before training: a bad path must not cost the run
+            checkpoint.check_writable(path, what)
     start = time.perf_counter()
     X_train, X_test, y_train, y_test = digits(seed=seed)
     options: dict[str, Any] = {} if backend is None else {"backend": backend}

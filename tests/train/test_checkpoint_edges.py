@@ -158,3 +158,18 @@ def test_save_into_a_read_only_folder_is_refused_up_front(tmp_path):
             gc.save(folder / "m.npz", [gc.parameter(np.ones(2), name="W")])
     finally:
         folder.chmod(0o755)
+
+
+def test_run_example_refuses_an_unwritable_save_path_before_training(tmp_path, monkeypatch):
+    from graphcomp.train import examples
+    from graphcomp.train.examples import run_example
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking the save path")
+
+    monkeypatch.setattr(examples, "fit", no_training)
+    missing = tmp_path / "missing" / "m.npz"
+    with pytest.raises(gc.FileFormatError, match="does not exist"):
+        run_example("logreg-digits", epochs=1, backend="numpy", progress=False,
+                    save=str(missing))
+    assert not missing.parent.exists()
