@@ -23,6 +23,7 @@ from graphcomp.ops.indexing import (
     index_source,
     indexed_size,
 )
+from graphcomp.ops.reductions import NO_IDENTITY, empty_reduction_problem
 from graphcomp.passes.batching import batch_matmuls
 from graphcomp.passes.fusion import FusionPlan, plan_kernels
 from graphcomp.passes.lowered import LoweredProgram, concrete_size
@@ -135,8 +136,19 @@ class NumbaExecutable:
         ids = computed or [op.id for op in self.lp.ops.values() if op.op in INDEX_OPERAND]
         return InputError(f"{_describe_nodes(program, ids) if ids else 'index check'}: {exc}")
 
+    def _check_reductions(self, binding: dict[str, int]) -> None:
+        """InputError for a max or argmax over an axis bound to size 0 (numpy backend: same)."""
+        program = self.program
+        for node in program.schedule:
+            if node.op in NO_IDENTITY:
+                shape = resolve_shape(node.inputs[0], binding, program.dims)
+                problem = empty_reduction_problem(node.op, node.attrs, shape)
+                if problem is not None:
+                    raise InputError(f"{node.describe()}: {problem}")
+
     def _bind(self, key: tuple) -> _BoundState:
         binding = dict(zip(self.lp.symbols, key, strict=True))
+        self._check_reductions(binding)
         per_dtype: dict[str, int] = {}
         offsets = np.zeros(max(len(self.memory.slots), 1), dtype=np.int64)
         for slot in self.memory.slots:
