@@ -13,6 +13,7 @@ import numpy as np
 
 from graphcomp.errors import InputError
 from graphcomp.ops import get_op
+from graphcomp.ops.indexing import INDEX_OPERAND, index_error_message
 from graphcomp.runtime.binding import resolve_shape
 from graphcomp.runtime.program import Program
 
@@ -54,8 +55,10 @@ def evaluate(
                 args = [values[i.id] for i in node.inputs]
                 try:
                     result = get_op(node.op).numpy_impl(args, dict(node.attrs), shape)
-                except InputError as exc:  # bad index data: say which node met it
-                    raise InputError(f"{node.describe()}: {exc}") from None
+                except InputError as exc:  # bad data: say which node (and placeholder) met it
+                    message = (index_error_message(node, str(exc)) if node.op in INDEX_OPERAND
+                               else f"{node.describe()}: {exc}")
+                    raise InputError(message) from None
                 result = np.asarray(result, dtype=node.dtype)
                 if result.shape != shape:
                     raise AssertionError(

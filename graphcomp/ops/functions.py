@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from graphcomp import dtypes
-from graphcomp.errors import DTypeError, NonFiniteError, ShapeError
+from graphcomp.errors import DTypeError, InputError, NonFiniteError, ShapeError
 from graphcomp.ir import Dim, current_graph, shape_str, user_source_line
 from graphcomp.ops.tensor import Parameter, Tensor, _holds_tensor, apply, as_tensor
 
@@ -514,7 +514,19 @@ def one_hot(labels: Any, num_classes: int, dtype: Any = "float32") -> Tensor:
             f"one_hot needs integer labels, got {labels.dtype} (at {user_source_line()})"
         )
     classes = as_tensor(np.arange(num_classes, dtype=labels.dtype), graph=labels.graph)
-    return cast(equal(expand_dims(labels, -1), classes), dtype)
+    return cast(equal(expand_dims(_checked_labels(labels, num_classes), -1), classes), dtype)
+
+
+def _checked_labels(labels: Tensor, num_classes: int) -> Tensor:
+    """``labels``, refused now (constants) or at call time when one is outside [0, classes)."""
+    if labels.node.op == "constant":
+        from graphcomp.ops.indexing import index_problem
+
+        problem = index_problem(np.asarray(labels.node.attrs["value"]), num_classes, "check_index")
+        if problem is not None:
+            raise InputError(f"{problem} (at {user_source_line()})")
+        return labels
+    return apply("check_index", labels, size=int(num_classes))
 
 
 # ================================================================ linear algebra

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from graphcomp import dtypes
-from graphcomp.errors import DTypeError, ShapeError
+from graphcomp.errors import DTypeError, InputError, ShapeError
 from graphcomp.ir import DimTable, Node
 from graphcomp.ops import functions as F
 from graphcomp.ops.registry import OpDef, Sample, register
@@ -32,6 +32,40 @@ def _check_not_empty(x: Node, axes: Sequence[int]) -> None:
     # A max over nothing has no value (numpy raises at run time); refuse it while building.
     if any(x.shape[a] == 0 for a in axes):
         raise ShapeError(f"cannot take the max over axes {tuple(axes)} of size 0")
+
+
+# Reductions without an identity: over an axis bound to size 0 at call time they have no value,
+# and every backend raises InputError (docs/guarantees.md, "Dimensions of size one and zero").
+NO_IDENTITY = frozenset({"reduce_max", "argmax"})
+
+
+def empty_reduction_problem(op: str, attrs: Any, input_shape: Sequence[int]) -> str | None:
+    """Why op ``op`` (in ``NO_IDENTITY``) cannot reduce an input of ``input_shape``: a reduced
+    axis of size 0. None when every reduced axis has elements.
+
+    >>> empty_reduction_problem("reduce_max", {"axes": (0,)}, (0, 3))
+    'max over axes (0,) of an input of shape (0, 3): an empty axis has no max'
+    """
+    axes = tuple(attrs["axes"]) if op == "reduce_max" else (attrs["axis"],)
+    if all(input_shape[a] for a in axes):
+        return None
+    what = "max" if op == "reduce_max" else "argmax"
+    return (f"{what} over axes {axes} of an input of shape {tuple(input_shape)}: an empty axis "
+            f"has no {what}")
+
+
+def _max_impl(xs: Sequence[np.ndarray], attrs: dict, shape: tuple) -> np.ndarray:
+    problem = empty_reduction_problem("reduce_max", attrs, xs[0].shape)
+    if problem is not None:
+        raise InputError(problem)
+    return np.max(xs[0], axis=attrs["axes"], keepdims=attrs["keepdims"])
+
+
+def _argmax_impl(xs: Sequence[np.ndarray], attrs: dict, shape: tuple) -> np.ndarray:
+    problem = empty_reduction_problem("argmax", attrs, xs[0].shape)
+    if problem is not None:
+        raise InputError(problem)
+    return np.asarray(np.argmax(xs[0], axis=attrs["axis"], keepdims=attrs["keepdims"]))
 
 
 def _reduce_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
@@ -109,9 +143,7 @@ register(
         name="reduce_max",
         kind="reduction",
         infer=_max_rule,
-        numpy_impl=lambda xs, attrs, shape: np.max(
-            xs[0], axis=attrs["axes"], keepdims=attrs["keepdims"]
-        ),
+        numpy_impl=_max_impl,
         vjp=_vjp_max,
         samples=_reduce_samples,
         doc="max over axes; the gradient is shared equally among tied maxima",
@@ -132,9 +164,7 @@ register(
         name="argmax",
         kind="reduction",
         infer=_argmax_rule,
-        numpy_impl=lambda xs, attrs, shape: np.asarray(
-            np.argmax(xs[0], axis=attrs["axis"], keepdims=attrs["keepdims"])
-        ),
+        numpy_impl=_argmax_impl,
         differentiable=False,
         samples=_argmax_samples,
         doc="index of the first maximum along an axis (int64, no gradient)",

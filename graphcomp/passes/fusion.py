@@ -36,7 +36,9 @@ CHEAP_OPS = frozenset({"add", "subtract", "multiply", "negative", "abs", "cast",
 
 
 # Ops that are never fused: each runs as a kernel of its own, whose kind is the op's name.
-SoloKernelOp = Literal["matmul", "matmul_acc", "concatenate", "pad", "take", "scatter_add"]
+SoloKernelOp = Literal[
+    "matmul", "matmul_acc", "concatenate", "pad", "take", "scatter_add", "check_index"
+]
 SOLO_KERNEL_OPS: frozenset[str] = frozenset(get_args(SoloKernelOp))
 # A fused elementwise chain, a fused reduction, a view of another buffer (no code), merged
 # flat loops, or one of the solo ops.

@@ -2,8 +2,10 @@
 
 All samples of all ops go into one graph per dtype (symbols renamed per sample so that they
 stay independent), compiled once: compile time, not arithmetic, dominates these tests. Each
-function is called twice, the second time with every symbolic axis doubled, so the same
-compiled code must serve a new binding.
+function is called with the sample sizes, with every symbolic axis doubled, and with every
+symbolic axis cut to 1 and to 0, so the same compiled code must serve new bindings. At size 0
+a max or argmax over a symbolic axis has no value: both backends must refuse it alike, and the
+other samples are compared with those kept at their sizes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 
 import graphcomp as gc
 from graphcomp.ops import REGISTRY, apply
+from graphcomp.ops.reductions import NO_IDENTITY
 from graphcomp.ops.sources import SOURCE_OPS
 
 DTYPES = ["float32", "float64"]
@@ -40,6 +43,18 @@ def _cases(dtype: str) -> list[tuple[str, int, Any]]:
     return cases
 
 
+def _cut(array: np.ndarray, axes: dict[int, str], size: int) -> np.ndarray:
+    return array[tuple(slice(0, size) if a in axes else slice(None) for a in range(array.ndim))]
+
+
+def _reduces_a_symbol(name: str, attrs: dict, axes: dict[int, str]) -> bool:
+    """Whether a sample of a no-identity reduction reduces one of its symbolic axes."""
+    if name not in NO_IDENTITY:
+        return False
+    reduced = attrs["axes"] if name == "reduce_max" else (attrs["axis"],)
+    return any(a in axes for a in reduced)
+
+
 class Suite:
     """One graph holding every sample's op (and gradient), compiled on both backends."""
 
@@ -47,6 +62,9 @@ class Suite:
         self.entries: list[tuple[str, int, int, bool]] = []  # op, sample, first output, grads
         self.feeds: list[np.ndarray] = []
         self.doubled: list[np.ndarray] = []
+        self.ones: list[np.ndarray] = []
+        self.zeros: list[np.ndarray] = []  # size 0 where the sample allows it
+        self.all_zeros: list[np.ndarray] = []
         placeholders = []
         outputs = []
         rng = np.random.default_rng(11)
@@ -66,6 +84,10 @@ class Suite:
                     for axis in axes:
                         doubled = np.concatenate([doubled, doubled], axis=axis)
                     self.doubled.append(doubled)
+                    self.ones.append(_cut(arg, axes, 1))
+                    self.all_zeros.append(_cut(arg, axes, 0))
+                    empty_max = _reduces_a_symbol(name, sample.attrs, symbolic[0])
+                    self.zeros.append(arg if empty_max else _cut(arg, axes, 0))
                 attrs = {key: _rename(v, mapping) for key, v in sample.attrs.items()}
                 out = apply(name, *args, **attrs)
                 first = len(outputs)
@@ -82,7 +104,8 @@ class Suite:
         self.oracle = gc.compile(placeholders, outputs, backend="numpy")
         self.numba = gc.compile(placeholders, outputs, backend="numba")
         self.results = {}
-        for label, feeds in (("first", self.feeds), ("doubled", self.doubled)):
+        for label, feeds in (("first", self.feeds), ("doubled", self.doubled),
+                             ("size 1", self.ones), ("size 0", self.zeros)):
             self.results[label] = (self.oracle(*feeds), self.numba(*feeds))
         self.count = len(outputs)
 
@@ -121,3 +144,11 @@ def test_every_output_was_compiled_into_one_driver(suite: Suite) -> None:
     assert suite.numba.source is not None and "def step(" in suite.numba.source
     # Structurally equal kernels are emitted once.
     assert suite.numba.source.count("\ndef k") < suite.count
+
+
+def test_a_max_over_an_empty_axis_is_refused_alike(suite: Suite) -> None:
+    with pytest.raises(gc.InputError, match="an empty axis has no") as expected:
+        suite.oracle(*suite.all_zeros)
+    with pytest.raises(gc.InputError, match="an empty axis has no") as actual:
+        suite.numba(*suite.all_zeros)
+    assert str(actual.value) == str(expected.value)

@@ -16,6 +16,14 @@ from graphcomp.backends.numba.cache import load_generated_module, record_compile
 from graphcomp.backends.numba.codegen import GeneratedModule, generate
 from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
 from graphcomp.errors import CompileError, InputError
+from graphcomp.ops.indexing import (
+    INDEX_OPERAND,
+    index_error_message,
+    index_problem,
+    index_source,
+    indexed_size,
+)
+from graphcomp.ops.reductions import NO_IDENTITY, empty_reduction_problem
 from graphcomp.passes.batching import batch_matmuls
 from graphcomp.passes.fusion import FusionPlan, plan_kernels
 from graphcomp.passes.lowered import LoweredProgram, concrete_size
@@ -29,6 +37,7 @@ from graphcomp.passes.simplify import (
     isolate_outputs,
     simplify_powers,
 )
+from graphcomp.runtime.binding import resolve_shape
 from graphcomp.runtime.program import Program
 
 ALIGN_BYTES = 64  # every slot starts on a cache line
@@ -103,13 +112,43 @@ class NumbaExecutable:
         own = [lp.ops[param].attrs["storage_id"] for param, _ in lp.updates]
         self._updates_in_place = self._update_sources == [(i, None) for i in own]
 
-    def _gather_nodes(self) -> str:
-        """The graph nodes whose kernels check indices (take, scatter_add)."""
-        ids = [op.id for op in self.lp.ops.values() if op.op in ("take", "scatter_add")]
-        return _describe_nodes(self.program, ids) if ids else "index check"
+    def _index_error(self, exc: InputError, inputs: Sequence[np.ndarray],
+                     binding: dict[str, int]) -> InputError:
+        """The error for an index a kernel refused, as the numpy backend words it.
+
+        Kernels raise one fixed message; the culprit is found here, on the cold path: the first
+        index node (in schedule order) whose indices are a placeholder's values that are out of
+        range. Failing that, the nodes whose indices are computed are named."""
+        program = self.program
+        given = {node.id: array for node, array in zip(program.inputs, inputs, strict=True)}
+        computed = []
+        for node in program.schedule:
+            if node.op not in INDEX_OPERAND:
+                continue
+            source = index_source(node)
+            if source is None or source.id not in given:
+                computed.append(node.id)
+                continue
+            size = indexed_size(node, lambda n: resolve_shape(n, binding, program.dims))
+            problem = index_problem(given[source.id], size, node.op)
+            if problem is not None:
+                return InputError(index_error_message(node, problem))
+        ids = computed or [op.id for op in self.lp.ops.values() if op.op in INDEX_OPERAND]
+        return InputError(f"{_describe_nodes(program, ids) if ids else 'index check'}: {exc}")
+
+    def _check_reductions(self, binding: dict[str, int]) -> None:
+        """InputError for a max or argmax over an axis bound to size 0 (numpy backend: same)."""
+        program = self.program
+        for node in program.schedule:
+            if node.op in NO_IDENTITY:
+                shape = resolve_shape(node.inputs[0], binding, program.dims)
+                problem = empty_reduction_problem(node.op, node.attrs, shape)
+                if problem is not None:
+                    raise InputError(f"{node.describe()}: {problem}")
 
     def _bind(self, key: tuple) -> _BoundState:
         binding = dict(zip(self.lp.symbols, key, strict=True))
+        self._check_reductions(binding)
         per_dtype: dict[str, int] = {}
         offsets = np.zeros(max(len(self.memory.slots), 1), dtype=np.int64)
         for slot in self.memory.slots:
@@ -179,7 +218,6 @@ class NumbaExecutable:
         if not (self._updates_in_place and state.views_only):
             return None
         outputs = state.outputs
-        gather_nodes = self._gather_nodes
         if self.module.uses_lanes:
             def run_with_lanes(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
                 return self.run(inputs, binding)[0]
@@ -194,8 +232,8 @@ class NumbaExecutable:
         def run(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
             try:
                 step(*inputs, *bound)
-            except InputError as exc:  # an index out of range: name the node(s)
-                raise InputError(f"{gather_nodes()}: {exc}") from None
+            except InputError as exc:  # an index out of range: name the node and placeholder
+                raise self._index_error(exc, inputs, binding) from None
             return outputs
 
         run.outputs_share_parameters = False  # type: ignore[attr-defined]
@@ -220,8 +258,8 @@ class NumbaExecutable:
                 self._driver(*arrays, *state.tail)
             else:
                 state.step(*arrays)
-        except InputError as exc:  # an index out of range: say which node(s) could have met it
-            raise InputError(f"{self._gather_nodes()}: {exc}") from None
+        except InputError as exc:  # an index out of range: name the node and placeholder
+            raise self._index_error(exc, inputs, binding) from None
         finally:
             if lanes is not None and worker is not None:
                 worker.end()

@@ -44,6 +44,7 @@ _WRITERS = {
     "concatenate": K.concatenate_kernel,
     "take": K.take_kernel,
     "scatter_add": K.scatter_add_kernel,
+    "check_index": K.check_index_kernel,
 }
 
 

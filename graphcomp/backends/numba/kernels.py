@@ -526,6 +526,23 @@ def scatter_add_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     return KernelText(["a0", "a1", "a2", "out"], body, [base.id, indices.id, updates.id])
 
 
+def check_index_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
+    """Copy class labels, raising on one outside ``[0, size)`` (no wrap-around for labels)."""
+    op = lp.ops[kernel.root]
+    idx = [f"i{k}" for k in range(op.ndim)]
+    body = [(f"size = {int(op.attrs['size'])}", "")]
+    body += [(line, "") for line in _nest(idx, [f"out.shape[{k}]" for k in range(op.ndim)])]
+    pad = "    " * op.ndim
+    ref = ", ".join(idx) or "()"
+    body += [
+        (pad + f"k = a0[{ref}]", ""),
+        (pad + "if k < 0 or k >= size:", ""),
+        (pad + "    raise InputError('a label is out of range for the classes')", ""),
+        (pad + f"out[{ref}] = k", op.describe()),
+    ]
+    return KernelText(["a0", "out"], body, [op.inputs[0]])
+
+
 def batched_matmul_kernel(lp: LoweredProgram, kernel: Kernel, dot: str) -> KernelText:
     """A loop of 2-D BLAS products (``dot(a, b, out)``) over the (broadcast) batch axes."""
     op = lp.ops[kernel.root]

@@ -135,6 +135,7 @@ OP_TABLE: dict[str, OpKernel] = {
     # ---------------------------------------------------------------- indexing, linalg
     "take": OpKernel("loop nest", note="bounds-checked gather"),
     "scatter_add": OpKernel("loop nest", note="copy, then bounds-checked accumulate"),
+    "check_index": OpKernel("loop nest", note="copy, raising on a label outside [0, size)"),
     "matmul": OpKernel("library", note="numpy's BLAS gemm per 2-D product (blas.py, lanes.py)"),
     # ---------------------------------------------------------------- sources
     "placeholder": OpKernel("argument", note="an input array of the step"),
