@@ -50,6 +50,13 @@ import uuid
 import warnings
 from pathlib import Path
 
+from graphcomp.errors import CacheWarning
+
+__all__ = [
+    "CacheWarning", "cache_dir", "cache_info", "clear_cache", "load_generated_module",
+    "module_key", "record_compiled", "verify_artefacts",
+]
+
 ENV_VAR = "GRAPHCOMP_CACHE_DIR"
 PREFIX = "gc_"
 _ARTEFACT_SUFFIXES = (".nbi", ".nbc")
@@ -58,10 +65,6 @@ _HEADER = "# graphcomp kernel module {key} -- generated, do not edit\n"
 
 _warned: set[str] = set()
 _fallback_dir: Path | None = None
-
-
-class CacheWarning(UserWarning):
-    """Generated code could not be cached on disk: every new process will compile it again."""
 
 
 # ---------------------------------------------------------------- locations and keys
