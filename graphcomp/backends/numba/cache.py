@@ -82,6 +82,7 @@ _warned: set[str] = set()
 _fallback_dir: Path | None = None
 # Entry files this process has loaded: graphcomp's numba locator answers for these only.
 _entries: set[str] = set()
+_usable_folders: set[str] = set()
 
 
 # ---------------------------------------------------------------- locations and keys
@@ -298,12 +299,18 @@ def _private_dir(folder: Path | None) -> Path:
 
 def _usable(folder: Path) -> bool:
     """Whether graphcomp and numba can write in ``folder`` and its ``__pycache__`` (a file
-    standing where ``__pycache__`` belongs is moved aside first)."""
+    standing where ``__pycache__`` belongs is moved aside first). A folder found usable is not
+    probed again in this process: a later failure to write is a ``CacheWarning`` anyway."""
+    if str(folder) in _usable_folders:
+        return True
     if not _writable(folder):
         return False
     pycache = _numba_cache_path(folder / "entry.py")
     _quarantine_non_folder(pycache)
-    return not pycache.exists() or _writable(pycache)
+    if pycache.exists() and not _writable(pycache):
+        return False
+    _usable_folders.add(str(folder))
+    return True
 
 
 def _read_manifest(manifest: Path) -> dict[str, str] | None:
