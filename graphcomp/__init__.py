@@ -12,6 +12,8 @@
 
 from graphcomp.autodiff import custom_vjp, grad, hvp
 from graphcomp.errors import (
+    CacheError,
+    CacheWarning,
     CompileError,
     DTypeError,
     FileFormatError,
@@ -122,6 +124,7 @@ from graphcomp.train import History, data, fit, init, load, optim, save
 __version__ = "0.1.0"
 
 __all__ = [
+    "CacheError", "CacheWarning",
     "CompileError", "DTypeError", "FileFormatError", "Function", "Graph", "GraphError",
     "GraphcompError", "History", "InputError", "NonFiniteError", "Parameter", "ShapeError",
     "Tensor", "abs", "add", "adjoint_graph", "argmax", "atleast_1d", "atleast_2d", "atleast_3d",

@@ -38,3 +38,12 @@ class NonFiniteError(GraphcompError, ValueError):
 class FileFormatError(GraphcompError, ValueError):
     """A file that is not what it should be: a truncated checkpoint, an IDX file with a bad
     header."""
+
+
+class CacheError(GraphcompError, OSError):
+    """The compiled-kernel cache cannot be used as asked: its path is a file, say."""
+
+
+class CacheWarning(UserWarning):
+    """The compiled-kernel cache could not be read or written as usual; graphcomp carried on
+    (compiling again, or caching in a private folder) and says what it did."""

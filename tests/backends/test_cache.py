@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -27,34 +28,49 @@ def total(x):
     return acc
 """
 
-# A child process: load the module, compile, record, call; report numba's cache statistics.
+# A child process: load the module, compile, record, call; report numba's cache statistics and
+# graphcomp's CacheWarnings. READ_ONLY names a folder the writability probe calls read-only (the
+# tests run as root, which permissions do not stop).
 CHILD = """\
-import json, os, sys
+import json, os, sys, warnings
+from pathlib import Path
 import numpy as np
 from graphcomp.backends.numba import cache
-module, path = cache.load_generated_module(os.environ["KERNEL_SOURCE"])
-cache.record_compiled(path)
+if os.environ.get("READ_ONLY"):
+    frozen = Path(os.environ["READ_ONLY"]).resolve()
+    cache._writable = lambda folder: not Path(folder).resolve().is_relative_to(frozen)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    module, path = cache.load_generated_module(os.environ["KERNEL_SOURCE"])
+    value = float(module.total(np.arange(4.0)))
+    cache.record_compiled(path)
 stats = module.total.stats
 print(json.dumps({
-    "value": float(module.total(np.arange(4.0))),
+    "value": value,
     "hits": sum(stats.cache_hits.values()),
     "misses": sum(stats.cache_misses.values()),
     "path": str(path),
+    "warnings": [str(w.message) for w in caught if issubclass(w.category, cache.CacheWarning)],
 }))
 """
 
 
-def kernel(scale: float) -> str:
-    return KERNEL.format(scale=repr(float(scale)))
+def kernel(scale: float, *, lazy: bool = False) -> str:
+    source = KERNEL.format(scale=repr(float(scale)))
+    return source.replace('"float64(float64[::1])", ', "") if lazy else source
 
 
-def child_env(folder: Path, source: str) -> dict[str, str]:
-    return {**os.environ, cache.ENV_VAR: str(folder), "KERNEL_SOURCE": source}
+def child_env(folder: Path, source: str, **extra: str) -> dict[str, str]:
+    # A private temporary folder: where kernels go when the cache folder is read-only.
+    private_tmp = folder.parent / f"{folder.name}-tmp"
+    private_tmp.mkdir(exist_ok=True)
+    return {**os.environ, cache.ENV_VAR: str(folder), "KERNEL_SOURCE": source,
+            "TMPDIR": str(private_tmp), **extra}
 
 
-def run_child(folder: Path, source: str) -> dict:
+def run_child(folder: Path, source: str, **extra: str) -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD], env=child_env(folder, source),
+        [sys.executable, "-c", CHILD], env=child_env(folder, source, **extra),
         capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr
@@ -64,6 +80,14 @@ def run_child(folder: Path, source: str) -> dict:
 def leftovers(folder: Path) -> list[Path]:
     """Temporary files (ours or numba's) anywhere under ``folder``."""
     return [p for p in folder.rglob("*") if ".tmp" in p.name]
+
+
+@pytest.fixture(autouse=True)
+def private_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The per-user folder for kernels a read-only cache cannot take, inside the test's folder."""
+    root = tmp_path / "private-root"
+    monkeypatch.setattr(cache, "_private_root", lambda: root)
+    return root
 
 
 @pytest.fixture
@@ -295,3 +319,166 @@ def test_a_python_driver_step_with_blas_updates_is_cached_whole(tmp_path: Path) 
     first, second = child(), child()
     assert first["acc"] and not first["hit"]
     assert second["hit"] and second["value"] == first["value"]
+
+
+# ---------------------------------------------------------------- damage and read-only caches
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` with its bytes (None for folders)."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def test_read_only_cache_serves_hits_and_keeps_new_kernels_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: a silent miss, and numba wrote into its user-wide folder (XDG_CACHE_HOME/numba).
+    shared, xdg = tmp_path / "shared", tmp_path / "xdg"
+    first = run_child(shared, kernel(7.0), XDG_CACHE_HOME=str(xdg))
+    assert first["misses"] == 1
+    before = snapshot(shared)
+    read_only = {"READ_ONLY": str(shared), "XDG_CACHE_HOME": str(xdg)}
+
+    hit = run_child(shared, kernel(7.0), **read_only)
+    assert (hit["value"], hit["hits"], hit["misses"], hit["warnings"]) == (42.0, 1, 0, [])
+    new = run_child(shared, kernel(8.0), **read_only)
+    assert (new["value"], new["misses"]) == (48.0, 1)
+    assert any("cannot write its kernel cache" in w for w in new["warnings"])
+    private = Path(new["path"]).parent
+    assert private.is_relative_to(tmp_path / "shared-tmp")
+    assert {p.suffix for p in (private / "__pycache__").iterdir()} == {".nbi", ".nbc", ".json"}
+    again = run_child(shared, kernel(8.0), **read_only)
+    assert (again["hits"], again["misses"]) == (1, 0)
+
+    assert snapshot(shared) == before
+    assert not list(xdg.rglob("*"))
+    monkeypatch.setenv(cache.ENV_VAR, str(shared))
+    monkeypatch.setattr(cache, "_private_root", lambda: private.parent)
+    cache.clear_cache()
+    assert not list(private.rglob("gc_*"))
+
+
+def test_numba_cache_dir_does_not_take_graphcomp_artefacts(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "numba-cache-dir"
+    folder = tmp_path / "kernels"
+    first = run_child(folder, kernel(11.0), NUMBA_CACHE_DIR=str(elsewhere))
+    stem = Path(first["path"]).stem
+    names = {p.name for p in (folder / "__pycache__").iterdir()}
+    assert {Path(n).suffix for n in names} == {".nbi", ".nbc", ".json"}
+    assert all(n.startswith(stem) for n in names)
+    assert not elsewhere.exists() or not list(elsewhere.rglob("*"))
+    second = run_child(folder, kernel(11.0), NUMBA_CACHE_DIR=str(elsewhere))
+    assert (second["hits"], second["misses"]) == (1, 0)
+
+
+def test_pycache_that_is_a_file_is_moved_aside(tmp_path: Path) -> None:
+    # Before: NotADirectoryError from verify_artefacts, on every run.
+    source = kernel(9.0)
+    run_child(tmp_path, source)
+    pycache = tmp_path / "__pycache__"
+    shutil.rmtree(pycache)
+    pycache.write_text("in the way")
+    healed = run_child(tmp_path, source)
+    assert (healed["value"], healed["misses"]) == (54.0, 1)
+    assert any("moved it to" in w for w in healed["warnings"])
+    [aside] = tmp_path.glob("__pycache__.quarantined-*")
+    assert aside.read_text() == "in the way" and pycache.is_dir()
+    assert run_child(tmp_path, source)["hits"] == 1
+
+
+def test_manifest_that_is_a_folder_is_replaced(tmp_path: Path) -> None:
+    # Before: IsADirectoryError, on every run.
+    source = kernel(12.0)
+    run_child(tmp_path, source)
+    [manifest] = (tmp_path / "__pycache__").glob("*.manifest.json")
+    manifest.unlink()
+    manifest.mkdir()
+    (manifest / "stray").write_text("")
+    healed = run_child(tmp_path, source)
+    assert (healed["value"], healed["misses"]) == (72.0, 1)
+    assert manifest.is_file()
+    assert run_child(tmp_path, source)["hits"] == 1
+
+
+@pytest.mark.parametrize(("lazy", "suffix"), [(False, "nbc"), (True, "nbc"), (True, "nbi")])
+def test_recorded_but_corrupt_artefacts_are_compiled_again(
+    tmp_path: Path, lazy: bool, suffix: str
+) -> None:
+    # Before: UnpicklingError on every run, since the manifest vouches for the damaged file.
+    source = kernel(13.0, lazy=lazy)
+    first = run_child(tmp_path, source)
+    [artefact] = (tmp_path / "__pycache__").glob(f"*.{suffix}")
+    artefact.write_bytes(artefact.read_bytes()[: artefact.stat().st_size // 2])
+    cache.record_compiled(Path(first["path"]))
+    assert cache.verify_artefacts(Path(first["path"])) is True
+    healed = run_child(tmp_path, source)
+    assert (healed["value"], healed["hits"], healed["misses"]) == (78.0, 0, 1)
+    assert any("could not use numba's cached code" in w for w in healed["warnings"])
+    assert run_child(tmp_path, source)["hits"] == 1
+
+
+def test_numba_failing_to_write_is_a_warning(
+    cache_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: the OSError of numba's write reached the caller of the kernel.
+    monkeypatch.setattr(cache, "_warned", set())
+    module, _ = cache.load_generated_module(kernel(14.0, lazy=True))
+    real_replace = os.replace
+
+    def refuse(src: object, dst: object) -> None:
+        if ".nbi" in str(dst) or ".nbc" in str(dst):
+            raise OSError(28, "No space left on device (simulated)")
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.warns(cache.CacheWarning, match="could not cache numba's compiled code of total"):
+        assert module.total(np.arange(4.0)) == 84.0
+
+
+def test_entry_that_is_a_folder_is_rewritten(cache_folder: Path) -> None:
+    # Before: the entry went to a temporary folder, with a warning, on every run.
+    source = "ENTRY_WAS_A_FOLDER = 1\n"
+    cache_folder.mkdir()
+    path = cache_folder.resolve() / f"gc_{cache.module_key(source)}.py"
+    path.mkdir()
+    (path / "stray").write_text("")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cache.CacheWarning)
+        module, placed = cache.load_generated_module(source)
+    assert placed == path and path.is_file() and module.ENTRY_WAS_A_FOLDER == 1
+
+
+def test_private_folder_of_someone_else_is_not_used(
+    cache_folder: Path, monkeypatch: pytest.MonkeyPatch, private_root: Path
+) -> None:
+    # numba unpickles what it finds there: a folder others can write must not be trusted.
+    private_root.mkdir(mode=0o777)
+    private_root.chmod(0o777)
+    monkeypatch.setattr(
+        cache, "_writable", lambda folder: not Path(folder).is_relative_to(cache_folder)
+    )
+    monkeypatch.setattr(cache, "_warned", set())
+    with pytest.warns(cache.CacheWarning, match="for this process only"):
+        _, path = cache.load_generated_module("NOT_IN_A_SHARED_FOLDER = 1\n")
+    assert not path.is_relative_to(private_root)
+    assert not list(private_root.iterdir())
+
+
+@pytest.mark.parametrize("action", ["info", "clear"])
+def test_cli_cache_on_a_file_says_so_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    action: str,
+) -> None:
+    from graphcomp import cli
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("user data")
+    monkeypatch.setenv(cache.ENV_VAR, str(blocker))
+    assert cli.main(["cache", action]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"graphcomp: error: the kernel cache path {blocker} is not a folder")
+    assert blocker.read_text() == "user data"
