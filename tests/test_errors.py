@@ -301,12 +301,15 @@ def test_errors_leave_the_function_usable(f_and_x):
 def test_more_build_time_misuse_names_the_line():
     x = gc.placeholder((3, 4), "float64", name="x")
     i = gc.placeholder((3,), "int32", name="i")
+    s = gc.placeholder((None, 4), "float64", name="s")
     cases = [
         (gc.DTypeError, lambda: i + 2**40, ["out of bounds", "int32"]),
         (gc.DTypeError, lambda: x + "a", ["cannot combine", "float64"]),
         (gc.DTypeError, lambda: gc.take(x, [0.5]), ["take", "integers", "float64"]),
         (gc.ShapeError, lambda: x[True], ["boolean index"]),
-        (gc.ShapeError, lambda: x[::-1], ["negative slice steps"]),
+        (gc.ShapeError, lambda: s[::-1], ["only ':'", "symbolic dimension 'N'"]),
+        (gc.ShapeError, lambda: x[:, [0, 5]], ["index 5", "out of range", "size 4"]),
+        (gc.ShapeError, lambda: x[[0, 1], [0, 1, 2]], ["shape mismatch", "broadcast"]),
         (gc.ShapeError, lambda: x.sum(axis=1.5), ["axis 1.5", "not an integer"]),
         (gc.ShapeError, lambda: gc.stack([]), ["stack", "at least one"]),
         (gc.ShapeError, lambda: gc.concatenate([]), ["concatenate", "at least one"]),

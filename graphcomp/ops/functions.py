@@ -711,79 +711,10 @@ def slice_general(
 
 
 def getitem(x: Tensor, index: Any) -> Tensor:
-    """``x[...]`` with ints, slices (step > 0), None, ``...`` and one integer index tensor."""
-    if isinstance(index, (Tensor, list, np.ndarray)):
-        return take(x, index, axis=0)
-    items = index if isinstance(index, tuple) else (index,)
-    if builtins.sum(1 for i in items if i is Ellipsis) > 1:
-        raise ShapeError(
-            f"an index can only have a single ellipsis ('...') (at {user_source_line()})"
-        )
-    used = builtins.sum(1 for i in items if i is not None and i is not Ellipsis)
-    if used > x.ndim:
-        raise ShapeError(
-            f"too many indices for a tensor of rank {x.ndim} (at {user_source_line()})"
-        )
-    expanded: list[Any] = []
-    for item in items:
-        if item is Ellipsis:
-            expanded.extend([slice(None)] * (x.ndim - used))
-        else:
-            expanded.append(item)
-    expanded.extend([slice(None)] * (x.ndim - builtins.sum(1 for i in expanded if i is not None)))
-    starts: list[int] = []
-    stops: list[Dim] = []
-    steps: list[int] = []
-    out_shape: list[Dim] = []
-    axis = 0
-    for item in expanded:
-        if item is None:
-            out_shape.append(1)
-            continue
-        d = x.shape[axis]
-        if isinstance(item, (bool, np.bool_)):
-            raise ShapeError(f"boolean index {item!r} is not supported (at {user_source_line()})")
-        if isinstance(item, (int, np.integer)):
-            if isinstance(d, str):
-                raise ShapeError(
-                    f"cannot index symbolic dimension {d!r} with an int (at {user_source_line()})"
-                )
-            i = int(item) + d if item < 0 else int(item)
-            if not 0 <= i < d:
-                raise ShapeError(
-                    f"index {item} is out of range for axis {axis} of size {d} "
-                    f"(at {user_source_line()})"
-                )
-            starts.append(i)
-            stops.append(i + 1)
-            steps.append(1)
-        elif isinstance(item, slice):
-            if isinstance(d, str):
-                if item != slice(None) and item != slice(None, None, 1):
-                    raise ShapeError(
-                        f"only ':' can slice symbolic dimension {d!r} (at {user_source_line()})"
-                    )
-                starts.append(0)
-                stops.append(d)
-                steps.append(1)
-                out_shape.append(d)
-            else:
-                start, stop, step = item.indices(d)
-                if step <= 0:
-                    raise ShapeError(
-                        f"negative slice steps are not supported (at {user_source_line()})"
-                    )
-                stop = builtins.max(stop, start)
-                starts.append(start)
-                stops.append(stop)
-                steps.append(step)
-                from graphcomp.ops.structural import slice_length
+    """``x[index]`` with numpy's rules (``graphcomp/ops/getitem.py``). ``x[:, ::-1, [0, 2]]``"""
+    from graphcomp.ops.getitem import getitem as numpy_getitem
 
-                out_shape.append(slice_length(start, stop, step))
-        else:
-            raise ShapeError(f"unsupported index {item!r} (at {user_source_line()})")
-        axis += 1
-    return reshape(slice_general(x, starts, stops, steps), out_shape)
+    return numpy_getitem(x, index)
 
 
 def take(x: Any, indices: Any, axis: int | None = None) -> Tensor:
