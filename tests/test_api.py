@@ -290,7 +290,7 @@ FUNCTIONS: dict[str, tuple[Callable, Callable]] = {
     ),
     "stack": (lambda x, y: gc.stack([x, y], axis=1), lambda x, y: np.stack([x, y], axis=1)),
     "pad": (
-        lambda x, y: gc.pad(x, ((1, 0), (2, 3)), 7.0),
+        lambda x, y: gc.pad(x, ((1, 0), (2, 3)), constant_values=7.0),
         lambda x, y: np.pad(x, ((1, 0), (2, 3)), constant_values=7.0),
     ),
     "take": (lambda x, y: gc.take(x, [3, 0, 3], axis=1), lambda x, y: np.take(x, [3, 0, 3], 1)),

@@ -15,6 +15,8 @@ against finite differences and on the numba backend. Transcendentals go through 
 
 from __future__ import annotations
 
+import builtins
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -237,3 +239,210 @@ def diff(x: Any, n: int = 1, axis: int = -1) -> Tensor:
     for _ in range(n):
         x = x[(*before, slice(1, None))] - x[(*before, slice(None, -1))]
     return x
+
+
+# ================================================================ reordering and repeating
+# Static axes only: each is one ``take`` of the positions numpy would read (its gradient is a
+# scatter-add), so the index array is computed here, by numpy itself where it can.
+
+
+def _static_axis(x: Tensor, axis: int, what: str) -> tuple[int, int]:
+    (axis_,) = F._normalize_axes(axis, x.ndim)
+    d = x.shape[axis_]
+    if not isinstance(d, int):
+        raise ShapeError(f"{what} needs a static size on axis {axis_}, not {d!r} "
+                         f"(at {user_source_line()})")
+    return axis_, d
+
+
+def _flat(x: Tensor) -> Tensor:
+    return F.reshape(x, (-1,))
+
+
+def ravel(x: Any) -> Tensor:
+    """``x`` as one axis, in C order. ``gc.ravel(images)``"""
+    return _flat(as_tensor(x))
+
+
+def flip(x: Any, axis: int | Sequence[int] | None = None) -> Tensor:
+    """Reverse the order of elements along ``axis`` (every axis when None). ``gc.flip(x, 0)``"""
+    x = as_tensor(x)
+    axes = range(x.ndim) if axis is None else _axes_list(axis, x.ndim)
+    for a in axes:
+        a_, d = _static_axis(x, a, "flip")
+        x = F.take(x, np.arange(d)[::-1], axis=a_)
+    return x
+
+
+def fliplr(x: Any) -> Tensor:
+    """Reverse the second axis. ``gc.fliplr(m)``"""
+    return flip(x, 1)
+
+
+def flipud(x: Any) -> Tensor:
+    """Reverse the first axis. ``gc.flipud(m)``"""
+    return flip(x, 0)
+
+
+def rot90(x: Any, k: int = 1, axes: tuple[int, int] = (0, 1)) -> Tensor:
+    """Rotate by 90 degrees ``k`` times in the plane of ``axes``. ``gc.rot90(img)``"""
+    x = as_tensor(x)
+    a, b = axes
+    k %= 4
+    if k == 1:
+        return swapaxes(flip(x, b), a, b)
+    if k == 2:
+        return flip(x, [a, b])
+    if k == 3:
+        return flip(swapaxes(x, a, b), b)
+    return x
+
+
+def roll(x: Any, shift: int, axis: int | None = None) -> Tensor:
+    """Shift elements along ``axis`` cyclically (the flat array when None). ``gc.roll(x, 1, 0)``"""
+    x = as_tensor(x)
+    if axis is None:
+        return F.reshape(roll(_flat(x), shift, 0), x.shape)
+    a, d = _static_axis(x, axis, "roll")
+    return F.take(x, np.roll(np.arange(d), shift), axis=a)
+
+
+def repeat(x: Any, repeats: int | Sequence[int], axis: int | None = None) -> Tensor:
+    """Repeat each element ``repeats`` times along ``axis`` (flat when None).
+    ``gc.repeat(x, 2, axis=1)``"""
+    x = as_tensor(x)
+    if axis is None:
+        x, axis = _flat(x), 0
+    a, d = _static_axis(x, axis, "repeat")
+    return F.take(x, np.repeat(np.arange(d), repeats), axis=a)
+
+
+def tile(x: Any, reps: int | Sequence[int]) -> Tensor:
+    """Repeat the whole of ``x`` ``reps`` times along each axis. ``gc.tile(row, (4, 1))``"""
+    x = as_tensor(x)
+    counts = [reps] if isinstance(reps, int) else list(reps)
+    while x.ndim < len(counts):
+        x = F.expand_dims(x, 0)
+    counts = [1] * (x.ndim - len(counts)) + counts
+    for a, count in enumerate(counts):
+        if count != 1:
+            _, d = _static_axis(x, a, "tile")
+            x = F.take(x, np.tile(np.arange(d), count), axis=a)
+    return x
+
+
+def rollaxis(x: Any, axis: int, start: int = 0) -> Tensor:
+    """numpy's older ``moveaxis``: ``axis`` moved to before ``start``. ``gc.rollaxis(x, 2)``"""
+    x = as_tensor(x)
+    order = list(range(x.ndim))
+    (a,) = F._normalize_axes(axis, x.ndim)
+    start_ = start + x.ndim if start < 0 else start
+    order.remove(a)
+    order.insert(start_ if start_ <= a else start_ - 1, a)
+    return F.transpose(x, order)
+
+
+def diagonal(x: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Tensor:
+    """The diagonal of the plane ``axis1``/``axis2``, as a last axis. ``gc.diagonal(m)``"""
+    x = moveaxis(x, [axis1, axis2], [-2, -1])
+    rows, cols = _static_square(x, "diagonal")
+    positions = np.flatnonzero(np.eye(rows, cols, offset, dtype=bool))
+    merged = F.reshape(x, (*x.shape[:-2], rows * cols))
+    return F.take(merged, positions, axis=-1)
+
+
+def diag(x: Any, k: int = 0) -> Tensor:
+    """A vector's diagonal matrix, or a matrix's diagonal (numpy's ``diag``). ``gc.diag(v)``"""
+    x = as_tensor(x)
+    if x.ndim == 2:
+        return diagonal(x, k)
+    if x.ndim != 1:
+        raise ShapeError(f"diag takes a vector or a matrix, not shape {list(x.shape)} "
+                         f"(at {user_source_line()})")
+    _, n = _static_axis(x, 0, "diag")
+    size = n + builtins.abs(k)
+    rows = np.arange(n) + builtins.max(-k, 0)
+    cols = np.arange(n) + builtins.max(k, 0)
+    # each output element reads x at its diagonal position, or a zero appended to x
+    source = np.full((size, size), n, dtype=np.int64)
+    source[rows, cols] = np.arange(n)
+    padded = F.concatenate([x, F.zeros_like(x[:1])])
+    return F.take(padded, source)
+
+
+# ================================================================ joining and splitting
+
+
+def column_stack(tensors: Sequence[Any]) -> Tensor:
+    """Vectors as columns (matrices as they are), joined along axis 1.
+    ``gc.column_stack([a, b])``"""
+    parts = [as_tensor(t) for t in tensors]
+    return F.concatenate([F.expand_dims(p, 1) if p.ndim == 1 else p for p in parts], axis=1)
+
+
+def append(x: Any, values: Any, axis: int | None = None) -> Tensor:
+    """``values`` joined after ``x`` along ``axis`` (both flattened when None).
+    ``gc.append(x, y, axis=0)``"""
+    x, values_ = F._promote(x, values)
+    if axis is None:
+        return F.concatenate([_flat(x), _flat(values_)])
+    return F.concatenate([x, values_], axis=axis)
+
+
+def array_split(x: Any, indices_or_sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
+    """Split into parts along ``axis``: ``n`` nearly equal parts, or at the given indices.
+    ``gc.array_split(x, 3)``"""
+    x = as_tensor(x)
+    a, d = _static_axis(x, axis, "split")
+    if isinstance(indices_or_sections, int):
+        if indices_or_sections <= 0:
+            raise ShapeError(f"split: the number of sections must be positive, not "
+                             f"{indices_or_sections} (at {user_source_line()})")
+        size, extra = divmod(d, indices_or_sections)
+        bounds = np.cumsum([0] + [size + 1] * extra + [size] * (indices_or_sections - extra))
+    else:
+        bounds = np.array([0, *[min(max(int(i), 0), d) for i in indices_or_sections], d])
+    before = (slice(None),) * a
+    return [x[(*before, slice(int(lo), int(max(lo, hi))))]
+            for lo, hi in itertools.pairwise(bounds)]
+
+
+def split(x: Any, indices_or_sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
+    """Split into equal parts (or at indices) along ``axis``; unequal parts are an error.
+    ``gc.split(x, 2, axis=1)``"""
+    x = as_tensor(x)
+    if isinstance(indices_or_sections, int):
+        _, d = _static_axis(x, axis, "split")
+        if indices_or_sections <= 0 or d % indices_or_sections:
+            raise ShapeError(f"split: axis of size {d} does not divide into "
+                             f"{indices_or_sections} equal parts; use gc.array_split "
+                             f"(at {user_source_line()})")
+    return array_split(x, indices_or_sections, axis)
+
+
+def hsplit(x: Any, indices_or_sections: int | Sequence[int]) -> list[Tensor]:
+    """Split along the second axis (the first for a vector). ``gc.hsplit(m, 2)``"""
+    x = as_tensor(x)
+    return split(x, indices_or_sections, axis=1 if x.ndim > 1 else 0)
+
+
+def vsplit(x: Any, indices_or_sections: int | Sequence[int]) -> list[Tensor]:
+    """Split along the first axis. ``gc.vsplit(m, 2)``"""
+    return split(x, indices_or_sections, axis=0)
+
+
+def dsplit(x: Any, indices_or_sections: int | Sequence[int]) -> list[Tensor]:
+    """Split along the third axis. ``gc.dsplit(volume, 2)``"""
+    return split(x, indices_or_sections, axis=2)
+
+
+def select(condlist: Sequence[Any], choicelist: Sequence[Any], default: Any = 0) -> Tensor:
+    """Per element, the choice of the first true condition (``default`` if none).
+    ``gc.select([x < 0, x > 1], [-x, x * x], x)``"""
+    if len(condlist) != len(choicelist):
+        raise ShapeError(f"select: {len(condlist)} conditions but {len(choicelist)} choices "
+                         f"(at {user_source_line()})")
+    result = as_tensor(default) if not isinstance(default, (int, float)) else default
+    for condition, choice in zip(reversed(condlist), reversed(choicelist), strict=True):
+        result = F.where(condition, choice, result)
+    return as_tensor(result)

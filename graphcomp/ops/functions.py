@@ -666,9 +666,19 @@ def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
     return concatenate([expand_dims(p, axis_) for p in parts], axis=axis_)
 
 
-def pad(x: Any, pad_width: Any, constant_values: float = 0.0) -> Tensor:
-    """numpy.pad in constant mode. ``gc.pad(img, ((0, 0), (1, 1), (1, 1)))``"""
+PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
+
+
+def pad(x: Any, pad_width: Any, mode: str = "constant", constant_values: float = 0.0) -> Tensor:
+    """numpy.pad: ``mode`` "constant" (the default), "edge", "reflect", "symmetric" or "wrap".
+
+    The other modes read positions of ``x`` (a gather whose gradient adds back), so the axes
+    they pad need static sizes. ``gc.pad(img, ((0, 0), (1, 1), (1, 1)), mode="reflect")``
+    """
     x = as_tensor(x)
+    if mode not in PAD_MODES:
+        raise ShapeError(f"pad: mode {mode!r} is not one of {', '.join(PAD_MODES)} "
+                         f"(at {user_source_line()})")
     if x.ndim == 0:
         return x  # as numpy.pad leaves a 0-d array
     try:
@@ -677,9 +687,22 @@ def pad(x: Any, pad_width: Any, constant_values: float = 0.0) -> Tensor:
         raise ShapeError(
             f"pad: pad_width {pad_width!r} does not fit rank {x.ndim} (at {user_source_line()})"
         ) from None
-    return pad_general(
-        x, widths[:, 0].tolist(), widths[:, 1].tolist(), [0] * x.ndim, constant_values
-    )
+    if mode == "constant":
+        return pad_general(
+            x, widths[:, 0].tolist(), widths[:, 1].tolist(), [0] * x.ndim, constant_values
+        )
+    for axis, (lo, hi) in enumerate(widths.tolist()):
+        if lo or hi:
+            x = take(x, _pad_positions(x.shape[axis], lo, hi, mode, axis), axis=axis)
+    return x
+
+
+def _pad_positions(d: Dim, lo: int, hi: int, mode: str, axis: int) -> np.ndarray:
+    """The positions of an axis of size ``d`` that numpy's ``mode`` padding reads."""
+    if not isinstance(d, int) or d == 0:
+        raise ShapeError(f"pad: mode {mode!r} needs a static, non-empty axis {axis}, not "
+                         f"{d!r} (at {user_source_line()})")
+    return np.pad(np.arange(d), (lo, hi), mode=mode)  # type: ignore[call-overload]
 
 
 def pad_general(

@@ -49,11 +49,18 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], int]] = {
     "concatenate": (F.concatenate, 2), "stack": (F.stack, 2), "where": (F.where, 3),
     "clip": (F.clip, 3), "squeeze": (F.squeeze, 2), "expand_dims": (F.expand_dims, 2),
     "broadcast_to": (F.broadcast_to, 2), "take": (F.take, 3), "zeros_like": (F.zeros_like, 2),
-    "ones_like": (F.ones_like, 2), "pad": (F.pad, 2), "swapaxes": (C.swapaxes, 3),
+    "ones_like": (F.ones_like, 2), "pad": (F.pad, 3), "swapaxes": (C.swapaxes, 3),
     "moveaxis": (C.moveaxis, 3), "atleast_1d": (C.atleast_1d, 1),
     "atleast_2d": (C.atleast_2d, 1), "atleast_3d": (C.atleast_3d, 1),
     "hstack": (C.hstack, 1), "vstack": (C.vstack, 1), "outer": (C.outer, 2),
     "tril": (C.tril, 2), "triu": (C.triu, 2), "trace": (C.trace, 2), "diff": (C.diff, 3),
+    "ravel": (C.ravel, 1), "flip": (C.flip, 2), "fliplr": (C.fliplr, 1),
+    "flipud": (C.flipud, 1), "rot90": (C.rot90, 3), "roll": (C.roll, 3),
+    "repeat": (C.repeat, 3), "tile": (C.tile, 2), "rollaxis": (C.rollaxis, 3),
+    "diagonal": (C.diagonal, 4), "diag": (C.diag, 2), "column_stack": (C.column_stack, 1),
+    "append": (C.append, 3), "array_split": (C.array_split, 3), "split": (C.split, 3),
+    "hsplit": (C.hsplit, 2), "vsplit": (C.vsplit, 2), "dsplit": (C.dsplit, 2),
+    "select": (C.select, 3),
 }
 
 # Arguments numpy passes through that graphcomp accepts only at numpy's default.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -259,6 +260,32 @@ class Tensor:
 
     def astype(self, dtype: Any) -> Tensor:
         return _fn.cast(self, dtype)
+
+    def ravel(self) -> Tensor:
+        """One axis, in C order (static sizes, or one symbolic axis)."""
+        return _fn.reshape(self, (-1,))
+
+    flatten = ravel  # a copy in numpy; graph values are never written in place anyway
+
+    def squeeze(self, axis: Any = None) -> Tensor:
+        return _fn.squeeze(self, axis)
+
+    @property
+    def size(self) -> int | str:
+        """The number of elements: an int, or for a symbolic shape the product as text
+        (``"N*64"``), known at call time."""
+        known = math.prod(d for d in self.shape if isinstance(d, int))
+        symbols = [d for d in self.shape if isinstance(d, str)]
+        return known if not symbols else "*".join([*symbols, *([str(known)] * (known != 1))])
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        first = self.shape[0]
+        if isinstance(first, str):
+            raise TypeError(f"len() of a tensor whose first axis is the symbolic {first!r}: its "
+                            "size is known only at call time")
+        return first
 
 
 class Parameter(Tensor):

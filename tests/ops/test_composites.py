@@ -55,6 +55,33 @@ CASES: dict[str, Case] = {
     "triu": Case(lambda m, x: m.triu(x, 1), ((3, 5),)),
     "trace": Case(lambda m, x: m.trace(x, 1), ((4, 5),)),
     "diff": Case(lambda m, x: m.diff(x, 2, axis=0), ((5, 3),)),
+    "ravel": Case(lambda m, x: m.ravel(x), ((2, 3, 4),)),
+    "flip": Case(lambda m, x: m.flip(x, (0, 2)) + m.flip(x), ((2, 3, 4),)),
+    "fliplr, flipud": Case(lambda m, x: m.fliplr(x) * m.flipud(x), ((3, 3),)),
+    "rot90": Case(lambda m, x: m.rot90(x) + m.rot90(x, 2) + m.rot90(x, -1, (1, 0)), ((4, 4),)),
+    "roll": Case(lambda m, x: m.roll(x, 2, axis=1) * m.roll(x, -1), ((3, 4),)),
+    "repeat": Case(lambda m, x: m.repeat(x, 2, axis=0) + m.repeat(x, [1, 0, 3], axis=1)[:1, :3],
+                   ((3, 3),)),
+    "tile": Case(lambda m, x: m.tile(x, (2, 1, 3)), ((2, 3),)),
+    "rollaxis": Case(lambda m, x: m.rollaxis(x, 2) + m.rollaxis(x, 0, 3).transpose(2, 0, 1),
+                     ((3, 3, 3),)),
+    "diagonal": Case(lambda m, x: m.diagonal(x, 1, 0, 2), ((3, 2, 4),)),
+    "diag": Case(lambda m, v, x: m.diag(v, -1)[:3, :3] + m.diag(m.diag(x, 1)), ((3,), (3, 4))),
+    "column_stack": Case(lambda m, v, x: m.column_stack([v, x, v]), ((3,), (3, 2))),
+    "append": Case(lambda m, x, y: m.append(x, y, axis=0) + 0.0 * m.append(x, y)[0], ((2, 3),
+                                                                                      (1, 3))),
+    "split": Case(lambda m, x: m.split(x, 2, axis=1)[1].sum() * m.split(x, [1, 3])[1],
+                  ((3, 4),)),
+    "array_split": Case(lambda m, x: m.array_split(x, 3, axis=1)[0], ((2, 5),)),
+    "hsplit": Case(lambda m, x: m.hsplit(x, 2)[0], ((2, 2, 3),)),
+    "vsplit": Case(lambda m, x: m.vsplit(x, 2)[1], ((2, 2, 3),)),
+    "dsplit": Case(lambda m, x: m.dsplit(x, [1])[1], ((2, 2, 3),)),
+    "pad edge": Case(lambda m, x: m.pad(x, ((1, 2), (2, 0)), mode="edge"), ((3, 4),)),
+    "pad reflect": Case(lambda m, x: m.pad(x, 2, "reflect"), ((3, 4),)),
+    "pad symmetric": Case(lambda m, x: m.pad(x, ((0, 0), (3, 1)), "symmetric"), ((2, 3),)),
+    "pad wrap": Case(lambda m, x: m.pad(x, (2, 5), mode="wrap"), ((4,),)),
+    "pad constant": Case(lambda m, x: m.pad(x, 1, "constant", constant_values=2.5), ((2, 3),)),
+    "select": Case(lambda m, x: m.select([x < -1.0, x > 1.0], [-x, x * x], x * 0.5), ((3, 4),)),
 }
 
 
@@ -140,3 +167,28 @@ def test_errors_name_what_is_wrong():
             gc.outer(x, x)
         with pytest.raises(gc.ShapeError, match="source axes"):
             gc.moveaxis(x, [0, 1], [0])
+
+
+def test_tensor_methods_numpy_code_calls():
+    with gc.Graph():
+        x = gc.placeholder((2, 1, 3), "float64", name="x")
+        n = gc.placeholder((None, 64), "float64", name="n")
+        f = gc.compile([x], [x.ravel(), x.flatten(), x.squeeze(), x.squeeze(1)],
+                       backend="numpy")
+        assert (len(x), x.size, n.size) == (2, 6, "N*64")
+        with pytest.raises(TypeError, match="symbolic 'N'"):
+            len(n)
+    value = np.arange(6.0).reshape(2, 1, 3)
+    for got, expected in zip(f(value), [value.ravel(), value.flatten(), value.squeeze(),
+                                        value.squeeze(1)], strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_pad_mode_errors_name_the_problem():
+    with gc.Graph():
+        x = gc.placeholder((None, 4), "float64", name="x")
+        with pytest.raises(gc.ShapeError, match="mode 'median' is not one of"):
+            gc.pad(x, 1, "median")
+        with pytest.raises(gc.ShapeError, match="static, non-empty axis 0"):
+            gc.pad(x, 1, "edge")
+        assert gc.pad(x, ((0, 0), (1, 1)), "edge").shape == ("N", 6)

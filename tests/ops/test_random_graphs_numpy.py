@@ -373,7 +373,7 @@ KINDS: dict[str, Kind] = {
     ),
     "getitem": Kind(lambda xs, p: xs[0][p], lambda xs, p: xs[0][p], _getitem),
     "pad": Kind(
-        lambda xs, p: gc.pad(xs[0], p[0], p[1]),
+        lambda xs, p: gc.pad(xs[0], p[0], constant_values=p[1]),
         lambda xs, p: np.pad(
             xs[0], np.reshape(np.asarray(p[0], int), (-1, 2)), constant_values=p[1]
         ),
