@@ -12,8 +12,13 @@ import numpy as np
 
 from graphcomp.backends.numba import kernels as K
 from graphcomp.backends.numba.blas import numpy_blas
-from graphcomp.backends.numba.cache import load_generated_module, record_compiled
 from graphcomp.backends.numba.codegen import GeneratedModule, generate
+from graphcomp.backends.numba.compile_job import (
+    CompileJob,
+    compile_job,
+    driver_signature,
+    kernel_signature,
+)
 from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
 from graphcomp.errors import CompileError, InputError
 from graphcomp.ops.indexing import (
@@ -288,18 +293,11 @@ def _writable(value: np.ndarray) -> np.ndarray:
 
 
 def _signature(module: GeneratedModule) -> tuple:
-    from numba import from_dtype, types
-
-    return tuple(types.Array(from_dtype(np.dtype(a.dtype)), a.ndim, "C")
-                 for a in module.arguments)
+    """The njit driver's Numba signature (``benchmarks/driver_variants`` use it)."""
+    return driver_signature(CompileJob.of(module).driver_arguments)
 
 
-def _kernel_signature(types: tuple) -> tuple:
-    from numba import from_dtype
-    from numba import types as nb
-
-    return tuple(from_dtype(np.dtype(t)) if isinstance(t, str)
-                 else nb.Array(from_dtype(np.dtype(t[0])), t[1], t[2]) for t in types)
+_kernel_signature = kernel_signature
 
 
 def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool | None = None,
@@ -312,40 +310,25 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
 
     >>> # exe = compile_numba(build_program([x], [y])); exe.run([xv], {"N": 4})
     """
+    start = time.perf_counter()
+    lp, memory, module = generate_module(program, fastmath=fastmath, driver_jit=driver_jit,
+                                         **options)
+    return compile_generated(program, lp, memory, module, start)
+
+
+def generate_module(program: Program, *, fastmath: bool = False, driver_jit: bool | None = None,
+                    **options: Any) -> tuple[LoweredProgram, MemoryPlan, GeneratedModule]:
+    """The passes and the code generator: everything before Numba compiles."""
     if options:
         raise CompileError(f"unknown option(s) for backend 'numba': {', '.join(sorted(options))}")
-    start = time.perf_counter()
     lp, plan, memory = prepare(program)
-    module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=driver_jit)
-    loaded, path = load_generated_module(module.source)
-    driver = loaded.step if module.driver_jit else loaded.bind
-    cache_hit = False
-    if hasattr(driver, "compile"):
-        signature = _signature(module)
-        if signature in driver.signatures:  # this process compiled the same module already
-            cache_hit = True
-        else:
-            driver.compile(signature)
-            cache_hit = sum(driver.stats.cache_hits.values()) > 0
-            driver.disable_compile()
-            record_compiled(path)
-    elif not module.driver_jit and hasattr(loaded.copy_flat, "compile"):
-        hits = misses = 0
-        compiled = []
-        for name, signatures in sorted(module.kernel_signatures.items()):
-            kernel = getattr(loaded, name)
-            if not signatures:
-                continue
-            for types in sorted(signatures, key=repr):
-                signature = _kernel_signature(types)
-                if signature not in kernel.signatures:
-                    kernel.compile(signature)
-            hits += sum(kernel.stats.cache_hits.values())
-            misses += sum(kernel.stats.cache_misses.values())
-            compiled.append(kernel)
-        for kernel in compiled:  # only now: one helper may call another with new types
-            kernel.disable_compile()
-        cache_hit = hits > 0 and misses == 0
-        record_compiled(path)
+    return lp, memory, generate(lp, plan, memory, fastmath=fastmath, driver_jit=driver_jit)
+
+
+def compile_generated(program: Program, lp: LoweredProgram, memory: MemoryPlan,
+                      module: GeneratedModule, start: float) -> NumbaExecutable:
+    """Compile (or load from the cache) a generated module and wrap it as the executable."""
+    job = CompileJob.of(module)
+    _, driver, cache_hit = compile_job(job)
     seconds = time.perf_counter() - start
     return NumbaExecutable(program, lp, memory, module, driver, seconds, cache_hit)

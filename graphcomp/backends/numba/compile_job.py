@@ -1,0 +1,130 @@
+"""What Numba compiles for one generated module, as plain data, and compiling it.
+
+A ``CompileJob`` is the module's source and the entry points to compile with their argument
+types (the njit driver's, or each kernel's for a Python driver). It is JSON, so the same job
+runs in this process (``compile_job``) or in another one
+(``python -m graphcomp.backends.numba.compile_job JOB.json``, the background compile of
+``gc.compile(..., compile_mode="background")``): both write the same kernel cache entry.
+
+>>> job = CompileJob("def step(x):\\n    return x\\n", True, [("float64", 1)], {})
+>>> CompileJob.from_json(job.to_json()) == job
+True
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graphcomp.backends.numba.cache import load_generated_module, record_compiled
+from graphcomp.backends.numba.program import ValueType
+
+ArraySpec = tuple[str, int]  # dtype name, ndim (C-contiguous)
+
+
+@dataclass(frozen=True)
+class CompileJob:
+    """A generated module and the typed entry points Numba compiles in it."""
+
+    source: str
+    driver_jit: bool
+    driver_arguments: list[ArraySpec]  # the njit driver's parameters
+    kernel_signatures: dict[str, list[tuple[ValueType, ...]]] = field(default_factory=dict)
+
+    @staticmethod
+    def of(module: Any) -> CompileJob:
+        """The job of a ``codegen.GeneratedModule``."""
+        kernels = {name: sorted(signatures, key=repr)
+                   for name, signatures in sorted(module.kernel_signatures.items())}
+        return CompileJob(module.source, module.driver_jit,
+                          [(np.dtype(a.dtype).name, a.ndim) for a in module.arguments], kernels)
+
+    def to_json(self) -> str:
+        return json.dumps({"source": self.source, "driver_jit": self.driver_jit,
+                           "driver_arguments": self.driver_arguments,
+                           "kernel_signatures": self.kernel_signatures})
+
+    @staticmethod
+    def from_json(text: str) -> CompileJob:
+        data = json.loads(text)
+
+        def value_type(t: Any) -> ValueType:
+            return t if isinstance(t, str) else (str(t[0]), int(t[1]), str(t[2]))
+
+        return CompileJob(
+            data["source"], bool(data["driver_jit"]),
+            [(str(d), int(n)) for d, n in data["driver_arguments"]],
+            {name: [tuple(value_type(t) for t in types) for types in signatures]
+             for name, signatures in data["kernel_signatures"].items()})
+
+
+def driver_signature(arguments: list[ArraySpec]) -> tuple:
+    """Numba types of the njit driver's parameters."""
+    from numba import from_dtype, types
+
+    return tuple(types.Array(from_dtype(np.dtype(d)), n, "C") for d, n in arguments)
+
+
+def kernel_signature(types: tuple) -> tuple:
+    """Numba types of one kernel signature (scalars by dtype name, arrays as triples)."""
+    from numba import from_dtype
+    from numba import types as nb
+
+    return tuple(from_dtype(np.dtype(t)) if isinstance(t, str)
+                 else nb.Array(from_dtype(np.dtype(t[0])), t[1], t[2]) for t in types)
+
+
+def compile_job(job: CompileJob) -> tuple[Path, Any, bool]:
+    """Compile the job's entry points (or load them from the cache): (module file, driver,
+    whether everything came from the cache)."""
+    loaded, path = load_generated_module(job.source)
+    driver = loaded.step if job.driver_jit else loaded.bind
+    cache_hit = False
+    if hasattr(driver, "compile"):
+        signature = driver_signature(job.driver_arguments)
+        if signature in driver.signatures:  # this process compiled the same module already
+            cache_hit = True
+        else:
+            driver.compile(signature)
+            cache_hit = sum(driver.stats.cache_hits.values()) > 0
+            driver.disable_compile()
+            record_compiled(path)
+    elif not job.driver_jit and hasattr(loaded.copy_flat, "compile"):
+        cache_hit = _compile_kernels(loaded, job)
+        record_compiled(path)
+    return path, driver, cache_hit
+
+
+def _compile_kernels(loaded: Any, job: CompileJob) -> bool:
+    hits = misses = 0
+    compiled = []
+    for name, signatures in job.kernel_signatures.items():
+        if not signatures:
+            continue
+        kernel = getattr(loaded, name)
+        for types in signatures:
+            signature = kernel_signature(types)
+            if signature not in kernel.signatures:
+                kernel.compile(signature)
+        hits += sum(kernel.stats.cache_hits.values())
+        misses += sum(kernel.stats.cache_misses.values())
+        compiled.append(kernel)
+    for kernel in compiled:  # only now: one helper may call another with new types
+        kernel.disable_compile()
+    return hits > 0 and misses == 0
+
+
+def main(argv: list[str]) -> int:
+    """Compile the job in the file ``argv[0]`` (the background compile's process)."""
+    job = CompileJob.from_json(Path(argv[0]).read_text())
+    compile_job(job)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
