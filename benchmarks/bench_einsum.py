@@ -6,9 +6,9 @@ For each contraction, three calls on the same float32 operands:
 * ``matmul``   -- the same product written with ``@`` and ``gc.transpose``, compiled alike,
 * ``np.einsum`` -- numpy's ``np.einsum(subscripts, a, b, optimize=True)``, as a baseline,
 
-called in turn (einsum, matmul, np.einsum, einsum, ...) so that all three see the same
-machine state; the table gives the median time of each and einsum's time over matmul's.
-Run in a fresh process:
+called in turn, each round in the next of the six orders of the three, so that all three see
+the same machine state and none always runs just after another. The table gives the median
+time of each and einsum's time over matmul's. Run in a fresh process:
 
     python benchmarks/bench_einsum.py [--repeat 200] [--threads 1]
 """
@@ -16,6 +16,7 @@ Run in a fresh process:
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -71,8 +72,10 @@ def _alternating_medians(calls: dict[str, Callable], repeat: int) -> dict[str, f
     import numpy as np
 
     samples: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeat):
-        for name, call in calls.items():
+    orders = list(itertools.permutations(calls))
+    for i in range(repeat):
+        for name in orders[i % len(orders)]:
+            call = calls[name]
             start = time.perf_counter()
             call()
             samples[name].append(time.perf_counter() - start)
