@@ -37,6 +37,7 @@ CASES: dict[str, Case] = {
                                              (("B", 2, 4, 3), ("B", 2, 6, 3))),
     "einsum symbolic rows": Case(_e("nij,jk->nik"), (("B", 3, 4), (4, 2))),
     "einsum symbolic summed with others": Case(_e("nij,nij->j"), (("B", 3, 4), ("B", 3, 4))),
+    "einsum symbolic summed in a product": Case(_e("nij,njk->ik"), (("B", 3, 4), ("B", 4, 2))),
     "einsum symbolic free with others": Case(_e("nij,jk->kin"), (("B", 3, 4), (4, 2))),
     "einsum matrix-vector": Case(_e("ij,j->i"), ((3, 4), (4,))),
     "einsum several summed": Case(_e("ijk,jkl->li"), ((2, 3, 4), (3, 4, 5))),
