@@ -146,6 +146,9 @@ def einsum(subscripts: str, *operands: Any) -> Tensor:
     Operands are contracted pairwise, left to right; a pair summing over an index is one
     (batched) matmul. ``gc.einsum("bij,bjk->bik", a, b)``, ``gc.einsum("ii->i", m)``
     """
+    if not isinstance(subscripts, str):
+        raise _fail("einsum takes a subscripts string first (numpy's interleaved form, "
+                    "operands with lists of axis numbers, is not supported)")
     if not operands:
         raise _fail("einsum needs at least one operand")
     tensors = F._promote(*operands)

@@ -169,6 +169,8 @@ def test_integers_stay_integers():
 
 @pytest.mark.parametrize(("call", "message"), [
     (lambda a, b: gc.einsum("ij,jk", a), "name 2 operands, but 1 were given"),
+    (lambda a, b: gc.einsum(a, [0, 1], b, [1, 2]), "subscripts string first"),
+    (lambda a, b: gc.einsum("ij"), "at least one operand"),
     (lambda a, b: gc.einsum("ij,j1->i", a, b), "contain '1'"),
     (lambda a, b: gc.einsum("ijk,jk->i", a, b), "has 3 indices for an operand of rank 2"),
     (lambda a, b: gc.einsum("ij,jk->iq", a, b), "output index 'q' .* is in no operand"),
