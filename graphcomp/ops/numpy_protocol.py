@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from graphcomp.ops import composites as C
+from graphcomp.ops import contractions as K
 from graphcomp.ops import functions as F
 
 # numpy ufunc name -> graphcomp function taking the same positional operands
@@ -39,6 +40,8 @@ UFUNCS: dict[str, Callable[..., Any]] = {
     "tan": C.tan, "sinh": C.sinh, "cosh": C.cosh, "deg2rad": C.deg2rad, "radians": C.deg2rad,
     "rad2deg": C.rad2deg, "degrees": C.rad2deg,
 }
+
+ALL = 1 << 30  # every positional argument (einsum's operands)
 
 # numpy function name -> (graphcomp function, how many leading positional arguments mean the
 # same in both): numpy's later positional arguments (np.sum's dtype, out) must be named.
@@ -60,7 +63,8 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], int]] = {
     "diagonal": (C.diagonal, 4), "diag": (C.diag, 2), "column_stack": (C.column_stack, 1),
     "append": (C.append, 3), "array_split": (C.array_split, 3), "split": (C.split, 3),
     "hsplit": (C.hsplit, 2), "vsplit": (C.vsplit, 2), "dsplit": (C.dsplit, 2),
-    "select": (C.select, 3),
+    "select": (C.select, 3), "einsum": (K.einsum, ALL), "tensordot": (K.tensordot, 3),
+    "dot": (K.dot, 2), "inner": (K.inner, 2), "kron": (K.kron, 2), "cross": (K.cross, 2),
 }
 
 # Arguments numpy passes through that graphcomp accepts only at numpy's default.
