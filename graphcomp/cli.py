@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--plot", metavar="PNG", help="write loss/accuracy curves (matplotlib)")
     train.add_argument("--save", metavar="NPZ", help="write a checkpoint of the trained model")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--compile-mode", choices=("background", "eager"), default="background",
+                       help="background (default): train on numpy while numba compiles in "
+                       "another process; eager: wait for the compiled code")
 
     inspect = commands.add_parser("inspect", help="print a model file's graph or adjoint graph",
                                   description="MODEL.py defines model() returning the loss, or "
@@ -116,7 +119,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"{args.example}: {EXAMPLES[args.example].description}", flush=True)
     result = run_example(args.example, epochs=args.epochs, backend=args.backend,
                          progress=not args.no_progress, seed=args.seed, save=args.save,
-                         plot=args.plot)
+                         plot=args.plot, compile_mode=args.compile_mode)
     print(format_summary(result, args))
     return 130 if result.history.stopped == "interrupted" else 0
 
@@ -144,6 +147,13 @@ def format_summary(result: Any, args: argparse.Namespace | None = None) -> str:
     history = result.history
     if result.interpreted:
         compiled = f"backend {result.backend}: interpreted, nothing to compile or cache"
+    elif result.backend_at_end != result.backend:
+        compiled = (f"backend {result.backend} compiling in another process; all "
+                    f"{result.interpreted_steps} steps ran on numpy, and the compile goes on "
+                    "to fill the cache for the next run")
+    elif result.interpreted_steps:
+        compiled = (f"backend {result.backend} compiled in another process; the first "
+                    f"{result.interpreted_steps} steps ran on numpy")
     else:
         compiled = f"backend {result.backend}, cache {'hit' if result.cache_hit else 'miss'}"
     lines = []

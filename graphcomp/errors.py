@@ -44,6 +44,11 @@ class CacheError(GraphcompError, OSError):
     """The compiled-kernel cache cannot be used as asked: its path is a file, say."""
 
 
+class CompileWarning(UserWarning):
+    """A background compile failed or could not start; the function runs on the numpy backend
+    (or compiled in this process) and the warning says why."""
+
+
 class CacheWarning(UserWarning):
     """The compiled-kernel cache could not be read or written as usual; graphcomp carried on
     (compiling again, or caching in a private folder) and says what it did."""

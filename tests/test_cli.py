@@ -7,6 +7,7 @@ import textwrap
 from importlib.metadata import entry_points
 
 import numpy as np
+import pytest
 
 import graphcomp as gc
 from graphcomp import cli
@@ -160,3 +161,22 @@ def test_inspect_reports_a_model_file_that_exits(tmp_path, capsys):
         f"graphcomp: error: model file {in_model} exited with status 1 (no data) in model()\n")
     done = run("inspect", str(exits))
     assert done.returncode == 1 and "exited with status 3" in done.stderr
+
+
+@pytest.mark.parametrize(("backend_at_end", "interpreted_steps", "says"), [
+    ("numpy", 40, "all 40 steps ran on numpy, and the compile goes on"),
+    ("numba", 12, "compiled in another process; the first 12 steps ran on numpy"),
+    ("numba", 0, "backend numba, cache miss"),
+])
+def test_the_summary_says_how_many_steps_ran_before_the_switch(backend_at_end,
+                                                                interpreted_steps, says):
+    from graphcomp.cli import format_summary
+    from graphcomp.train.examples import ExampleResult
+    from graphcomp.train.fit import History
+
+    history = History(history={"step_time": [1e-4]}, epochs=1, steps=40)
+    result = ExampleResult(
+        name="mlp-digits", backend="numba", history=history, test_loss=0.1, test_accuracy=0.9,
+        compile_seconds=0.2, cache_hit=False, interpreted=False, wall_seconds=1.0, model=None,
+        optimizer=None, interpreted_steps=interpreted_steps, backend_at_end=backend_at_end)
+    assert says in format_summary(result)

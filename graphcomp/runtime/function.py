@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,11 +12,13 @@ from typing import Any
 import numpy as np
 
 from graphcomp.backends.base import get_backend
+from graphcomp.errors import CompileError, CompileWarning
 from graphcomp.ops import Parameter, Tensor
 from graphcomp.runtime.binding import check_inputs, match_arguments
 from graphcomp.runtime.program import Program, build_program
 
 DEFAULT_BACKEND = "numba"
+COMPILE_MODES = ("eager", "background")
 
 Updates = Sequence[tuple[Parameter, Tensor]] | Mapping[Parameter, Tensor] | None
 
@@ -46,6 +49,51 @@ class Function:
         self.compile_seconds = compile_seconds
         self._lock = _graph_lock(program.graph)
         self._copy_outputs = copy_outputs
+        self._pending: Any = None  # a background compile (compile_mode="background")
+        self._in_use = backend
+        self.interpreted_calls = 0  # calls run on numpy while the compile was pending
+        self.switch_seconds: float | None = None  # from gc.compile to the switch
+
+    @property
+    def backend_in_use(self) -> str:
+        """The backend the next call runs on: ``"numpy"`` while a background compile is
+        pending (or after it failed), then the backend asked for."""
+        return self._in_use
+
+    def ready(self) -> bool:
+        """Whether the function runs on the backend asked for (switching to it first if its
+        background compile has just finished)."""
+        with self._lock:
+            self._switch_if_done()
+        return self._in_use == self.backend
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait (at most ``timeout`` seconds) for a background compile and switch to it;
+        whether the function now runs on the backend asked for.
+
+        >>> # step = gc.compile(..., compile_mode="background"); step.wait(); step.source
+        """
+        pending = self._pending
+        if pending is not None:
+            pending.wait(timeout)
+        return self.ready()
+
+    def _switch_if_done(self) -> None:
+        pending = self._pending
+        if pending is None or not pending.done():
+            return
+        self._pending = None
+        try:
+            executable = pending.finish()
+        except Exception as exc:  # any failure leaves the numpy backend serving
+            warnings.warn(CompileWarning(
+                f"{self!r}: compiling for {self.backend!r} failed, so the function goes on "
+                f"running on the numpy backend: {exc}"), stacklevel=4)
+            return
+        self._executable = executable
+        self._fast.clear()
+        self._in_use = self.backend
+        self.switch_seconds = time.perf_counter() - pending.started
 
     @property
     def cache_hit(self) -> bool:
@@ -72,6 +120,10 @@ class Function:
         # A training loop feeds arrays of the same kind every step: after one checked call,
         # those skip argument matching, checking and, where the backend offers a runner for
         # the binding (every update written in place), the generic update handling too.
+        if self._pending is not None:
+            self._switch_if_done()
+            if self._pending is not None:
+                self.interpreted_calls += 1
         key = _fast_key(args) if not kwargs else None
         fast = self._fast.get(key) if key is not None else None
         if fast is not None:
@@ -159,6 +211,7 @@ def compile(
     updates: Updates = None,
     backend: str = DEFAULT_BACKEND,
     copy_outputs: bool = True,
+    compile_mode: str = "eager",
     **options: Any,
 ) -> Function:
     """Compile a graph into a callable ``Function``.
@@ -168,6 +221,12 @@ def compile(
     Outputs are fresh arrays; with ``copy_outputs=False`` they are read-only views of the
     function's own buffers instead (no copy), valid until the next call of a function of the
     same graph.
+
+    ``compile_mode="background"`` (numba backend) returns at once: the calls run on the numpy
+    backend while another process compiles, and the function switches to the compiled code
+    between two calls once it is ready (``backend_in_use``, ``ready()``, ``wait()``). The
+    parameters live in the graph, so training goes on across the switch. A failed background
+    compile leaves the function on numpy with a ``CompileWarning``.
 
     >>> import graphcomp as gc, numpy as np
     >>> with gc.Graph():
@@ -180,8 +239,24 @@ def compile(
     single = isinstance(outputs, Tensor)
     output_list = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     input_list = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if compile_mode not in COMPILE_MODES:
+        raise CompileError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}, "
+                           f"not {compile_mode!r}")
     start = time.perf_counter()
     program = build_program(input_list, output_list, updates)
-    executable = get_backend(backend)(program, **options)
+    executable: Any = None
+    pending: Any = None
+    if compile_mode == "background" and backend == "numba":
+        from graphcomp.backends.numba.background import start_compile
+
+        executable, pending = start_compile(program, options)
+    if pending is not None:
+        executable = get_backend("numpy")(program)
+    elif executable is None:
+        executable = get_backend(backend)(program, **options)
     seconds = time.perf_counter() - start
-    return Function(program, executable, backend, single, seconds, copy_outputs)
+    function = Function(program, executable, backend, single, seconds, copy_outputs)
+    if pending is not None:
+        function._pending = pending
+        function._in_use = "numpy"
+    return function

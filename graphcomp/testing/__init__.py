@@ -16,6 +16,7 @@ from graphcomp.testing.gradcheck import (
 )
 from graphcomp.testing.numba_internals import (
     LaneWorkerLike,
+    background_process_id,
     driver_argument_count,
     lane_worker,
     module_globals,
@@ -30,6 +31,7 @@ __all__ = [
     "GradCheckEntry",
     "GradCheckReport",
     "LaneWorkerLike",
+    "background_process_id",
     "check_grads",
     "driver_argument_count",
     "lane_worker",

@@ -142,3 +142,9 @@ def step_array_arguments(f: Function) -> int:
     return sum(1 for s in program.step_statements
                if isinstance(s, Call) and s.target != "dot"
                for a in s.args if a.kind in ("array", "special"))
+
+
+def background_process_id(function: Function) -> int | None:
+    """The id of the process compiling ``function`` in the background (None when none is)."""
+    pending = function._pending
+    return None if pending is None else int(pending.pid)

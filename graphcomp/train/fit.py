@@ -43,7 +43,9 @@ class History:
     (``"val_loss"``…), ``"time"`` (the epoch's wall seconds, validation included) and
     ``"step_time"`` (the median seconds of one training step in that epoch).
     ``stopped`` is ``None`` after all epochs, ``"interrupted"`` after Ctrl-C, ``"nonfinite"``
-    when ``on_nonfinite="stop"`` ended training.
+    when ``on_nonfinite="stop"`` ended training. For a step compiled with
+    ``compile_mode="background"``, ``interpreted_steps`` counts the steps the numpy backend ran
+    before the switch and ``backend_at_end`` says what the last step ran on.
     """
 
     history: dict[str, list[float]] = field(default_factory=dict)
@@ -51,6 +53,8 @@ class History:
     steps: int = 0
     first_step_seconds: float = 0.0
     stopped: StopReason | None = None
+    interpreted_steps: int = 0
+    backend_at_end: str = ""
 
     def record(self, epoch: int, metrics: dict[str, float]) -> None:
         """Append one completed epoch's metrics."""
@@ -131,6 +135,8 @@ def fit(
                     break
     finally:
         display.close()
+    loop.history.interpreted_steps = getattr(step, "interpreted_calls", 0)
+    loop.history.backend_at_end = getattr(step, "backend_in_use", "")
     return loop.history
 
 

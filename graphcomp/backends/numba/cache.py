@@ -297,6 +297,26 @@ def _private_dir(folder: Path | None) -> Path:
     return _fallback_dir
 
 
+def has_compiled(source: str) -> bool:
+    """Whether the cache folder holds recorded Numba artefacts of module ``source`` (loading
+    them is a warm start; ``load_generated_module`` still verifies them)."""
+    try:
+        path = cache_dir() / f"{PREFIX}{module_key(source)}.py"
+        return (path.is_file() and bool(_artefacts(path))
+                and _read_manifest(_manifest_path(path)) is not None)
+    except OSError:
+        return False
+
+
+def writable_cache() -> bool:
+    """Whether new entries go into ``cache_dir()`` itself (not a private folder of this
+    process), so that another process can compile into it for this one."""
+    try:
+        return _usable(cache_dir())
+    except CacheError:
+        return False
+
+
 def _usable(folder: Path) -> bool:
     """Whether graphcomp and numba can write in ``folder`` and its ``__pycache__`` (a file
     standing where ``__pycache__`` belongs is moved aside first). A folder found usable is not

@@ -1,0 +1,104 @@
+"""gc.compile(..., compile_mode="background"): numpy serves while another process compiles.
+
+The switch must not show in the results: parameters live in the graph, so a run that switches
+half-way equals a run on the numpy backend. A failed or killed compile leaves the function on
+numpy with a CompileWarning; no writable cache, or a cache that already holds the module,
+compiles in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import numpy as np
+import pytest
+
+import graphcomp as gc
+from graphcomp.backends.numba import background
+from graphcomp.testing import background_process_id
+
+RNG = np.random.default_rng(5)
+X = RNG.normal(size=(8, 5))
+Y = RNG.integers(0, 3, 8)
+
+
+def _step(compile_mode: str = "background", backend: str = "numba", width: int = 4):
+    rng = np.random.default_rng(0)
+    with gc.Graph():
+        x = gc.placeholder((None, 5), "float64", name="x")
+        y = gc.placeholder((None,), "int64", name="y")
+        w = gc.parameter(rng.normal(size=(5, width)) * 0.3, name="w")
+        v = gc.parameter(rng.normal(size=(width, 3)) * 0.3, name="v")
+        loss = gc.mean(gc.softmax_cross_entropy(gc.tanh(x @ w) @ v, y))
+        gw, gv = gc.grad(loss, [w, v])
+        step = gc.compile([x, y], loss, updates=[(w, w - 0.5 * gw), (v, v - 0.5 * gv)],
+                          backend=backend, compile_mode=compile_mode)
+    return step, (w, v)
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHCOMP_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_training_goes_on_across_the_switch_with_the_numpy_backend_s_values(fresh_cache):
+    step, params = _step(width=7)
+    assert step.backend_in_use == "numpy" and step.source is None
+    losses = [step(X, Y) for _ in range(3)]
+    assert step.wait(timeout=300), "the background compile did not finish"
+    assert step.backend_in_use == "numba" and "def " in step.source
+    losses += [step(X, Y) for _ in range(3)]
+    assert step.interpreted_calls == 3 and step.switch_seconds is not None
+
+    reference, reference_params = _step(backend="numpy", compile_mode="eager", width=7)
+    expected = [reference(X, Y) for _ in range(6)]
+    np.testing.assert_allclose(losses, expected, rtol=1e-12)
+    for p, q in zip(params, reference_params, strict=True):
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-12)
+
+
+def test_a_cache_that_holds_the_module_compiles_here(fresh_cache):
+    first, _ = _step(width=6)
+    assert first.wait(timeout=300)
+    again, _ = _step(width=6)
+    assert again.backend_in_use == "numba" and again.cache_hit
+
+
+def test_a_failing_compile_leaves_the_function_on_numpy_with_a_warning(fresh_cache, tmp_path,
+                                                                       monkeypatch):
+    failing = tmp_path / "failing-python"
+    failing.write_text("#!/bin/sh\necho 'no compiler here' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    monkeypatch.setattr(background, "PYTHON", str(failing))
+    step, _ = _step(width=5)
+    first = step(X, Y)
+    with pytest.warns(gc.CompileWarning, match="exited with 3:\nno compiler here"):
+        assert not step.wait(timeout=60)
+    assert step.backend_in_use == "numpy"
+    assert step(X, Y) < first  # still training
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_killed_compile_leaves_the_function_on_numpy_with_a_warning(fresh_cache):
+    step, _ = _step(width=3)
+    os.kill(background_process_id(step), signal.SIGKILL)
+    with pytest.warns(gc.CompileWarning, match="killed by signal 9"):
+        step.wait(timeout=60)
+        step(X, Y)
+    assert step.backend_in_use == "numpy" and np.isfinite(step(X, Y))
+
+
+def test_no_writable_cache_compiles_here_with_a_warning(fresh_cache, monkeypatch):
+    monkeypatch.setattr(background, "writable_cache", lambda: False)
+    with pytest.warns(gc.CompileWarning, match="not writable"):
+        step, _ = _step(width=2)
+    assert step.backend_in_use == "numba" and step.ready()
+
+
+def test_compile_mode_is_checked_and_other_backends_compile_at_once():
+    with pytest.raises(gc.CompileError, match="compile_mode must be one of eager, background"):
+        _step(compile_mode="lazy")
+    step, _ = _step(backend="numpy")
+    assert step.backend_in_use == "numpy" and step.ready()
