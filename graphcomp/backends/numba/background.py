@@ -12,6 +12,7 @@ that ends first leaves it to fill the cache for the next run.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -72,6 +73,7 @@ class BackgroundCompile:
             process = subprocess.Popen(
                 [PYTHON, "-m", "graphcomp.backends.numba.compile_job", str(job)],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+        atexit.register(_remove_if_read, folder)
         return BackgroundCompile(program, generated, folder, process, time.perf_counter())
 
     @property
@@ -110,3 +112,10 @@ class BackgroundCompile:
         except OSError:
             return ""
         return f":\n{text[-ERROR_TAIL:]}" if text else ""
+
+
+def _remove_if_read(folder: Path) -> None:
+    """At exit: the job's folder, once the compiling process has read its job (it goes on
+    writing its errors to the open, unlinked file)."""
+    if not (folder / "job.json").exists():
+        shutil.rmtree(folder, ignore_errors=True)

@@ -121,7 +121,9 @@ def _compile_kernels(loaded: Any, job: CompileJob) -> bool:
 
 def main(argv: list[str]) -> int:
     """Compile the job in the file ``argv[0]`` (the background compile's process)."""
-    job = CompileJob.from_json(Path(argv[0]).read_text())
+    path = Path(argv[0])
+    job = CompileJob.from_json(path.read_text())
+    path.unlink(missing_ok=True)  # read: the folder may go once the caller has stopped
     compile_job(job)
     return 0
 
