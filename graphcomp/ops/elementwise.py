@@ -394,14 +394,16 @@ def _special_samples(rng: np.random.Generator, dtype: np.dtype) -> list[Sample]:
 
 def _vjp_sinc(g: Any, x: Any, y: Any) -> Any:
     """sinc'(x) = (cos(pi x) - sinc(x)) / x, and near 0 its series (the formula cancels there)."""
-    # |pi x| below which the series -t/3 + t^3/30 - t^5/840 (t = pi x) is the more accurate.
-    small = 0.04 if x.dtype == np.dtype("float64") else 0.5
+    # Below this |pi x| the series -t/3 + t^3/30 - t^5/840 + t^7/45360 (t = pi x) is the more
+    # accurate: both err by about 3e-14 (float64) or 3e-7 (float32) relative at the switch.
+    small = 0.1 if x.dtype == np.dtype("float64") else 0.8
     t = x * math.pi
-    series = t * (-1.0 / 3.0 + t * t * (1.0 / 30.0 - t * t * (1.0 / 840.0))) * math.pi
+    u = t * t
+    series = t * (-1.0 / 3.0 + u * (1.0 / 30.0 - u * (1.0 / 840.0 - u * (1.0 / 45360.0))))
     near = F.less(F.abs(t), small)
     safe_x = F.where(near, F.ones_like(x), x)
     formula = (F.cos(safe_x * math.pi) - y) / safe_x
-    return g * F.where(near, series, formula)
+    return g * F.where(near, series * math.pi, formula)
 
 
 UNARY_VJPS.update({
