@@ -27,6 +27,8 @@ class Case:
     high: float = 2.0
 
 
+NON_FINITE = np.array([np.inf, -np.inf, np.nan, 0.0, 1.0])  # nan_to_num's gradient is 0 there
+
 CASES: dict[str, Case] = {
     "var": Case(lambda m, x: m.var(x), ((3, 4),)),
     "var axis ddof": Case(lambda m, x: m.var(x, axis=1, ddof=1, keepdims=True), ((3, 4),)),
@@ -55,6 +57,10 @@ CASES: dict[str, Case] = {
     "triu": Case(lambda m, x: m.triu(x, 1), ((3, 5),)),
     "trace": Case(lambda m, x: m.trace(x, 1), ((4, 5),)),
     "diff": Case(lambda m, x: m.diff(x, 2, axis=0), ((5, 3),)),
+    "round": Case(lambda m, x: m.round(x * 10.0) + m.round(x, 2) + m.round(x * 100.0, -1),
+                  ((3, 4),)),
+    "nan_to_num": Case(lambda m, x: m.nan_to_num(x + NON_FINITE, nan=-1.0, posinf=5.0,
+                                                 neginf=-3.0), ((4, 5),)),
 }
 
 
