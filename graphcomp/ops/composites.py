@@ -446,3 +446,60 @@ def select(condlist: Sequence[Any], choicelist: Sequence[Any], default: Any = 0)
     for condition, choice in zip(reversed(condlist), reversed(choicelist), strict=True):
         result = F.where(condition, choice, result)
     return as_tensor(result)
+
+
+# ================================================================ rounding and non-finite values
+
+
+def round(x: Any, decimals: int = 0) -> Tensor:
+    """Round to ``decimals`` places, halves to even, as numpy does; zero gradient.
+
+    Floats: ``rint(x * 10**decimals) / 10**decimals`` (``decimals < 0``: ``rint(x / 10**-d) *
+    10**-d``), the factor in x's dtype, exactly numpy's steps. Integers are returned as they
+    are for ``decimals >= 0`` and rounded through float64 otherwise, as numpy does.
+    ``gc.round(x, 2)``
+    """
+    x = as_tensor(x)
+    if isinstance(decimals, bool) or not isinstance(decimals, (int, np.integer)):
+        raise TypeError(f"round: decimals must be an int, not {decimals!r} "
+                        f"(at {user_source_line()})")
+    if x.dtype.kind != "f":
+        if decimals >= 0:
+            return x
+        return F.cast(round(F.cast(x, "float64"), decimals), x.dtype)
+    if decimals == 0:
+        return F.rint(x)
+    with np.errstate(over="ignore"):  # numpy too rounds to NaN once 10**decimals overflows
+        factor = np.power(np.float64(10.0), abs(int(decimals))).astype(x.dtype)
+    if decimals > 0:
+        return F.rint(x * factor) / factor
+    return F.rint(x / factor) * factor
+
+
+def nan_to_num(
+    x: Any, copy: bool = True, nan: Any = 0.0, posinf: Any = None, neginf: Any = None
+) -> Tensor:
+    """``x`` with NaN, +inf and -inf replaced (by default by 0 and the dtype's largest and
+    smallest finite values). The gradient passes where ``x`` is finite and is 0 where a value
+    was replaced; integers are returned as they are. ``copy`` is accepted for numpy's
+    signature: graph values are never changed in place. ``gc.nan_to_num(x, posinf=1e6)``
+    """
+    x = as_tensor(x)
+    if x.dtype.kind != "f":
+        return x
+    info = np.finfo(x.dtype)
+    big = _replacement(x, info.max if posinf is None else posinf, "posinf")
+    small = _replacement(x, info.min if neginf is None else neginf, "neginf")
+    out = F.where(F.isnan(x), _replacement(x, nan, "nan"), x)
+    return F.where(F.isinf(x), F.where(F.greater(x, 0), big, small), out)
+
+
+def _replacement(x: Tensor, value: Any, what: str) -> Tensor:
+    """``value`` in x's dtype, refused if broadcasting it would change x's shape."""
+    tensor = F.cast(as_tensor(value, graph=x.graph), x.dtype)
+    if tensor.ndim > x.ndim or any(
+        d != 1 and d != x.shape[x.ndim - tensor.ndim + i] for i, d in enumerate(tensor.shape)
+    ):
+        raise ShapeError(f"nan_to_num: {what} of shape {list(tensor.shape)} does not broadcast to "
+                         f"x's shape {list(x.shape)} (at {user_source_line()})")
+    return tensor

@@ -389,6 +389,127 @@ def _filled_like(x: Any, fill: int, dtype: Any) -> Tensor:
     return value if x.ndim == 0 else apply("broadcast_to", value, shape=x.shape)
 
 
+# ================================================================ elementwise: numpy's further
+# functions. Rounding and the NaN tests take integers as numpy 2 does (unchanged, or constant).
+
+
+def floor(x: Any) -> Tensor:
+    """Largest integer <= x, elementwise; zero gradient; integers unchanged. ``gc.floor(x)``"""
+    return _rounded("floor", x)
+
+
+def ceil(x: Any) -> Tensor:
+    """Smallest integer >= x, elementwise; zero gradient; integers unchanged. ``gc.ceil(x)``"""
+    return _rounded("ceil", x)
+
+
+def trunc(x: Any) -> Tensor:
+    """x rounded toward zero; zero gradient; integers unchanged. ``gc.trunc(x)``"""
+    return _rounded("trunc", x)
+
+
+def rint(x: Any) -> Tensor:
+    """Nearest integer, halves to even (floats; integers give float64); zero gradient.
+    ``gc.rint(x)``"""
+    return _unary_float("rint", x)
+
+
+def _rounded(op: str, x: Any) -> Tensor:
+    x = as_tensor(x)
+    return apply(op, x) if dtypes.is_float(x.dtype) else x  # numpy 2 returns integers as given
+
+
+def remainder(a: Any, b: Any) -> Tensor:
+    """a mod b with the sign of b, as numpy's ``%`` (floats and integers; x % 0 is NaN for
+    floats, 0 for integers). Gradient 1 for a, -floor(a / b) for b. ``gc.remainder(t, 24.0)``"""
+    a_, b_ = _promote(a, b)
+    return apply("remainder", a_, b_)
+
+
+mod = remainder
+
+
+def fmax(a: Any, b: Any) -> Tensor:
+    """Elementwise max ignoring NaNs (NaN only where both are); the gradient goes to the operand
+    chosen, ties share it. ``gc.fmax(x, y)``"""
+    return _binary("fmax", a, b)
+
+
+def fmin(a: Any, b: Any) -> Tensor:
+    """Elementwise min ignoring NaNs (NaN only where both are); the gradient goes to the operand
+    chosen, ties share it. ``gc.fmin(x, y)``"""
+    return _binary("fmin", a, b)
+
+
+def arcsin(x: Any) -> Tensor:
+    """Inverse sine (NaN outside [-1, 1]). ``gc.arcsin(x)``"""
+    return _unary_float("arcsin", x)
+
+
+def arccos(x: Any) -> Tensor:
+    """Inverse cosine (NaN outside [-1, 1]). ``gc.arccos(x)``"""
+    return _unary_float("arccos", x)
+
+
+def arctan(x: Any) -> Tensor:
+    """Inverse tangent. ``gc.arctan(x)``"""
+    return _unary_float("arctan", x)
+
+
+def arcsinh(x: Any) -> Tensor:
+    """Inverse hyperbolic sine. ``gc.arcsinh(x)``"""
+    return _unary_float("arcsinh", x)
+
+
+def arccosh(x: Any) -> Tensor:
+    """Inverse hyperbolic cosine (NaN below 1). ``gc.arccosh(x)``"""
+    return _unary_float("arccosh", x)
+
+
+def arctanh(x: Any) -> Tensor:
+    """Inverse hyperbolic tangent (NaN outside [-1, 1]). ``gc.arctanh(x)``"""
+    return _unary_float("arctanh", x)
+
+
+def sinc(x: Any) -> Tensor:
+    """Normalised sinc, sin(pi x) / (pi x), with sinc(0) = 1 and sinc'(0) = 0. ``gc.sinc(t)``"""
+    return _unary_float("sinc", x)
+
+
+def arctan2(x1: Any, x2: Any) -> Tensor:
+    """Angle of the point (x2, x1) in [-pi, pi], with broadcasting. ``gc.arctan2(y, x)``"""
+    a_, b_ = _promote(x1, x2)
+    return apply("arctan2", _to_float(a_), _to_float(b_))
+
+
+def hypot(x1: Any, x2: Any) -> Tensor:
+    """sqrt(x1**2 + x2**2) without overflow or underflow. ``gc.hypot(dx, dy)``"""
+    a_, b_ = _promote(x1, x2)
+    return apply("hypot", _to_float(a_), _to_float(b_))
+
+
+def isnan(x: Any) -> Tensor:
+    """Where x is NaN (bool; integers never are). ``gc.isnan(x)``"""
+    return _float_test("isnan", x, integers=False)
+
+
+def isinf(x: Any) -> Tensor:
+    """Where x is +inf or -inf (bool; integers never are). ``gc.isinf(x)``"""
+    return _float_test("isinf", x, integers=False)
+
+
+def isfinite(x: Any) -> Tensor:
+    """Where x is neither NaN nor infinite (bool; integers always are). ``gc.isfinite(x)``"""
+    return _float_test("isfinite", x, integers=True)
+
+
+def _float_test(op: str, x: Any, integers: bool) -> Tensor:
+    x = as_tensor(x)
+    if dtypes.is_float(x.dtype):
+        return apply(op, x)
+    return _filled_like(x, int(integers), "bool")
+
+
 # ================================================================ reductions
 
 

@@ -38,7 +38,11 @@ UFUNCS: dict[str, Callable[..., Any]] = {
     "tanh": F.tanh, "square": F.square, "log2": C.log2, "log10": C.log10, "exp2": C.exp2,
     "reciprocal": C.reciprocal, "logaddexp": C.logaddexp, "logaddexp2": C.logaddexp2,
     "tan": C.tan, "sinh": C.sinh, "cosh": C.cosh, "deg2rad": C.deg2rad, "radians": C.deg2rad,
-    "rad2deg": C.rad2deg, "degrees": C.rad2deg,
+    "rad2deg": C.rad2deg, "degrees": C.rad2deg, "floor": F.floor, "ceil": F.ceil,
+    "trunc": F.trunc, "rint": F.rint, "remainder": F.remainder, "fmax": F.fmax, "fmin": F.fmin,
+    "arcsin": F.arcsin, "arccos": F.arccos, "arctan": F.arctan, "arctan2": F.arctan2,
+    "arcsinh": F.arcsinh, "arccosh": F.arccosh, "arctanh": F.arctanh, "hypot": F.hypot,
+    "isnan": F.isnan, "isinf": F.isinf, "isfinite": F.isfinite,
 }
 
 ALL = 1 << 30  # every positional argument (einsum's operands)
@@ -65,6 +69,8 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], int]] = {
     "hsplit": (C.hsplit, 2), "vsplit": (C.vsplit, 2), "dsplit": (C.dsplit, 2),
     "select": (C.select, 3), "einsum": (K.einsum, ALL), "tensordot": (K.tensordot, 3),
     "dot": (K.dot, 2), "inner": (K.inner, 2), "kron": (K.kron, 2), "cross": (K.cross, 2),
+    "round": (C.round, 2), "around": (C.round, 2), "sinc": (F.sinc, 1),
+    "nan_to_num": (C.nan_to_num, 5),
 }
 
 # Arguments numpy passes through that graphcomp accepts only at numpy's default.

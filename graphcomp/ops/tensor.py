@@ -194,6 +194,12 @@ class Tensor:
     def __rpow__(self, other: Any) -> Tensor:
         return _fn.power(other, self)
 
+    def __mod__(self, other: Any) -> Tensor:
+        return _fn.remainder(self, other)
+
+    def __rmod__(self, other: Any) -> Tensor:
+        return _fn.remainder(other, self)
+
     def __matmul__(self, other: Any) -> Tensor:
         return _fn.matmul(self, other)
 

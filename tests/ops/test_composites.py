@@ -27,6 +27,8 @@ class Case:
     high: float = 2.0
 
 
+NON_FINITE = np.array([np.inf, -np.inf, np.nan, 0.0, 1.0])  # nan_to_num's gradient is 0 there
+
 CASES: dict[str, Case] = {
     "var": Case(lambda m, x: m.var(x), ((3, 4),)),
     "var axis ddof": Case(lambda m, x: m.var(x, axis=1, ddof=1, keepdims=True), ((3, 4),)),
@@ -82,6 +84,10 @@ CASES: dict[str, Case] = {
     "pad wrap": Case(lambda m, x: m.pad(x, (2, 5), mode="wrap"), ((4,),)),
     "pad constant": Case(lambda m, x: m.pad(x, 1, "constant", constant_values=2.5), ((2, 3),)),
     "select": Case(lambda m, x: m.select([x < -1.0, x > 1.0], [-x, x * x], x * 0.5), ((3, 4),)),
+    "round": Case(lambda m, x: m.round(x * 10.0) + m.round(x, 2) + m.round(x * 100.0, -1),
+                  ((3, 4),)),
+    "nan_to_num": Case(lambda m, x: m.nan_to_num(x + NON_FINITE, nan=-1.0, posinf=5.0,
+                                                 neginf=-3.0), ((4, 5),)),
 }
 
 

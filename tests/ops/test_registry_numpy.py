@@ -81,6 +81,46 @@ def _minimum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(a <= b, a, b)
 
 
+
+def _in_float64(formula: Callable[..., np.ndarray]) -> Formula:
+    """``formula`` evaluated in float64 (the reference for float32 too), in the inputs' dtype."""
+
+    def expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return np.asarray(formula(*(x.astype("float64") for x in xs))).astype(xs[0].dtype)
+
+    return expected
+
+
+def _floor(x: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(x), x - np.mod(x, 1), x)
+
+
+def _rint(x: np.ndarray) -> np.ndarray:
+    down = _floor(x)
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, not "up"; inf and NaN stay
+        up_wins = (x - down > 0.5) | ((x - down == 0.5) & (np.mod(down, 2) == 1))
+    return np.where(up_wins, down + 1, down).astype(x.dtype)
+
+
+def _remainder(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    r = np.fmod(a, b)
+    return np.where((r != 0) & ((r < 0) != (b < 0)), r + b, r)
+
+
+def _fmax(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.where((a >= b) | np.isnan(b), a, b)
+
+
+def _fmin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.where((a <= b) | np.isnan(b), a, b)
+
+
+def _sinc(x: np.ndarray) -> np.ndarray:
+    t = np.pi * np.where(x == 0, 1.0, x)
+    return np.where(x == 0, 1.0, np.sin(t) / t)
+
 Formula = Callable[[list, dict, dict], np.ndarray]
 EXPECTED: dict[str, Formula] = {
     "negative": lambda xs, attrs, sizes: 0 - xs[0],
@@ -135,6 +175,25 @@ EXPECTED: dict[str, Formula] = {
     "slice": _slice_expected,
     "pad": _pad_expected,
     "concatenate": lambda xs, attrs, sizes: np.concatenate(xs, axis=attrs["axis"]),
+    "floor": lambda xs, attrs, sizes: _floor(xs[0]),
+    "ceil": lambda xs, attrs, sizes: -_floor(-xs[0]),
+    "trunc": lambda xs, attrs, sizes: np.where(xs[0] < 0, -_floor(-xs[0]), _floor(xs[0])),
+    "rint": lambda xs, attrs, sizes: _rint(xs[0]),
+    "arcsin": _in_float64(lambda x: np.arctan2(x, np.sqrt(1 - x * x))),
+    "arccos": _in_float64(lambda x: np.arctan2(np.sqrt(1 - x * x), x)),
+    "arctan": _in_float64(lambda x: np.angle(1 + 1j * x)),
+    "arcsinh": _in_float64(lambda x: np.sign(x) * np.log(np.abs(x) + np.sqrt(x * x + 1))),
+    "arccosh": _in_float64(lambda x: np.log(x + np.sqrt(x * x - 1))),
+    "arctanh": _in_float64(lambda x: 0.5 * np.log((1 + x) / (1 - x))),
+    "sinc": _in_float64(_sinc),
+    "isnan": lambda xs, attrs, sizes: xs[0] != xs[0],
+    "isinf": lambda xs, attrs, sizes: np.abs(xs[0]) == np.inf,
+    "isfinite": lambda xs, attrs, sizes: np.abs(xs[0]) < np.inf,
+    "remainder": lambda xs, attrs, sizes: _remainder(xs[0], xs[1]),
+    "fmax": lambda xs, attrs, sizes: _fmax(xs[0], xs[1]),
+    "fmin": lambda xs, attrs, sizes: _fmin(xs[0], xs[1]),
+    "arctan2": _in_float64(lambda y, x: np.angle(x + 1j * y)),
+    "hypot": _in_float64(lambda a, b: np.abs(a + 1j * b)),
 }
 
 
@@ -200,6 +259,25 @@ BAD_INPUTS: dict[str, tuple[type, Callable[[], Any]]] = {
         lambda: apply("pad", ph((4,)), lo=(-1,), hi=(0,), interior=(0,), value=0.0),
     ),
     "concatenate": (gc.ShapeError, lambda: apply("concatenate", ph((3, 4)), ph((2, 5)), axis=0)),
+    "floor": (gc.DTypeError, lambda: apply("floor", ph((3,), "int64"))),
+    "ceil": (gc.DTypeError, lambda: apply("ceil", ph((3,), "bool"))),
+    "trunc": (gc.DTypeError, lambda: apply("trunc", ph((3,), "int32"))),
+    "rint": (gc.DTypeError, lambda: apply("rint", ph((3,), "int64"))),
+    "arcsin": (gc.DTypeError, lambda: apply("arcsin", ph((3,), "int64"))),
+    "arccos": (gc.DTypeError, lambda: apply("arccos", ph((3,), "int32"))),
+    "arctan": (gc.DTypeError, lambda: apply("arctan", ph((3,), "bool"))),
+    "arcsinh": (gc.DTypeError, lambda: apply("arcsinh", ph((3,), "int64"))),
+    "arccosh": (gc.DTypeError, lambda: apply("arccosh", ph((3,), "int64"))),
+    "arctanh": (gc.DTypeError, lambda: apply("arctanh", ph((3,), "int64"))),
+    "sinc": (gc.DTypeError, lambda: apply("sinc", ph((3,), "int64"))),
+    "isnan": (gc.DTypeError, lambda: apply("isnan", ph((3,), "int64"))),
+    "isinf": (gc.DTypeError, lambda: apply("isinf", ph((3,), "bool"))),
+    "isfinite": (gc.DTypeError, lambda: apply("isfinite", ph((3,), "int32"))),
+    "remainder": (gc.DTypeError, lambda: apply("remainder", ph((3,), "bool"), ph((3,), "bool"))),
+    "fmax": (gc.ShapeError, lambda: apply("fmax", ph((2, 4)), ph((3, 4)))),
+    "fmin": (gc.DTypeError, lambda: apply("fmin", ph((3,)), ph((3,), "float32"))),
+    "arctan2": (gc.DTypeError, lambda: apply("arctan2", ph((3,), "int64"), ph((3,), "int64"))),
+    "hypot": (gc.ShapeError, lambda: apply("hypot", ph((3,)), ph((4,)))),
 }
 
 # Ops whose operands are integers whatever the float dtype tested (with the reason).
