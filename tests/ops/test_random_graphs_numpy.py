@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,8 +36,13 @@ Shape = tuple  # of int or "B"
 Choice = tuple[tuple[int, ...], Any] | None  # (operand indices, static params), or not applicable
 
 
-def concrete(shape: Shape) -> tuple[int, ...]:
-    return tuple(BATCH if d == "B" else d for d in shape)
+# The size "B" stands for while a numpy twin runs (_twin binds it to 1 and 0 as well).
+_TWIN_BATCH = [BATCH]
+
+
+def concrete(shape: Shape, batch: int | None = None) -> tuple[int, ...]:
+    size = _TWIN_BATCH[0] if batch is None else batch
+    return tuple(size if d == "B" else d for d in shape)
 
 
 def tracked(shape: tuple[int, ...]) -> Shape:
@@ -451,22 +457,53 @@ def test_random_program_matches_numpy(program: tuple, seed: int):
         for step in steps:
             operands = [tensors[i] for i in step.operands]
             tensors.append(KINDS[step.kind].build(operands, step.params))
-    arrays = list(values)
-    with np.errstate(all="ignore"):
-        for step in steps:
-            operands = [arrays[i] for i in step.operands]
-            arrays.append(np.asarray(KINDS[step.kind].compute(operands, step.params)))
-
+    arrays = _twin(steps, values)
     outputs = tensors[len(inputs) :]
-    results = gc.compile(placeholders, outputs, backend="numpy")(*values)
-    # float32 values computed by slightly different formulas (a stable sigmoid, say) differ in
-    # the last bits, and those bits survive a later cast to float64.
-    tol = 1e-4 if "float32" in dtypes else 1e-9
+    function = gc.compile(placeholders, outputs, backend="numpy")
+    results = function(*values)
     for step, tensor, got, want, shape in zip(
-        steps, outputs, results, arrays[len(inputs) :], expected_shapes, strict=True
+        steps, outputs, results, arrays, expected_shapes, strict=True
     ):
         assert tensor.shape == shape, step
         assert tensor.dtype == got.dtype == want.dtype, step
-        finite = np.abs(want[np.isfinite(want)])
-        scale = max(1.0, float(finite.max())) if finite.size else 1.0
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale, err_msg=repr(step))
+        _assert_close(got, want, dtypes, step)
+    if not any("B" in s for s in inputs):
+        return
+    # The same compiled program with the batch bound to 1 and to 0: numpy's values, or (a
+    # reduction without identity over the empty batch) an InputError where numpy refuses.
+    for batch in (1, 0):
+        values = [rng.standard_normal(concrete(s, batch)).astype(d)
+                  for s, d in zip(inputs, dtypes, strict=True)]
+        try:
+            arrays = _twin(steps, values, batch)
+        except ValueError:
+            assert batch == 0
+            with pytest.raises(gc.InputError, match="an empty axis has no"):
+                function(*values)
+            continue
+        for step, got, want in zip(steps, function(*values), arrays, strict=True):
+            assert got.shape == want.shape, (batch, step)
+            _assert_close(got, want, dtypes, step)
+
+
+def _twin(steps: list, values: list[np.ndarray], batch: int = BATCH) -> list[np.ndarray]:
+    """The numpy twin of every step, on ``values`` (whose batch axes have size ``batch``)."""
+    arrays = list(values)
+    _TWIN_BATCH[0] = batch
+    try:
+        with np.errstate(all="ignore"):
+            for step in steps:
+                operands = [arrays[i] for i in step.operands]
+                arrays.append(np.asarray(KINDS[step.kind].compute(operands, step.params)))
+    finally:
+        _TWIN_BATCH[0] = BATCH
+    return arrays[len(values):]
+
+
+def _assert_close(got: np.ndarray, want: np.ndarray, dtypes: list[str], step: Any) -> None:
+    # float32 values computed by slightly different formulas (a stable sigmoid, say) differ in
+    # the last bits, and those bits survive a later cast to float64.
+    tol = 1e-4 if "float32" in dtypes else 1e-9
+    finite = np.abs(want[np.isfinite(want)])
+    scale = max(1.0, float(finite.max())) if finite.size else 1.0
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale, err_msg=repr(step))
