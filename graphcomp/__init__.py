@@ -136,6 +136,7 @@ from graphcomp.ops.functions import (
     where,
     zeros_like,
 )
+from graphcomp.ops.scans import argsort, cumprod, cumsum, partition, prod, sort
 from graphcomp.runtime.function import Function, compile
 from graphcomp.testing import check_grads
 from graphcomp.train import History, data, fit, init, load, optim, save
@@ -146,18 +147,19 @@ __all__ = [
     "CacheError", "CacheWarning", "CompileError", "DTypeError", "FileFormatError", "Function",
     "Graph", "GraphError", "GraphcompError", "History", "InputError", "NonFiniteError",
     "Parameter", "ShapeError", "Tensor", "abs", "add", "adjoint_graph", "append", "argmax",
-    "array_split", "atleast_1d", "atleast_2d", "atleast_3d", "broadcast_to", "cast", "check_grads",
-    "clip", "column_stack", "compile", "concatenate", "constant", "cos", "cosh", "current_graph",
-    "custom_vjp", "data", "deg2rad", "diag", "diagonal", "diff", "divide", "dsplit", "equal",
-    "exp", "exp2", "expand_dims", "expm1", "fit", "flip", "fliplr", "flipud", "format", "grad",
-    "greater", "greater_equal", "hsplit", "hstack", "hvp", "init", "kernel_listing", "less",
-    "less_equal", "load", "log", "log1p", "log2", "log10", "log_softmax", "logaddexp",
-    "logaddexp2", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum", "moveaxis",
-    "multiply", "negative", "not_equal", "one_hot", "ones_like", "optim", "outer", "pad",
-    "parameter", "placeholder", "power", "rad2deg", "ravel", "reciprocal", "relu", "repeat",
-    "reset_default_graph", "reshape", "roll", "rollaxis", "rot90", "save", "select", "sigmoid",
-    "sigmoid_binary_cross_entropy", "sign", "sin", "sinh", "softmax", "softmax_cross_entropy",
-    "softplus", "split", "sqrt", "square", "squeeze", "stack", "std", "stop_gradient", "subtract",
-    "sum", "swapaxes", "take", "tan", "tanh", "tile", "to_dot", "to_networkx", "trace",
-    "transpose", "tril", "triu", "var", "vsplit", "vstack", "where", "zeros_like",
+    "argsort", "array_split", "atleast_1d", "atleast_2d", "atleast_3d", "broadcast_to", "cast",
+    "check_grads", "clip", "column_stack", "compile", "concatenate", "constant", "cos", "cosh",
+    "cumprod", "cumsum", "current_graph", "custom_vjp", "data", "deg2rad", "diag", "diagonal",
+    "diff", "divide", "dsplit", "equal", "exp", "exp2", "expand_dims", "expm1", "fit", "flip",
+    "fliplr", "flipud", "format", "grad", "greater", "greater_equal", "hsplit", "hstack", "hvp",
+    "init", "kernel_listing", "less", "less_equal", "load", "log", "log1p", "log2", "log10",
+    "log_softmax", "logaddexp", "logaddexp2", "logsumexp", "matmul", "max", "maximum", "mean",
+    "min", "minimum", "moveaxis", "multiply", "negative", "not_equal", "one_hot", "ones_like",
+    "optim", "outer", "pad", "parameter", "partition", "placeholder", "power", "prod", "rad2deg",
+    "ravel", "reciprocal", "relu", "repeat", "reset_default_graph", "reshape", "roll", "rollaxis",
+    "rot90", "save", "select", "sigmoid", "sigmoid_binary_cross_entropy", "sign", "sin", "sinh",
+    "softmax", "softmax_cross_entropy", "softplus", "sort", "split", "sqrt", "square", "squeeze",
+    "stack", "std", "stop_gradient", "subtract", "sum", "swapaxes", "take", "tan", "tanh", "tile",
+    "to_dot", "to_networkx", "trace", "transpose", "tril", "triu", "var", "vsplit", "vstack",
+    "where", "zeros_like",
 ]
