@@ -5,7 +5,7 @@ Importing this package registers every primitive (one module per family).
 
 from graphcomp.ops.tensor import Parameter, Tensor, apply, as_tensor  # noqa: I001  (first: breaks the cycle)
 from graphcomp.ops import functions
-from graphcomp.ops import elementwise, indexing, linalg, reductions, sources, structural
+from graphcomp.ops import elementwise, indexing, linalg, reductions, scans, sources, structural
 from graphcomp.ops.registry import REGISTRY, OpDef, OpKind, Sample, get_op, register
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "linalg",
     "reductions",
     "register",
+    "scans",
     "sources",
     "structural",
 ]

@@ -38,7 +38,7 @@ def _take_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
 
 # Where each index op reads its indices, and the ops whose output holds exactly the values of
 # their first input (so a bad index there is a bad value of that input).
-INDEX_OPERAND = {"take": 1, "scatter_add": 1, "check_index": 0}
+INDEX_OPERAND = {"take": 1, "scatter_add": 1, "check_index": 0, "permute": 1}
 _SAME_VALUES = frozenset({"reshape", "stop_gradient", "check_index"})
 
 
@@ -51,7 +51,7 @@ def index_problem(indices: np.ndarray, size: int, op: str) -> str | None:
     >>> index_problem(np.array([0, 8]), 8, "check_index")
     'label 8 is out of range for 8 classes (labels must lie in [0, 8))'
     """
-    low = 0 if op == "check_index" else -size
+    low = 0 if op in ("check_index", "permute") else -size
     if not indices.size or (indices.min() >= low and indices.max() < size):
         return None
     bad = indices[(indices < low) | (indices >= size)].flat[0]

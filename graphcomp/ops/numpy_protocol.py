@@ -26,6 +26,7 @@ import numpy as np
 from graphcomp.ops import composites as C
 from graphcomp.ops import contractions as K
 from graphcomp.ops import functions as F
+from graphcomp.ops import scans as S
 
 # numpy ufunc name -> graphcomp function taking the same positional operands
 UFUNCS: dict[str, Callable[..., Any]] = {
@@ -70,7 +71,9 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], int]] = {
     "select": (C.select, 3), "einsum": (K.einsum, ALL), "tensordot": (K.tensordot, 3),
     "dot": (K.dot, 2), "inner": (K.inner, 2), "kron": (K.kron, 2), "cross": (K.cross, 2),
     "round": (C.round, 2), "around": (C.round, 2), "sinc": (F.sinc, 1),
-    "nan_to_num": (C.nan_to_num, 5),
+    "nan_to_num": (C.nan_to_num, 5), "prod": (S.prod, 2), "cumsum": (S.cumsum, 2),
+    "cumprod": (S.cumprod, 2), "sort": (S.sort, 2), "argsort": (S.argsort, 2),
+    "partition": (S.partition, 3),
 }
 
 # Arguments numpy passes through that graphcomp accepts only at numpy's default.

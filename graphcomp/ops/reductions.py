@@ -1,4 +1,4 @@
-"""Reductions: sum, max, argmax, and dim_size (the runtime size of some axes, for means)."""
+"""Reductions: sum, prod, max, argmax, and dim_size (the runtime size of some axes, for means)."""
 
 from __future__ import annotations
 
@@ -135,6 +135,40 @@ register(
         vjp=_vjp_sum,
         samples=_reduce_samples,
         doc="sum over axes",
+    )
+)
+
+def _vjp_prod(g: Any, out: Any, ins: Sequence, attrs: dict) -> list:
+    from graphcomp.ops.scans import _vjp_prod as vjp  # exclusive products: scans.py
+
+    return vjp(g, out, ins, attrs)
+
+
+def _prod_samples(rng: np.random.Generator, dtype: np.dtype) -> list[Sample]:
+    # Magnitudes near 1 keep products of many factors well scaled; a zero factor is checked
+    # separately (tests/ops/test_scans.py), since finite differences are exact there too.
+    x3 = (rng.uniform(0.5, 1.5, (2, 3, 4)) * rng.choice([-1, 1], (2, 3, 4))).astype(dtype)
+    x2 = (rng.uniform(0.5, 1.5, (5, 3)) * rng.choice([-1, 1], (5, 3))).astype(dtype)
+    return [
+        Sample((x3,), {"axes": (0, 1, 2), "keepdims": False}),
+        Sample((x3,), {"axes": (1,), "keepdims": False}),
+        Sample((x3,), {"axes": (0, 2), "keepdims": True}),
+        Sample((x2,), {"axes": (1,), "keepdims": False}, symbolic=({0: "N"},)),
+        Sample((x2,), {"axes": (0,), "keepdims": True}),
+    ]
+
+
+register(
+    OpDef(
+        name="reduce_prod",
+        kind="reduction",
+        infer=_reduce_rule,
+        numpy_impl=lambda xs, attrs, shape: np.asarray(
+            np.prod(xs[0], axis=attrs["axes"], keepdims=attrs["keepdims"])
+        ),
+        vjp=_vjp_prod,
+        samples=_prod_samples,
+        doc="product over axes; the gradient uses exclusive products (exact at zeros)",
     )
 )
 

@@ -23,7 +23,7 @@ from graphcomp.ops import get_op
 from graphcomp.passes.lowered import BACKEND_OPS, LOp, LoweredProgram, size_key
 
 VIEW_OPS = frozenset({"transpose", "broadcast_to", "slice"})
-FUSING_REDUCTIONS = frozenset({"reduce_sum", "reduce_max", "argmax"})
+FUSING_REDUCTIONS = frozenset({"reduce_sum", "reduce_prod", "reduce_max", "argmax"})
 SCALAR_LEAVES = frozenset({"dim_size"})
 IDENTITY_OPS = frozenset({"stop_gradient"})
 PRODUCTS = frozenset({"matmul", "matmul_acc"})  # BLAS calls: read a transposed buffer as .T
@@ -37,7 +37,8 @@ CHEAP_OPS = frozenset({"add", "subtract", "multiply", "negative", "abs", "cast",
 
 # Ops that are never fused: each runs as a kernel of its own, whose kind is the op's name.
 SoloKernelOp = Literal[
-    "matmul", "matmul_acc", "concatenate", "pad", "take", "scatter_add", "check_index"
+    "matmul", "matmul_acc", "concatenate", "pad", "take", "scatter_add", "check_index",
+    "cumsum", "cumprod", "sort", "argsort", "permute",
 ]
 SOLO_KERNEL_OPS: frozenset[str] = frozenset(get_args(SoloKernelOp))
 # A fused elementwise chain, a fused reduction, a view of another buffer (no code), merged

@@ -61,7 +61,7 @@ def test_numpy_call_on_a_tensor_builds_the_graph_numpy_computes(name: str, evalu
 
 
 @pytest.mark.parametrize(("call", "says"), [
-    (lambda x: np.prod(x), "graphcomp has no prod"),
+    (lambda x: np.median(x), "graphcomp has no median"),
     (lambda x: np.linalg.norm(x), "graphcomp has no norm"),
     (lambda x: np.fmod(x, 2.0), "graphcomp has no fmod"),
     (lambda x: np.sum(x, dtype="float32"), "dtype='float32'"),

@@ -73,6 +73,41 @@ def _take_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
     return x[(slice(None),) * attrs["axis"] + (indices,)]
 
 
+def _along_lines(x: np.ndarray, axis: int, line: Callable[[np.ndarray], Any],
+                 dtype: Any = None) -> np.ndarray:
+    """``line`` applied to every 1-D line of ``x`` along ``axis`` (empty inputs included)."""
+    moved = np.moveaxis(x, axis, -1)
+    out = np.empty(moved.shape, dtype=dtype or x.dtype)
+    for index in np.ndindex(*moved.shape[:-1]):
+        out[index] = line(moved[index])
+    return np.moveaxis(out, -1, axis)
+
+
+def _running(x: np.ndarray, attrs: dict, combine: Callable[[Any, Any], Any]) -> np.ndarray:
+    def line(v: np.ndarray) -> np.ndarray:
+        order = list(range(len(v)))[::-1] if attrs["reverse"] else list(range(len(v)))
+        out = np.empty_like(v)
+        acc = v.dtype.type(1)
+        for step, j in enumerate(order):
+            if attrs.get("exclusive"):
+                out[j] = acc
+                acc = combine(acc, v[j])
+            else:
+                acc = v[j] if step == 0 else combine(acc, v[j])
+                out[j] = acc
+        return out
+
+    return _along_lines(x, attrs["axis"], line)
+
+
+def _permute_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
+    x, perm = (np.moveaxis(a, attrs["axis"], -1) for a in xs)
+    out = np.empty_like(x)
+    for index in np.ndindex(*x.shape[:-1]):
+        out[index] = [x[index][k] for k in perm[index]]
+    return np.moveaxis(out, -1, attrs["axis"])
+
+
 def _maximum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(a >= b, a, b)
 
@@ -158,6 +193,16 @@ EXPECTED: dict[str, Formula] = {
     "reduce_sum": lambda xs, attrs, sizes: np.add.reduce(
         xs[0], axis=tuple(attrs["axes"]), keepdims=attrs["keepdims"]
     ),
+    "reduce_prod": lambda xs, attrs, sizes: np.multiply.reduce(
+        xs[0], axis=tuple(attrs["axes"]), keepdims=attrs["keepdims"]
+    ),
+    "cumsum": lambda xs, attrs, sizes: _running(xs[0], attrs, lambda a, b: a + b),
+    "cumprod": lambda xs, attrs, sizes: _running(xs[0], attrs, lambda a, b: a * b),
+    "sort": lambda xs, attrs, sizes: _along_lines(xs[0], attrs["axis"], sorted),
+    "argsort": lambda xs, attrs, sizes: _along_lines(
+        xs[0], attrs["axis"], lambda v: sorted(range(len(v)), key=lambda i: v[i]), "int64"
+    ),
+    "permute": _permute_expected,
     "reduce_max": lambda xs, attrs, sizes: np.maximum.reduce(
         xs[0], axis=tuple(attrs["axes"]), keepdims=attrs["keepdims"]
     ),
@@ -244,6 +289,18 @@ BAD_INPUTS: dict[str, tuple[type, Callable[[], Any]]] = {
         gc.ShapeError,
         lambda: apply("reduce_sum", ph((3, 4)), axes=(2,), keepdims=False),
     ),
+    "reduce_prod": (
+        gc.ShapeError,
+        lambda: apply("reduce_prod", ph((3, 4)), axes=(1, 0), keepdims=False),
+    ),
+    "cumsum": (gc.DTypeError, lambda: apply("cumsum", ph((3,), "bool"), axis=0, reverse=False)),
+    "cumprod": (
+        gc.ShapeError,
+        lambda: apply("cumprod", ph((3, 4)), axis=2, reverse=False, exclusive=False),
+    ),
+    "sort": (gc.ShapeError, lambda: apply("sort", ph((3,)), axis=1)),
+    "argsort": (gc.DTypeError, lambda: apply("argsort", ph((3,), "bool"), axis=0)),
+    "permute": (gc.ShapeError, lambda: apply("permute", ph((3, 4)), ph((3, 5), "int64"), axis=1)),
     "reduce_max": (
         gc.DTypeError,
         lambda: apply("reduce_max", ph((3,), "bool"), axes=(0,), keepdims=False),

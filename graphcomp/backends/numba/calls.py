@@ -45,6 +45,11 @@ _WRITERS = {
     "take": K.take_kernel,
     "scatter_add": K.scatter_add_kernel,
     "check_index": K.check_index_kernel,
+    "cumsum": K.scan_kernel,
+    "cumprod": K.scan_kernel,
+    "sort": K.sort_kernel,
+    "argsort": K.sort_kernel,
+    "permute": K.permute_kernel,
 }
 
 

@@ -138,7 +138,7 @@ def _row_role(indices: set[Index], ndim: int) -> str | None:
 
 
 def reduction_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
-    """``reduce_sum``/``reduce_max``/``argmax`` over a fused input expression.
+    """``reduce_sum``/``reduce_prod``/``reduce_max``/``argmax`` over a fused input expression.
 
     Kept axes form the outer loops and reduced axes the inner ones; accumulators are float64
     for float data (int64 for integers). (A full float sum of an expression read without
@@ -196,8 +196,9 @@ def reduction_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
         emit(f"{out_ref} = best_index", root.describe())
         uses_dims = first.uses_dims or writer.uses_dims
     else:
-        if root.op == "reduce_sum":
-            emit("acc = 0.0" if is_float else "acc = 0")
+        if root.op in ("reduce_sum", "reduce_prod"):
+            unit = 0 if root.op == "reduce_sum" else 1
+            emit(f"acc = {unit}.0" if is_float else f"acc = {unit}")
         elif is_float:
             emit("acc = -np.inf")
         else:
@@ -208,6 +209,8 @@ def reduction_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
         value, writer = emit_value(index)
         if root.op == "reduce_sum":
             emit(f"acc += {value}")
+        elif root.op == "reduce_prod":
+            emit(f"acc *= {value}")
         else:
             emit(f"if {value} > acc or {value} != {value}:")
             emit(f"    acc = {value}")
@@ -541,6 +544,84 @@ def check_index_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
         (pad + f"out[{ref}] = k", op.describe()),
     ]
     return KernelText(["a0", "out"], body, [op.inputs[0]])
+
+
+def _lines_view(op_ndim: int, axis: int, names: list[str]) -> list[tuple[str, str]]:
+    """Lines viewing each of ``names`` (C-contiguous, of one shape) as ``(outer, n, inner)``
+    around ``axis``: every kernel along one axis is then the same three loops."""
+    outer = " * ".join(["1", *[f"a0.shape[{k}]" for k in range(axis)]])
+    inner = " * ".join(["1", *[f"a0.shape[{k}]" for k in range(axis + 1, op_ndim)]])
+    lines = [(f"n = a0.shape[{axis}]", ""), (f"outer = {outer}", ""), (f"inner = {inner}", "")]
+    lines += [(f"{name}v = {name}.reshape((outer, n, inner))", "") for name in names]
+    return lines
+
+
+def scan_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
+    """``cumsum``/``cumprod`` along an axis, in the input's dtype and numpy's order: each
+    step combines the previous step's row of ``out`` with a row of the input (contiguous
+    along the inner axes, so the inner loop vectorises)."""
+    op = lp.ops[kernel.root]
+    axis, reverse = op.attrs["axis"], op.attrs["reverse"]
+    exclusive = op.attrs.get("exclusive", False)
+    combine = "+" if op.op == "cumsum" else "*"
+    step, prev = ("n - 1 - t", "j + 1") if reverse else ("t", "j - 1")
+    source = "p" if exclusive else "j"
+    first = literal(1, op.dtype) if exclusive else "a0v[o, j, i]"
+    body = _lines_view(op.ndim, axis, ["a0", "out"])
+    body += [
+        ("for o in range(outer):", ""),
+        ("    for t in range(n):", ""),
+        (f"        j = {step}", ""),
+        ("        if t == 0:", ""),
+        ("            for i in range(inner):", ""),
+        (f"                outv[o, j, i] = {first}", ""),
+        ("        else:", ""),
+        (f"            p = {prev}", ""),
+        ("            for i in range(inner):", ""),
+        (f"                outv[o, j, i] = outv[o, p, i] {combine} a0v[o, {source}, i]",
+         op.describe()),
+    ]
+    return KernelText(["a0", "out"], body, [op.inputs[0]])
+
+
+def sort_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
+    """``sort``/``argsort`` along an axis: each line is copied out and ordered by numba's
+    stable merge sort (numpy's kind="stable": ties keep their order, NaN last)."""
+    op = lp.ops[kernel.root]
+    store = "order[j]" if op.op == "argsort" else "line[order[j]]"
+    body = _lines_view(op.ndim, op.attrs["axis"], ["a0", "out"])
+    body += [
+        ("line = np.empty(n, dtype=a0.dtype)", ""),
+        ("for o in range(outer):", ""),
+        ("    for i in range(inner):", ""),
+        ("        for j in range(n):", ""),
+        ("            line[j] = a0v[o, j, i]", ""),
+        ("        order = np.argsort(line, kind='mergesort')", ""),
+        ("        for j in range(n):", ""),
+        (f"            outv[o, j, i] = {store}", op.describe()),
+    ]
+    return KernelText(["a0", "out"], body, [op.inputs[0]])
+
+
+def permute_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
+    """Gather each line along an axis by a permutation, raising if the indices of a line are
+    not one (out of range or repeated)."""
+    op = lp.ops[kernel.root]
+    body = _lines_view(op.ndim, op.attrs["axis"], ["a0", "a1", "out"])
+    body += [
+        ("seen = np.zeros(n, dtype=np.bool_)", ""),
+        ("for o in range(outer):", ""),
+        ("    for i in range(inner):", ""),
+        ("        for j in range(n):", ""),
+        ("            seen[j] = False", ""),
+        ("        for j in range(n):", ""),
+        ("            k = a1v[o, j, i]", ""),
+        ("            if k < 0 or k >= n or seen[k]:", ""),
+        ("                raise InputError('permute: the indices are not a permutation')", ""),
+        ("            seen[k] = True", ""),
+        ("            outv[o, j, i] = a0v[o, k, i]", op.describe()),
+    ]
+    return KernelText(["a0", "a1", "out"], body, list(op.inputs))
 
 
 def batched_matmul_kernel(lp: LoweredProgram, kernel: Kernel, dot: str) -> KernelText:

@@ -153,10 +153,19 @@ OP_TABLE: dict[str, OpKernel] = {
     "concatenate": OpKernel("loop nest", note="one copy per input"),
     # ---------------------------------------------------------------- reductions
     "reduce_sum": OpKernel("loop nest", note="float64 accumulator over the reduced axes"),
+    "reduce_prod": OpKernel("loop nest", note="float64 accumulator (int64 for integers)"),
     "reduce_max": OpKernel("loop nest",
                            note="running maximum (NaN wins) over the reduced axes"),
     "argmax": OpKernel("loop nest", note="first index of the maximum along the axis"),
     "dim_size": OpKernel("bound dims", note="product of the bound dims, read from dims"),
+    # ---------------------------------------------------------------- scans, sorting
+    "cumsum": OpKernel("loop nest", note="row by row along the axis, in the input's dtype"),
+    "cumprod": OpKernel("loop nest",
+                        note="row by row along the axis, in the input's dtype (exclusive: "
+                             "shifted, from 1)"),
+    "sort": OpKernel("loop nest", note="per line: copy, stable merge sort (NaN last)"),
+    "argsort": OpKernel("loop nest", note="per line: copy, stable merge argsort"),
+    "permute": OpKernel("loop nest", note="per line: checked gather by a permutation"),
     # ---------------------------------------------------------------- indexing, linalg
     "take": OpKernel("loop nest", note="bounds-checked gather"),
     "scatter_add": OpKernel("loop nest", note="copy, then bounds-checked accumulate"),
