@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import graphcomp as gc
 from graphcomp.backends.numba import cache
 
 KERNEL = """\
@@ -482,3 +483,19 @@ def test_cli_cache_on_a_file_says_so_in_one_line(
     assert err.count("\n") == 1
     assert err.startswith(f"graphcomp: error: the kernel cache path {blocker} is not a folder")
     assert blocker.read_text() == "user data"
+
+
+@pytest.mark.parametrize("driver_jit", [True, False])
+def test_programs_that_differ_only_in_input_types_get_their_own_modules(driver_jit):
+    # A bool and an int32 input cast to int64 alike once rendered the same module text: the
+    # second compile found the first's driver, compiled for the other types and closed to
+    # new ones ("compilation disabled").
+    sources = []
+    for dtype in ("bool", "int32"):
+        with gc.Graph():
+            t = gc.placeholder((None, 3), dtype, name="t")
+            f = gc.compile([t], gc.sum(gc.cast(t, "int64"), axis=1), backend="numba",
+                           driver_jit=driver_jit)
+        np.testing.assert_array_equal(f(np.ones((2, 3), dtype=dtype)), [3, 3])
+        sources.append(f.source)
+    assert sources[0] != sources[1]
