@@ -147,7 +147,9 @@ def _squeeze(draw: Callable, shapes: list[Shape]) -> Choice:
     if i is None:
         return None
     ones = [a for a, d in enumerate(shapes[i]) if d == 1]
-    return (i,), draw(st.sampled_from([None, *ones]))
+    # (graphcomp's axis, numpy's): axis=None squeezes the static ones of the graph's shape,
+    # never a symbolic axis that happens to be bound to 1
+    return (i,), draw(st.sampled_from([(None, tuple(ones)), *[(a, a) for a in ones]]))
 
 
 def _broadcast_to(draw: Callable, shapes: list[Shape]) -> Choice:
@@ -370,7 +372,7 @@ KINDS: dict[str, Kind] = {
         lambda xs, p: gc.expand_dims(xs[0], p), lambda xs, p: np.expand_dims(xs[0], p), _expand_dims
     ),
     "squeeze": Kind(
-        lambda xs, p: gc.squeeze(xs[0], p), lambda xs, p: np.squeeze(xs[0], p), _squeeze
+        lambda xs, p: gc.squeeze(xs[0], p[0]), lambda xs, p: np.squeeze(xs[0], p[1]), _squeeze
     ),
     "broadcast_to": Kind(
         lambda xs, p: gc.broadcast_to(xs[0], p),
