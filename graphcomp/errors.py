@@ -38,3 +38,8 @@ class NonFiniteError(GraphcompError, ValueError):
 class FileFormatError(GraphcompError, ValueError):
     """A file that is not what it should be: a truncated checkpoint, an IDX file with a bad
     header."""
+
+
+class ForkedProcessError(GraphcompError, RuntimeError):
+    """A compiled function that cannot run in this process because it was forked from one
+    whose threads it needs (start worker processes with 'spawn' or 'forkserver')."""
