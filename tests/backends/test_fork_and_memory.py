@@ -196,3 +196,42 @@ def test_a_child_of_an_openmp_parent_gets_a_clear_error(tmp_path):
     if out[0] != "omp":
         pytest.skip(f"numba's threading layer here is {out[0]}, not GNU OpenMP")
     assert out[1:] == ["ForkedProcessError", "True", "child", "0"], out
+
+
+def _small_function(width: int):
+    import numpy as np
+
+    import graphcomp as gc
+
+    with gc.Graph():
+        x = gc.placeholder((None, 4), "float64", name="x")
+        W = gc.parameter(np.full((4, width), 0.5), name="W")
+        return gc.compile([x], gc.sum(x @ W), backend="numba")
+
+
+def test_dropping_a_compiled_function_releases_its_generated_module():
+    """graphcomp's own references go (numba keeps the module's functions: see release.py)."""
+    import gc as python_gc
+    import linecache
+    import weakref
+
+    import numpy as np
+
+    kept = _small_function(3)
+    twin = _small_function(3)  # the same graph: it shares kept's module
+    dropped = _small_function(5)
+    kept_name = kept._executable._driver.py_func.__module__
+    dropped_name = dropped._executable._driver.py_func.__module__
+    assert kept_name != dropped_name
+    path = sys.modules[dropped_name].__file__
+    linecache.getlines(path)
+    executable = weakref.ref(dropped._executable)
+    del dropped, twin
+    python_gc.collect()
+    _small_function(6)  # a compile releases what was dropped since the last one
+    python_gc.collect()
+    assert executable() is None
+    assert dropped_name not in sys.modules
+    assert path not in linecache.cache
+    assert kept_name in sys.modules  # still in use
+    assert float(kept(np.ones((2, 4)))) == 12.0

@@ -17,6 +17,7 @@ from graphcomp.backends.numba.blas import numpy_blas
 from graphcomp.backends.numba.cache import load_generated_module, record_compiled
 from graphcomp.backends.numba.codegen import GeneratedModule, generate
 from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
+from graphcomp.backends.numba.release import release_dropped, track
 from graphcomp.errors import CompileError, ForkedProcessError, InputError
 from graphcomp.passes.batching import batch_matmuls
 from graphcomp.passes.fusion import FusionPlan, plan_kernels
@@ -327,6 +328,7 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
 
     # A child forked while another thread compiles would wait on numba's lock for ever.
     hold_during_fork(global_compiler_lock)
+    release_dropped()  # modules of functions dropped since the last compile
     start = time.perf_counter()
     lp, plan, memory = prepare(program)
     module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=driver_jit)
@@ -361,4 +363,6 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
         cache_hit = hits > 0 and misses == 0
         record_compiled(path)
     seconds = time.perf_counter() - start
-    return NumbaExecutable(program, lp, memory, module, driver, seconds, cache_hit)
+    executable = NumbaExecutable(program, lp, memory, module, driver, seconds, cache_hit)
+    track(executable, loaded)
+    return executable
