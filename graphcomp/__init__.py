@@ -18,6 +18,7 @@ from graphcomp.errors import (
     CompileWarning,
     DTypeError,
     FileFormatError,
+    ForkedProcessError,
     GraphcompError,
     GraphError,
     InputError,
@@ -169,8 +170,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CacheError", "CacheWarning", "CompileError", "CompileWarning", "DTypeError",
-    "FileFormatError", "Function", "Graph", "GraphError", "GraphcompError", "History",
-    "InputError", "NonFiniteError", "Parameter", "ShapeError", "Tensor", "abs", "add",
+    "FileFormatError", "ForkedProcessError", "Function", "Graph", "GraphError", "GraphcompError",
+    "History", "InputError", "NonFiniteError", "Parameter", "ShapeError", "Tensor", "abs", "add",
     "adjoint_graph", "append", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2",
     "arctanh", "argmax", "argsort", "array_split", "atleast_1d", "atleast_2d", "atleast_3d",
     "broadcast_to", "cast", "ceil", "check_grads", "clip", "column_stack", "compile",

@@ -52,3 +52,8 @@ class CompileWarning(UserWarning):
 class CacheWarning(UserWarning):
     """The compiled-kernel cache could not be read or written as usual; graphcomp carried on
     (compiling again, or caching in a private folder) and says what it did."""
+
+
+class ForkedProcessError(GraphcompError, RuntimeError):
+    """A compiled function that cannot run in this process because it was forked from one
+    whose threads it needs (start worker processes with 'spawn' or 'forkserver')."""

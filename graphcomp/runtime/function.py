@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import warnings
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +12,7 @@ import numpy as np
 from graphcomp.backends.base import get_backend
 from graphcomp.errors import CompileError, CompileWarning
 from graphcomp.ops import Parameter, Tensor
+from graphcomp.runtime import locks
 from graphcomp.runtime.binding import check_inputs, match_arguments
 from graphcomp.runtime.program import Program, build_program
 
@@ -47,7 +46,7 @@ class Function:
         # again, and the generic update handling, cost more than a small step.
         self._fast: dict[tuple, Any] = {}
         self.compile_seconds = compile_seconds
-        self._lock = _graph_lock(program.graph)
+        self._lock = locks.graph_lock(program.graph)
         self._copy_outputs = copy_outputs
         self._pending: Any = None  # a background compile (compile_mode="background")
         self._in_use = backend
@@ -113,6 +112,8 @@ class Function:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # One call at a time per graph: a compiled function reuses its buffers across calls,
         # and every function of a graph reads and updates the same parameters.
+        if locks.forking:  # wait outside the lock, which the fork is about to take
+            locks.wait_for_fork()
         with self._lock:
             return self._call(args, kwargs)
 
@@ -191,18 +192,6 @@ def _read_only_view(array: Any) -> np.ndarray:
     view = np.asarray(array).view()
     view.flags.writeable = False
     return view
-
-
-_GRAPH_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_GRAPH_LOCKS_GUARD = threading.Lock()
-
-
-def _graph_lock(graph: Any) -> threading.RLock:
-    with _GRAPH_LOCKS_GUARD:
-        lock = _GRAPH_LOCKS.get(graph)
-        if lock is None:
-            lock = _GRAPH_LOCKS[graph] = threading.RLock()
-        return lock
 
 
 def compile(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +22,8 @@ from graphcomp.backends.numba.compile_job import (
     kernel_signature,
 )
 from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
-from graphcomp.errors import CompileError, InputError
+from graphcomp.backends.numba.release import release_dropped, track
+from graphcomp.errors import CompileError, ForkedProcessError, InputError
 from graphcomp.ops.indexing import (
     INDEX_OPERAND,
     index_error_message,
@@ -43,9 +46,43 @@ from graphcomp.passes.simplify import (
     simplify_powers,
 )
 from graphcomp.runtime.binding import resolve_shape
+from graphcomp.runtime.locks import hold_during_fork
 from graphcomp.runtime.program import Program
 
 ALIGN_BYTES = 64  # every slot starts on a cache line
+
+# Set in a forked child whose parent had started GNU OpenMP's threads (numba's 'omp'
+# threading layer): numba kills such a child (SIGTERM) at its first parallel loop.
+_openmp_inherited = False
+
+
+def _note_fork_in_child() -> None:
+    global _openmp_inherited
+    if "numba" not in sys.modules:
+        return
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel loop ran yet: the child starts its own threads
+        return
+    omppool = sys.modules.get("numba.np.ufunc.omppool")  # loaded with the 'omp' layer
+    if layer == "omp" and omppool is not None:
+        _openmp_inherited = getattr(omppool, "openmp_vendor", "GNU") == "GNU"
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_note_fork_in_child)
+
+
+def check_parallel_loops_usable() -> None:
+    """Raise ``ForkedProcessError`` where a parallel loop would kill the process."""
+    if _openmp_inherited:
+        raise ForkedProcessError(
+            "this process was forked from one that ran parallel loops on GNU OpenMP (numba's "
+            "'omp' threading layer), which cannot run them in a forked child: start worker "
+            "processes with multiprocessing's 'spawn' or 'forkserver' start method (or set "
+            "NUMBA_THREADING_LAYER=workqueue before numba starts)")
 
 
 def prepare(program: Program) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
@@ -104,6 +141,8 @@ class NumbaExecutable:
         # it) passes this disabled array, and its products run whole.
         self._lanes_off = lanes_array(enabled=False)
         self._lane_worker = LaneWorker.shared() if module.uses_lanes else None
+        self._parallel_loops = module.program is not None and any(
+            kernel.text.parallel for kernel in module.program.kernels)
         # New values that are parameters' old values are returned as such (the Function copies
         # them, swaps included); the driver wrote every other new value in place already.
         self._update_sources = []
@@ -241,11 +280,20 @@ class NumbaExecutable:
                 raise self._index_error(exc, inputs, binding) from None
             return outputs
 
+        if self._parallel_loops:
+            unchecked = run
+
+            def run(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+                check_parallel_loops_usable()
+                return unchecked(inputs)
+
         run.outputs_share_parameters = False  # type: ignore[attr-defined]
         return run
 
     def run(self, inputs: Sequence[np.ndarray], binding: dict[str, int]
             ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        if self._parallel_loops:
+            check_parallel_loops_usable()
         key = tuple([binding[s] for s in self.lp.symbols])
         state = self._states.get(key) or self._bind(key)
         storage = self._storage
@@ -328,7 +376,13 @@ def generate_module(program: Program, *, fastmath: bool = False, driver_jit: boo
 def compile_generated(program: Program, lp: LoweredProgram, memory: MemoryPlan,
                       module: GeneratedModule, start: float) -> NumbaExecutable:
     """Compile (or load from the cache) a generated module and wrap it as the executable."""
-    job = CompileJob.of(module)
-    _, driver, cache_hit = compile_job(job)
+    from numba.core.compiler_lock import global_compiler_lock
+
+    # A child forked while another thread compiles would wait on numba's lock for ever.
+    hold_during_fork(global_compiler_lock)
+    release_dropped()  # modules of functions dropped since the last compile
+    loaded, driver, cache_hit = compile_job(CompileJob.of(module))
     seconds = time.perf_counter() - start
-    return NumbaExecutable(program, lp, memory, module, driver, seconds, cache_hit)
+    executable = NumbaExecutable(program, lp, memory, module, driver, seconds, cache_hit)
+    track(executable, loaded)
+    return executable

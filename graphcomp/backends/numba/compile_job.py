@@ -79,9 +79,9 @@ def kernel_signature(types: tuple) -> tuple:
                  else nb.Array(from_dtype(np.dtype(t[0])), t[1], t[2]) for t in types)
 
 
-def compile_job(job: CompileJob) -> tuple[Path, Any, bool]:
-    """Compile the job's entry points (or load them from the cache): (module file, driver,
-    whether everything came from the cache)."""
+def compile_job(job: CompileJob) -> tuple[Any, Any, bool]:
+    """Compile the job's entry points (or load them from the cache): (module, driver, whether
+    everything came from the cache)."""
     loaded, path = load_generated_module(job.source)
     driver = loaded.step if job.driver_jit else loaded.bind
     cache_hit = False
@@ -97,7 +97,7 @@ def compile_job(job: CompileJob) -> tuple[Path, Any, bool]:
     elif not job.driver_jit and hasattr(loaded.copy_flat, "compile"):
         cache_hit = _compile_kernels(loaded, job)
         record_compiled(path)
-    return path, driver, cache_hit
+    return loaded, driver, cache_hit
 
 
 def _compile_kernels(loaded: Any, job: CompileJob) -> bool:

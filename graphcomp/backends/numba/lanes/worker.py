@@ -103,6 +103,13 @@ class LaneWorker:
                 cls._shared = LaneWorker(library)  # after a fork the old thread is gone
             return cls._shared
 
+    @classmethod
+    def _forget_in_child(cls) -> None:
+        """After a fork, in the child: its helper thread is gone, and the lock may have been
+        held by a thread the child does not have (one starting the helper)."""
+        cls._shared_lock = threading.Lock()
+        cls._shared = None
+
     def in_this_process(self) -> bool:
         """False in a child forked after the helper started (it has no helper thread)."""
         return self._pid == os.getpid()
@@ -134,3 +141,6 @@ class LaneWorker:
             self._threads[1](self._blas_threads)
         self._owner.release()
 
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=LaneWorker._forget_in_child)
