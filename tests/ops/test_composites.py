@@ -9,23 +9,12 @@ reaches it (``np.var(t)`` is ``gc.var(t)``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
 import graphcomp as gc
 from graphcomp.ops import composites
-
-
-@dataclass(frozen=True)
-class Case:
-    expression: Callable  # (module, *operands) -> result
-    shapes: tuple[tuple[int, ...], ...]
-    low: float = -2.0
-    high: float = 2.0
-
+from graphcomp.testing.cases import Case, check_gradient, check_value, on_both_backends, operands
 
 NON_FINITE = np.array([np.inf, -np.inf, np.nan, 0.0, 1.0])  # nan_to_num's gradient is 0 there
 
@@ -91,50 +80,19 @@ CASES: dict[str, Case] = {
 }
 
 
-def _operands(case: Case, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.uniform(case.low, case.high, size=s) for s in case.shapes]
-
-
-def _graph(case: Case, prefix: str = "x") -> tuple[list[gc.Tensor], gc.Tensor]:
-    inputs = [gc.placeholder(s, "float64", name=f"{prefix}{k}") for k, s in enumerate(case.shapes)]
-    return inputs, case.expression(gc, *inputs)
-
-
 @pytest.fixture(scope="module")
 def numba_results() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """One numba function computing every case (one compile for the module)."""
-    with gc.Graph():
-        graphs = {name: _graph(case, f"case{i}_") for i, (name, case) in enumerate(CASES.items())}
-        inputs = [t for ins, _ in graphs.values() for t in ins]
-        outputs = [out for _, out in graphs.values()]
-        numba = gc.compile(inputs, outputs, backend="numba")
-        numpy = gc.compile(inputs, outputs, backend="numpy")
-    arrays = [a for case in CASES.values() for a in _operands(case)]
-    return dict(zip(CASES, zip(numba(*arrays), numpy(*arrays), strict=True), strict=True))
+    return on_both_backends(CASES)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_value_matches_numpy(name: str):
-    case = CASES[name]
-    with gc.Graph():
-        inputs, out = _graph(case)
-        f = gc.compile(inputs, [out], backend="numpy")
-    operands = _operands(case)
-    (value,) = f(*operands)
-    expected = case.expression(np, *operands)
-    assert np.shape(value) == np.shape(expected)
-    np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-14)
+    check_value(CASES[name], atol=1e-14)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_gradient_matches_finite_differences(name: str):
-    case = CASES[name]
-    with gc.Graph():
-        inputs, out = _graph(case)
-        feed = dict(zip(inputs, _operands(case, seed=1), strict=True))
-        report = gc.check_grads(out, inputs, feed, rtol=1e-6, atol=1e-7)
-    assert report.passed
+    check_gradient(CASES[name])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -154,7 +112,7 @@ def test_numpy_function_on_a_tensor_reaches_the_composite(name: str):
         via_numpy = case.expression(np, *inputs)
         direct = case.expression(gc, *inputs)
         f = gc.compile(inputs, [via_numpy, direct], backend="numpy")
-    a, b = f(*_operands(case))
+    a, b = f(*operands(case))
     np.testing.assert_array_equal(a, b)
 
 

@@ -3,26 +3,18 @@
 Each case is one expression written once against a module ``m``: run with ``m = numpy`` on
 arrays it is the reference, with ``m = graphcomp`` on tensors it builds the graph. Every case
 is checked for values (numpy backend), float64 finite-difference gradients and numba equal to
-numpy. A ``"B"`` in a shape is a symbolic dim, bound to ``BATCH`` when the function is called.
+numpy. A ``"B"`` in a shape is a symbolic dim, bound to ``graphcomp.testing.cases.BATCH`` at call time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 import graphcomp as gc
-
-BATCH = 5
-
-
-@dataclass(frozen=True)
-class Case:
-    expression: Callable  # (module, *operands) -> result
-    shapes: tuple[tuple[int | str, ...], ...]
+from graphcomp.testing.cases import Case, check_gradient, check_value, on_both_backends
 
 
 def _e(subscripts: str) -> Callable:
@@ -82,54 +74,19 @@ CASES: dict[str, Case] = {
 }
 
 
-def _concrete(shape: tuple[int | str, ...]) -> tuple[int, ...]:
-    return tuple(BATCH if isinstance(d, str) else d for d in shape)
-
-
-def _operands(case: Case, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.uniform(-2.0, 2.0, size=_concrete(s)) for s in case.shapes]
-
-
-def _graph(case: Case, prefix: str = "x") -> tuple[list[gc.Tensor], gc.Tensor]:
-    inputs = [gc.placeholder(s, "float64", name=f"{prefix}{k}") for k, s in enumerate(case.shapes)]
-    return inputs, case.expression(gc, *inputs)
-
-
 @pytest.fixture(scope="module")
 def numba_results() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """One numba function computing every case (one compile for the module)."""
-    with gc.Graph():
-        graphs = {name: _graph(case, f"case{i}_") for i, (name, case) in enumerate(CASES.items())}
-        inputs = [t for ins, _ in graphs.values() for t in ins]
-        outputs = [out for _, out in graphs.values()]
-        numba = gc.compile(inputs, outputs, backend="numba")
-        numpy = gc.compile(inputs, outputs, backend="numpy")
-    arrays = [a for case in CASES.values() for a in _operands(case)]
-    return dict(zip(CASES, zip(numba(*arrays), numpy(*arrays), strict=True), strict=True))
+    return on_both_backends(CASES)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_value_matches_numpy(name: str):
-    case = CASES[name]
-    with gc.Graph():
-        inputs, out = _graph(case)
-        f = gc.compile(inputs, [out], backend="numpy")
-    operands = _operands(case)
-    (value,) = f(*operands)
-    expected = case.expression(np, *operands)
-    assert np.shape(value) == np.shape(expected)
-    np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-12)
+    check_value(CASES[name])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_gradient_matches_finite_differences(name: str):
-    case = CASES[name]
-    with gc.Graph():
-        inputs, out = _graph(case)
-        feed = dict(zip(inputs, _operands(case, seed=1), strict=True))
-        report = gc.check_grads(out, inputs, feed, rtol=1e-6, atol=1e-7)
-    assert report.passed
+    check_gradient(CASES[name])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
