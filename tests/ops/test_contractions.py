@@ -3,7 +3,8 @@
 Each case is one expression written once against a module ``m``: run with ``m = numpy`` on
 arrays it is the reference, with ``m = graphcomp`` on tensors it builds the graph. Every case
 is checked for values (numpy backend), float64 finite-difference gradients and numba equal to
-numpy. A ``"B"`` in a shape is a symbolic dim, bound to ``graphcomp.testing.cases.BATCH`` at call time.
+numpy. A ``"B"`` in a shape is a symbolic dim, bound to ``graphcomp.testing.cases.BATCH``
+at call time.
 """
 
 from __future__ import annotations
