@@ -6,8 +6,9 @@ cleverness: clear enough to trust.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -26,24 +27,43 @@ class NumpyExecutable:
     source: str | None = None
     compile_seconds: float = 0.0
     cache_hit: bool = False
+    # every node's concrete shape, per binding of the symbols (a training loop has one or two)
+    _shapes: dict[tuple, dict[int, tuple[int, ...]]] = field(default_factory=dict, repr=False)
+    _plan: list = field(default_factory=list, repr=False)
 
     def run(
         self, inputs: Sequence[np.ndarray], binding: dict[str, int]
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        values = evaluate(self.program, inputs, binding)
+        key = tuple(sorted(binding.items()))
+        shapes = self._shapes.get(key)
+        if shapes is None:
+            if len(self._shapes) >= 64:
+                self._shapes.clear()
+            shapes = self._shapes[key] = node_shapes(self.program, binding)
+        if not self._plan:
+            self._plan = make_plan(self.program)
+        values = evaluate(self.program, inputs, binding, shapes, self._plan)
         outputs = [values[n.id] for n in self.program.outputs]
         updates = [values[v.id] for _, v in self.program.updates]
         return outputs, updates
 
 
+def node_shapes(program: Program, binding: dict[str, int]) -> dict[int, tuple[int, ...]]:
+    """The concrete shape of every computed node of ``program`` under ``binding``."""
+    return {node.id: resolve_shape(node, binding, program.dims) for node in program.schedule
+            if node.op not in ("parameter", "constant", "placeholder")}
+
+
 def evaluate(
-    program: Program, inputs: Sequence[np.ndarray], binding: dict[str, int]
+    program: Program, inputs: Sequence[np.ndarray], binding: dict[str, int],
+    shapes: Mapping[int, tuple[int, ...]] | None = None, plan: Plan | None = None,
 ) -> dict[int, np.ndarray]:
-    """Value of every scheduled node, by node id."""
+    """Value of every scheduled node, by node id (``shapes``: ``node_shapes`` of the
+    binding, and ``plan``: ``make_plan`` of the program, when the caller keeps them)."""
     values: dict[int, np.ndarray] = {n.id: a for n, a in zip(program.inputs, inputs, strict=True)}
     storage = program.graph.parameter_values
     with np.errstate(all="ignore"):
-        for node in program.schedule:
+        for node, impl, input_ids in plan if plan is not None else make_plan(program):
             if node.id in values:
                 continue
             if node.op == "parameter":
@@ -51,10 +71,11 @@ def evaluate(
             elif node.op == "constant":
                 values[node.id] = node.attrs["value"]
             else:
-                shape = resolve_shape(node, binding, program.dims)
-                args = [values[i.id] for i in node.inputs]
+                shape = (shapes[node.id] if shapes is not None
+                         else resolve_shape(node, binding, program.dims))
+                args = [values[i] for i in input_ids]
                 try:
-                    result = get_op(node.op).numpy_impl(args, dict(node.attrs), shape)
+                    result = impl(args, dict(node.attrs), shape)
                 except InputError as exc:  # bad data: say which node (and placeholder) met it
                     message = (index_error_message(node, str(exc)) if node.op in INDEX_OPERAND
                                else f"{node.describe()}: {exc}")
@@ -67,6 +88,16 @@ def evaluate(
                     )
                 values[node.id] = result
     return values
+
+
+Plan = list[tuple[Any, Any, tuple[int, ...]]]
+
+
+def make_plan(program: Program) -> Plan:
+    """(node, numpy implementation, input ids) of each scheduled node, looked up once."""
+    return [(node, None if node.op in ("parameter", "constant", "placeholder")
+             else get_op(node.op).numpy_impl, tuple(i.id for i in node.inputs))
+            for node in program.schedule]
 
 
 def compile_numpy(program: Program, **options: object) -> NumpyExecutable:

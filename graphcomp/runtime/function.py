@@ -164,8 +164,7 @@ class Function:
         # (A backend that already wrote the new value in place returns the storage itself.)
         new_values = [
             np.array(value, copy=True)
-            if value is not own
-            and any(np.may_share_memory(value, t) for t in targets if t is not own)
+            if value is not own and _may_alias(value, own, targets)
             else value
             for own, value in zip(targets, new_values, strict=True)
         ]
@@ -177,6 +176,14 @@ class Function:
     def __repr__(self) -> str:
         names = ", ".join(str(n) for n in self.input_names)
         return f"<graphcomp.Function({names}) backend={self.backend!r}>"
+
+
+def _may_alias(value: np.ndarray, own: np.ndarray, targets: list[np.ndarray]) -> bool:
+    """Whether ``value`` may share memory with a target other than ``own``. An array that owns
+    its memory (a fresh result) shares it only when it is one of the targets itself."""
+    if isinstance(value, np.ndarray) and value.base is None:
+        return any(value is t for t in targets if t is not own)
+    return any(np.may_share_memory(value, t) for t in targets if t is not own)
 
 
 def _fast_key(args: tuple) -> tuple | None:
