@@ -149,13 +149,17 @@ def _vjp_extremum(pick: Callable) -> Callable:
     # Ties split the gradient equally between the operands (JAX's convention).
     def rule(g: Any, out: Any, ins: Sequence, attrs: dict) -> list:
         a, b = ins
-        a_wins = F.cast(pick(a, b), g.dtype)
-        tie = F.cast(F.equal(a, b), g.dtype)
-        share_a = a_wins + 0.5 * tie
-        share_b = (1.0 - a_wins) - 0.5 * tie
-        return [F.unbroadcast(g * share_a, a.shape), F.unbroadcast(g * share_b, b.shape)]
+        return _split_between(g, a, b, F.cast(pick(a, b), g.dtype))
 
     return rule
+
+
+def _split_between(g: Any, a: Any, b: Any, a_wins: Any) -> list:
+    """``g`` to ``a`` where it wins, to ``b`` elsewhere, half to each where they are equal."""
+    tie = F.cast(F.equal(a, b), g.dtype)
+    share_a = a_wins + 0.5 * tie
+    share_b = (1.0 - a_wins) - 0.5 * tie
+    return [F.unbroadcast(g * share_a, a.shape), F.unbroadcast(g * share_b, b.shape)]
 
 
 def _vjp_where(g: Any, out: Any, ins: Sequence, attrs: dict) -> list:
@@ -474,10 +478,7 @@ def _vjp_nan_extremum(pick: Callable) -> Callable:
     def rule(g: Any, out: Any, ins: Sequence, attrs: dict) -> list:
         a, b = ins
         a_wins = F.cast(pick(a, b), g.dtype) + F.cast(F.isnan(b), g.dtype)
-        tie = F.cast(F.equal(a, b), g.dtype)
-        share_a = a_wins + 0.5 * tie
-        share_b = (1.0 - a_wins) - 0.5 * tie
-        return [F.unbroadcast(g * share_a, a.shape), F.unbroadcast(g * share_b, b.shape)]
+        return _split_between(g, a, b, a_wins)
 
     return rule
 
