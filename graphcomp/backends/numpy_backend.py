@@ -6,8 +6,8 @@ cleverness: clear enough to trust.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -81,17 +81,20 @@ def _scan_line(node: Node) -> str:
     return line
 
 
+def _ids(nodes: Sequence[Node]) -> str:
+    return " ".join(f"%{n.id}" for n in nodes) or "-"
+
+
 def body_lines(body: ScanBody, indent: str = "    ") -> list[str]:
     """The listing of a scan body, indented, nested bodies beneath their scans."""
     invariants = ", ".join(f"%{p.id} = %{outer}" for outer, p in body.graph.captures.items())
-    ids = (lambda nodes: " ".join(f"%{n.id}" for n in nodes) or "-")
-    lines = [f"{indent}body: carry {ids(body.carry_in)}; x {ids(body.x_in)}; "
+    lines = [f"{indent}body: carry {_ids(body.carry_in)}; x {_ids(body.x_in)}; "
              f"invariants {invariants or '-'}"]
     for node in body.schedule:
         lines.append(indent + format_node(node))
         if node.op == SCAN:
             lines += body_lines(node.attrs["body"], indent + "    ")
-    lines.append(f"{indent}return {ids(body.outputs)}")
+    lines.append(f"{indent}return {_ids(body.outputs)}")
     return lines
 
 

@@ -118,7 +118,8 @@ class Graph:
         if node.graph is self:
             return node
         if self.parent is None or not self.parent.encloses(node.graph):
-            inside = " (a scan body can use tensors of the graphs it lies in)" if self.parent else ""
+            inside = (" (a scan body can use tensors of the graphs it lies in)"
+                      if self.parent else "")
             raise GraphError(
                 f"{op} at {source}: cannot use {node.describe()} of graph "
                 f"{node.graph.name!r} in an op of graph {self.name!r}; tensors of two graphs "

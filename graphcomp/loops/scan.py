@@ -23,8 +23,16 @@ import numpy as np
 
 from graphcomp import dtypes
 from graphcomp.errors import DTypeError, GraphError, ShapeError
-from graphcomp.ir import Dim, DimMismatch, DimTable, Graph, Node, current_graph, shape_str
-from graphcomp.ir import user_source_line
+from graphcomp.ir import (
+    Dim,
+    DimMismatch,
+    DimTable,
+    Graph,
+    Node,
+    current_graph,
+    shape_str,
+    user_source_line,
+)
 from graphcomp.loops.tree import TreeDef, describe, flatten, unflatten
 from graphcomp.ops import Tensor, as_tensor
 
@@ -77,7 +85,7 @@ def scan(
     >>> import graphcomp as gc, numpy as np
     >>> with gc.Graph():
     ...     xs = gc.placeholder((None, 2), "float64", name="xs")
-    ...     total, partial = gc.scan(lambda c, x: (c + x, c + x), gc.zeros((2,), "float64"), xs)
+    ...     total, partial = gc.scan(lambda c, x: (c + x, c + x), np.zeros(2), xs)
     >>> f = gc.compile([xs], [total, partial], backend="numpy")
     >>> f(np.ones((3, 2)))[1]
     array([[1., 1.],

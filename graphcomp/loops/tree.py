@@ -4,7 +4,7 @@
 
 >>> leaves, tree = flatten({"h": 1, "c": (2, 3)})
 >>> leaves, unflatten(tree, [10, 20, 30])
-([2, 3, 1], {'c': (20, 30), 'h': 10})
+([2, 3, 1], {'c': (10, 20), 'h': 30})
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def test_symbolic_lengths_that_disagree_at_call_time_are_an_input_error():
         b = gc.placeholder((None,), "float64", name="b")
         c, _ = gc.scan(lambda c, x: (c * x[1] + x[0], c), gc.constant(np.zeros(2)), (a, b))
         f = gc.compile([a, b], c, backend="numpy")
-    with pytest.raises(gc.InputError, match="placeholder 'b'.*bound by placeholder 'a'"):
+    with pytest.raises(gc.InputError, match=r"placeholder 'b'.*bound by placeholder 'a'"):
         f(np.ones((3, 2)), np.ones(4))
 
 
@@ -66,7 +66,7 @@ def test_format_lists_the_body_beneath_the_scan_and_residual_bytes_per_step():
         xs = gc.placeholder(("T", "B", 2), "float64", name="xs")
         h0 = gc.placeholder(("B", 2), "float64", name="h0")
         W = gc.parameter(np.eye(2), name="W")
-        h, hs = gc.scan(lambda c, x: (gc.tanh(c @ W + x),) * 2, h0, xs)
+        _, hs = gc.scan(lambda c, x: (gc.tanh(c @ W + x),) * 2, h0, xs)
         listing = gc.format(hs)
         A = gc.adjoint_graph(gc.sum(hs), W)
     assert "%3 = scan[reverse=False, T=T] %1 %0 %2 : (f64[B,2], f64[T,B,2])" in listing
