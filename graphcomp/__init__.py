@@ -31,6 +31,7 @@ from graphcomp.inspect.export import to_networkx
 from graphcomp.inspect.kernels import kernel_listing
 from graphcomp.inspect.listing import format
 from graphcomp.ir import Graph, current_graph, reset_default_graph
+from graphcomp.loops import scan
 from graphcomp.ops import Parameter, Tensor
 from graphcomp.ops.composites import (
     append,
@@ -185,7 +186,8 @@ __all__ = [
     "moveaxis", "multiply", "nan_to_num", "negative", "not_equal", "one_hot", "ones_like", "optim",
     "outer", "pad", "parameter", "partition", "placeholder", "power", "prod", "rad2deg", "ravel",
     "reciprocal", "relu", "remainder", "repeat", "reset_default_graph", "reshape", "rint", "roll",
-    "rollaxis", "rot90", "round", "save", "select", "sigmoid", "sigmoid_binary_cross_entropy",
+    "rollaxis", "rot90", "round", "save", "scan", "select", "sigmoid",
+    "sigmoid_binary_cross_entropy",
     "sign", "sin", "sinc", "sinh", "softmax", "softmax_cross_entropy", "softplus", "sort", "split",
     "sqrt", "square", "squeeze", "stack", "std", "stop_gradient", "subtract", "sum", "swapaxes",
     "take", "tan", "tanh", "tensordot", "tile", "to_dot", "to_networkx", "trace", "transpose",

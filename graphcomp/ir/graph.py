@@ -40,6 +40,10 @@ class Graph:
         self._next_id = 0
         self._role: NodeRole = "forward"
         self._forward_of: int | None = None
+        # A loop body (gc.scan) is a graph of its own inside an enclosing graph: a tensor of
+        # an enclosing graph used in the body is captured as a placeholder of the body.
+        self.parent: Graph | None = None
+        self.captures: dict[int, Node] = {}  # enclosing node id -> its placeholder here
 
     # -- default-graph context ------------------------------------------------------------
     def __enter__(self) -> Graph:
@@ -93,6 +97,42 @@ class Graph:
             else:
                 self.nx.add_edge(source_node.id, node.id, slots=(slot,))
         return node
+
+    def encloses(self, other: Graph) -> bool:
+        """Whether ``other`` is this graph or one of the graphs this (body) graph lies in."""
+        graph: Graph | None = self
+        while graph is not None and graph is not other:
+            graph = graph.parent
+        return graph is other
+
+    def depth(self) -> int:
+        """How many loop bodies deep this graph lies (0 for a top-level graph)."""
+        return 0 if self.parent is None else 1 + self.parent.depth()
+
+    def adopt(self, node: Node, op: str, source: str) -> Node:
+        """``node`` as seen by an op of this graph: itself, or, for a node of an enclosing
+        graph, the placeholder that captures it here (made once per node).
+
+        A node of an unrelated graph raises ``GraphError`` naming ``op`` and ``source``.
+        """
+        if node.graph is self:
+            return node
+        if self.parent is None or not self.parent.encloses(node.graph):
+            inside = (" (a scan body can use tensors of the graphs it lies in)"
+                      if self.parent else "")
+            raise GraphError(
+                f"{op} at {source}: cannot use {node.describe()} of graph "
+                f"{node.graph.name!r} in an op of graph {self.name!r}; tensors of two graphs "
+                f"cannot be mixed{inside}"
+            )
+        outer = self.parent.adopt(node, op, source)
+        if outer.id not in self.captures:
+            shape = outer.graph.dims.resolve_shape(outer.shape)
+            self.captures[outer.id] = self.add_node(
+                "placeholder", [], {}, shape, outer.dtype,
+                name=outer.name or f"captured{outer.id}", source=outer.source,
+            )
+        return self.captures[outer.id]
 
     @contextlib.contextmanager
     def role_scope(self, role: NodeRole, forward_of: Node | None = None) -> Iterator[None]:

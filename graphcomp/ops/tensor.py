@@ -26,9 +26,11 @@ def apply(op_name: str, *inputs: Tensor, name: str | None = None, **attrs: Any) 
     ('reduce_sum', (2,), dtype('float32'))
     """
     op = get_op(op_name)
-    nodes = [t.node for t in inputs]
-    graph = nodes[0].graph if nodes else current_graph()
     source = user_source_line()
+    # Inside a scan body, an op on a body tensor and an enclosing graph's tensor belongs to
+    # the body (the innermost graph), which captures the other as a loop invariant.
+    graph = max((t.graph for t in inputs), key=Graph.depth) if inputs else current_graph()
+    nodes = [graph.adopt(t.node, op_name, source) for t in inputs]
     dims_before = graph.dims.snapshot()
     try:
         shape, dtype = op.infer(nodes, attrs, graph.dims)
