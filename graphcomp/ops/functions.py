@@ -476,6 +476,11 @@ def sinc(x: Any) -> Tensor:
     return _unary_float("sinc", x)
 
 
+def erf(x: Any) -> Tensor:
+    """The error function, ``2/sqrt(pi) * integral of exp(-t*t) from 0 to x``. ``gc.erf(x)``"""
+    return _unary_float("erf", x)
+
+
 def arctan2(x1: Any, x2: Any) -> Tensor:
     """Angle of the point (x2, x1) in [-pi, pi], with broadcasting. ``gc.arctan2(y, x)``"""
     a_, b_ = _promote(x1, x2)
@@ -881,7 +886,8 @@ def take(x: Any, indices: Any, axis: int | None = None) -> Tensor:
 
 
 def scatter_add(base: Any, indices: Any, updates: Any, axis: int = 0) -> Tensor:
-    """``base`` with ``updates`` added at ``indices`` along ``axis`` (the adjoint of take)."""
+    """``base`` with ``updates`` added at ``indices`` along ``axis`` (the adjoint of take);
+    repeated indices accumulate. ``gc.scatter_add(gc.zeros_like(table), ids, rows)``"""
     base = as_tensor(base)
     indices_t = as_tensor(indices, graph=base.graph)
     updates_t = cast(as_tensor(updates, graph=base.graph), base.dtype)
