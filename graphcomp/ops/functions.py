@@ -14,8 +14,16 @@ from typing import Any
 import numpy as np
 
 from graphcomp import dtypes
-from graphcomp.errors import DTypeError, InputError, NonFiniteError, ShapeError
-from graphcomp.ir import Dim, current_graph, shape_str, user_source_line
+from graphcomp.errors import DTypeError, GraphError, InputError, NonFiniteError, ShapeError
+from graphcomp.ir import (
+    Dim,
+    Graph,
+    current_graph,
+    current_scope,
+    scoped_name,
+    shape_str,
+    user_source_line,
+)
 from graphcomp.ops.tensor import Parameter, Tensor, _holds_tensor, apply, as_tensor
 
 AxisLike = int | Sequence[int] | None
@@ -59,17 +67,27 @@ def placeholder(
 
 
 def parameter(
-    value: Any, name: str | None = None, dtype: Any = None, check_finite: bool = False
+    value: Any,
+    name: str | None = None,
+    dtype: Any = None,
+    check_finite: bool = False,
+    trainable: bool = True,
 ) -> Parameter:
     """Trainable state: the value is copied into the graph's parameter storage.
+
+    Inside ``gc.name_scope`` the name gets the scope's prefix and must be new to the graph.
+    ``trainable=False`` marks state that optimizers leave alone (running statistics).
 
     >>> import graphcomp as gc, numpy as np
     >>> with gc.Graph():
     ...     W = gc.parameter(np.zeros((3, 2)), name="W")
-    >>> W.shape, W.dtype
-    ((3, 2), dtype('float64'))
+    >>> W.shape, W.dtype, W.trainable
+    ((3, 2), dtype('float64'), True)
     """
     graph = current_graph()
+    if name is not None and current_scope():
+        name = scoped_name(name)
+        _check_new_parameter_name(graph, name)
     array = np.array(value, dtype=None if dtype is None else dtypes.as_dtype(dtype), copy=True)
     dtype_ = dtypes.as_dtype(array.dtype, where=f"for parameter {name!r} at {user_source_line()}")
     array = np.asarray(array, dtype=dtype_, order="C")  # ascontiguousarray makes 0-d 1-d
@@ -83,7 +101,39 @@ def parameter(
         "parameter", [], {}, array.shape, dtype_, name=name, source=user_source_line()
     )
     graph.parameter_values[node.id] = array
+    if name is not None:
+        graph.parameter_names.setdefault(name, node)
+    if not trainable:
+        graph.non_trainable.add(node.id)
     return Parameter(node)
+
+
+def _check_new_parameter_name(graph: Any, name: str) -> None:
+    taken = graph.parameter_names.get(name)
+    if taken is not None:
+        raise GraphError(
+            f"parameter {name!r} at {user_source_line()}: graph {graph.name!r} already has a "
+            f"parameter of that name, created at {taken.source}; give the layer another name "
+            "or use another name_scope"
+        )
+
+
+def parameters(graph: Graph | None = None, trainable: bool | None = None) -> list[Parameter]:
+    """The parameters of ``graph`` (default: the current graph) in creation order; only the
+    trainable ones with ``trainable=True``, only the others with ``trainable=False``.
+
+    >>> import graphcomp as gc, numpy as np
+    >>> with gc.Graph() as g:
+    ...     w = gc.parameter(np.ones(2), name="w")
+    ...     n = gc.parameter(np.zeros(()), name="count", trainable=False)
+    >>> [p.name for p in gc.parameters(g)], [p.name for p in gc.parameters(g, trainable=True)]
+    (['w', 'count'], ['w'])
+    """
+    graph = current_graph() if graph is None else graph
+    found = [Parameter(node) for node in graph.nodes() if node.op == "parameter"]
+    if trainable is None:
+        return found
+    return [p for p in found if p.trainable == trainable]
 
 
 def constant(value: Any, dtype: Any = None, name: str | None = None) -> Tensor:
