@@ -10,6 +10,7 @@
 6.0
 """
 
+from graphcomp import nn
 from graphcomp.autodiff import custom_vjp, grad, hvp
 from graphcomp.errors import (
     CacheError,
@@ -30,9 +31,10 @@ from graphcomp.inspect.dot import to_dot
 from graphcomp.inspect.export import to_networkx
 from graphcomp.inspect.kernels import kernel_listing
 from graphcomp.inspect.listing import format
-from graphcomp.ir import Graph, current_graph, reset_default_graph
+from graphcomp.ir import Graph, current_graph, name_scope, reset_default_graph
 from graphcomp.loops import scan
 from graphcomp.ops import Parameter, Tensor
+from graphcomp.ops.activations import elu, gelu, leaky_relu, log_sigmoid, silu
 from graphcomp.ops.composites import (
     append,
     array_split,
@@ -102,6 +104,7 @@ from graphcomp.ops.functions import (
     cos,
     divide,
     equal,
+    erf,
     exp,
     expand_dims,
     expm1,
@@ -134,12 +137,14 @@ from graphcomp.ops.functions import (
     ones_like,
     pad,
     parameter,
+    parameters,
     placeholder,
     power,
     relu,
     remainder,
     reshape,
     rint,
+    scatter_add,
     sigmoid,
     sigmoid_binary_cross_entropy,
     sign,
@@ -178,18 +183,19 @@ __all__ = [
     "broadcast_to", "cast", "ceil", "check_grads", "clip", "column_stack", "compile",
     "concatenate", "constant", "cos", "cosh", "cross", "cumprod", "cumsum", "current_graph",
     "custom_vjp", "data", "deg2rad", "diag", "diagonal", "diff", "divide", "dot", "dsplit",
-    "einsum", "equal", "exp", "exp2", "expand_dims", "expm1", "fit", "flip", "fliplr", "flipud",
-    "floor", "fmax", "fmin", "format", "grad", "greater", "greater_equal", "hsplit", "hstack",
-    "hvp", "hypot", "init", "inner", "isfinite", "isinf", "isnan", "kernel_listing", "kron",
-    "less", "less_equal", "load", "log", "log1p", "log2", "log10", "log_softmax", "logaddexp",
-    "logaddexp2", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum", "mod",
-    "moveaxis", "multiply", "nan_to_num", "negative", "not_equal", "one_hot", "ones_like", "optim",
-    "outer", "pad", "parameter", "partition", "placeholder", "power", "prod", "rad2deg", "ravel",
-    "reciprocal", "relu", "remainder", "repeat", "reset_default_graph", "reshape", "rint", "roll",
-    "rollaxis", "rot90", "round", "save", "scan", "select", "sigmoid",
-    "sigmoid_binary_cross_entropy",
-    "sign", "sin", "sinc", "sinh", "softmax", "softmax_cross_entropy", "softplus", "sort", "split",
-    "sqrt", "square", "squeeze", "stack", "std", "stop_gradient", "subtract", "sum", "swapaxes",
-    "take", "tan", "tanh", "tensordot", "tile", "to_dot", "to_networkx", "trace", "transpose",
-    "tril", "triu", "trunc", "var", "vsplit", "vstack", "where", "zeros_like",
+    "einsum", "elu", "equal", "erf", "exp", "exp2", "expand_dims", "expm1", "fit", "flip",
+    "fliplr", "flipud", "floor", "fmax", "fmin", "format", "gelu", "grad", "greater",
+    "greater_equal", "hsplit", "hstack", "hvp", "hypot", "init", "inner", "isfinite", "isinf",
+    "isnan", "kernel_listing", "kron", "leaky_relu", "less", "less_equal", "load", "log", "log1p",
+    "log2", "log10", "log_sigmoid", "log_softmax", "logaddexp", "logaddexp2", "logsumexp",
+    "matmul", "max", "maximum", "mean", "min", "minimum", "mod", "moveaxis", "multiply",
+    "name_scope", "nan_to_num", "negative", "nn", "not_equal", "one_hot", "ones_like", "optim",
+    "outer", "pad", "parameter", "parameters", "partition", "placeholder", "power", "prod",
+    "rad2deg", "ravel", "reciprocal", "relu", "remainder", "repeat", "reset_default_graph",
+    "reshape", "rint", "roll", "rollaxis", "rot90", "round", "save", "scan", "scatter_add",
+    "select", "sigmoid", "sigmoid_binary_cross_entropy", "sign", "silu", "sin", "sinc", "sinh",
+    "softmax", "softmax_cross_entropy", "softplus", "sort", "split", "sqrt", "square", "squeeze",
+    "stack", "std", "stop_gradient", "subtract", "sum", "swapaxes", "take", "tan", "tanh",
+    "tensordot", "tile", "to_dot", "to_networkx", "trace", "transpose", "tril", "triu", "trunc",
+    "var", "vsplit", "vstack", "where", "zeros_like",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
@@ -21,6 +22,16 @@ from graphcomp.ir.node import Node, NodeRole, freeze_attrs, user_source_line
 _graph_stack: list[Graph] = []
 _default_graph: Graph | None = None
 _graph_names = itertools.count()
+
+
+@dataclass(frozen=True)
+class ImplicitUpdate:
+    """State that every compiled function computing ``trigger`` updates without being asked:
+    ``parameter`` takes ``value`` after the call (batch norm's running statistics)."""
+
+    parameter: Node
+    value: Node
+    trigger: Node
 
 
 class Graph:
@@ -37,6 +48,9 @@ class Graph:
         self.nx = nx.DiGraph()
         self.dims = DimTable()
         self.parameter_values: dict[int, np.ndarray] = {}
+        self.parameter_names: dict[str, Node] = {}  # the first parameter given each name
+        self.non_trainable: set[int] = set()  # parameter ids that optimizers leave alone
+        self.implicit_updates: list[ImplicitUpdate] = []
         self._next_id = 0
         self._role: NodeRole = "forward"
         self._forward_of: int | None = None
@@ -133,6 +147,11 @@ class Graph:
                 name=outer.name or f"captured{outer.id}", source=outer.source,
             )
         return self.captures[outer.id]
+
+    def add_implicit_update(self, parameter: Node, value: Node, trigger: Node) -> None:
+        """Make every function compiled later that computes ``trigger`` also set ``parameter``
+        to ``value`` (unless its own updates set that parameter)."""
+        self.implicit_updates.append(ImplicitUpdate(parameter, value, trigger))
 
     @contextlib.contextmanager
     def role_scope(self, role: NodeRole, forward_of: Node | None = None) -> Iterator[None]:

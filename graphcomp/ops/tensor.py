@@ -313,6 +313,11 @@ class Parameter(Tensor):
         """A copy of the parameter's current value."""
         return self.graph.parameter_values[self.node.id].copy()
 
+    @property
+    def trainable(self) -> bool:
+        """Whether optimizers update it (``gc.parameter(..., trainable=False)`` says no)."""
+        return self.node.id not in self.graph.non_trainable
+
     def assign(self, new_value: Any, *, check_finite: bool = False) -> None:
         """Overwrite the value in place (compiled functions see it); shape and dtype checked."""
         storage = self.graph.parameter_values[self.node.id]

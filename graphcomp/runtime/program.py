@@ -46,8 +46,14 @@ def build_program(
     inputs: Sequence[Tensor],
     outputs: Sequence[Tensor],
     updates: Sequence[tuple[Parameter, Tensor]] | Mapping[Parameter, Tensor] | None = None,
+    implicit_updates: bool = True,
 ) -> Program:
-    """Validate a compile request and return its ``Program``."""
+    """Validate a compile request and return its ``Program``.
+
+    With ``implicit_updates``, the graph's implicit updates (``Graph.add_implicit_update``)
+    whose trigger the outputs or updates need are appended to the updates, unless an update
+    of the request already sets that parameter.
+    """
     input_nodes = [_as_node(t, "every input") for t in inputs]
     output_nodes = [_as_node(t, "every output") for t in outputs]
     pairs = list(updates.items()) if isinstance(updates, Mapping) else list(updates or [])
@@ -70,6 +76,8 @@ def build_program(
                 f"belong to graph {graph.name!r}; one function compiles one graph"
             )
     graph.check_acyclic()
+    if implicit_updates:
+        update_nodes += _implicit_updates(graph, output_nodes, update_nodes)
 
     seen: set[int] = set()
     for node in input_nodes:
@@ -113,3 +121,19 @@ def build_program(
                 f"needed by {', '.join(needed_by)} but is not among the compiled function's inputs"
             )
     return Program(graph, input_nodes, output_nodes, update_nodes, schedule, graph.dims.copy())
+
+
+def _implicit_updates(
+    graph: Graph, outputs: list[Node], updates: list[tuple[Node, Node]]
+) -> list[tuple[Node, Node]]:
+    """The graph's implicit updates triggered by what ``outputs`` and ``updates`` compute."""
+    if not graph.implicit_updates:
+        return []
+    needed = graph.ancestors(outputs + [value for _, value in updates])
+    taken = {target.id for target, _ in updates}
+    found = []
+    for update in graph.implicit_updates:
+        if update.trigger.id in needed and update.parameter.id not in taken:
+            taken.add(update.parameter.id)
+            found.append((update.parameter, update.value))
+    return found

@@ -12,6 +12,7 @@ until it has an entry in ``EXPECTED`` and in ``BAD_INPUTS`` (or ``ACCEPTS_ANY_IN
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -231,6 +232,7 @@ EXPECTED: dict[str, Formula] = {
     "arccosh": _in_float64(lambda x: np.log(x + np.sqrt(x * x - 1))),
     "arctanh": _in_float64(lambda x: 0.5 * np.log((1 + x) / (1 - x))),
     "sinc": _in_float64(_sinc),
+    "erf": _in_float64(np.vectorize(math.erf, otypes=[np.float64])),
     "isnan": lambda xs, attrs, sizes: xs[0] != xs[0],
     "isinf": lambda xs, attrs, sizes: np.abs(xs[0]) == np.inf,
     "isfinite": lambda xs, attrs, sizes: np.abs(xs[0]) < np.inf,
@@ -327,6 +329,7 @@ BAD_INPUTS: dict[str, tuple[type, Callable[[], Any]]] = {
     "arccosh": (gc.DTypeError, lambda: apply("arccosh", ph((3,), "int64"))),
     "arctanh": (gc.DTypeError, lambda: apply("arctanh", ph((3,), "int64"))),
     "sinc": (gc.DTypeError, lambda: apply("sinc", ph((3,), "int64"))),
+    "erf": (gc.DTypeError, lambda: apply("erf", ph((3,), "int32"))),
     "isnan": (gc.DTypeError, lambda: apply("isnan", ph((3,), "int64"))),
     "isinf": (gc.DTypeError, lambda: apply("isinf", ph((3,), "bool"))),
     "isfinite": (gc.DTypeError, lambda: apply("isfinite", ph((3,), "int32"))),

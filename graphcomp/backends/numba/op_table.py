@@ -128,6 +128,7 @@ OP_TABLE: dict[str, OpKernel] = {
     "arccos": _scalar("np.arccos({0})"),
     "arctan": _scalar("np.arctan({0})"),
     "arcsinh": _scalar("np.arcsinh({0})"),
+    "erf": _scalar("math.erf({0})", note="libm's erf: scalar, not vectorised"),
     "arccosh": _scalar("np.arccosh({0})"),
     "arctanh": _scalar("np.arctanh({0})"),
     "sinc": _scalar("np.sin(np.{dtype}(np.pi) * {0}) / (np.{dtype}(np.pi) * {0}) if {0} != 0 "

@@ -32,6 +32,8 @@ FASTMATH_FILE = Path(__file__).with_name("fastmath.py")
 FASTMATH_FLAGS = ("nsz", "arcp", "contract", "afn", "reassoc")
 
 _IMPORTS = [
+    "import math  # noqa: F401",
+    "",
     "import numpy as np",
     "from numba import config as numba_config  # noqa: F401",
     "from numba import njit, prange  # noqa: F401",
