@@ -10,6 +10,7 @@
 6.0
 """
 
+from graphcomp import random
 from graphcomp.autodiff import custom_vjp, grad, hvp
 from graphcomp.errors import (
     CacheError,
@@ -23,6 +24,7 @@ from graphcomp.errors import (
     GraphError,
     InputError,
     NonFiniteError,
+    RangeError,
     ShapeError,
 )
 from graphcomp.inspect.adjoint import adjoint_graph
@@ -162,6 +164,7 @@ from graphcomp.ops.functions import (
     zeros_like,
 )
 from graphcomp.ops.scans import argsort, cumprod, cumsum, partition, prod, sort
+from graphcomp.random import seed
 from graphcomp.runtime.function import Function, compile
 from graphcomp.testing import check_grads
 from graphcomp.train import History, data, fit, init, load, optim, save
@@ -171,7 +174,8 @@ __version__ = "0.1.0"
 __all__ = [
     "CacheError", "CacheWarning", "CompileError", "CompileWarning", "DTypeError",
     "FileFormatError", "ForkedProcessError", "Function", "Graph", "GraphError", "GraphcompError",
-    "History", "InputError", "NonFiniteError", "Parameter", "ShapeError", "Tensor", "abs", "add",
+    "History", "InputError", "NonFiniteError", "Parameter", "RangeError",
+    "ShapeError", "Tensor", "abs", "add",
     "adjoint_graph", "append", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2",
     "arctanh", "argmax", "argsort", "array_split", "atleast_1d", "atleast_2d", "atleast_3d",
     "broadcast_to", "cast", "ceil", "check_grads", "clip", "column_stack", "compile",
@@ -183,9 +187,11 @@ __all__ = [
     "less", "less_equal", "load", "log", "log1p", "log2", "log10", "log_softmax", "logaddexp",
     "logaddexp2", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum", "mod",
     "moveaxis", "multiply", "nan_to_num", "negative", "not_equal", "one_hot", "ones_like", "optim",
-    "outer", "pad", "parameter", "partition", "placeholder", "power", "prod", "rad2deg", "ravel",
+    "outer", "pad", "parameter", "partition", "placeholder", "power", "prod", "rad2deg", "random",
+    "ravel",
     "reciprocal", "relu", "remainder", "repeat", "reset_default_graph", "reshape", "rint", "roll",
-    "rollaxis", "rot90", "round", "save", "select", "sigmoid", "sigmoid_binary_cross_entropy",
+    "rollaxis", "rot90", "round", "save", "seed", "select", "sigmoid",
+    "sigmoid_binary_cross_entropy",
     "sign", "sin", "sinc", "sinh", "softmax", "softmax_cross_entropy", "softplus", "sort", "split",
     "sqrt", "square", "squeeze", "stack", "std", "stop_gradient", "subtract", "sum", "swapaxes",
     "take", "tan", "tanh", "tensordot", "tile", "to_dot", "to_networkx", "trace", "transpose",
