@@ -65,9 +65,9 @@ def _words(state: np.ndarray, stream: int, blocks: int) -> tuple[np.ndarray, ...
     """The four words of blocks ``0 .. blocks-1`` of ``stream`` at ``state``, as uint64."""
     seed, call = (np.uint64(int(v) & 0xFFFF_FFFF_FFFF_FFFF) for v in state)
     block = np.arange(blocks, dtype=np.uint64)
-    counter = [block] + [np.full(blocks, v, np.uint64) for v in
-                         (stream, call & philox.MASK32, call >> philox.SHIFT32)]
-    return philox.philox4x32_10(*counter, seed & philox.MASK32, seed >> philox.SHIFT32)
+    c1, c2, c3 = (np.full(blocks, v, np.uint64)
+                  for v in (stream, call & philox.MASK32, call >> philox.SHIFT32))
+    return philox.philox4x32_10(block, c1, c2, c3, seed & philox.MASK32, seed >> philox.SHIFT32)
 
 
 def _uniform_impl(xs: Sequence[np.ndarray], attrs: dict, shape: tuple) -> np.ndarray:

@@ -105,7 +105,8 @@ def build_program(
 
     roots = output_nodes + [value for _, value in update_nodes]
     schedule = graph.schedule(roots)
-    if _draws(graph, schedule) and graph.random_state not in targets:
+    if (_draws(graph, schedule) and graph.random_state is not None
+            and graph.random_advance is not None and graph.random_state not in targets):
         # Every call that draws advances the generator: its next call draws new numbers.
         update_nodes.append((graph.node(graph.random_state), graph.node(graph.random_advance)))
         roots.append(update_nodes[-1][1])

@@ -181,7 +181,8 @@ def _random_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
     elif dtype == np.float32:
         values = [(w >> 8) / 2**24 for w in words]
     else:
-        values = [((a >> 5) * 2**26 + (b >> 6)) / 2**53 for a, b in zip(words[::2], words[1::2])]
+        pairs = zip(words[::2], words[1::2], strict=True)
+        values = [((a >> 5) * 2**26 + (b >> 6)) / 2**53 for a, b in pairs]
     return np.array(values[:n], dtype=dtype).reshape(shape)
 
 
