@@ -41,9 +41,12 @@ class Graph:
     ...     pass
     >>> g.name
     'demo'
+
+    ``seed`` starts the graph's random generator (``gc.random``, ``gc.seed``); it is an int in
+    ``[0, 2**64)``.
     """
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, seed: int = 0) -> None:
         self.name = name or f"graph{next(_graph_names)}"
         self.nx = nx.DiGraph()
         self.dims = DimTable()
@@ -58,6 +61,13 @@ class Graph:
         # an enclosing graph used in the body is captured as a placeholder of the body.
         self.parent: Graph | None = None
         self.captures: dict[int, Node] = {}  # enclosing node id -> its placeholder here
+        # The random generator (graphcomp/random): its seed, the ids of the int64[2] state
+        # parameter [seed, call] and of its advanced value, once a random node exists, and
+        # how many random nodes (streams) were made.
+        self.seed = check_seed(seed)
+        self.random_state: int | None = None
+        self.random_advance: int | None = None
+        self.random_streams = 0
 
     # -- default-graph context ------------------------------------------------------------
     def __enter__(self) -> Graph:
@@ -197,6 +207,14 @@ class Graph:
         needed = self.ancestors(outputs)
         order = nx.lexicographical_topological_sort(self.nx.subgraph(needed))
         return [self.node(i) for i in order]
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` if it is an int in ``[0, 2**64)``, else ``GraphError``."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and (
+            0 <= int(seed) < 2**64):
+        return int(seed)
+    raise GraphError(f"a random seed must be an int in [0, 2**64), got {seed!r}")
 
 
 def current_graph() -> Graph:

@@ -15,6 +15,7 @@ from graphcomp import dtypes
 from graphcomp.errors import DTypeError, GraphError, ShapeError
 from graphcomp.ir import DimTable, Graph, Node, shape_str
 from graphcomp.ops import Parameter, Tensor
+from graphcomp.ops.random_ops import RANDOM_OPS
 
 
 @dataclass
@@ -112,6 +113,13 @@ def build_program(
 
     roots = output_nodes + [value for _, value in update_nodes]
     schedule = graph.schedule(roots)
+    if (_draws(graph, schedule) and graph.random_state is not None
+            and graph.random_advance is not None and graph.random_state not in targets):
+        # Every call that draws advances the generator: its next call draws new numbers.
+        update_nodes.append((graph.node(graph.random_state), graph.node(graph.random_advance)))
+        roots.append(update_nodes[-1][1])
+        schedule = graph.schedule(roots)
+        _check_random_shapes(graph, schedule, input_nodes)
     for node in schedule:
         if node.op == "placeholder" and node.id not in seen:
             needed_by = [r.label() for r in roots if node.id in graph.ancestors([r])]
@@ -137,3 +145,22 @@ def _implicit_updates(
             taken.add(update.parameter.id)
             found.append((update.parameter, update.value))
     return found
+
+
+def _draws(graph: Graph, schedule: Sequence[Node]) -> bool:
+    return graph.random_state is not None and any(n.op in RANDOM_OPS for n in schedule)
+
+
+def _check_random_shapes(graph: Graph, schedule: Sequence[Node], inputs: Sequence[Node]) -> None:
+    """A random node's symbolic dims must be bound by an input's shape at call time."""
+    bound = {graph.dims.resolve(d) for node in inputs for d in node.shape}
+    for node in schedule:
+        if node.op not in RANDOM_OPS:
+            continue
+        for dim in graph.dims.resolve_shape(node.shape):
+            if isinstance(dim, str) and dim not in bound:
+                raise GraphError(
+                    f"{node.describe()} (created at {node.source}) has the symbolic dimension "
+                    f"{dim!r}, which no input of the compiled function has: its size would be "
+                    "unknown at call time"
+                )

@@ -172,6 +172,10 @@ OP_TABLE: dict[str, OpKernel] = {
     "scatter_add": OpKernel("loop nest", note="copy, then bounds-checked accumulate"),
     "check_index": OpKernel("loop nest", note="copy, raising on a label outside [0, size)"),
     "matmul": OpKernel("library", note="numpy's BLAS gemm per 2-D product (blas.py, lanes.py)"),
+    # ---------------------------------------------------------------- random (random_kernels.py)
+    "random_uniform": OpKernel("loop nest", note="Philox blocks, 4 float32 or 2 float64 each"),
+    "random_normal": OpKernel("loop nest", note="Philox blocks, Box-Muller: 2 normals each"),
+    "random_randint": OpKernel("loop nest", note="Philox blocks, 4 multiply-shift ints each"),
     # ---------------------------------------------------------------- sources
     "placeholder": OpKernel("argument", note="an input array of the step"),
     "parameter": OpKernel("argument", note="parameter storage, updated in place"),
