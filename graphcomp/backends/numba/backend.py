@@ -23,6 +23,7 @@ from graphcomp.backends.numba.compile_job import (
 )
 from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
 from graphcomp.backends.numba.release import release_dropped, track
+from graphcomp.backends.numba.stages import compile_staged, has_loops
 from graphcomp.errors import CompileError, ForkedProcessError, InputError
 from graphcomp.loops import LOOP_OPS
 from graphcomp.ops.indexing import (
@@ -91,7 +92,12 @@ def prepare(program: Program) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
 
     >>> # lp, plan, memory = prepare(build_program([x], [y]))
     """
-    lp = batch_matmuls(eliminate_common(fold_constants(lower(program))))
+    return prepare_lowered(lower(program))
+
+
+def prepare_lowered(lp: LoweredProgram) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
+    """``prepare`` after lowering (a staged program's segments are lowered already)."""
+    lp = batch_matmuls(eliminate_common(fold_constants(lp)))
     lp = isolate_outputs(eliminate_dead(simplify_powers(lp)))
     if numpy_blas() is not None:  # BLAS accumulates alpha * a @ b into a parameter
         lp = accumulate_products(lp)
@@ -360,28 +366,46 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
     >>> # exe = compile_numba(build_program([x], [y])); exe.run([xv], {"N": 4})
     """
     start = time.perf_counter()
+    if has_loops(program):  # scans: a sequence of compiled stages (backends/numba/stages.py)
+        _check_options(options)
+
+        def compile_body(body: Program) -> Any:
+            return compile_numba(body, fastmath=fastmath, driver_jit=driver_jit)
+
+        def compile_segment(segment: Program, lowered: LoweredProgram) -> NumbaExecutable:
+            began = time.perf_counter()
+            lp, plan, memory = prepare_lowered(lowered)
+            module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=driver_jit)
+            return compile_generated(segment, lp, memory, module, began)
+
+        return compile_staged(program, compile_body, compile_segment)  # type: ignore[return-value]
     lp, memory, module = generate_module(program, fastmath=fastmath, driver_jit=driver_jit,
                                          **options)
     return compile_generated(program, lp, memory, module, start)
 
 
-def generate_module(program: Program, *, fastmath: bool = False, driver_jit: bool | None = None,
-                    **options: Any) -> tuple[LoweredProgram, MemoryPlan, GeneratedModule]:
-    """The passes and the code generator: everything before Numba compiles."""
+def _check_options(options: dict[str, Any]) -> None:
     if options:
         raise CompileError(f"unknown option(s) for backend 'numba': {', '.join(sorted(options))}")
+
+
+def generate_module(program: Program, *, fastmath: bool = False, driver_jit: bool | None = None,
+                    **options: Any) -> tuple[LoweredProgram, MemoryPlan, GeneratedModule]:
+    """The passes and the code generator: everything before Numba compiles (one module: a
+    program without scans)."""
+    _check_options(options)
     _refuse_loops(program)
     lp, plan, memory = prepare(program)
     return lp, memory, generate(lp, plan, memory, fastmath=fastmath, driver_jit=driver_jit)
 
 
 def _refuse_loops(program: Program) -> None:
-    """The numba code generation of ``scan`` is not written yet: say so at compile time."""
+    """A program with scans is several modules (``compile_numba`` compiles it), never one."""
     for node in program.schedule:
         if node.op in LOOP_OPS:
             raise CompileError(
-                f"{node.describe()}: the numba backend does not compile scan yet; compile this "
-                "function with backend=\"numpy\" (docs/loops.md)")
+                f"{node.describe()}: a program with scan compiles into several modules; "
+                "compile it with compile_numba (docs/loops.md)")
 
 
 def compile_generated(program: Program, lp: LoweredProgram, memory: MemoryPlan,

@@ -1,0 +1,286 @@
+"""Programs that hold ``scan`` on the numba backend: a sequence of compiled stages.
+
+The lowered program is cut at each scan into *segments* (the ops between two scans), each
+compiled by the ordinary pipeline (passes, fusion, memory plan, one generated module), and
+*scan stages*. A scan's body is a program of its own, compiled once by the same pipeline
+whatever the number of steps; its stage runs one loop over the leading axis that calls the
+body's driver on the step's carry, the views ``x[t]`` and the invariants, then copies the new
+carry into a second carry buffer (the two swap) and the step's ``y`` into the stacked output.
+Stacked outputs and carries are allocated once per binding of the symbols and reused.
+
+Values cross stages as arrays: a segment's inputs are the program's placeholders it reads and
+the values earlier stages made (placeholders of its own program); parameters and constants
+are read where they are used. All updates are applied by the last segment, after every stage
+has read the old values.
+
+>>> # exe = compile_staged(program, fastmath=False, driver_jit=None, start=time.perf_counter())
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from graphcomp.errors import CompileError
+from graphcomp.loops import LOOP_OPS, SCAN, SCAN_OUTPUT, ScanBody
+from graphcomp.passes.lowered import LOp, LoweredProgram
+from graphcomp.passes.lowering import lower
+from graphcomp.runtime.binding import check_inputs
+from graphcomp.runtime.program import Program
+
+Compile = Callable[[Program], Any]  # compiles a loop-free or staged program
+
+
+def has_loops(program: Program) -> bool:
+    """Whether ``program``'s schedule holds a scan."""
+    return any(node.op in LOOP_OPS for node in program.schedule)
+
+
+@dataclass
+class Segment:
+    """Ops between two scans, compiled into one generated module."""
+
+    executable: Any  # NumbaExecutable
+    inputs: list[int]  # value ids, in the order its driver takes them
+    outputs: list[int]  # value ids later stages (or the program's outputs) read
+    copied: list[bool]  # an output that may share a parameter's storage is copied
+
+    def run(self, env: dict[int, np.ndarray], binding: dict[str, int]) -> list[np.ndarray]:
+        """Run the segment on the values in ``env``; store what it makes there."""
+        outputs, new_values = self.executable.run([env[i] for i in self.inputs], binding)
+        for value, array, copied in zip(self.outputs, outputs, self.copied, strict=True):
+            env[value] = array.copy() if copied else array
+        return new_values
+
+
+@dataclass
+class ScanLoop:
+    """One scan: its body's executable and the loop that calls it once per step."""
+
+    op: LOp
+    body: ScanBody
+    executable: Any  # the body's NumbaExecutable (or staged executable: nested scans)
+    inputs: list[int]  # init leaves, xs leaves, invariants
+    outputs: dict[int, int]  # scan_output value id -> output index
+    stack_carries: bool
+    _bound: dict[tuple, _BoundLoop] = field(default_factory=dict)
+
+    def run(self, env: dict[int, np.ndarray], binding: dict[str, int]) -> None:
+        """Run every step; store the scan's outputs in ``env``."""
+        arrays = [env[i] for i in self.inputs]
+        n_carry, n_xs = len(self.body.carry_in), len(self.body.x_in)
+        carry, xs = arrays[:n_carry], arrays[n_carry:n_carry + n_xs]
+        invariants = arrays[n_carry + n_xs:]
+        trip = xs[0].shape[0] if xs else int(self.op.shape[0])
+        key = (trip, *[a.shape for a in arrays])
+        bound = self._bound.get(key) or self._bind(key, carry, xs, invariants, trip)
+        results = bound.loop(carry, xs, invariants, trip, self.op.attrs["reverse"])
+        for value, index in self.outputs.items():
+            env[value] = results[index]
+
+    def _bind(self, key: tuple, carry: list[np.ndarray], xs: list[np.ndarray],
+              invariants: list[np.ndarray], trip: int) -> _BoundLoop:
+        body = self.body
+        one_step = [x[0] if trip else np.empty(x.shape[1:], x.dtype) for x in xs]
+        _, binding = check_inputs(body.inputs, carry + one_step + invariants, body.dims)
+        executable = self.executable
+        step = executable.runner(binding) if hasattr(executable, "runner") else None
+        if step is None:
+            def step(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+                return executable.run(inputs, binding)[0]
+        ys = [np.empty((trip, *_shape(y.shape, binding)), y.dtype) for y in body.y_out]
+        stacks = [np.empty((trip if self.stack_carries else 0, *c.shape), c.dtype)
+                  for c in carry]
+        carries = [[np.empty_like(c) for c in carry] for _ in range(2)]
+        bound = _BoundLoop(step, carries, ys, stacks, self.stack_carries)
+        self._bound[key] = bound
+        return bound
+
+
+@dataclass
+class _BoundLoop:
+    """The buffers of one scan for one binding: two carries that swap, stacked ys and carries."""
+
+    step: Callable[[Sequence[np.ndarray]], list[np.ndarray]]
+    carries: list[list[np.ndarray]]
+    ys: list[np.ndarray]
+    stacks: list[np.ndarray]  # of length 0 when nothing reads them
+    stack_carries: bool
+
+    def loop(self, init: list[np.ndarray], xs: list[np.ndarray], invariants: list[np.ndarray],
+             trip: int, reverse: bool) -> list[np.ndarray]:
+        carry, spare = self.carries
+        for buffer, value in zip(carry, init, strict=True):
+            np.copyto(buffer, value)
+        step, ys, n_carry = self.step, self.ys, len(carry)
+        stacking = self.stack_carries
+        for t in range(trip - 1, -1, -1) if reverse else range(trip):
+            if stacking:
+                for stack, value in zip(self.stacks, carry, strict=True):
+                    stack[t] = value
+            outputs = step([*carry, *[x[t] for x in xs], *invariants])
+            for y, value in zip(ys, outputs[n_carry:], strict=True):
+                y[t] = value
+            for buffer, value in zip(spare, outputs[:n_carry], strict=True):
+                np.copyto(buffer, value)
+            carry, spare = spare, carry
+        return [*carry, *ys, *self.stacks]
+
+
+def _shape(shape: Sequence[Any], binding: dict[str, int]) -> tuple[int, ...]:
+    return tuple(d if isinstance(d, int) else binding[d] for d in shape)
+
+
+class StagedExecutable:
+    """Runs the stages of a program that holds scans, in order (see the module's text)."""
+
+    def __init__(self, program: Program, stages: list[Segment | ScanLoop],
+                 sources: dict[int, LOp], compile_seconds: float) -> None:
+        self.program = program
+        self.stages = stages
+        self.compile_seconds = compile_seconds
+        executables = [stage.executable for stage in stages]
+        self.cache_hit = all(getattr(e, "cache_hit", False) for e in executables)
+        self.source = "\n".join(_stage_text(i, stage) for i, stage in enumerate(stages))
+        self._inputs = [node.id for node in program.inputs]
+        storage = program.graph.parameter_values
+        self._storage = storage
+        self._parameters = [(i, op.attrs["storage_id"]) for i, op in sources.items()
+                            if op.op == "parameter"]
+        self._constants = {i: np.array(op.attrs["value"], copy=True, order="C")
+                           for i, op in sources.items() if op.op == "constant"}
+
+    def run(self, inputs: Sequence[np.ndarray], binding: dict[str, int]
+            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        env: dict[int, np.ndarray] = dict(zip(self._inputs, inputs, strict=True))
+        env.update(self._constants)
+        for value, storage_id in self._parameters:
+            env[value] = self._storage[storage_id]
+        last = self.stages[-1]
+        assert isinstance(last, Segment)
+        for stage in self.stages[:-1]:
+            stage.run(env, binding)
+        outputs, new_values = last.executable.run([env[i] for i in last.inputs], binding)
+        return outputs, new_values
+
+
+def _stage_text(index: int, stage: Segment | ScanLoop) -> str:
+    if isinstance(stage, Segment):
+        head = f"# ---- stage {index}: the ops up to the next scan, one generated module"
+        return f"{head}\n{stage.executable.source}"
+    op = stage.op
+    head = (f"# ---- stage {index}: {op.describe()}, reverse={op.attrs['reverse']}: a loop over "
+            f"T = {op.shape[0]} steps that calls the body's step below once per step")
+    return f"{head}\n{stage.executable.source}"
+
+
+def compile_staged(program: Program, compile_body: Compile,
+                   compile_segment: Callable[[Program, LoweredProgram], Any]
+                   ) -> StagedExecutable:
+    """Cut ``program`` at its scans and compile every stage.
+
+    ``compile_body`` compiles a body's program (with the options of the enclosing compile);
+    ``compile_segment`` runs the passes and code generation on a segment's lowered program.
+    """
+    start = time.perf_counter()
+    lp = lower(program)
+    groups = _split(lp)
+    reads = [_reads(lp, group, last=(i == len(groups) - 1)) for i, group in enumerate(groups)]
+    position = {value: i for i, value in enumerate(lp.ops)}
+    stages: list[Segment | ScanLoop] = []
+    sources: dict[int, LOp] = {}
+    for i, group in enumerate(groups):
+        later = set().union(*reads[i + 1:]) if i + 1 < len(groups) else set()
+        if isinstance(group, int):
+            stages.append(_scan_loop(lp, group, later, compile_body))
+            sources.update({v: lp.ops[v] for v in lp.ops[group].inputs if lp.ops[v].is_source})
+            continue
+        last = i == len(groups) - 1
+        if not group and not last:
+            continue
+        outputs = list(lp.outputs) if last else sorted(set(group) & later, key=position.get)
+        seg = _segment_program(program, lp, group, reads[i], outputs, position, last)
+        executable = compile_segment(seg[0], seg[1])
+        memory = executable.memory
+        copied = [memory.base(v) not in memory.slot_of for v in outputs]
+        stages.append(Segment(executable, seg[1].inputs, outputs, copied))
+    return StagedExecutable(program, stages, sources, time.perf_counter() - start)
+
+
+def _split(lp: LoweredProgram) -> list[list[int] | int]:
+    """Segments (lists of op ids) and scans (an op id), in schedule order; sources belong to
+    no segment (each stage reads them where they are), scan outputs to their scan."""
+    groups: list[list[int] | int] = [[]]
+    for op in lp.ops.values():
+        if op.op == SCAN:
+            groups += [op.id, []]
+        elif op.op != SCAN_OUTPUT and not op.is_source:
+            group = groups[-1]
+            assert isinstance(group, list)
+            group.append(op.id)
+    return groups
+
+
+def _reads(lp: LoweredProgram, group: list[int] | int, last: bool) -> set[int]:
+    """The values a stage reads from outside itself."""
+    if isinstance(group, int):
+        return set(lp.ops[group].inputs)
+    own = set(group)
+    values = {i for op in group for i in lp.ops[op].inputs if i not in own}
+    if last:  # the outputs and updates are the last segment's
+        values |= set(lp.outputs) | {v for pair in lp.updates for v in pair}
+    return values - own
+
+
+def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: Compile
+               ) -> ScanLoop:
+    op = lp.ops[scan_id]
+    body: ScanBody = op.attrs["body"]
+    outputs = {v.id: v.attrs["index"] for v in lp.ops.values()
+               if v.op == SCAN_OUTPUT and v.inputs == [scan_id] and v.id in later}
+    stacked = len(body.carry_out) + len(body.y_out)
+    program = Program(body.graph, list(body.inputs), list(body.outputs), [],
+                      list(body.schedule), body.dims)
+    try:
+        executable = compile_body(program)
+    except CompileError as exc:
+        raise CompileError(f"{op.describe()} (body traced at {body.source}): {exc}") from None
+    return ScanLoop(op, body, executable, list(op.inputs), outputs,
+                    any(index >= stacked for index in outputs.values()))
+
+
+def _segment_program(program: Program, lp: LoweredProgram, group: list[int], reads: set[int],
+                     outputs: list[int], position: dict[int, int], last: bool
+                     ) -> tuple[Program, LoweredProgram]:
+    """A segment as a program of its own: values made by other stages become placeholders."""
+    ops: dict[int, LOp] = {}
+    inputs = []
+    for value in sorted(reads, key=position.get):
+        op = lp.ops[value]
+        if op.op in ("parameter", "constant"):
+            ops[value] = _copy(op)
+        else:
+            ops[value] = LOp(value, "placeholder", [], {}, op.shape, op.dtype, list(op.labels))
+            inputs.append(value)
+    for value in group:
+        ops[value] = _copy(lp.ops[value])
+    updates = list(lp.updates) if last else []
+    used = {d for op in ops.values() for d in (*op.shape, *op.attrs.get("dims", ()))
+            if isinstance(d, str)}
+    seg_lp = LoweredProgram(ops=ops, inputs=inputs, outputs=list(outputs), updates=updates,
+                            symbols=[s for s in lp.symbols if s in used],
+                            graph_name=lp.graph_name)
+    graph = program.graph
+    seg_program = Program(graph, [graph.node(i) for i in inputs],
+                          [graph.node(i) for i in outputs],
+                          [(graph.node(p), graph.node(v)) for p, v in updates],
+                          [graph.node(i) for i in group], program.dims)
+    return seg_program, seg_lp
+
+
+def _copy(op: LOp) -> LOp:
+    return LOp(op.id, op.op, list(op.inputs), dict(op.attrs), op.shape, op.dtype, list(op.labels))
