@@ -122,7 +122,7 @@ class _BoundLoop:
             if stacking:
                 for stack, value in zip(self.stacks, carry, strict=True):
                     stack[t] = value
-            outputs = step([*carry, *[x[t] for x in xs], *invariants])
+            outputs = step([*carry, *[x[t, ...] for x in xs], *invariants])  # views, 0-d too
             for y, value in zip(ys, outputs[n_carry:], strict=True):
                 y[t] = value
             for buffer, value in zip(spare, outputs[:n_carry], strict=True):

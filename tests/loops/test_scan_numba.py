@@ -1,0 +1,167 @@
+"""gc.scan on the numba backend against the numpy backend (the oracle), float64, rtol 1e-10.
+
+The numpy backend's scan equals the same loop unrolled (tests/loops/test_scan.py), so these
+tests also tie the numba gradients to the unrolled ones. Compiled functions are shared within
+the module: Numba's compile time dominates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import graphcomp as gc
+
+RTOL = 1e-10
+B, H = 2, 3
+
+
+def _assert_close(got: list, expected: list) -> None:
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-13)
+
+
+def _both(inputs: list, outputs: list, updates: list | None = None) -> tuple:
+    return (gc.compile(inputs, outputs, updates=updates, backend="numpy"),
+            gc.compile(inputs, outputs, updates=updates, backend="numba"))
+
+
+def _rnn(reverse: bool) -> tuple[gc.Function, gc.Function]:
+    rng = np.random.default_rng(1)
+    with gc.Graph():
+        xs = gc.placeholder(("T", B, H), "float64", name="xs")
+        h0 = gc.placeholder((B, H), "float64", name="h0")
+        W, U = (gc.parameter(rng.normal(size=(H, H)) * 0.5, name=k) for k in "WU")
+        b = gc.parameter(rng.normal(size=H), name="b")
+        h, hs = gc.scan(lambda h, x: (gc.tanh(h @ W + x @ U + b),) * 2, h0, xs,
+                        reverse=reverse)
+        loss = gc.sum(hs * hs) + gc.sum(gc.sin(h))
+        return _both([xs, h0], [loss, h, hs, *gc.grad(loss, [W, U, b, xs, h0])])
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["forward", "reverse"])
+def rnn(request: pytest.FixtureRequest) -> tuple[gc.Function, gc.Function]:
+    return _rnn(request.param)
+
+
+@pytest.mark.parametrize("steps", [4, 0, 1, 7])
+def test_tanh_rnn_values_and_gradients_match_numpy_for_any_length(rnn: tuple, steps: int):
+    """One compiled function, the symbolic T bound to several lengths, 0 included."""
+    rng = np.random.default_rng(steps)
+    feed = [rng.normal(size=(steps, B, H)), rng.normal(size=(B, H))]
+    reference, compiled = rnn
+    _assert_close(compiled(*feed), reference(*feed))
+    assert compiled.backend == "numba"
+
+
+def test_the_source_lists_each_stage_and_the_body_once():
+    reference, compiled = _rnn(False)
+    heads = [line for line in compiled.source.splitlines() if line.startswith("# ---- stage")]
+    assert len(heads) == 4  # forward scan, the ops between, the reverse scan, the last ops
+    assert "scan, reverse=False" in heads[0] and "scan, reverse=True" in heads[2]
+
+
+def _lstm_step(p: dict) -> Callable:
+    def step(carry: dict, x: gc.Tensor) -> tuple:
+        z = x @ p["Wx"] + carry["h"] @ p["Wh"] + p["b"]
+        i, f, o, g = (gc.sigmoid(z[:, k * H:(k + 1) * H]) for k in range(4))
+        c = f * carry["c"] + i * gc.tanh(g)
+        h = o * gc.tanh(c)
+        return {"h": h, "c": c}, {"h": h, "norm": gc.sum(c * c, axis=1)}
+    return step
+
+
+def test_lstm_with_a_dict_carry_values_and_gradients_match_numpy():
+    rng = np.random.default_rng(2)
+    with gc.Graph():
+        xs = gc.placeholder((None, B, H), "float64", name="xs")
+        p = {k: gc.parameter(rng.normal(size=s) * 0.4, name=k)
+             for k, s in (("Wx", (H, 4 * H)), ("Wh", (H, 4 * H)), ("b", (4 * H,)))}
+        init = {"h": gc.constant(np.zeros((B, H))), "c": gc.constant(np.ones((B, H)))}
+        carry, ys = gc.scan(_lstm_step(p), init, xs)
+        loss = gc.sum(ys["h"] * ys["h"]) + gc.sum(ys["norm"]) + gc.sum(carry["c"])
+        grads = gc.grad(loss, [*p.values(), xs])
+        reference, compiled = _both([xs], [loss, carry["h"], ys["norm"], *grads])
+    for steps in (5, 0):
+        feed = rng.normal(size=(steps, B, H))
+        _assert_close(compiled(feed), reference(feed))
+
+
+def _training(backend: str) -> tuple[gc.Function, list]:
+    rng = np.random.default_rng(3)
+    with gc.Graph():
+        xs = gc.placeholder(("T", B, H), "float64", name="xs")
+        target = gc.placeholder((B, H), "float64", name="target")
+        W = gc.parameter(rng.normal(size=(H, H)) * 0.5, name="W")
+        U = gc.parameter(rng.normal(size=(H, H)) * 0.5, name="U")
+        h, _ = gc.scan(lambda h, x: (gc.tanh(h @ W + x @ U),) * 2,
+                       gc.constant(np.zeros((B, H))), xs)
+        loss = gc.mean(gc.square(h - target))
+        params = [W, U]
+        updates = [(p, p - 0.5 * g) for p, g in zip(params, gc.grad(loss, params), strict=True)]
+        return gc.compile([xs, target], loss, updates=updates, backend=backend), params
+
+
+def test_a_training_loop_with_updates_matches_numpy():
+    runs = []
+    for backend in ("numpy", "numba"):
+        step, params = _training(backend)
+        rng = np.random.default_rng(4)
+        losses = [step(rng.normal(size=(t, B, H)), rng.normal(size=(B, H))) for t in (3, 5, 3)]
+        runs.append([np.asarray(losses), *[p.value for p in params]])
+    _assert_close(runs[1], runs[0])
+    assert runs[0][0][0] != runs[0][0][2]  # the parameters moved between steps
+
+
+def test_nested_scans_match_numpy():
+    rng = np.random.default_rng(5)
+    with gc.Graph():
+        xs = gc.placeholder((None, 2, H), "float64", name="xs")
+        W = gc.parameter(rng.normal(size=(H, H)) * 0.5, name="W")
+
+        def outer(c: gc.Tensor, row: gc.Tensor) -> tuple:
+            inner, _ = gc.scan(lambda d, x: (gc.tanh(d @ W + x), d), c, row)
+            return inner, gc.sum(inner)
+
+        c, ys = gc.scan(outer, gc.constant(np.zeros(H)), xs)
+        loss = gc.sum(c * c) + gc.sum(ys)
+        reference, compiled = _both([xs], [loss, c, ys, *gc.grad(loss, [W, xs])])
+    feed = rng.normal(size=(3, 2, H))
+    _assert_close(compiled(feed), reference(feed))
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> list[tuple[str, int]]:
+    ops = st.sampled_from(["tanh", "mul_w", "add_x", "sin", "square_x"])
+    return draw(st.lists(st.tuples(ops, st.integers(0, 1)), min_size=1, max_size=3))
+
+
+def _apply(steps: list, c: gc.Tensor, x: gc.Tensor, w: gc.Tensor) -> gc.Tensor:
+    for op, k in steps:
+        other = x if k else c
+        c = {"tanh": lambda: gc.tanh(c + other), "mul_w": lambda: c * w,
+             "add_x": lambda: c + x, "sin": lambda: gc.sin(other) * c,
+             "square_x": lambda: c + 0.1 * x * x}[op]()
+    return c
+
+
+@settings(max_examples=4, deadline=None)  # each example compiles new kernels
+@given(bodies(), st.booleans())
+def test_generated_bodies_agree_across_backends(steps: list, reverse: bool):
+    rng = np.random.default_rng(len(steps))
+    with gc.Graph():
+        xs = gc.placeholder((None, 2), "float64", name="xs")
+        w = gc.parameter(rng.normal(size=2), name="w")
+        body = lambda c, x: (_apply(steps, c, x, w), c * x)  # noqa: E731
+        c, ys = gc.scan(body, gc.constant(np.ones(2)), xs, reverse=reverse)
+        loss = gc.sum(c * c) + gc.sum(ys)
+        reference, compiled = _both([xs], [c, ys, *gc.grad(loss, [w, xs])])
+    for length in (3, 0):
+        feed = rng.normal(size=(length, 2))
+        _assert_close(compiled(feed), reference(feed))
