@@ -12,7 +12,7 @@ sides start from the same values, so their gradients can be compared (tests/benc
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
 import numpy as np
@@ -265,6 +265,26 @@ def rnn(seed: int = 0, steps: int = 32, hidden: int = 128, features: int = 64,
     )
 
 
+def rnn_scan(seed: int = 0, steps: int = 32, hidden: int = 128, features: int = 64,
+             batch: int = 32) -> Problem:
+    """``rnn``'s model and data written with ``gc.scan`` (one traced step); same numpy step."""
+    unrolled = rnn(seed, steps, hidden, features, batch)
+
+    def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
+        x, y = inputs
+
+        def step(h: gc.Tensor, x_t: gc.Tensor) -> tuple[gc.Tensor, None]:
+            return gc.tanh(x_t @ p["Wx"] + h @ p["Wh"] + p["b"]), None
+
+        h, _ = gc.scan(step, gc.tanh(x[0] @ p["Wx"] + p["b"]), x[1:])
+        out = h @ p["Wo"] + p["bo"]
+        return gc.mean(gc.square(out - y))
+
+    return replace(
+        unrolled, name="rnn_scan" if steps == 32 else f"rnn_scan{steps}",
+        shape=unrolled.shape.replace("unrolled", "with gc.scan"), build_loss=build)
+
+
 # ---------------------------------------------------------------- logistic regression
 
 
@@ -302,11 +322,13 @@ def logreg(seed: int = 0) -> Problem:
 
 WORKLOADS: dict[str, Callable[..., Problem]] = {
     "tiny_mlp": tiny_mlp, "mlp": mlp, "ewise": ewise, "rnn": rnn, "logreg": logreg,
+    "rnn_scan": rnn_scan,
 }
 
 
 def make(name: str, **options: int) -> Problem:
-    """The named workload (``tiny_mlp``, ``mlp``, ``ewise``, ``rnn``, ``logreg``)."""
+    """The named workload (``tiny_mlp``, ``mlp``, ``ewise``, ``rnn``, ``logreg``,
+    ``rnn_scan``)."""
     return WORKLOADS[name](**options)
 
 

@@ -52,6 +52,11 @@ from graphcomp.runtime.locks import hold_during_fork
 from graphcomp.runtime.program import Program
 
 ALIGN_BYTES = 64  # every slot starts on a cache line
+# Stages of a program with scans (backends/numba/stages.py), chosen by measurement, see
+# docs/loops.md; None: by size, as for any program.
+SEGMENT_DRIVER_JIT: bool | None = False
+BODY_DRIVER_JIT: bool | None = True
+BODY_LANES = False
 
 # Set in a forked child whose parent had started GNU OpenMP's threads (numba's 'omp'
 # threading layer): numba kills such a child (SIGTERM) at its first parallel loop.
@@ -238,6 +243,18 @@ class NumbaExecutable:
         self._states[key] = state
         return state
 
+    def bound_buffers(self, binding: dict[str, int]) -> tuple[list[Any], tuple]:
+        """The output views and the driver's trailing arguments for ``binding`` (a scan's
+        loop calls the driver itself, see stages.py)."""
+        key = tuple([binding[s] for s in self.lp.symbols])
+        state = self._states.get(key) or self._bind(key)
+        return state.outputs, state.tail
+
+    def module_function(self, name: str) -> Any:
+        """A function of the loaded module, by name (``scan_loop``)."""
+        driver = getattr(self._driver, "py_func", self._driver)
+        return driver.__globals__[name]
+
     def step_calls(self) -> list[tuple[str, list[tuple[int | None, str]]]]:
         """Each call of the step as the driver writes it, with the values it computes: (graph
         node id or None for a value a pass made, its description). See gc.kernel_listing."""
@@ -368,20 +385,35 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
     start = time.perf_counter()
     if has_loops(program):  # scans: a sequence of compiled stages (backends/numba/stages.py)
         _check_options(options)
-
-        def compile_body(body: Program) -> Any:
-            return compile_numba(body, fastmath=fastmath, driver_jit=driver_jit)
-
-        def compile_segment(segment: Program, lowered: LoweredProgram) -> NumbaExecutable:
-            began = time.perf_counter()
-            lp, plan, memory = prepare_lowered(lowered)
-            module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=driver_jit)
-            return compile_generated(segment, lp, memory, module, began)
-
-        return compile_staged(program, compile_body, compile_segment)  # type: ignore[return-value]
+        return _compile_staged(program, fastmath, driver_jit)  # type: ignore[return-value]
     lp, memory, module = generate_module(program, fastmath=fastmath, driver_jit=driver_jit,
                                          **options)
     return compile_generated(program, lp, memory, module, start)
+
+
+def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None) -> Any:
+    """A program with scans: segments get a Python driver (run once a step, it compiles
+    faster), bodies an njit one without lanes (run once per loop step, a native call)."""
+
+    def compile_body(body: Program, loop_text: Callable[[GeneratedModule], str]) -> Any:
+        if has_loops(body):
+            return _compile_staged(body, fastmath, driver_jit)
+        began = time.perf_counter()
+        lp, plan, memory = prepare(body)
+        jit = BODY_DRIVER_JIT if driver_jit is None else driver_jit
+        module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=jit,
+                          lanes=BODY_LANES)
+        module.source += loop_text(module)
+        return compile_generated(body, lp, memory, module, began)
+
+    def compile_segment(segment: Program, lowered: LoweredProgram) -> NumbaExecutable:
+        began = time.perf_counter()
+        lp, plan, memory = prepare_lowered(lowered)
+        jit = SEGMENT_DRIVER_JIT if driver_jit is None else driver_jit
+        module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=jit)
+        return compile_generated(segment, lp, memory, module, began)
+
+    return compile_staged(program, compile_body, compile_segment)
 
 
 def _check_options(options: dict[str, Any]) -> None:

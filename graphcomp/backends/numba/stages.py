@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from graphcomp.backends.numba.blas import blas_thread_count
 from graphcomp.errors import CompileError
 from graphcomp.loops import LOOP_OPS, SCAN, SCAN_OUTPUT, ScanBody
 from graphcomp.passes.lowered import LOp, LoweredProgram
@@ -32,7 +33,8 @@ from graphcomp.passes.lowering import lower
 from graphcomp.runtime.binding import check_inputs
 from graphcomp.runtime.program import Program
 
-Compile = Callable[[Program], Any]  # compiles a loop-free or staged program
+# compiles a body's program; the callable it gets returns the loop's text for a body module
+Compile = Callable[[Program, Callable[[Any], str]], Any]
 
 
 def has_loops(program: Program) -> bool:
@@ -67,6 +69,7 @@ class ScanLoop:
     inputs: list[int]  # init leaves, xs leaves, invariants
     outputs: dict[int, int]  # scan_output value id -> output index
     stack_carries: bool
+    native: bool  # the body's module holds ``scan_loop`` (loop_text)
     _bound: dict[tuple, _BoundLoop] = field(default_factory=dict)
 
     def run(self, env: dict[int, np.ndarray], binding: dict[str, int]) -> None:
@@ -78,7 +81,18 @@ class ScanLoop:
         trip = xs[0].shape[0] if xs else int(self.op.shape[0])
         key = (trip, *[a.shape for a in arrays])
         bound = self._bound.get(key) or self._bind(key, carry, xs, invariants, trip)
-        results = bound.loop(carry, xs, invariants, trip, self.op.attrs["reverse"])
+        # The body's products are small: OpenBLAS's second thread only adds a hand-over per
+        # product, and on a busy machine a wait for a descheduled thread (rnn_scan backward
+        # loop, load 7 on 2 cores: 382 ms with two threads, 7.6 ms with one).
+        counts = blas_thread_count()
+        threads = counts[0]() if counts is not None else 1
+        if threads > 1 and counts is not None:
+            counts[1](1)
+        try:
+            results = bound.loop(carry, xs, invariants, trip, self.op.attrs["reverse"])
+        finally:
+            if threads > 1 and counts is not None:
+                counts[1](threads)
         for value, index in self.outputs.items():
             env[value] = results[index]
 
@@ -87,18 +101,27 @@ class ScanLoop:
         body = self.body
         one_step = [x[0] if trip else np.empty(x.shape[1:], x.dtype) for x in xs]
         _, binding = check_inputs(body.inputs, carry + one_step + invariants, body.dims)
+        ys = [np.empty((trip, *_shape(y.shape, binding)), y.dtype) for y in body.y_out]
+        stacks = [np.empty((trip if self.stack_carries else 0, *c.shape), c.dtype)
+                  for c in carry]
+        carries = [[np.empty_like(c) for c in carry] for _ in range(2)]
+        bound = _BoundLoop(self._step(binding), carries, ys, stacks, self.stack_carries)
+        if self.native:
+            views, tail = self.executable.bound_buffers(binding)
+            if all(isinstance(v, np.ndarray) for v in views):  # else: an input passes through
+                bound.native = (self.executable.module_function("scan_loop"), (*views, *tail))
+        self._bound[key] = bound
+        return bound
+
+
+    def _step(self, binding: dict[str, int]) -> Callable[[Sequence[np.ndarray]], list]:
+        """One call of the body from Python: its runner, or its general run."""
         executable = self.executable
         step = executable.runner(binding) if hasattr(executable, "runner") else None
         if step is None:
             def step(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
                 return executable.run(inputs, binding)[0]
-        ys = [np.empty((trip, *_shape(y.shape, binding)), y.dtype) for y in body.y_out]
-        stacks = [np.empty((trip if self.stack_carries else 0, *c.shape), c.dtype)
-                  for c in carry]
-        carries = [[np.empty_like(c) for c in carry] for _ in range(2)]
-        bound = _BoundLoop(step, carries, ys, stacks, self.stack_carries)
-        self._bound[key] = bound
-        return bound
+        return step
 
 
 @dataclass
@@ -110,12 +133,18 @@ class _BoundLoop:
     ys: list[np.ndarray]
     stacks: list[np.ndarray]  # of length 0 when nothing reads them
     stack_carries: bool
+    native: tuple | None = None  # scan_loop and the body's output views and driver tail
 
     def loop(self, init: list[np.ndarray], xs: list[np.ndarray], invariants: list[np.ndarray],
              trip: int, reverse: bool) -> list[np.ndarray]:
         carry, spare = self.carries
         for buffer, value in zip(carry, init, strict=True):
             np.copyto(buffer, value)
+        if self.native is not None:
+            function, buffers = self.native
+            function(trip, reverse, self.stack_carries, *carry, *spare, *xs,
+                              *invariants, *self.ys, *self.stacks, *buffers)
+            return [*(carry if trip % 2 == 0 else spare), *self.ys, *self.stacks]
         step, ys, n_carry = self.step, self.ys, len(carry)
         stacking = self.stack_carries
         for t in range(trip - 1, -1, -1) if reverse else range(trip):
@@ -170,11 +199,13 @@ class StagedExecutable:
 
 def _stage_text(index: int, stage: Segment | ScanLoop) -> str:
     if isinstance(stage, Segment):
-        head = f"# ---- stage {index}: the ops up to the next scan, one generated module"
+        head = f"# ---- stage {index}: the ops between scans, one generated module"
         return f"{head}\n{stage.executable.source}"
     op = stage.op
-    head = (f"# ---- stage {index}: {op.describe()}, reverse={op.attrs['reverse']}: a loop over "
-            f"T = {op.shape[0]} steps that calls the body's step below once per step")
+    loop = ("scan_loop, at the end of the body's module below" if stage.native else
+            "a Python loop over the body's step below (a body that cannot take scan_loop)")
+    head = (f"# ---- stage {index}: {op.describe()}, reverse={op.attrs['reverse']}, "
+            f"T = {op.shape[0]}: {loop}")
     return f"{head}\n{stage.executable.source}"
 
 
@@ -245,12 +276,53 @@ def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: 
     stacked = len(body.carry_out) + len(body.y_out)
     program = Program(body.graph, list(body.inputs), list(body.outputs), [],
                       list(body.schedule), body.dims)
+    ranks = [n.ndim for n in (*body.carry_in, *body.x_in, *body.y_out)]
+    native: list[bool] = []
+
+    def text(module: Any) -> str:
+        native.append(module.driver_jit and not module.uses_lanes and 0 not in ranks)
+        return loop_text(body, len(module.arguments) - len(body.inputs)) if native[0] else ""
+
     try:
-        executable = compile_body(program)
+        executable = compile_body(program, text)
     except CompileError as exc:
         raise CompileError(f"{op.describe()} (body traced at {body.source}): {exc}") from None
     return ScanLoop(op, body, executable, list(op.inputs), outputs,
-                    any(index >= stacked for index in outputs.values()))
+                    any(index >= stacked for index in outputs.values()), bool(native and native[0]))
+
+
+def loop_text(body: ScanBody, tail: int) -> str:
+    """``scan_loop``, appended to a body's module: the whole loop in one native call.
+
+    Its arguments: the trip count, the direction, whether carries are stacked, the carry
+    buffers and their spares (the two swap each step), the stacked xs, the invariants, the
+    stacked ys and carries, the driver's output views, then the driver's trailing arguments.
+    """
+    def names(prefix: str, count: int) -> list[str]:
+        return [f"{prefix}{i}" for i in range(count)]
+
+    carry, spare = names("c", len(body.carry_in)), names("s", len(body.carry_in))
+    xs, inv = names("x", len(body.x_in)), names("v", len(body.invariant_in))
+    ys, stacks = names("y", len(body.y_out)), names("k", len(body.carry_in))
+    outs, rest = names("o", len(body.outputs)), names("a", tail)
+    args = ", ".join(["trip", "reverse", "stacking", *carry, *spare, *xs, *inv, *ys, *stacks,
+                      *outs, *rest])
+    step_args = ", ".join([*carry, *[f"{x}[t]" for x in xs], *inv, *rest])
+    lines = [
+        "", "", "# ---- the scan's loop (graphcomp/backends/numba/stages.py)", "", "",
+        "@njit(cache=True, nogil=True, error_model=\"numpy\")",
+        f"def scan_loop({args}):",
+        "    for i in range(trip):",
+        "        t = trip - 1 - i if reverse else i",
+        "        if stacking:",
+        *[f"            {k}[t] = {c}" for k, c in zip(stacks, carry, strict=True)],
+        f"        step({step_args})",
+        *[f"        {y}[t] = {o}" for y, o in zip(ys, outs[len(carry):], strict=True)],
+        *[f"        {s}[:] = {o}" for s, o in zip(spare, outs[:len(carry)], strict=True)],
+        *[f"        {c}, {s} = {s}, {c}" for c, s in zip(carry, spare, strict=True)],
+        "    return trip",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _segment_program(program: Program, lp: LoweredProgram, group: list[int], reads: set[int],
