@@ -3,6 +3,8 @@
     python benchmarks/run.py [--workloads tiny_mlp mlp ewise rnn logreg] [--backend numba]
                              [--repeats 50] [--processes 3] [--threads 2] [--json FILE]
     python benchmarks/run.py --scaling [--backend numba] [--processes 1]
+    python benchmarks/run.py --scaling scan [--processes 3]
+    python benchmarks/run.py --workloads rnn rnn_scan lstm_scan
 
 Every measurement runs in a fresh process (``benchmarks/worker.py``). For each workload and
 each of ``--processes`` rounds: one process with an empty cache folder measures the cold
@@ -17,7 +19,9 @@ short sleep (``--pause``). ``--blas-timeout N`` sets ``OPENBLAS_THREAD_TIMEOUT``
 (0: OpenBLAS's default; short timeouts made a lone 2-thread GEMM 20-50x slower in our runs).
 
 ``--scaling`` measures compile time against graph size instead (mlp with 1, 2, 4, 8 hidden
-layers; rnn with T = 8, 32, 128).
+layers; rnn with T = 8, 32, 128); ``--scaling scan`` the same for loops written with gc.scan
+(rnn_scan with T = 8, 32, 128, 512; lstm_scan with T = 64), whose compile should not grow
+with T. ``rnn_scan`` and ``lstm_scan`` are not in the default workload list.
 """
 
 from __future__ import annotations
@@ -37,9 +41,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS = ["tiny_mlp", "mlp", "ewise", "rnn", "logreg"]
-SCALING = [("mlp", "hidden_layers", n) for n in (1, 2, 4, 8)] + [
-    ("rnn", "steps", t) for t in (8, 32, 128)
-]
+LOOP_WORKLOADS = ["rnn_scan", "lstm_scan"]
+SCALING = {
+    "size": [("mlp", "hidden_layers", n) for n in (1, 2, 4, 8)]
+    + [("rnn", "steps", t) for t in (8, 32, 128)],
+    "scan": [("rnn_scan", "steps", t) for t in (8, 32, 128, 512)]
+    + [("lstm_scan", "steps", 64)],
+}
 # (how graphcomp's step compares, the issue's target) per workload
 TARGETS = {
     "tiny_mlp": ("speed-up", 2.0),
@@ -47,6 +55,7 @@ TARGETS = {
     "ewise": ("speed-up", 4.0),
     "rnn": ("speed-up", 2.0),
     "logreg": ("speed-up", 1.5),
+    "rnn_scan": ("speed-up", 2.0),
 }
 
 
@@ -221,7 +230,8 @@ def environment() -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", nargs="+", default=WORKLOADS, choices=WORKLOADS)
+    parser.add_argument("--workloads", nargs="+", default=WORKLOADS,
+                        choices=WORKLOADS + LOOP_WORKLOADS)
     parser.add_argument("--backend", default="numba")
     parser.add_argument("--repeats", type=int, default=50, help="timed steps per process (≥30)")
     parser.add_argument("--warmup", type=int, default=5)
@@ -232,8 +242,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="seconds of sleep before each timed block (lets BLAS threads idle)")
     parser.add_argument("--blas-timeout", type=int, default=0,
                         help="OPENBLAS_THREAD_TIMEOUT for the workers (0: OpenBLAS default)")
-    parser.add_argument("--scaling", action="store_true",
-                        help="compile time against graph size instead of step times")
+    parser.add_argument("--scaling", nargs="?", const="size", choices=sorted(SCALING),
+                        help="compile time against graph size (or, 'scan', against the "
+                             "number of steps of scan loops) instead of step times")
     parser.add_argument("--json", type=Path, help="also write every raw result here")
     args = parser.parse_args(argv)
     if not args.scaling and args.repeats < 30:
@@ -246,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           + "`\n")
     runs: dict[str, list[tuple[dict, dict]]] = {}
     if args.scaling:
-        for workload, option, value in SCALING:
+        for workload, option, value in SCALING[args.scaling]:
             label = f"{workload} {option}={value}"
             runs[label] = [cold_and_warm(workload, args, [f"{option}={value}"], True)
                            for _ in range(args.processes)]

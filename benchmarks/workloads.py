@@ -285,6 +285,77 @@ def rnn_scan(seed: int = 0, steps: int = 32, hidden: int = 128, features: int = 
         shape=unrolled.shape.replace("unrolled", "with gc.scan"), build_loss=build)
 
 
+def lstm_scan(seed: int = 0, steps: int = 64, hidden: int = 128, features: int = 64,
+              batch: int = 32) -> Problem:
+    """An LSTM written with ``gc.scan`` (gates i, f, o, g from one product each of x_t and
+    h); MSE of h_T Wo + bo against y."""
+    rng = np.random.default_rng(seed)
+    f32, H = np.float32, hidden
+
+    def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
+        x, y = inputs
+
+        def step(carry: tuple, x_t: gc.Tensor) -> tuple[tuple, None]:
+            h, c = carry
+            z = x_t @ p["Wx"] + h @ p["Wh"] + p["b"]
+            i, f, o = (gc.sigmoid(z[:, k * H:(k + 1) * H]) for k in range(3))
+            c = f * c + i * gc.tanh(z[:, 3 * H:])
+            return (o * gc.tanh(c), c), None
+
+        zeros = gc.constant(np.zeros((batch, H), p["Wh"].dtype))
+        (h, _), _ = gc.scan(step, (zeros, zeros), x)
+        return gc.mean(gc.square(h @ p["Wo"] + p["bo"] - y))
+
+    def loss_and_grads(p: Arrays, inputs: Sequence[np.ndarray]) -> LossAndGrads:
+        x, y = inputs
+        h, c = np.zeros((batch, H), f32), np.zeros((batch, H), f32)
+        saved = []
+        for t in range(steps):
+            z = x[t] @ p["Wx"] + h @ p["Wh"] + p["b"]
+            i, f, o = (1 / (1 + np.exp(-z[:, k * H:(k + 1) * H])) for k in range(3))
+            g = np.tanh(z[:, 3 * H:])
+            c_prev, h_prev = c, h
+            c = f * c + i * g
+            tc = np.tanh(c)
+            h = o * tc
+            saved.append((h_prev, c_prev, i, f, o, g, tc))
+        d = h @ p["Wo"] + p["bo"] - y
+        g_out = d * f32(2.0 / d.size)
+        grads = {k: np.zeros_like(v) for k, v in p.items()}
+        grads["Wo"], grads["bo"] = h.T @ g_out, g_out.sum(axis=0)
+        g_h, g_c = g_out @ p["Wo"].T, np.zeros_like(c)
+        for t in range(steps - 1, -1, -1):
+            h_prev, c_prev, i, f, o, g, tc = saved[t]
+            g_c = g_c + g_h * o * (1 - tc * tc)
+            g_z = np.concatenate([g_c * g * i * (1 - i), g_c * c_prev * f * (1 - f),
+                                  g_h * tc * o * (1 - o), g_c * i * (1 - g * g)], axis=1)
+            g_c = g_c * f
+            grads["Wx"] += x[t].T @ g_z
+            grads["Wh"] += h_prev.T @ g_z
+            grads["b"] += g_z.sum(axis=0)
+            g_h = g_z @ p["Wh"].T
+        return float(np.mean(d * d)), [grads[k] for k in p]
+
+    return Problem(
+        name="lstm_scan" if steps == 64 else f"lstm_scan{steps}",
+        shape=f"LSTM with gc.scan T={steps}, hidden {hidden}, input {features}, "
+              f"batch {batch}, MSE, f32",
+        params={
+            "Wx": (rng.standard_normal((features, 4 * H)) / np.sqrt(features)).astype(f32),
+            "Wh": (rng.standard_normal((H, 4 * H)) / np.sqrt(H)).astype(f32),
+            "b": np.zeros(4 * H, f32),
+            "Wo": (rng.standard_normal((H, 1)) / np.sqrt(H)).astype(f32),
+            "bo": np.zeros(1, f32),
+        },
+        input_names=["x", "y"],
+        inputs=[rng.standard_normal((steps, batch, features)).astype(f32),
+                rng.standard_normal((batch, 1)).astype(f32)],
+        lr=0.01,
+        build_loss=build,
+        numpy_loss_and_grads=loss_and_grads,
+    )
+
+
 # ---------------------------------------------------------------- logistic regression
 
 
@@ -322,13 +393,13 @@ def logreg(seed: int = 0) -> Problem:
 
 WORKLOADS: dict[str, Callable[..., Problem]] = {
     "tiny_mlp": tiny_mlp, "mlp": mlp, "ewise": ewise, "rnn": rnn, "logreg": logreg,
-    "rnn_scan": rnn_scan,
+    "rnn_scan": rnn_scan, "lstm_scan": lstm_scan,
 }
 
 
 def make(name: str, **options: int) -> Problem:
     """The named workload (``tiny_mlp``, ``mlp``, ``ewise``, ``rnn``, ``logreg``,
-    ``rnn_scan``)."""
+    ``rnn_scan``, ``lstm_scan``)."""
     return WORKLOADS[name](**options)
 
 

@@ -385,7 +385,7 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
     start = time.perf_counter()
     if has_loops(program):  # scans: a sequence of compiled stages (backends/numba/stages.py)
         _check_options(options)
-        return _compile_staged(program, fastmath, driver_jit)  # type: ignore[return-value]
+        return _compile_staged(program, fastmath, driver_jit)
     lp, memory, module = generate_module(program, fastmath=fastmath, driver_jit=driver_jit,
                                          **options)
     return compile_generated(program, lp, memory, module, start)

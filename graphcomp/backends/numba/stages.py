@@ -233,7 +233,7 @@ def compile_staged(program: Program, compile_body: Compile,
         last = i == len(groups) - 1
         if not group and not last:
             continue
-        outputs = list(lp.outputs) if last else sorted(set(group) & later, key=position.get)
+        outputs = list(lp.outputs) if last else sorted(set(group) & later, key=position.__getitem__)
         seg = _segment_program(program, lp, group, reads[i], outputs, position, last)
         executable = compile_segment(seg[0], seg[1])
         memory = executable.memory
@@ -331,7 +331,7 @@ def _segment_program(program: Program, lp: LoweredProgram, group: list[int], rea
     """A segment as a program of its own: values made by other stages become placeholders."""
     ops: dict[int, LOp] = {}
     inputs = []
-    for value in sorted(reads, key=position.get):
+    for value in sorted(reads, key=position.__getitem__):
         op = lp.ops[value]
         if op.op in ("parameter", "constant"):
             ops[value] = _copy(op)
