@@ -121,6 +121,16 @@ def test_a_training_loop_with_updates_matches_numpy():
     assert runs[0][0][0] != runs[0][0][2]  # the parameters moved between steps
 
 
+def test_a_background_compile_of_a_scan_compiles_in_this_process():
+    with gc.Graph():
+        xs = gc.placeholder((None, H), "float64", name="xs")
+        c, ys = gc.scan(lambda c, x: (c * 0.5 + x, c), gc.constant(np.zeros(H)), xs)
+        f = gc.compile([xs], [c, ys], backend="numba", compile_mode="background")
+    assert f.wait(timeout=0) and f.backend == "numba"
+    feed = np.arange(4 * H, dtype=np.float64).reshape(4, H)
+    _assert_close(f(feed), gc.compile([xs], [c, ys], backend="numpy")(feed))
+
+
 def test_nested_scans_match_numpy():
     rng = np.random.default_rng(5)
     with gc.Graph():

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from graphcomp.backends.numba.blas import blas_thread_count
+from graphcomp.backends.numba.compile_job import CompileJob, driver_signature
 from graphcomp.errors import CompileError
 from graphcomp.loops import LOOP_OPS, SCAN, SCAN_OUTPUT, ScanBody
 from graphcomp.passes.lowered import LOp, LoweredProgram
@@ -74,7 +75,9 @@ class ScanLoop:
 
     def run(self, env: dict[int, np.ndarray], binding: dict[str, int]) -> None:
         """Run every step; store the scan's outputs in ``env``."""
-        arrays = [env[i] for i in self.inputs]
+        # The loop is compiled for writeable C-ordered arrays, as the drivers are.
+        arrays = [a if a.flags.writeable and a.flags.c_contiguous else np.array(a, order="C")
+                  for a in (env[i] for i in self.inputs)]
         n_carry, n_xs = len(self.body.carry_in), len(self.body.x_in)
         carry, xs = arrays[:n_carry], arrays[n_carry:n_carry + n_xs]
         invariants = arrays[n_carry + n_xs:]
@@ -113,7 +116,6 @@ class ScanLoop:
         self._bound[key] = bound
         return bound
 
-
     def _step(self, binding: dict[str, int]) -> Callable[[Sequence[np.ndarray]], list]:
         """One call of the body from Python: its runner, or its general run."""
         executable = self.executable
@@ -142,8 +144,8 @@ class _BoundLoop:
             np.copyto(buffer, value)
         if self.native is not None:
             function, buffers = self.native
-            function(trip, reverse, self.stack_carries, *carry, *spare, *xs,
-                              *invariants, *self.ys, *self.stacks, *buffers)
+            function(trip, reverse, self.stack_carries, *carry, *spare, *xs, *invariants,
+                     *self.ys, *self.stacks, *buffers)
             return [*(carry if trip % 2 == 0 else spare), *self.ys, *self.stacks]
         step, ys, n_carry = self.step, self.ys, len(carry)
         stacking = self.stack_carries
@@ -287,8 +289,29 @@ def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: 
         executable = compile_body(program, text)
     except CompileError as exc:
         raise CompileError(f"{op.describe()} (body traced at {body.source}): {exc}") from None
+    if native and native[0]:
+        _compile_loop(executable, body)
     return ScanLoop(op, body, executable, list(op.inputs), outputs,
                     any(index >= stacked for index in outputs.values()), bool(native and native[0]))
+
+
+def _compile_loop(executable: Any, body: ScanBody) -> None:
+    """Compile ``scan_loop`` now (with the body), for the types its stage passes."""
+    from numba import from_dtype, types
+
+    def arrays(nodes: Sequence[Any], extra: int) -> list[Any]:
+        return [types.Array(from_dtype(n.dtype), n.ndim + extra, "C") for n in nodes]
+
+    driver = driver_signature(CompileJob.of(executable.module).driver_arguments)
+    carry = arrays(body.carry_in, 0)
+    signature = (types.int64, types.boolean, types.boolean, *carry, *carry,
+                 *arrays(body.x_in, 1), *arrays(body.invariant_in, 0),
+                 *arrays(body.y_out, 1), *arrays(body.carry_in, 1),
+                 *arrays(body.outputs, 0), *driver[len(body.inputs):])
+    function = executable.module_function("scan_loop")
+    if signature not in function.signatures:
+        function.compile(signature)
+    function.disable_compile()
 
 
 def loop_text(body: ScanBody, tail: int) -> str:
