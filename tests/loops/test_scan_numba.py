@@ -66,7 +66,25 @@ def test_the_source_lists_each_stage_and_each_body_loop_once(rnn: tuple):
     assert len(heads) == 4  # forward scan, the ops between, the backward scan, the last ops
     first_reversed = "reverse=True" in heads[0]
     assert f"scan, reverse={not first_reversed}" in heads[2]
+    assert "a Python loop over the body's step" in heads[0]
+    assert "def scan_loop(" not in compiled.source
+
+
+def test_njit_drivers_run_the_loop_natively():
+    """driver_jit=True: the bodies' modules get scan_loop, one native call per loop."""
+    rng = np.random.default_rng(6)
+    with gc.Graph():
+        xs = gc.placeholder((None, B, H), "float64", name="xs")
+        W = gc.parameter(rng.normal(size=(H, H)) * 0.5, name="W")
+        h, hs = gc.scan(lambda h, x: (gc.tanh(h @ W + x),) * 2,
+                        gc.constant(np.zeros((B, H))), xs, reverse=True)
+        outputs = [h, hs, *gc.grad(gc.sum(hs * hs), [W, xs])]
+        reference = gc.compile([xs], outputs, backend="numpy")
+        compiled = gc.compile([xs], outputs, backend="numba", driver_jit=True)
     assert compiled.source.count("def scan_loop(") == 2
+    for steps in (3, 0):
+        feed = rng.normal(size=(steps, B, H))
+        _assert_close(compiled(feed), reference(feed))
 
 
 def _lstm_step(p: dict) -> Callable:

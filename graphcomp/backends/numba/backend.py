@@ -52,10 +52,11 @@ from graphcomp.runtime.locks import hold_during_fork
 from graphcomp.runtime.program import Program
 
 ALIGN_BYTES = 64  # every slot starts on a cache line
-# Stages of a program with scans (backends/numba/stages.py), chosen by measurement, see
-# docs/loops.md; None: by size, as for any program.
-SEGMENT_DRIVER_JIT: bool | None = False
-BODY_DRIVER_JIT: bool | None = True
+# The drivers of a program with scans (backends/numba/stages.py) unless driver_jit says:
+# Python drivers and a Python loop. An njit body driver with an njit loop (scan_loop) compiled
+# 4.5x longer and was no faster (rnn_scan, docs/loops.md "Choosing the loop").
+SEGMENT_DRIVER_JIT = False
+BODY_DRIVER_JIT = False
 BODY_LANES = False
 
 # Set in a forked child whose parent had started GNU OpenMP's threads (numba's 'omp'
@@ -392,8 +393,8 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
 
 
 def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None) -> Any:
-    """A program with scans: segments get a Python driver (run once a step, it compiles
-    faster), bodies an njit one without lanes (run once per loop step, a native call)."""
+    """A program with scans: Python drivers (they compile faster; docs/loops.md), bodies
+    without lanes (small products); ``driver_jit=True``: njit drivers and ``scan_loop``."""
 
     def compile_body(body: Program, loop_text: Callable[[GeneratedModule], str]) -> Any:
         if has_loops(body):

@@ -34,6 +34,7 @@ from graphcomp.passes.lowering import lower
 from graphcomp.runtime.binding import check_inputs
 from graphcomp.runtime.program import Program
 
+NATIVE_LOOP = True  # append scan_loop to njit body modules (False: loop from Python)
 # compiles a body's program; the callable it gets returns the loop's text for a body module
 Compile = Callable[[Program, Callable[[Any], str]], Any]
 
@@ -205,7 +206,7 @@ def _stage_text(index: int, stage: Segment | ScanLoop) -> str:
         return f"{head}\n{stage.executable.source}"
     op = stage.op
     loop = ("scan_loop, at the end of the body's module below" if stage.native else
-            "a Python loop over the body's step below (a body that cannot take scan_loop)")
+            "a Python loop over the body's step below")
     head = (f"# ---- stage {index}: {op.describe()}, reverse={op.attrs['reverse']}, "
             f"T = {op.shape[0]}: {loop}")
     return f"{head}\n{stage.executable.source}"
@@ -282,7 +283,8 @@ def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: 
     native: list[bool] = []
 
     def text(module: Any) -> str:
-        native.append(module.driver_jit and not module.uses_lanes and 0 not in ranks)
+        native.append(NATIVE_LOOP and module.driver_jit and not module.uses_lanes
+                      and 0 not in ranks)
         return loop_text(body, len(module.arguments) - len(body.inputs)) if native[0] else ""
 
     try:
