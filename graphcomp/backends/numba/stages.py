@@ -4,16 +4,19 @@ The lowered program is cut at each scan into *segments* (the ops between two sca
 compiled by the ordinary pipeline (passes, fusion, memory plan, one generated module), and
 *scan stages*. A scan's body is a program of its own, compiled once by the same pipeline
 whatever the number of steps; its stage runs one loop over the leading axis that calls the
-body's driver on the step's carry, the views ``x[t]`` and the invariants, then copies the new
-carry into a second carry buffer (the two swap) and the step's ``y`` into the stacked output.
-Stacked outputs and carries are allocated once per binding of the symbols and reused.
+body's driver on the step's carry, the views ``x[t]`` and the invariants, then copies the
+step's ``y`` into the stacked output and the new carry into a second carry buffer (the two
+swap). With a Python body driver (the default) the loop is Python (``_BoundLoop.loop``); with
+an njit one (``driver_jit=True``) it is ``scan_loop``, an njit function appended to the body's
+module (``loop_text``), so the whole loop is one native call. Stacked outputs and carries are
+allocated once per binding of the symbols and reused.
 
 Values cross stages as arrays: a segment's inputs are the program's placeholders it reads and
 the values earlier stages made (placeholders of its own program); parameters and constants
 are read where they are used. All updates are applied by the last segment, after every stage
 has read the old values.
 
->>> # exe = compile_staged(program, fastmath=False, driver_jit=None, start=time.perf_counter())
+>>> # exe = compile_staged(program, compile_body, compile_segment); exe.run(arrays, binding)
 """
 
 from __future__ import annotations
