@@ -139,13 +139,15 @@ def step_table(runs: dict[str, list[tuple[dict, dict]]], backend: str) -> str:
             ratios = [r["graphcomp_ms"] / r["gemm_ms"] for r in cold]
             verdict = f"{statistics.median(ratios):.2f}× its GEMMs (target ≤ {goal}×)"
             met = statistics.median(ratios) <= goal
+        elif goal is None:
+            verdict, met = "no target", None
         else:
             verdict = f"target ≥ {goal}× faster"
             met = statistics.median(speedups) >= goal
         digits = ms_digits(statistics.median(numpy_ms))
         rows.append([
             name, cold[0]["shape"], spread(numpy_ms, digits), spread(ours_ms, digits),
-            spread(speedups, 2), verdict, "yes" if met else "no",
+            spread(speedups, 2), verdict, "–" if met is None else "yes" if met else "no",
         ])
     steps = min((c["steps"] for p in runs.values() for c, _ in p if "steps" in c), default=0)
     header = ["workload", "shape", "numpy by hand (ms)", f"graphcomp {backend} (ms)",

@@ -70,9 +70,10 @@ class ScanLoop:
 
     op: LOp
     body: ScanBody
+    y_out: list[Any]  # the body's ys that something reads (Nodes): the only ones computed
     executable: Any  # the body's NumbaExecutable (or staged executable: nested scans)
     inputs: list[int]  # init leaves, xs leaves, invariants
-    outputs: dict[int, int]  # scan_output value id -> output index
+    outputs: dict[int, int]  # scan_output value id -> its place in the loop's results
     stack_carries: bool
     native: bool  # the body's module holds ``scan_loop`` (loop_text)
     _bound: dict[tuple, _BoundLoop] = field(default_factory=dict)
@@ -108,7 +109,7 @@ class ScanLoop:
         body = self.body
         one_step = [x[0] if trip else np.empty(x.shape[1:], x.dtype) for x in xs]
         _, binding = check_inputs(body.inputs, carry + one_step + invariants, body.dims)
-        ys = [np.empty((trip, *_shape(y.shape, binding)), y.dtype) for y in body.y_out]
+        ys = [np.empty((trip, *_shape(y.shape, binding)), y.dtype) for y in self.y_out]
         stacks = [np.empty((trip if self.stack_carries else 0, *c.shape), c.dtype)
                   for c in carry]
         carries = [[np.empty_like(c) for c in carry] for _ in range(2)]
@@ -277,30 +278,40 @@ def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: 
                ) -> ScanLoop:
     op = lp.ops[scan_id]
     body: ScanBody = op.attrs["body"]
-    outputs = {v.id: v.attrs["index"] for v in lp.ops.values()
-               if v.op == SCAN_OUTPUT and v.inputs == [scan_id] and v.id in later}
-    stacked = len(body.carry_out) + len(body.y_out)
-    program = Program(body.graph, list(body.inputs), list(body.outputs), [],
+    read = {v.id: v.attrs["index"] for v in lp.ops.values()
+            if v.op == SCAN_OUTPUT and v.inputs == [scan_id] and v.id in later}
+    # Only the ys something reads are computed (a reverse scan's gradients of xs often
+    # are not): results hold the carry, those ys, then the stacked carries.
+    n_carry, n_y = len(body.carry_out), len(body.y_out)
+    kept = [k for k in range(n_y) if n_carry + k in read.values()]
+    y_out = [body.y_out[k] for k in kept]
+    position = {**{i: i for i in range(n_carry)},
+                **{n_carry + k: n_carry + j for j, k in enumerate(kept)},
+                **{n_carry + n_y + i: n_carry + len(kept) + i for i in range(n_carry)}}
+    outputs = {value: position[index] for value, index in read.items()}
+    program = Program(body.graph, list(body.inputs), [*body.carry_out, *y_out], [],
                       list(body.schedule), body.dims)
-    ranks = [n.ndim for n in (*body.carry_in, *body.x_in, *body.y_out)]
+    ranks = [n.ndim for n in (*body.carry_in, *body.x_in, *y_out)]
     native: list[bool] = []
 
     def text(module: Any) -> str:
         native.append(NATIVE_LOOP and module.driver_jit and not module.uses_lanes
                       and 0 not in ranks)
-        return loop_text(body, len(module.arguments) - len(body.inputs)) if native[0] else ""
+        tail = len(module.arguments) - len(body.inputs)
+        return loop_text(body, y_out, tail) if native[0] else ""
 
     try:
         executable = compile_body(program, text)
     except CompileError as exc:
         raise CompileError(f"{op.describe()} (body traced at {body.source}): {exc}") from None
     if native and native[0]:
-        _compile_loop(executable, body)
-    return ScanLoop(op, body, executable, list(op.inputs), outputs,
-                    any(index >= stacked for index in outputs.values()), bool(native and native[0]))
+        _compile_loop(executable, body, y_out)
+    stack_carries = any(index >= n_carry + n_y for index in read.values())
+    return ScanLoop(op, body, y_out, executable, list(op.inputs), outputs, stack_carries,
+                    bool(native and native[0]))
 
 
-def _compile_loop(executable: Any, body: ScanBody) -> None:
+def _compile_loop(executable: Any, body: ScanBody, y_out: list[Any]) -> None:
     """Compile ``scan_loop`` now (with the body), for the types its stage passes."""
     from numba import from_dtype, types
 
@@ -311,15 +322,15 @@ def _compile_loop(executable: Any, body: ScanBody) -> None:
     carry = arrays(body.carry_in, 0)
     signature = (types.int64, types.boolean, types.boolean, *carry, *carry,
                  *arrays(body.x_in, 1), *arrays(body.invariant_in, 0),
-                 *arrays(body.y_out, 1), *arrays(body.carry_in, 1),
-                 *arrays(body.outputs, 0), *driver[len(body.inputs):])
+                 *arrays(y_out, 1), *arrays(body.carry_in, 1),
+                 *arrays([*body.carry_out, *y_out], 0), *driver[len(body.inputs):])
     function = executable.module_function("scan_loop")
     if signature not in function.signatures:
         function.compile(signature)
     function.disable_compile()
 
 
-def loop_text(body: ScanBody, tail: int) -> str:
+def loop_text(body: ScanBody, y_out: list[Any], tail: int) -> str:
     """``scan_loop``, appended to a body's module: the whole loop in one native call.
 
     Its arguments: the trip count, the direction, whether carries are stacked, the carry
@@ -331,8 +342,8 @@ def loop_text(body: ScanBody, tail: int) -> str:
 
     carry, spare = names("c", len(body.carry_in)), names("s", len(body.carry_in))
     xs, inv = names("x", len(body.x_in)), names("v", len(body.invariant_in))
-    ys, stacks = names("y", len(body.y_out)), names("k", len(body.carry_in))
-    outs, rest = names("o", len(body.outputs)), names("a", tail)
+    ys, stacks = names("y", len(y_out)), names("k", len(body.carry_in))
+    outs, rest = names("o", len(carry) + len(y_out)), names("a", tail)
     args = ", ".join(["trip", "reverse", "stacking", *carry, *spare, *xs, *inv, *ys, *stacks,
                       *outs, *rest])
     step_args = ", ".join([*carry, *[f"{x}[t]" for x in xs], *inv, *rest])
