@@ -21,6 +21,8 @@ SMALL = {
     "ewise": {"size": 4096},
     "rnn": {"steps": 5},
     "logreg": {},
+    "rnn_scan": {"steps": 5},
+    "lstm_scan": {"steps": 5, "hidden": 16},
 }
 
 
