@@ -60,6 +60,35 @@ def test_tanh_rnn_values_and_gradients_match_numpy_for_any_length(rnn: tuple, st
     assert compiled.backend == "numba"
 
 
+def test_rnn_gradients_equal_the_unrolled_loop_on_numba():
+    """The issue's check on the compiled backend itself: scan against the loop unrolled."""
+    rng = np.random.default_rng(7)
+    values = {k: rng.normal(size=(H, H)) * 0.5 for k in "WU"}
+    feed = [rng.normal(size=(4, B, H)), rng.normal(size=(B, H))]
+    results = []
+    for use_scan in (True, False):
+        with gc.Graph():
+            xs = gc.placeholder((4, B, H), "float64", name="xs")
+            h0 = gc.placeholder((B, H), "float64", name="h0")
+            W, U = (gc.parameter(values[k], name=k) for k in "WU")
+
+            def step(h: gc.Tensor, x: gc.Tensor) -> tuple:
+                return (gc.tanh(h @ W + x @ U),) * 2
+
+            if use_scan:
+                h, hs = gc.scan(step, h0, xs)
+            else:
+                h, outs = h0, []
+                for t in range(4):
+                    h, y = step(h, xs[t])
+                    outs.append(y)
+                hs = gc.stack(outs)
+            loss = gc.sum(hs * hs) + gc.sum(gc.sin(h))
+            outputs = [loss, hs, *gc.grad(loss, [W, U, xs, h0])]
+            results.append(gc.compile([xs, h0], outputs, backend="numba")(*feed))
+    _assert_close(results[0], results[1])
+
+
 def test_the_source_lists_each_stage_and_each_body_loop_once(rnn: tuple):
     compiled = rnn[1]
     heads = [line for line in compiled.source.splitlines() if line.startswith("# ---- stage")]
@@ -68,6 +97,8 @@ def test_the_source_lists_each_stage_and_each_body_loop_once(rnn: tuple):
     assert f"scan, reverse={not first_reversed}" in heads[2]
     assert "a Python loop over the body's step" in heads[0]
     assert "def scan_loop(" not in compiled.source
+    listing = gc.kernel_listing(compiled)
+    assert listing.count("# loop: %") == 2 and "    k0(" in listing and "tanh" in listing
 
 
 def test_njit_drivers_run_the_loop_natively():

@@ -204,6 +204,21 @@ class StagedExecutable:
         return outputs, new_values
 
 
+    def step_calls(self) -> list[tuple[str, list[tuple[int | None, str]]]]:
+        """Each stage's calls (see gc.kernel_listing); a body's calls are indented under a
+        line for its loop and name their values by description (they are the body's)."""
+        listed = []
+        for stage in self.stages:
+            if isinstance(stage, Segment):
+                listed += stage.executable.step_calls()
+                continue
+            listed.append((f"# loop: {stage.op.describe()}, T = {stage.op.shape[0]}", []))
+            calls = getattr(stage.executable, "step_calls", None)
+            for text, values in calls() if calls is not None else []:
+                listed.append((f"    {text}", [(None, description) for _, description in values]))
+        return listed
+
+
 def _stage_text(index: int, stage: Segment | ScanLoop) -> str:
     if isinstance(stage, Segment):
         head = f"# ---- stage {index}: the ops between scans, one generated module"
