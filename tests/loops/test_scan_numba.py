@@ -226,3 +226,33 @@ def test_generated_bodies_agree_across_backends(steps: list, reverse: bool):
     for length in (3, 0):
         feed = rng.normal(size=(length, 2))
         _assert_close(compiled(feed), reference(feed))
+
+
+def test_length_without_xs_a_carry_passed_through_and_a_computed_invariant():
+    rng = np.random.default_rng(8)
+    with gc.Graph():
+        w = gc.placeholder((3,), "float64", name="w")
+        doubled = w * 2.0  # built outside the body: computed once, by the stage before
+
+        def body(c: tuple, _: None) -> tuple:
+            return (c[0] * 0.5 + doubled, c[1]), c[1]  # c[1] and y: the carry as it came
+
+        c, ys = gc.scan(body, (gc.constant(np.ones(3)), w), length=4)
+        outputs = [c[0], c[1], ys, *gc.grad(gc.sum(c[0]) + gc.sum(ys), [w])]
+        reference, compiled = _both([w], outputs)
+    feed = rng.normal(size=3)
+    _assert_close(compiled(feed), reference(feed))
+
+
+def test_swapped_carries_a_y_that_is_x_and_a_0d_integer_carry():
+    rng = np.random.default_rng(9)
+    with gc.Graph():
+        xs = gc.placeholder((None, 2), "float64", name="xs")
+        a0 = gc.placeholder((2,), "float64", name="a0")
+        (p, q), ys = gc.scan(lambda c, x: ((c[1], c[0] + x), x), (a0, a0 * 3.0), xs)
+        n, _ = gc.scan(lambda c, x: (c + 1, None), gc.constant(np.array(0, np.int64)), xs)
+        loss = gc.sum(p * q) + gc.sum(ys * ys)
+        reference, compiled = _both([xs, a0], [p, q, ys, n, *gc.grad(loss, [xs, a0])])
+    for steps in (5, 0):
+        feed = [rng.normal(size=(steps, 2)), rng.normal(size=2)]
+        _assert_close(compiled(*feed), reference(*feed))
