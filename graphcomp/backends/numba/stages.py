@@ -203,7 +203,6 @@ class StagedExecutable:
         outputs, new_values = last.executable.run([env[i] for i in last.inputs], binding)
         return outputs, new_values
 
-
     def step_calls(self) -> list[tuple[str, list[tuple[int | None, str]]]]:
         """Each stage's calls (see gc.kernel_listing); a body's calls are indented under a
         line for its loop and name their values by description (they are the body's)."""
