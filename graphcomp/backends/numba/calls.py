@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from graphcomp.backends.numba import conv_kernels
 from graphcomp.backends.numba import kernels as K
 from graphcomp.backends.numba import lanes as L
 from graphcomp.backends.numba import rows as R
@@ -50,6 +51,7 @@ _WRITERS = {
     "sort": K.sort_kernel,
     "argsort": K.sort_kernel,
     "permute": K.permute_kernel,
+    **conv_kernels.WRITERS,
 }
 
 
