@@ -10,6 +10,7 @@
 6.0
 """
 
+from graphcomp import nn
 from graphcomp.autodiff import custom_vjp, grad, hvp
 from graphcomp.errors import (
     CacheError,
@@ -182,8 +183,9 @@ __all__ = [
     "hvp", "hypot", "init", "inner", "isfinite", "isinf", "isnan", "kernel_listing", "kron",
     "less", "less_equal", "load", "log", "log1p", "log2", "log10", "log_softmax", "logaddexp",
     "logaddexp2", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum", "mod",
-    "moveaxis", "multiply", "nan_to_num", "negative", "not_equal", "one_hot", "ones_like", "optim",
-    "outer", "pad", "parameter", "partition", "placeholder", "power", "prod", "rad2deg", "ravel",
+    "moveaxis", "multiply", "nan_to_num", "negative", "nn", "not_equal", "one_hot", "ones_like",
+    "optim", "outer", "pad", "parameter", "partition", "placeholder", "power", "prod", "rad2deg",
+    "ravel",
     "reciprocal", "relu", "remainder", "repeat", "reset_default_graph", "reshape", "rint", "roll",
     "rollaxis", "rot90", "round", "save", "select", "sigmoid", "sigmoid_binary_cross_entropy",
     "sign", "sin", "sinc", "sinh", "softmax", "softmax_cross_entropy", "softplus", "sort", "split",
