@@ -7,7 +7,11 @@ shapes, so one kernel serves every batch size and every layer of the same geomet
 The loops put the output column innermost with the filter tap hoisted out of it: for a
 stride of one the innermost loop reads and writes contiguous memory and vectorises. The range
 of output rows and columns for which a tap falls inside the input is computed once per tap, so
-the inner loops test nothing (padding is never read). Gradients for the input scatter into a
+the inner loops test nothing (padding is never read). The inner loop runs over 1-D row
+slices that start at the first valid column, so its indices are never negative: indexing the
+4-d arrays directly (``out[b, o, oh, ow]``) kept numba's wrap-around check for negative
+indices in the loop, which was 2x slower (32x16x16x16 -> 32, 3x3: 111 ms against 61 ms on
+a loaded 2-core machine). Gradients for the input scatter into a
 zeroed ``out`` (col2im); the filter gradient accumulates each tap in float64.
 
 >>> # text = conv2d_kernel(lp, kernel); text.params
@@ -69,10 +73,10 @@ def conv2d_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
         *_tap_ranges("j", 5),
         ("                    wv = a1[o, ci, i, j]", ""),
         ("                    for oh in range(rlo, rhi):", ""),
-        ("                        ih = oh * sh + r0", ""),
-        ("                        for ow in range(clo, chi):", ""),
-        ("                            out[b, o, oh, ow] += wv * a0[b, first + ci, ih, "
-         "ow * sw + c0]", op.describe()),
+        ("                        orow = out[b, o, oh, clo:chi]", ""),
+        ("                        xrow = a0[b, first + ci, oh * sh + r0, clo * sw + c0:]", ""),
+        ("                        for t in range(orow.shape[0]):", ""),
+        ("                            orow[t] += wv * xrow[t * sw]", op.describe()),
     ]
     return KernelText(["a0", "a1", "out"], body, list(op.inputs))
 
@@ -96,10 +100,10 @@ def conv2d_input_grad_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
         *_tap_ranges("j", 5),
         ("                    wv = a1[o, ci, i, j]", ""),
         ("                    for oh in range(rlo, rhi):", ""),
-        ("                        ih = oh * sh + r0", ""),
-        ("                        for ow in range(clo, chi):", ""),
-        ("                            out[b, first + ci, ih, ow * sw + c0] += wv * "
-         "a0[b, o, oh, ow]", op.describe()),
+        ("                        grow = a0[b, o, oh, clo:chi]", ""),
+        ("                        xrow = out[b, first + ci, oh * sh + r0, clo * sw + c0:]", ""),
+        ("                        for t in range(grow.shape[0]):", ""),
+        ("                            xrow[t * sw] += wv * grow[t]", op.describe()),
     ]
     return KernelText(["a0", "a1", "out"], body, list(op.inputs))
 
@@ -122,10 +126,10 @@ def conv2d_filter_grad_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
         ("                acc = 0.0", ""),
         ("                for b in range(n_img):", ""),
         ("                    for oh in range(rlo, rhi):", ""),
-        ("                        ih = oh * sh + r0", ""),
-        ("                        for ow in range(clo, chi):", ""),
-        ("                            acc += a1[b, o, oh, ow] * a0[b, first + ci, ih, "
-         "ow * sw + c0]", ""),
+        ("                        grow = a1[b, o, oh, clo:chi]", ""),
+        ("                        xrow = a0[b, first + ci, oh * sh + r0, clo * sw + c0:]", ""),
+        ("                        for t in range(grow.shape[0]):", ""),
+        ("                            acc += grow[t] * xrow[t * sw]", ""),
         ("                out[o, ci, i, j] = acc", op.describe()),
     ]
     return KernelText(["a0", "a1", "out"], body, list(op.inputs))
