@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from graphcomp.backends.numba import conv_kernels
 from graphcomp.backends.numba import kernels as K
 from graphcomp.backends.numba import lanes as L
 from graphcomp.backends.numba import rows as R
@@ -54,6 +55,7 @@ _WRITERS = {
     "random_uniform": random_kernel,
     "random_normal": random_kernel,
     "random_randint": random_kernel,
+    **conv_kernels.WRITERS,
 }
 
 

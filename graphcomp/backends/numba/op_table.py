@@ -176,6 +176,17 @@ OP_TABLE: dict[str, OpKernel] = {
     "random_uniform": OpKernel("loop nest", note="Philox blocks, 4 float32 or 2 float64 each"),
     "random_normal": OpKernel("loop nest", note="Philox blocks, Box-Muller: 2 normals each"),
     "random_randint": OpKernel("loop nest", note="Philox blocks, 4 multiply-shift ints each"),
+    # ---------------------------------------------------------------- convolution, pooling
+    "conv2d": OpKernel("loop nest", note="direct loops, output column innermost "
+                                         "(conv_kernels.py)"),
+    "conv2d_input_grad": OpKernel("loop nest", note="col2im: direct loops scattering into "
+                                                    "zeroed out"),
+    "conv2d_filter_grad": OpKernel("loop nest", note="direct loops, float64 sum per tap"),
+    "max_pool2d": OpKernel("loop nest", note="running maximum per window (NaN wins)"),
+    "max_pool2d_grad": OpKernel("loop nest", note="g split between each window's tied maxima"),
+    "max_pool2d_gather": OpKernel("loop nest", note="mean of v over each window's tied maxima"),
+    "avg_pool2d": OpKernel("loop nest", note="window sum over kh * kw"),
+    "avg_pool2d_grad": OpKernel("loop nest", note="g / (kh * kw) added over each window"),
     # ---------------------------------------------------------------- sources
     "placeholder": OpKernel("argument", note="an input array of the step"),
     "parameter": OpKernel("argument", note="parameter storage, updated in place"),
