@@ -1,8 +1,8 @@
 """The built-in examples that ``graphcomp train NAME`` runs (and ``examples/*.py`` call).
 
-Both learn scikit-learn's bundled 8×8 digits (1797 images, 10 classes), split 75/25 with a fixed
+All learn scikit-learn's bundled 8×8 digits (1797 images, 10 classes), split 75/25 with a fixed
 seed: ``logreg-digits`` is multinomial logistic regression, ``mlp-digits`` a 64-128-64-10 ReLU
-network trained with Adam.
+network trained with Adam, ``cnn-digits`` a two-layer convolutional network.
 
 >>> # result = run_example("mlp-digits", epochs=20); result.test_accuracy
 """
@@ -30,7 +30,8 @@ from graphcomp.train import checkpoint, init, optim
 from graphcomp.train.data import num_batches, split
 from graphcomp.train.fit import History, fit
 
-__all__ = ["EXAMPLES", "Example", "ExampleResult", "Model", "digits", "mlp", "run_example"]
+__all__ = ["EXAMPLES", "Example", "ExampleResult", "Model", "cnn", "digits", "mlp",
+           "run_example"]
 
 
 @dataclass
@@ -104,12 +105,52 @@ def mlp(sizes: tuple[int, ...], seed: int = 0, dtype: str = "float32") -> Model:
     return Model(x, y, loss, accuracy, params)
 
 
+def cnn(channels: tuple[int, int] = (16, 32), hidden: int = 64, seed: int = 0,
+        dtype: str = "float32") -> Model:
+    """A two-layer CNN for 8x8 images given as rows of 64 pixels, built in the current graph.
+
+    conv 3x3 (padding 1) + ReLU + 2x2 max pool, twice, then a ReLU dense layer and the
+    classifier: ``[N,64] -> [N,1,8,8] -> [N,c1,4,4] -> [N,c2,2,2] -> [N,hidden] -> [N,10]``.
+
+    >>> # with gc.Graph(): model = cnn()
+    """
+    from graphcomp import nn
+
+    x = F.placeholder((None, 64), dtype, name="x")
+    y = F.placeholder((None,), "int64", name="y")
+    rng = np.random.default_rng(seed)
+    params: list[Parameter] = []
+    h = F.reshape(x, (-1, 1, 8, 8))
+    in_channels = 1
+    for i, out_channels in enumerate(channels, start=1):
+        w = F.parameter(init.he_normal((out_channels, in_channels, 3, 3), rng, dtype),
+                        name=f"conv{i}")
+        b = F.parameter(init.zeros((out_channels,), dtype), name=f"conv{i}_b")
+        params += [w, b]
+        h = nn.max_pool2d(F.relu(nn.conv2d(h, w, b, padding=1)), 2)
+        in_channels = out_channels
+    h = nn.flatten(h)
+    width = in_channels * 4  # 2x2 positions left after two poolings of 8x8
+    for i, (n_in, n_out) in enumerate(((width, hidden), (hidden, 10)), start=1):
+        last = i == 2
+        initializer = init.glorot_uniform if last else init.he_normal
+        W = F.parameter(initializer((n_in, n_out), rng, dtype), name=f"W{i}")
+        b = F.parameter(init.zeros((n_out,), dtype), name=f"b{i}")
+        params += [W, b]
+        h = h @ W + b
+        if not last:
+            h = F.relu(h)
+    loss = F.mean(F.softmax_cross_entropy(h, y))
+    accuracy = F.mean(F.cast(F.equal(F.argmax(h, axis=-1), y), dtype))
+    return Model(x, y, loss, accuracy, params)
+
+
 @dataclass
 class Example:
     """A built-in example: its network, optimizer and training settings."""
 
     description: str
-    sizes: tuple[int, ...]
+    build: Callable[[int], Model]  # seed -> the model, built in the current graph
     make_optimizer: Callable[[int], optim.Optimizer]  # total training steps -> optimizer
     epochs: int
     batch_size: int
@@ -117,13 +158,17 @@ class Example:
 
 EXAMPLES: dict[str, Example] = {
     "mlp-digits": Example("64-128-64-10 ReLU MLP, Adam, on scikit-learn's digits",
-                          (64, 128, 64, 10),
+                          lambda seed: mlp((64, 128, 64, 10), seed=seed),
                           lambda steps: optim.Adam(lr=optim.CosineDecay(2e-3, steps)), epochs=20,
                           batch_size=32),
     "logreg-digits": Example("multinomial logistic regression, SGD with momentum, on digits",
-                             (64, 10),
+                             lambda seed: mlp((64, 10), seed=seed),
                              lambda steps: optim.SGD(lr=0.1, momentum=0.9), epochs=20,
                              batch_size=32),
+    "cnn-digits": Example("two 3x3 conv layers with max pooling and a dense head, Adam, on "
+                          "digits", lambda seed: cnn(seed=seed),
+                          lambda steps: optim.Adam(lr=optim.CosineDecay(3e-3, steps)), epochs=30,
+                          batch_size=32),
 }
 
 
@@ -186,7 +231,7 @@ def run_example(name: str, epochs: int | None = None, backend: str | None = None
     if backend is not None:
         options["backend"] = backend
     with Graph(name=name):
-        model = mlp(example.sizes, seed=seed)
+        model = example.build(seed)
         n_epochs = example.epochs if epochs is None else epochs
         total_steps = max(1, n_epochs * num_batches(len(X_train), example.batch_size))
         optimizer = example.make_optimizer(total_steps)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
-from graphcomp.train.examples import EXAMPLES, mlp
+from graphcomp.train.examples import EXAMPLES
 
 EMPTY_MAX = "max over axes (0,) of an input of shape (0, 3): an empty axis has no max"
 NUMBA = [{"driver_jit": False}, {"driver_jit": True}]
@@ -102,14 +102,13 @@ def test_softmax_over_classes_of_a_batch_of_zero_is_empty_and_its_mean_nan(
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 def test_a_training_step_of_each_example_runs_on_a_batch_of_one(example: str) -> None:
-    sizes = EXAMPLES[example].sizes
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((1, sizes[0])).astype("float32")
-    y = np.array([sizes[-1] - 1])
+    x = rng.standard_normal((1, 64)).astype("float32")  # every example reads digits
+    y = np.array([9])
     results = []
     for backend in ("numpy", "numba"):
         with gc.Graph():
-            model = mlp(sizes, seed=0)
+            model = EXAMPLES[example].build(0)
             optimizer = EXAMPLES[example].make_optimizer(10)
             updates = optimizer.updates(model.loss, model.params)
             step = gc.compile([model.x, model.y], [model.loss, model.accuracy], updates=updates,
