@@ -10,6 +10,7 @@
 6.0
 """
 
+from graphcomp import nn, random
 from graphcomp.autodiff import custom_vjp, grad, hvp
 from graphcomp.errors import (
     CacheError,
@@ -23,6 +24,7 @@ from graphcomp.errors import (
     GraphError,
     InputError,
     NonFiniteError,
+    RangeError,
     ShapeError,
 )
 from graphcomp.inspect.adjoint import adjoint_graph
@@ -30,8 +32,10 @@ from graphcomp.inspect.dot import to_dot
 from graphcomp.inspect.export import to_networkx
 from graphcomp.inspect.kernels import kernel_listing
 from graphcomp.inspect.listing import format
-from graphcomp.ir import Graph, current_graph, reset_default_graph
+from graphcomp.ir import Graph, current_graph, name_scope, reset_default_graph
+from graphcomp.loops import scan
 from graphcomp.ops import Parameter, Tensor
+from graphcomp.ops.activations import elu, gelu, leaky_relu, log_sigmoid, silu
 from graphcomp.ops.composites import (
     append,
     array_split,
@@ -101,6 +105,7 @@ from graphcomp.ops.functions import (
     cos,
     divide,
     equal,
+    erf,
     exp,
     expand_dims,
     expm1,
@@ -133,12 +138,14 @@ from graphcomp.ops.functions import (
     ones_like,
     pad,
     parameter,
+    parameters,
     placeholder,
     power,
     relu,
     remainder,
     reshape,
     rint,
+    scatter_add,
     sigmoid,
     sigmoid_binary_cross_entropy,
     sign,
@@ -162,6 +169,7 @@ from graphcomp.ops.functions import (
     zeros_like,
 )
 from graphcomp.ops.scans import argsort, cumprod, cumsum, partition, prod, sort
+from graphcomp.random import seed
 from graphcomp.runtime.function import Function, compile
 from graphcomp.testing import check_grads
 from graphcomp.train import History, data, fit, init, load, optim, save
@@ -171,23 +179,25 @@ __version__ = "0.1.0"
 __all__ = [
     "CacheError", "CacheWarning", "CompileError", "CompileWarning", "DTypeError",
     "FileFormatError", "ForkedProcessError", "Function", "Graph", "GraphError", "GraphcompError",
-    "History", "InputError", "NonFiniteError", "Parameter", "ShapeError", "Tensor", "abs", "add",
-    "adjoint_graph", "append", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2",
-    "arctanh", "argmax", "argsort", "array_split", "atleast_1d", "atleast_2d", "atleast_3d",
-    "broadcast_to", "cast", "ceil", "check_grads", "clip", "column_stack", "compile",
+    "History", "InputError", "NonFiniteError", "Parameter", "RangeError", "ShapeError", "Tensor",
+    "abs", "add", "adjoint_graph", "append", "arccos", "arccosh", "arcsin", "arcsinh", "arctan",
+    "arctan2", "arctanh", "argmax", "argsort", "array_split", "atleast_1d", "atleast_2d",
+    "atleast_3d", "broadcast_to", "cast", "ceil", "check_grads", "clip", "column_stack", "compile",
     "concatenate", "constant", "cos", "cosh", "cross", "cumprod", "cumsum", "current_graph",
     "custom_vjp", "data", "deg2rad", "diag", "diagonal", "diff", "divide", "dot", "dsplit",
-    "einsum", "equal", "exp", "exp2", "expand_dims", "expm1", "fit", "flip", "fliplr", "flipud",
-    "floor", "fmax", "fmin", "format", "grad", "greater", "greater_equal", "hsplit", "hstack",
-    "hvp", "hypot", "init", "inner", "isfinite", "isinf", "isnan", "kernel_listing", "kron",
-    "less", "less_equal", "load", "log", "log1p", "log2", "log10", "log_softmax", "logaddexp",
-    "logaddexp2", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum", "mod",
-    "moveaxis", "multiply", "nan_to_num", "negative", "not_equal", "one_hot", "ones_like", "optim",
-    "outer", "pad", "parameter", "partition", "placeholder", "power", "prod", "rad2deg", "ravel",
-    "reciprocal", "relu", "remainder", "repeat", "reset_default_graph", "reshape", "rint", "roll",
-    "rollaxis", "rot90", "round", "save", "select", "sigmoid", "sigmoid_binary_cross_entropy",
-    "sign", "sin", "sinc", "sinh", "softmax", "softmax_cross_entropy", "softplus", "sort", "split",
-    "sqrt", "square", "squeeze", "stack", "std", "stop_gradient", "subtract", "sum", "swapaxes",
-    "take", "tan", "tanh", "tensordot", "tile", "to_dot", "to_networkx", "trace", "transpose",
-    "tril", "triu", "trunc", "var", "vsplit", "vstack", "where", "zeros_like",
+    "einsum", "elu", "equal", "erf", "exp", "exp2", "expand_dims", "expm1", "fit", "flip",
+    "fliplr", "flipud", "floor", "fmax", "fmin", "format", "gelu", "grad", "greater",
+    "greater_equal", "hsplit", "hstack", "hvp", "hypot", "init", "inner", "isfinite", "isinf",
+    "isnan", "kernel_listing", "kron", "leaky_relu", "less", "less_equal", "load", "log", "log1p",
+    "log2", "log10", "log_sigmoid", "log_softmax", "logaddexp", "logaddexp2", "logsumexp",
+    "matmul", "max", "maximum", "mean", "min", "minimum", "mod", "moveaxis", "multiply",
+    "name_scope", "nan_to_num", "negative", "nn", "not_equal", "one_hot", "ones_like", "optim",
+    "outer", "pad", "parameter", "parameters", "partition", "placeholder", "power", "prod",
+    "rad2deg", "random", "ravel", "reciprocal", "relu", "remainder", "repeat",
+    "reset_default_graph", "reshape", "rint", "roll", "rollaxis", "rot90", "round", "save", "scan",
+    "scatter_add", "seed", "select", "sigmoid", "sigmoid_binary_cross_entropy", "sign", "silu",
+    "sin", "sinc", "sinh", "softmax", "softmax_cross_entropy", "softplus", "sort", "split", "sqrt",
+    "square", "squeeze", "stack", "std", "stop_gradient", "subtract", "sum", "swapaxes", "take",
+    "tan", "tanh", "tensordot", "tile", "to_dot", "to_networkx", "trace", "transpose", "tril",
+    "triu", "trunc", "var", "vsplit", "vstack", "where", "zeros_like",
 ]

@@ -31,6 +31,11 @@ class InputError(GraphcompError, ValueError):
     """Bad arguments to a compiled function: missing, unknown, wrong shape or dtype."""
 
 
+class RangeError(GraphcompError, ValueError):
+    """An argument outside the values it may take: bernoulli's ``p`` outside [0, 1],
+    randint's ``low >= high``."""
+
+
 class NonFiniteError(GraphcompError, ValueError):
     """A value holds NaN or inf where finite values were required (``check_finite=True``)."""
 

@@ -19,6 +19,7 @@ from graphcomp import dtypes
 from graphcomp.autodiff.custom import custom_calls_in, custom_rule_of
 from graphcomp.errors import GraphError, ShapeError
 from graphcomp.ir import DimMismatch, Graph, Node, shape_str
+from graphcomp.loops import LOOP_OPS, SCAN, SCAN_OUTPUT
 from graphcomp.ops import Tensor, as_tensor, get_op
 from graphcomp.ops import functions as F
 
@@ -61,28 +62,58 @@ def backpropagate(
     graph: Graph, output: Node, seed: Tensor, wrt: Sequence[Node]
 ) -> dict[int, Tensor]:
     """The adjoint pass: cotangent of every node between ``wrt`` and ``output``, by node id."""
-    on_path = _nodes_between(graph, output, wrt)
-    cotangent: dict[int, Tensor] = {output.id: seed}
+    return backpropagate_many(graph, [(output, seed)], wrt)
+
+
+def backpropagate_many(
+    graph: Graph, seeds: Sequence[tuple[Node, Tensor]], wrt: Sequence[Node]
+) -> dict[int, Tensor]:
+    """The adjoint pass from several outputs at once, each with its seed (a scan body's
+    carry and y): cotangent of every node between ``wrt`` and the outputs, by node id."""
+    on_path: set[int] = set()
+    cotangent: dict[int, Tensor] = {}
+    for output, seed in seeds:
+        on_path |= _nodes_between(graph, output, wrt)
+        _accumulate(graph, cotangent, output, seed)
+    scan_outputs: dict[int, dict[int, Tensor]] = {}  # scan node id -> {output index: cotangent}
     # Reverse topological order: a node is visited after every consumer that feeds its cotangent.
     for node_id in reversed(list(nx.lexicographical_topological_sort(graph.nx.subgraph(on_path)))):
         node = graph.node(node_id)
-        if node_id not in cotangent or not _has_vjp(node):
+        if node.op == SCAN_OUTPUT:  # one output of a scan: its scan's VJP takes them all
+            if node_id in cotangent:
+                _collect_output(scan_outputs, node, cotangent[node_id])
+            continue
+        g = scan_outputs.get(node_id) if node.op == SCAN else cotangent.get(node_id)
+        if g is None or not _has_vjp(node):
             continue
         with graph.role_scope("adjoint", forward_of=node):
-            inputs, input_grads = _vjp(node, cotangent[node_id])
-        for inp, g in zip(inputs, input_grads, strict=True):
-            if g is None or inp.id not in on_path or not dtypes.is_float(inp.dtype):
+            inputs, input_grads = _vjp(node, g)
+        for inp, gi in zip(inputs, input_grads, strict=True):
+            if gi is None or inp.id not in on_path or not dtypes.is_float(inp.dtype):
                 continue
-            _check_gradient(node, inp, g)
-            if inp.id in cotangent:
-                # Fan-out: the cotangents from several consumers add up.
-                with graph.role_scope("adjoint", forward_of=inp):
-                    g = F.add(cotangent[inp.id], g)
-            cotangent[inp.id] = g
+            _check_gradient(node, inp, gi)
+            _accumulate(graph, cotangent, inp, gi)
     return cotangent
 
 
-def _vjp(node: Node, g: Tensor) -> tuple[Sequence[Node], Sequence[Tensor | None]]:
+def _accumulate(graph: Graph, cotangent: dict[int, Tensor], node: Node, g: Tensor) -> None:
+    if node.id in cotangent:
+        # Fan-out: the cotangents from several consumers add up.
+        with graph.role_scope("adjoint", forward_of=node):
+            g = F.add(cotangent[node.id], g)
+    cotangent[node.id] = g
+
+
+def _collect_output(scan_outputs: dict[int, dict[int, Tensor]], node: Node, g: Tensor) -> None:
+    parts = scan_outputs.setdefault(node.inputs[0].id, {})
+    index = node.attrs["index"]
+    if index in parts:  # two nodes reading the same output
+        with node.graph.role_scope("adjoint", forward_of=node):
+            g = F.add(parts[index], g)
+    parts[index] = g
+
+
+def _vjp(node: Node, g: Any) -> tuple[Sequence[Node], Sequence[Tensor | None]]:
     """Apply the node's VJP rule (the user's for a ``custom_vjp`` call, else its op's).
 
     Returns the inputs the rule differentiates and one gradient (or None) per input.
@@ -90,6 +121,10 @@ def _vjp(node: Node, g: Tensor) -> tuple[Sequence[Node], Sequence[Tensor | None]
     custom = custom_rule_of(node)
     if custom is not None:
         return [x.node for x in custom.inputs], custom.vjp(g)
+    if node.op == SCAN:
+        from graphcomp.autodiff.scan import scan_vjp  # it builds on this module
+
+        return node.inputs, scan_vjp(node, g)
     rule = get_op(node.op).vjp
     assert rule is not None, f"{node.op} has no VJP rule"  # callers check _has_vjp(node) first
     inputs = [Tensor(i) for i in node.inputs]
@@ -97,7 +132,7 @@ def _vjp(node: Node, g: Tensor) -> tuple[Sequence[Node], Sequence[Tensor | None]
 
 
 def _has_vjp(node: Node) -> bool:
-    if custom_rule_of(node) is not None:
+    if custom_rule_of(node) is not None or node.op in LOOP_OPS:
         return True
     op = get_op(node.op)
     return op.differentiable and op.vjp is not None
@@ -126,6 +161,10 @@ def _nodes_between(graph: Graph, output: Node, wrt: Sequence[Node]) -> set[int]:
 
 
 def _carries_gradient(node: Node) -> bool:
+    if node.op == SCAN:  # its value is the tuple of its outputs
+        return True
+    if node.op == SCAN_OUTPUT:
+        return dtypes.is_float(node.dtype)
     return dtypes.is_float(node.dtype) and (get_op(node.op).kind == "source" or _has_vjp(node))
 
 

@@ -6,6 +6,7 @@ cleverness: clear enough to trust.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from graphcomp.errors import InputError
+from graphcomp.loops import SCAN, SCAN_OUTPUT, ScanBody, is_residual
 from graphcomp.ops import get_op
 from graphcomp.ops.indexing import INDEX_OPERAND, index_error_message
-from graphcomp.runtime.binding import resolve_shape
+from graphcomp.runtime.binding import check_inputs, resolve_shape
 from graphcomp.runtime.program import Program
 
 
@@ -74,6 +76,9 @@ def evaluate(
                 shape = (shapes[node.id] if shapes is not None
                          else resolve_shape(node, binding, program.dims))
                 args = [values[i] for i in input_ids]
+                if node.op == SCAN:  # its value is the tuple of its outputs
+                    values[node.id] = impl(args, dict(node.attrs), shape)
+                    continue
                 try:
                     result = impl(args, dict(node.attrs), shape)
                 except InputError as exc:  # bad data: say which node (and placeholder) met it
@@ -95,9 +100,52 @@ Plan = list[tuple[Any, Any, tuple[int, ...]]]
 
 def make_plan(program: Program) -> Plan:
     """(node, numpy implementation, input ids) of each scheduled node, looked up once."""
-    return [(node, None if node.op in ("parameter", "constant", "placeholder")
-             else get_op(node.op).numpy_impl, tuple(i.id for i in node.inputs))
-            for node in program.schedule]
+    # A scan stacks the carries of its steps only when a gradient reads them.
+    stacking = {n.inputs[0].id for n in program.schedule if is_residual(n)}
+    plan: Plan = []
+    for node in program.schedule:
+        impl: Any = None
+        if node.op == SCAN:
+            impl = functools.partial(run_scan, stack_carries=node.id in stacking)
+        elif node.op == SCAN_OUTPUT:
+            impl = _pick_output
+        elif node.op not in ("parameter", "constant", "placeholder"):
+            impl = get_op(node.op).numpy_impl
+        plan.append((node, impl, tuple(i.id for i in node.inputs)))
+    return plan
+
+
+def _pick_output(arrays: Sequence[Any], attrs: dict[str, Any], shape: tuple) -> np.ndarray:
+    return arrays[0][attrs["index"]]
+
+
+def run_scan(arrays: Sequence[np.ndarray], attrs: dict[str, Any], shape: tuple[int, ...],
+             stack_carries: bool = False) -> tuple[np.ndarray, ...]:
+    """A scan node's outputs: final carry leaves, stacked ys, then (``stack_carries``) the
+    carry each step started from, stacked. ``shape`` is ``(T,)``."""
+    body: ScanBody = attrs["body"]
+    trip = shape[0]
+    n_carry, n_xs = len(body.carry_in), len(body.x_in)
+    carry = list(arrays[:n_carry])
+    xs = arrays[n_carry:n_carry + n_xs]
+    invariants = list(arrays[n_carry + n_xs:])
+    program = Program(body.graph, list(body.inputs), list(body.outputs), [],
+                      list(body.schedule), body.dims)
+    one_step = [x[0] if trip else np.empty(x.shape[1:], x.dtype) for x in xs]
+    _, binding = check_inputs(body.inputs, carry + one_step + invariants, body.dims)
+    shapes, plan = node_shapes(program, binding), make_plan(program)
+    ys = [np.empty((trip, *resolve_shape(y, binding, body.dims)), y.dtype) for y in body.y_out]
+    stacks = ([np.empty((trip, *c.shape), c.dtype) for c in carry] if stack_carries else [])
+    for t in range(trip - 1, -1, -1) if attrs["reverse"] else range(trip):
+        for stack, value in zip(stacks, carry if stack_carries else [], strict=True):
+            stack[t] = value
+        values = evaluate(program, carry + [x[t] for x in xs] + invariants, binding, shapes, plan)
+        carry = [values[n.id] for n in body.carry_out]
+        for y, node in zip(ys, body.y_out, strict=True):
+            y[t] = values[node.id]
+    if not stack_carries:  # outputs nobody reads still need a value of their shape
+        stacks = [np.empty((0, *c.shape), c.dtype) for c in carry]
+    return tuple(carry + ys + stacks)
 
 
 def compile_numpy(program: Program, **options: object) -> NumpyExecutable:

@@ -10,13 +10,13 @@ import networkx as nx
 
 from graphcomp import dtypes
 from graphcomp.autodiff import grad
+from graphcomp.inspect.bytes import ByteCount, byte_count, format_bytes, scan_residual_bytes
 from graphcomp.ir import Node
+from graphcomp.loops import is_residual
 from graphcomp.ops import Tensor
 
 # A node of the adjoint graph: built by the adjoint pass, or a forward value it reads.
 AdjointGraphRole = Literal["adjoint", "residual"]
-# A byte count: {symbols: coefficient}; () is the static part. {(): 64, ("N",): 32} = 64 + 32*N.
-ByteCount = dict[tuple[str, ...], int]
 
 
 def adjoint_graph(loss: Tensor, wrt: Tensor | Sequence[Tensor]) -> nx.DiGraph:
@@ -27,7 +27,8 @@ def adjoint_graph(loss: Tensor, wrt: Tensor | Sequence[Tensor]) -> nx.DiGraph:
     the forward nodes they read, their *residuals* (``role="residual"``): what the backward
     pass keeps alive. Node attributes: op, shape, dtype, name, role, forward_of, and for each
     residual ``bytes``: an int for a static shape, else a formula such as ``"256*N"`` (bytes
-    per unit of the symbolic dim N). Graph attributes: ``gradients`` and ``wrt`` (node ids)
+    per unit of the symbolic dim N); a scan's stacked carries (``scan_output`` residuals) also
+    ``bytes_per_step``. Graph attributes: ``gradients`` and ``wrt`` (node ids)
     and ``residual_bytes`` (the residuals' total, same form).
 
     >>> import graphcomp as gc, numpy as np
@@ -44,10 +45,10 @@ def adjoint_graph(loss: Tensor, wrt: Tensor | Sequence[Tensor]) -> nx.DiGraph:
     graph = loss.graph
     first_new_id = max(graph.nx.nodes, default=-1) + 1
     gradients = grad(loss, targets)
-    built = {i for i in graph.ancestors([g.node for g in gradients]) if i >= first_new_id}
-    residuals = {
-        inp.id for i in built for inp in graph.node(i).inputs if inp.id < first_new_id
-    }
+    # A scan's stacked carries are made by its VJP but are forward values: residuals.
+    built = {i for i in graph.ancestors([g.node for g in gradients])
+             if i >= first_new_id and graph.node(i).role == "adjoint"}
+    residuals = {inp.id for i in built for inp in graph.node(i).inputs if inp.id not in built}
     out = nx.DiGraph(
         name=f"adjoint of {loss.node.label()}",
         gradients=[g.node.id for g in gradients],
@@ -61,6 +62,8 @@ def adjoint_graph(loss: Tensor, wrt: Tensor | Sequence[Tensor]) -> nx.DiGraph:
             count = byte_count(node)
             total.update(count)
             attrs["bytes"] = format_bytes(count)
+            if is_residual(node):
+                attrs["bytes_per_step"] = format_bytes(scan_residual_bytes(node.inputs[0])[0])
         out.add_node(node_id, **attrs)
     for a, b, data in graph.nx.subgraph(built | residuals).edges(data=True):
         if b in built:
@@ -80,26 +83,3 @@ def _node_attrs(node: Node, role: AdjointGraphRole) -> dict:
         "forward_of": node.forward_of,
         "source": node.source,
     }
-
-
-def byte_count(node: Node) -> ByteCount:
-    """Bytes of ``node``'s value: ``{(): static}`` or ``{("N",): per_unit_of_N}`` etc."""
-    coefficient, symbols = node.dtype.itemsize, []
-    for d in node.graph.dims.resolve_shape(node.shape):
-        if isinstance(d, int):
-            coefficient *= d
-        else:
-            symbols.append(d)
-    return {tuple(sorted(symbols)): coefficient}
-
-
-def format_bytes(count: ByteCount) -> int | str:
-    """An int when no symbol is involved, else a formula: ``"64 + 256*N"``."""
-    terms = {k: v for k, v in count.items() if v}
-    if all(symbols == () for symbols in terms):
-        return int(terms.get((), 0))
-    parts = []
-    for symbols in sorted(terms, key=lambda s: (len(s), s)):
-        value = terms[symbols]
-        parts.append("*".join([str(value), *symbols]) if symbols else str(value))
-    return " + ".join(parts)

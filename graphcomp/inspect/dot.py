@@ -16,8 +16,9 @@ from typing import Literal, get_args
 
 from graphcomp import dtypes
 from graphcomp.errors import GraphcompError
-from graphcomp.inspect.listing import _constant_str
+from graphcomp.inspect.listing import _constant_str, body_lines, format_node
 from graphcomp.ir import Node, shape_str
+from graphcomp.loops import SCAN
 from graphcomp.ops import Tensor
 
 # DOT text, or an image rendered by Graphviz's ``dot`` program.
@@ -81,6 +82,9 @@ def _label(node: Node) -> str:
     lines = [head, type_str]
     if node.role == "adjoint" and node.forward_of is not None:
         lines.append(f"adjoint of %{node.forward_of} {node.graph.node(node.forward_of).op}")
+    if node.op == SCAN:  # one node, its body listed beneath
+        lines[1:2] = [format_node(node).split(" : ", 1)[1].split("  #")[0]]
+        lines += [line.strip() for line in body_lines(node.attrs["body"], "")]
     return "\n".join(lines)
 
 

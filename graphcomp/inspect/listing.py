@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from graphcomp import dtypes
+from graphcomp.inspect.bytes import format_bytes, scan_residual_bytes
 from graphcomp.ir import Node, shape_str
+from graphcomp.loops import SCAN, ScanBody, is_residual, output_count, output_type
 from graphcomp.ops import Tensor
 
 
@@ -39,6 +41,8 @@ def _adjoint_note(node: Node) -> str:
 
 def format_node(node: Node) -> str:
     """One listing line: ``%7 = matmul %1 %3 : f64[N,10]``."""
+    if node.op == SCAN:
+        return _scan_line(node)
     if node.op == "constant":
         rhs = f"constant {_constant_str(node.attrs['value'])}"
     elif node.op in ("placeholder", "parameter"):
@@ -53,9 +57,45 @@ def format_node(node: Node) -> str:
         notes.append(f'"{node.name}"')
     if node.role == "adjoint":
         notes.append(_adjoint_note(node))
+    if is_residual(node):
+        per_step = format_bytes(scan_residual_bytes(node.inputs[0])[0])
+        notes.append(f"residual: the carry each step started from ({per_step} bytes per step)")
     if notes:
         line = f"{line:<60}  # {'; '.join(notes)}"
     return line
+
+
+def _scan_line(node: Node) -> str:
+    """``%3 = scan[reverse=False, T=N] %2 %0 %1 : (f64[2], f64[N,2])``: the carry and ys."""
+    carries, ys = output_count(node)
+    types = []
+    for i in range(carries + ys):
+        shape, dtype = output_type(node, i)
+        types.append(dtypes.short_name(dtype) + shape_str(node.graph.dims.resolve_shape(shape)))
+    trip = node.graph.dims.resolve(node.shape[0])
+    head = f"scan[reverse={node.attrs['reverse']}, T={trip}]"
+    line = f"%{node.id} = {' '.join([head] + [f'%{i.id}' for i in node.inputs])}"
+    line += f" : ({', '.join(types)})"
+    if node.role == "adjoint":
+        line = f"{line:<60}  # {_adjoint_note(node)}"
+    return line
+
+
+def _ids(nodes: Sequence[Node]) -> str:
+    return " ".join(f"%{n.id}" for n in nodes) or "-"
+
+
+def body_lines(body: ScanBody, indent: str = "    ") -> list[str]:
+    """The listing of a scan body, indented, nested bodies beneath their scans."""
+    invariants = ", ".join(f"%{p.id} = %{outer}" for outer, p in body.graph.captures.items())
+    lines = [f"{indent}body: carry {_ids(body.carry_in)}; x {_ids(body.x_in)}; "
+             f"invariants {invariants or '-'}"]
+    for node in body.schedule:
+        lines.append(indent + format_node(node))
+        if node.op == SCAN:
+            lines += body_lines(node.attrs["body"], indent + "    ")
+    lines.append(f"{indent}return {_ids(body.outputs)}")
+    return lines
 
 
 def format(tensors: Tensor | Sequence[Tensor]) -> str:
@@ -78,7 +118,11 @@ def format(tensors: Tensor | Sequence[Tensor]) -> str:
         return ""
     graph = items[0].graph
     schedule = graph.schedule([t.node for t in items])
-    lines = [format_node(n) for n in schedule]
+    lines = []
+    for node in schedule:
+        lines.append(format_node(node))
+        if node.op == SCAN:  # the body beneath its scan
+            lines += body_lines(node.attrs["body"])
     outs = ", ".join(f"%{t.node.id}" for t in items)
     lines.append(f"return {outs}")
     return "\n".join(lines)

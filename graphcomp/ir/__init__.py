@@ -9,20 +9,25 @@ from graphcomp.ir.dims import (
     shape_str,
     static_shape,
 )
-from graphcomp.ir.graph import Graph, current_graph, reset_default_graph
+from graphcomp.ir.graph import Graph, ImplicitUpdate, current_graph, reset_default_graph
 from graphcomp.ir.node import Node, NodeRole, user_source_line
+from graphcomp.ir.scope import current_scope, name_scope, scoped_name
 
 __all__ = [
     "Dim",
     "DimMismatch",
     "DimTable",
     "Graph",
+    "ImplicitUpdate",
     "Node",
     "NodeRole",
     "Shape",
     "current_graph",
+    "current_scope",
     "is_static",
+    "name_scope",
     "reset_default_graph",
+    "scoped_name",
     "shape_str",
     "static_shape",
     "user_source_line",

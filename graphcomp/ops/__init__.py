@@ -6,6 +6,7 @@ Importing this package registers every primitive (one module per family).
 from graphcomp.ops.tensor import Parameter, Tensor, apply, as_tensor  # noqa: I001  (first: breaks the cycle)
 from graphcomp.ops import functions
 from graphcomp.ops import elementwise, indexing, linalg, reductions, scans, sources, structural
+from graphcomp.ops import random_ops
 from graphcomp.ops.registry import REGISTRY, OpDef, OpKind, Sample, get_op, register
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "get_op",
     "indexing",
     "linalg",
+    "random_ops",
     "reductions",
     "register",
     "scans",

@@ -410,6 +410,12 @@ def _vjp_sinc(g: Any, x: Any, y: Any) -> Any:
     return g * F.where(near, series * math.pi, formula)
 
 
+def _erf(x: np.ndarray) -> np.ndarray:
+    from scipy import special  # numpy has no erf; scipy is a dependency, imported on first use
+
+    return special.erf(x)
+
+
 UNARY_VJPS.update({
     "floor": lambda g, x, y: F.zeros_like(g),
     "ceil": lambda g, x, y: F.zeros_like(g),
@@ -422,6 +428,7 @@ UNARY_VJPS.update({
     "arccosh": lambda g, x, y: g / (F.sqrt(x - 1.0) * F.sqrt(x + 1.0)),
     "arctanh": lambda g, x, y: g / ((1.0 - x) * (1.0 + x)),
     "sinc": _vjp_sinc,
+    "erf": lambda g, x, y: g * (2.0 / math.sqrt(math.pi)) * F.exp(-x * x),
 })
 
 _MORE_UNARY: list[tuple[str, Callable, Callable, str]] = [
@@ -438,6 +445,8 @@ _MORE_UNARY: list[tuple[str, Callable, Callable, str]] = [
     ("arccosh", np.arccosh, _unary_samples(_above_one), "inverse hyperbolic cosine"),
     ("arctanh", np.arctanh, _unary_samples(_inside_unit), "inverse hyperbolic tangent"),
     ("sinc", np.sinc, _sinc_samples, "normalised sinc, sin(pi x) / (pi x), 1 at 0"),
+    ("erf", _erf, _unary_samples(lambda v: 1.5 * v), "error function, 2/sqrt(pi) times the "
+                                                    "integral of exp(-t*t) from 0 to x"),
 ]
 
 for _name, _fn, _samples, _doc in _MORE_UNARY:

@@ -14,8 +14,16 @@ from typing import Any
 import numpy as np
 
 from graphcomp import dtypes
-from graphcomp.errors import DTypeError, InputError, NonFiniteError, ShapeError
-from graphcomp.ir import Dim, current_graph, shape_str, user_source_line
+from graphcomp.errors import DTypeError, GraphError, InputError, NonFiniteError, ShapeError
+from graphcomp.ir import (
+    Dim,
+    Graph,
+    current_graph,
+    current_scope,
+    scoped_name,
+    shape_str,
+    user_source_line,
+)
 from graphcomp.ops.tensor import Parameter, Tensor, _holds_tensor, apply, as_tensor
 
 AxisLike = int | Sequence[int] | None
@@ -59,17 +67,27 @@ def placeholder(
 
 
 def parameter(
-    value: Any, name: str | None = None, dtype: Any = None, check_finite: bool = False
+    value: Any,
+    name: str | None = None,
+    dtype: Any = None,
+    check_finite: bool = False,
+    trainable: bool = True,
 ) -> Parameter:
     """Trainable state: the value is copied into the graph's parameter storage.
+
+    Inside ``gc.name_scope`` the name gets the scope's prefix and must be new to the graph.
+    ``trainable=False`` marks state that optimizers leave alone (running statistics).
 
     >>> import graphcomp as gc, numpy as np
     >>> with gc.Graph():
     ...     W = gc.parameter(np.zeros((3, 2)), name="W")
-    >>> W.shape, W.dtype
-    ((3, 2), dtype('float64'))
+    >>> W.shape, W.dtype, W.trainable
+    ((3, 2), dtype('float64'), True)
     """
     graph = current_graph()
+    if name is not None and current_scope():
+        name = scoped_name(name)
+        _check_new_parameter_name(graph, name)
     array = np.array(value, dtype=None if dtype is None else dtypes.as_dtype(dtype), copy=True)
     dtype_ = dtypes.as_dtype(array.dtype, where=f"for parameter {name!r} at {user_source_line()}")
     array = np.asarray(array, dtype=dtype_, order="C")  # ascontiguousarray makes 0-d 1-d
@@ -83,7 +101,39 @@ def parameter(
         "parameter", [], {}, array.shape, dtype_, name=name, source=user_source_line()
     )
     graph.parameter_values[node.id] = array
+    if name is not None:
+        graph.parameter_names.setdefault(name, node)
+    if not trainable:
+        graph.non_trainable.add(node.id)
     return Parameter(node)
+
+
+def _check_new_parameter_name(graph: Any, name: str) -> None:
+    taken = graph.parameter_names.get(name)
+    if taken is not None:
+        raise GraphError(
+            f"parameter {name!r} at {user_source_line()}: graph {graph.name!r} already has a "
+            f"parameter of that name, created at {taken.source}; give the layer another name "
+            "or use another name_scope"
+        )
+
+
+def parameters(graph: Graph | None = None, trainable: bool | None = None) -> list[Parameter]:
+    """The parameters of ``graph`` (default: the current graph) in creation order; only the
+    trainable ones with ``trainable=True``, only the others with ``trainable=False``.
+
+    >>> import graphcomp as gc, numpy as np
+    >>> with gc.Graph() as g:
+    ...     w = gc.parameter(np.ones(2), name="w")
+    ...     n = gc.parameter(np.zeros(()), name="count", trainable=False)
+    >>> [p.name for p in gc.parameters(g)], [p.name for p in gc.parameters(g, trainable=True)]
+    (['w', 'count'], ['w'])
+    """
+    graph = current_graph() if graph is None else graph
+    found = [Parameter(node) for node in graph.nodes() if node.op == "parameter"]
+    if trainable is None:
+        return found
+    return [p for p in found if p.trainable == trainable]
 
 
 def constant(value: Any, dtype: Any = None, name: str | None = None) -> Tensor:
@@ -474,6 +524,11 @@ def arctanh(x: Any) -> Tensor:
 def sinc(x: Any) -> Tensor:
     """Normalised sinc, sin(pi x) / (pi x), with sinc(0) = 1 and sinc'(0) = 0. ``gc.sinc(t)``"""
     return _unary_float("sinc", x)
+
+
+def erf(x: Any) -> Tensor:
+    """The error function, ``2/sqrt(pi) * integral of exp(-t*t) from 0 to x``. ``gc.erf(x)``"""
+    return _unary_float("erf", x)
 
 
 def arctan2(x1: Any, x2: Any) -> Tensor:
@@ -881,7 +936,8 @@ def take(x: Any, indices: Any, axis: int | None = None) -> Tensor:
 
 
 def scatter_add(base: Any, indices: Any, updates: Any, axis: int = 0) -> Tensor:
-    """``base`` with ``updates`` added at ``indices`` along ``axis`` (the adjoint of take)."""
+    """``base`` with ``updates`` added at ``indices`` along ``axis`` (the adjoint of take);
+    repeated indices accumulate. ``gc.scatter_add(gc.zeros_like(table), ids, rows)``"""
     base = as_tensor(base)
     indices_t = as_tensor(indices, graph=base.graph)
     updates_t = cast(as_tensor(updates, graph=base.graph), base.dtype)

@@ -58,7 +58,9 @@ class Sample:
 
 
 # What an op is, for the passes that group ops (fusion inlines elementwise ops, say).
-OpKind = Literal["source", "elementwise", "reduction", "structural", "index", "linalg"]
+OpKind = Literal[
+    "source", "elementwise", "reduction", "structural", "index", "linalg", "random"
+]
 
 
 @dataclass

@@ -26,9 +26,11 @@ def apply(op_name: str, *inputs: Tensor, name: str | None = None, **attrs: Any) 
     ('reduce_sum', (2,), dtype('float32'))
     """
     op = get_op(op_name)
-    nodes = [t.node for t in inputs]
-    graph = nodes[0].graph if nodes else current_graph()
     source = user_source_line()
+    # Inside a scan body, an op on a body tensor and an enclosing graph's tensor belongs to
+    # the body (the innermost graph), which captures the other as a loop invariant.
+    graph = max((t.graph for t in inputs), key=Graph.depth) if inputs else current_graph()
+    nodes = [graph.adopt(t.node, op_name, source) for t in inputs]
     dims_before = graph.dims.snapshot()
     try:
         shape, dtype = op.infer(nodes, attrs, graph.dims)
@@ -310,6 +312,11 @@ class Parameter(Tensor):
     def value(self) -> np.ndarray:
         """A copy of the parameter's current value."""
         return self.graph.parameter_values[self.node.id].copy()
+
+    @property
+    def trainable(self) -> bool:
+        """Whether optimizers update it (``gc.parameter(..., trainable=False)`` says no)."""
+        return self.node.id not in self.graph.non_trainable
 
     def assign(self, new_value: Any, *, check_finite: bool = False) -> None:
         """Overwrite the value in place (compiled functions see it); shape and dtype checked."""

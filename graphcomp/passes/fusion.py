@@ -39,6 +39,7 @@ CHEAP_OPS = frozenset({"add", "subtract", "multiply", "negative", "abs", "cast",
 SoloKernelOp = Literal[
     "matmul", "matmul_acc", "concatenate", "pad", "take", "scatter_add", "check_index",
     "cumsum", "cumprod", "sort", "argsort", "permute",
+    "random_uniform", "random_normal", "random_randint",
 ]
 SOLO_KERNEL_OPS: frozenset[str] = frozenset(get_args(SoloKernelOp))
 # A fused elementwise chain, a fused reduction, a view of another buffer (no code), merged

@@ -208,6 +208,7 @@ def compile(
     backend: str = DEFAULT_BACKEND,
     copy_outputs: bool = True,
     compile_mode: str = "eager",
+    implicit_updates: bool = True,
     **options: Any,
 ) -> Function:
     """Compile a graph into a callable ``Function``.
@@ -217,6 +218,10 @@ def compile(
     Outputs are fresh arrays; with ``copy_outputs=False`` they are read-only views of the
     function's own buffers instead (no copy), valid until the next call of a function of the
     same graph.
+
+    State that layers keep (batch norm's running statistics) is updated without being listed:
+    every output or update that needs such a layer's result makes the function apply the
+    layer's implicit updates too; ``implicit_updates=False`` leaves them out.
 
     ``compile_mode="background"`` (numba backend) returns at once: the calls run on the numpy
     backend while another process compiles, and the function switches to the compiled code
@@ -239,7 +244,7 @@ def compile(
         raise CompileError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}, "
                            f"not {compile_mode!r}")
     start = time.perf_counter()
-    program = build_program(input_list, output_list, updates)
+    program = build_program(input_list, output_list, updates, implicit_updates)
     executable: Any = None
     pending: Any = None
     if compile_mode == "background" and backend == "numba":

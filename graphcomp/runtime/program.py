@@ -15,6 +15,7 @@ from graphcomp import dtypes
 from graphcomp.errors import DTypeError, GraphError, ShapeError
 from graphcomp.ir import DimTable, Graph, Node, shape_str
 from graphcomp.ops import Parameter, Tensor
+from graphcomp.ops.random_ops import RANDOM_OPS
 
 
 @dataclass
@@ -46,8 +47,14 @@ def build_program(
     inputs: Sequence[Tensor],
     outputs: Sequence[Tensor],
     updates: Sequence[tuple[Parameter, Tensor]] | Mapping[Parameter, Tensor] | None = None,
+    implicit_updates: bool = True,
 ) -> Program:
-    """Validate a compile request and return its ``Program``."""
+    """Validate a compile request and return its ``Program``.
+
+    With ``implicit_updates``, the graph's implicit updates (``Graph.add_implicit_update``)
+    whose trigger the outputs or updates need are appended to the updates, unless an update
+    of the request already sets that parameter.
+    """
     input_nodes = [_as_node(t, "every input") for t in inputs]
     output_nodes = [_as_node(t, "every output") for t in outputs]
     pairs = list(updates.items()) if isinstance(updates, Mapping) else list(updates or [])
@@ -70,6 +77,8 @@ def build_program(
                 f"belong to graph {graph.name!r}; one function compiles one graph"
             )
     graph.check_acyclic()
+    if implicit_updates:
+        update_nodes += _implicit_updates(graph, output_nodes, update_nodes)
 
     seen: set[int] = set()
     for node in input_nodes:
@@ -104,6 +113,13 @@ def build_program(
 
     roots = output_nodes + [value for _, value in update_nodes]
     schedule = graph.schedule(roots)
+    if (_draws(graph, schedule) and graph.random_state is not None
+            and graph.random_advance is not None and graph.random_state not in targets):
+        # Every call that draws advances the generator: its next call draws new numbers.
+        update_nodes.append((graph.node(graph.random_state), graph.node(graph.random_advance)))
+        roots.append(update_nodes[-1][1])
+        schedule = graph.schedule(roots)
+        _check_random_shapes(graph, schedule, input_nodes)
     for node in schedule:
         if node.op == "placeholder" and node.id not in seen:
             needed_by = [r.label() for r in roots if node.id in graph.ancestors([r])]
@@ -113,3 +129,38 @@ def build_program(
                 f"needed by {', '.join(needed_by)} but is not among the compiled function's inputs"
             )
     return Program(graph, input_nodes, output_nodes, update_nodes, schedule, graph.dims.copy())
+
+
+def _implicit_updates(
+    graph: Graph, outputs: list[Node], updates: list[tuple[Node, Node]]
+) -> list[tuple[Node, Node]]:
+    """The graph's implicit updates triggered by what ``outputs`` and ``updates`` compute."""
+    if not graph.implicit_updates:
+        return []
+    needed = graph.ancestors(outputs + [value for _, value in updates])
+    taken = {target.id for target, _ in updates}
+    found = []
+    for update in graph.implicit_updates:
+        if update.trigger.id in needed and update.parameter.id not in taken:
+            taken.add(update.parameter.id)
+            found.append((update.parameter, update.value))
+    return found
+
+
+def _draws(graph: Graph, schedule: Sequence[Node]) -> bool:
+    return graph.random_state is not None and any(n.op in RANDOM_OPS for n in schedule)
+
+
+def _check_random_shapes(graph: Graph, schedule: Sequence[Node], inputs: Sequence[Node]) -> None:
+    """A random node's symbolic dims must be bound by an input's shape at call time."""
+    bound = {graph.dims.resolve(d) for node in inputs for d in node.shape}
+    for node in schedule:
+        if node.op not in RANDOM_OPS:
+            continue
+        for dim in graph.dims.resolve_shape(node.shape):
+            if isinstance(dim, str) and dim not in bound:
+                raise GraphError(
+                    f"{node.describe()} (created at {node.source}) has the symbolic dimension "
+                    f"{dim!r}, which no input of the compiled function has: its size would be "
+                    "unknown at call time"
+                )

@@ -17,6 +17,7 @@ from graphcomp.autodiff import grad
 from graphcomp.autodiff.custom import CustomCall, custom_rule_of, mark_custom_call
 from graphcomp.errors import GraphError
 from graphcomp.ir import DimTable, Graph, Node
+from graphcomp.loops import LOOP_OPS, SCAN_OUTPUT, ScanBody, make_scan_node, scan_output
 from graphcomp.ops import Tensor, apply, as_tensor
 from graphcomp.ops import functions as F
 from graphcomp.runtime.function import compile as compile_function
@@ -289,6 +290,8 @@ class Float64Replay:
             return as_tensor(self.source.parameter_values[node.id].astype(dtype), graph=self.graph)
         if node.op == "constant":
             return as_tensor(np.asarray(node.attrs["value"]).astype(dtype), graph=self.graph)
+        if node.op in LOOP_OPS:
+            return self._copy_loop(node)
         dims = self.source.dims
         symbols, _ = dims.constraints()
         attrs = {k: _promote_attr(v, dims, symbols) for k, v in node.attrs.items()}
@@ -300,6 +303,19 @@ class Float64Replay:
                 call.name, tuple(self(t.node) for t in call.inputs), copy, call.rule
             ))
         return copy
+
+    def _copy_loop(self, node: Node) -> Tensor:
+        """A scan keeps its body, which must be float64 already (it was traced once)."""
+        inputs = [self._copies[i.id].node for i in node.inputs]
+        if node.op == SCAN_OUTPUT:
+            return scan_output(inputs[0], node.attrs["index"])
+        body: ScanBody = node.attrs["body"]
+        if any(a.dtype != b.dtype for a, b in zip(inputs, body.inputs, strict=True)):
+            raise GraphError(f"check_grads: {node.describe()} has a float32 body; a traced body "
+                             "cannot be replayed in float64, so build the scan in float64")
+        trip = self.source.dims.resolve(node.shape[0])
+        return Tensor(make_scan_node(self.graph, body, inputs, trip, node.attrs["reverse"],
+                                     node.source))
 
 
 def _promote_attr(value: Any, dims: DimTable, symbols: Mapping[str, str]) -> Any:

@@ -7,6 +7,10 @@ File format (version 1), an uncompressed numpy ``.npz`` archive holding only pla
 - ``value_0``, ``value_1``, …: the values, in the same order.
 
 Names are stored in an array (not as archive keys) so that any name (``"W1/adam.m"``) works.
+When the parameters' graph draws random numbers, its generator state (``random.state``,
+``gc.random.state``) is saved and restored with them, as one more named value; a checkpoint
+without it (written before the graph drew, or by an older version) loads and leaves the
+generator as it is.
 ``save`` writes a temporary file ``.NAME.<16 hex digits>.tmp`` beside the target, holding a lock
 on it, and renames it over the target, so a crash mid-write never destroys the previous
 checkpoint; the next save to the same path deletes such files whose writer has died (a killed
@@ -31,6 +35,7 @@ import numpy as np
 
 from graphcomp.errors import DTypeError, FileFormatError, GraphError, ShapeError
 from graphcomp.ops import Parameter
+from graphcomp.random.state import STATE_NAME, existing_state
 
 if sys.platform != "win32":
     import fcntl
@@ -57,6 +62,14 @@ def _names_of(params: Sequence[Parameter]) -> list[str]:
     return names
 
 
+def _with_random_state(params: list[Parameter]) -> list[Parameter]:
+    """``params`` and, if their graph has one and it is not among them, its random state."""
+    state = existing_state(params[0].graph) if params else None
+    if state is None or any(p.node is state.node for p in params):
+        return params
+    return [*params, state]
+
+
 def save(path: str | os.PathLike[str], params: Sequence[Parameter]) -> None:
     """Write the current values of ``params`` to ``path`` (atomic: temp file, then rename).
 
@@ -67,7 +80,7 @@ def save(path: str | os.PathLike[str], params: Sequence[Parameter]) -> None:
     >>> # gc.save("model.npz", [W1, b1, W2, b2] + opt.state)
     """
     path = os.fspath(path)
-    params = list(params)
+    params = _with_random_state(list(params))
     names = _names_of(params)
     target = check_writable(path, "checkpoint")
     arrays = {"format_version": np.array(FORMAT_VERSION, dtype=np.int64),
@@ -298,15 +311,17 @@ def load(path: str | os.PathLike[str], params: Sequence[Parameter], strict: bool
     """
     path = os.fspath(path)
     params = list(params)
-    names = _names_of(params)
     values = read(path)
+    if STATE_NAME in values:
+        params = _with_random_state(params)
+    names = _names_of(params)
     missing = [n for n in names if n not in values]
     if missing:
         raise GraphError(
             f"checkpoint {path!r} has no value for parameter(s) {missing}; it holds "
             f"{sorted(values)}"
         )
-    extra = sorted(set(values) - set(names))
+    extra = sorted(set(values) - set(names) - {STATE_NAME})  # a graph that never draws
     if strict and extra:
         raise GraphError(
             f"checkpoint {path!r} holds value(s) {extra} that none of the given parameters "

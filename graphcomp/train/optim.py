@@ -30,6 +30,7 @@ from graphcomp.errors import GraphError
 from graphcomp.ir import current_graph, static_shape
 from graphcomp.ops import Parameter, Tensor
 from graphcomp.ops import functions as F
+from graphcomp.ops.functions import parameters
 from graphcomp.train.schedules import CosineDecay, Schedule, StepDecay
 
 LearningRate = float | Tensor | Schedule
@@ -62,14 +63,19 @@ class Optimizer(ABC):
         self._taken_names: set[str | None] = set()
 
     # -- public -------------------------------------------------------------------------
-    def updates(self, loss: Tensor, params: Sequence[Parameter]) -> UpdatePairs:
+    def updates(self, loss: Tensor, params: Sequence[Parameter] | None = None) -> UpdatePairs:
         """Update pairs for ``gc.compile(..., updates=...)`` that take one step down ``loss``.
+
+        ``params`` defaults to the trainable parameters of the loss's graph
+        (``gc.parameters(graph, trainable=True)``); non-trainable ones are skipped.
 
         >>> # step = gc.compile([x, y], [loss, acc], updates=opt.updates(loss, params))
         """
         from graphcomp.autodiff import grad
 
-        params = list(params)
+        if params is None:
+            params = parameters(loss.graph, trainable=True)
+        params = [p for p in params if not isinstance(p, Parameter) or p.trainable]
         return self.apply_gradients(params, grad(loss, params))
 
     def apply_gradients(self, params: Sequence[Parameter], grads: Sequence[Tensor]) -> UpdatePairs:
@@ -79,6 +85,11 @@ class Optimizer(ABC):
         """
         params, grads = list(params), list(grads)
         self._check(params, grads)
+        kept = [k for k, p in enumerate(params) if p.trainable]
+        if not kept:
+            raise GraphError(f"the optimizer got no trainable parameter (given: "
+                             f"{', '.join(p.node.label() for p in params)})")
+        params, grads = [params[k] for k in kept], [grads[k] for k in kept]
         graph = params[0].graph
         self._taken_names = {n.name for n in graph.nodes() if n.op == "parameter"}
         with graph:
@@ -128,7 +139,7 @@ class Optimizer(ABC):
                 f"graph {graph.name!r} already has a parameter named {name!r}; give the second "
                 f"optimizer another name, e.g. {type(self).__name__}(..., name='{self.name}2')"
             )
-        state = F.parameter(value, name=name)
+        state = F.parameter(value, name=name, trainable=False)
         self._taken_names.add(name)
         self.state.append(state)
         return state

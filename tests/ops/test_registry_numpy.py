@@ -12,6 +12,7 @@ until it has an entry in ``EXPECTED`` and in ``BAD_INPUTS`` (or ``ACCEPTS_ANY_IN
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -157,7 +158,52 @@ def _sinc(x: np.ndarray) -> np.ndarray:
     return np.where(x == 0, 1.0, np.sin(t) / t)
 
 Formula = Callable[[list, dict, dict], np.ndarray]
+def _philox_words(state: np.ndarray, stream: int, block: int) -> list[int]:
+    """Philox4x32-10 in Python ints, one block, written from the paper's definition."""
+    mask = 0xFFFFFFFF
+    seed, call = (int(v) % 2**64 for v in state)
+    c = [block, stream, call & mask, call >> 32]
+    k = [seed & mask, seed >> 32]
+    for _ in range(10):
+        p0, p1 = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
+        c = [(p1 >> 32) ^ c[1] ^ k[0], p1 & mask, (p0 >> 32) ^ c[3] ^ k[1], p0 & mask]
+        k = [(k[0] + 0x9E3779B9) & mask, (k[1] + 0xBB67AE85) & mask]
+    return c
+
+
+def _random_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
+    shape = _concrete(attrs["shape"], sizes)
+    n, dtype = int(np.prod(shape)), np.dtype(attrs["dtype"])
+    per_value = 1 if dtype == np.float32 or "low" in attrs else 2
+    words = [w for b in range(-(-n * per_value // 4))
+             for w in _philox_words(xs[0], attrs["stream"], b)]
+    if "low" in attrs:
+        values = [attrs["low"] + (w * (attrs["high"] - attrs["low"]) >> 32) for w in words]
+    elif dtype == np.float32:
+        values = [(w >> 8) / 2**24 for w in words]
+    else:
+        pairs = zip(words[::2], words[1::2], strict=True)
+        values = [((a >> 5) * 2**26 + (b >> 6)) / 2**53 for a, b in pairs]
+    return np.array(values[:n], dtype=dtype).reshape(shape)
+
+
+def _normal_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
+    shape = _concrete(attrs["shape"], sizes)
+    n = int(np.prod(shape))
+    values = []
+    for b in range(-(-n // 2)):
+        w = _philox_words(xs[0], attrs["stream"], b)
+        u1 = 1.0 - ((w[0] >> 5) * 2**26 + (w[1] >> 6)) / 2**53
+        u2 = ((w[2] >> 5) * 2**26 + (w[3] >> 6)) / 2**53
+        radius = np.sqrt(-2.0 * np.log(u1))
+        values += [radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)]
+    return np.array(values[:n]).astype(attrs["dtype"]).reshape(shape)
+
+
 EXPECTED: dict[str, Formula] = {
+    "random_uniform": _random_expected,
+    "random_randint": _random_expected,
+    "random_normal": _normal_expected,
     "negative": lambda xs, attrs, sizes: 0 - xs[0],
     "exp": lambda xs, attrs, sizes: np.e ** xs[0],
     "log": lambda xs, attrs, sizes: np.log(xs[0]),
@@ -231,6 +277,7 @@ EXPECTED: dict[str, Formula] = {
     "arccosh": _in_float64(lambda x: np.log(x + np.sqrt(x * x - 1))),
     "arctanh": _in_float64(lambda x: 0.5 * np.log((1 + x) / (1 - x))),
     "sinc": _in_float64(_sinc),
+    "erf": _in_float64(np.vectorize(math.erf, otypes=[np.float64])),
     "isnan": lambda xs, attrs, sizes: xs[0] != xs[0],
     "isinf": lambda xs, attrs, sizes: np.abs(xs[0]) == np.inf,
     "isfinite": lambda xs, attrs, sizes: np.abs(xs[0]) < np.inf,
@@ -251,6 +298,13 @@ def ph(shape: tuple, dtype: str = "float64") -> gc.Tensor:
 
 
 BAD_INPUTS: dict[str, tuple[type, Callable[[], Any]]] = {
+    "random_uniform": (gc.DTypeError, lambda: apply("random_uniform", ph((2,)), shape=(3,),
+                                                    dtype="float32", stream=0)),
+    "random_normal": (gc.ShapeError, lambda: apply("random_normal", ph((3,), "int64"),
+                                                   shape=(3,), dtype="float64", stream=0)),
+    "random_randint": (gc.ShapeError, lambda: apply("random_randint", ph((2,), "int64"),
+                                                    shape=(3,), dtype="int64", stream=0,
+                                                    low=4, high=4)),
     "negative": (gc.DTypeError, lambda: apply("negative", ph((3,), "bool"))),
     "exp": (gc.DTypeError, lambda: apply("exp", ph((3,), "int64"))),
     "log": (gc.DTypeError, lambda: apply("log", ph((3,), "int32"))),
@@ -327,6 +381,7 @@ BAD_INPUTS: dict[str, tuple[type, Callable[[], Any]]] = {
     "arccosh": (gc.DTypeError, lambda: apply("arccosh", ph((3,), "int64"))),
     "arctanh": (gc.DTypeError, lambda: apply("arctanh", ph((3,), "int64"))),
     "sinc": (gc.DTypeError, lambda: apply("sinc", ph((3,), "int64"))),
+    "erf": (gc.DTypeError, lambda: apply("erf", ph((3,), "int32"))),
     "isnan": (gc.DTypeError, lambda: apply("isnan", ph((3,), "int64"))),
     "isinf": (gc.DTypeError, lambda: apply("isinf", ph((3,), "bool"))),
     "isfinite": (gc.DTypeError, lambda: apply("isfinite", ph((3,), "int32"))),
@@ -338,7 +393,12 @@ BAD_INPUTS: dict[str, tuple[type, Callable[[], Any]]] = {
 }
 
 # Ops whose operands are integers whatever the float dtype tested (with the reason).
-INTEGER_ONLY: dict[str, str] = {"check_index": "checks integer class labels"}
+INTEGER_ONLY: dict[str, str] = {
+    "check_index": "checks integer class labels",
+    "random_uniform": "reads the int64 generator state",
+    "random_normal": "reads the int64 generator state",
+    "random_randint": "reads the int64 generator state",
+}
 
 # Ops whose rule accepts every shape and dtype, so no bad input exists (with the reason).
 ACCEPTS_ANY_INPUT: dict[str, str] = {"stop_gradient": "identity on any shape and dtype"}

@@ -24,6 +24,7 @@ from graphcomp.backends.numba.compile_job import (
 from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
 from graphcomp.backends.numba.release import release_dropped, track
 from graphcomp.errors import CompileError, ForkedProcessError, InputError
+from graphcomp.loops import LOOP_OPS
 from graphcomp.ops.indexing import (
     INDEX_OPERAND,
     index_error_message,
@@ -369,8 +370,18 @@ def generate_module(program: Program, *, fastmath: bool = False, driver_jit: boo
     """The passes and the code generator: everything before Numba compiles."""
     if options:
         raise CompileError(f"unknown option(s) for backend 'numba': {', '.join(sorted(options))}")
+    _refuse_loops(program)
     lp, plan, memory = prepare(program)
     return lp, memory, generate(lp, plan, memory, fastmath=fastmath, driver_jit=driver_jit)
+
+
+def _refuse_loops(program: Program) -> None:
+    """The numba code generation of ``scan`` is not written yet: say so at compile time."""
+    for node in program.schedule:
+        if node.op in LOOP_OPS:
+            raise CompileError(
+                f"{node.describe()}: the numba backend does not compile scan yet; compile this "
+                "function with backend=\"numpy\" (docs/loops.md)")
 
 
 def compile_generated(program: Program, lp: LoweredProgram, memory: MemoryPlan,

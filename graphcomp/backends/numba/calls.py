@@ -32,6 +32,7 @@ from graphcomp.backends.numba.program import (
     ValueType,
     View,
 )
+from graphcomp.backends.numba.random_kernels import random_kernel
 from graphcomp.errors import CompileError
 from graphcomp.passes.fusion import FusionPlan, Kernel, loop_shape
 from graphcomp.passes.lowered import LoweredProgram, size_key
@@ -50,6 +51,9 @@ _WRITERS = {
     "sort": K.sort_kernel,
     "argsort": K.sort_kernel,
     "permute": K.permute_kernel,
+    "random_uniform": random_kernel,
+    "random_normal": random_kernel,
+    "random_randint": random_kernel,
 }
 
 

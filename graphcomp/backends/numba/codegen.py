@@ -40,8 +40,8 @@ from graphcomp.passes.memory import MemoryPlan
 __all__ = ["DriverArgument", "GeneratedModule", "generate", "known_work"]
 
 # Names the module defines itself: no value may take them.
-_RESERVED = ("np", "njit", "prange", "numba_config", "step", "bind", "lanes", "dims", "offsets",
-             "scratch", "copy_flat", "InputError", "BlasLibrary")
+_RESERVED = ("math", "np", "njit", "prange", "numba_config", "step", "bind", "lanes", "dims",
+             "offsets", "scratch", "copy_flat", "InputError", "BlasLibrary")
 
 
 @dataclass

@@ -128,6 +128,7 @@ OP_TABLE: dict[str, OpKernel] = {
     "arccos": _scalar("np.arccos({0})"),
     "arctan": _scalar("np.arctan({0})"),
     "arcsinh": _scalar("np.arcsinh({0})"),
+    "erf": _scalar("math.erf({0})", note="libm's erf: scalar, not vectorised"),
     "arccosh": _scalar("np.arccosh({0})"),
     "arctanh": _scalar("np.arctanh({0})"),
     "sinc": _scalar("np.sin(np.{dtype}(np.pi) * {0}) / (np.{dtype}(np.pi) * {0}) if {0} != 0 "
@@ -171,6 +172,10 @@ OP_TABLE: dict[str, OpKernel] = {
     "scatter_add": OpKernel("loop nest", note="copy, then bounds-checked accumulate"),
     "check_index": OpKernel("loop nest", note="copy, raising on a label outside [0, size)"),
     "matmul": OpKernel("library", note="numpy's BLAS gemm per 2-D product (blas.py, lanes.py)"),
+    # ---------------------------------------------------------------- random (random_kernels.py)
+    "random_uniform": OpKernel("loop nest", note="Philox blocks, 4 float32 or 2 float64 each"),
+    "random_normal": OpKernel("loop nest", note="Philox blocks, Box-Muller: 2 normals each"),
+    "random_randint": OpKernel("loop nest", note="Philox blocks, 4 multiply-shift ints each"),
     # ---------------------------------------------------------------- sources
     "placeholder": OpKernel("argument", note="an input array of the step"),
     "parameter": OpKernel("argument", note="parameter storage, updated in place"),

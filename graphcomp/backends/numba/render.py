@@ -25,6 +25,7 @@ from graphcomp.backends.numba.blas import BlasLibrary
 from graphcomp.backends.numba.expressions import literal
 from graphcomp.backends.numba.names import Names
 from graphcomp.backends.numba.program import Arg, Buffer, Call, KernelDef, Segment, StepProgram
+from graphcomp.backends.numba.random_kernels import PHILOX_FUNCTIONS, philox_source
 from graphcomp.backends.numba.rows import RowArg, RowCall, Run, segment_source
 
 FASTMATH_FILE = Path(__file__).with_name("fastmath.py")
@@ -32,6 +33,8 @@ FASTMATH_FILE = Path(__file__).with_name("fastmath.py")
 FASTMATH_FLAGS = ("nsz", "arcp", "contract", "afn", "reassoc")
 
 _IMPORTS = [
+    "import math  # noqa: F401",
+    "",
     "import numpy as np",
     "from numba import config as numba_config  # noqa: F401",
     "from numba import njit, prange  # noqa: F401",
@@ -89,11 +92,14 @@ def render_module(program: StepProgram, names: Names, blas: BlasLibrary | None) 
         lines += ["", "# ---- driver", "", *writer.python_driver()]
     else:
         lines += ["", "# ---- driver", "", *writer.njit_driver()]
-    if program.functions:
+    if program.functions - PHILOX_FUNCTIONS:
         # Last, so a reader meets the kernels and the driver first; numba resolves these
         # globals when it compiles the kernels, after the whole module has run.
         banner = "# ---- vectorisable transcendentals (graphcomp/backends/numba/fastmath.py)"
         lines += ["", "", banner, "", fastmath_source(), ""]
+    if program.functions & PHILOX_FUNCTIONS:
+        lines += ["", "", "# ---- the random generator (graphcomp/ops/philox.py)", "",
+                  philox_source(), ""]
     if program.driver == "python" and program.segments:
         # Compiled as the module runs (cfuncs): last, after every function they call.
         lines += ["", "", "# ---- row segments as C functions for the lane helper", ""]

@@ -1,0 +1,27 @@
+"""Loops: ``gc.scan`` and the body graphs it traces (docs/loops.md)."""
+
+from graphcomp.loops.scan import (
+    LOOP_OPS,
+    SCAN,
+    SCAN_OUTPUT,
+    ScanBody,
+    is_residual,
+    make_scan_node,
+    output_count,
+    output_type,
+    scan,
+    scan_output,
+)
+
+__all__ = [
+    "LOOP_OPS",
+    "SCAN",
+    "SCAN_OUTPUT",
+    "ScanBody",
+    "is_residual",
+    "make_scan_node",
+    "output_count",
+    "output_type",
+    "scan",
+    "scan_output",
+]
