@@ -300,13 +300,119 @@ def logreg(seed: int = 0) -> Problem:
     )
 
 
+# ---------------------------------------------------------------- convolutional network
+
+
+def _conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Valid, stride-1 convolution by im2col: (output NCHW, the column view for the backward)."""
+    kh, kw = w.shape[2:]
+    cols = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))  # N,C,Ho,Wo,kh,kw
+    out = np.tensordot(cols, w, axes=([1, 4, 5], [1, 2, 3]))  # N,Ho,Wo,O
+    out += b
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2)), cols
+
+
+def _conv_backward(g: np.ndarray, cols: np.ndarray, w: np.ndarray, input_grad: bool):
+    """Gradients of ``_conv_forward`` for the output gradient ``g``: (dx or None, dw, db)."""
+    dw = np.tensordot(g, cols, axes=([0, 2, 3], [0, 2, 3]))  # O,C,kh,kw
+    db = g.sum(axis=(0, 2, 3))
+    if not input_grad:
+        return None, dw, db
+    n, _, ho, wo = g.shape
+    kh, kw = w.shape[2:]
+    dcols = np.tensordot(g, w, axes=([1], [0]))  # N,Ho,Wo,C,kh,kw
+    dx = np.zeros((n, w.shape[1], ho + kh - 1, wo + kw - 1), dtype=g.dtype)
+    for i in range(kh):  # col2im: each kernel offset adds one shifted slab
+        for j in range(kw):
+            dx[:, :, i:i + ho, j:j + wo] += dcols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    return dx, dw, db
+
+
+def _pool_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2x2 max pooling, stride 2: (output, the windows as an N,C,H/2,2,W/2,2 view)."""
+    n, c, h, w = x.shape
+    windows = x.reshape(n, c, h // 2, 2, w // 2, 2)
+    return windows.max(axis=(3, 5)), windows
+
+
+def _pool_backward(g: np.ndarray, out: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """The gradient goes to each window's maximum; ties share it equally."""
+    hit = windows == out[:, :, :, None, :, None]
+    share = g / hit.sum(axis=(3, 5))
+    dx = hit * share[:, :, :, None, :, None]
+    return dx.reshape(windows.shape[0], windows.shape[1], windows.shape[2] * 2, -1)
+
+
+def cnn(seed: int = 0, batch: int = 64) -> Problem:
+    """LeNet-5-like: conv 1->6 5x5, pool, conv 6->16 5x5, pool, dense 256-120-84-10, relu."""
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+
+    def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
+        x, labels = inputs
+        h = gc.nn.max_pool2d(gc.relu(gc.nn.conv2d(x, p["c1"], p["c1b"])), 2)
+        h = gc.nn.max_pool2d(gc.relu(gc.nn.conv2d(h, p["c2"], p["c2b"])), 2)
+        h = gc.nn.flatten(h)
+        h = gc.relu(h @ p["W0"] + p["b0"])
+        h = gc.relu(h @ p["W1"] + p["b1"])
+        return gc.mean(gc.softmax_cross_entropy(h @ p["W2"] + p["b2"], labels))
+
+    def loss_and_grads(p: Arrays, inputs: Sequence[np.ndarray]) -> LossAndGrads:
+        x, labels = inputs
+        a1, cols1 = _conv_forward(x, p["c1"], p["c1b"])
+        r1 = np.maximum(a1, 0)
+        q1, win1 = _pool_forward(r1)
+        a2, cols2 = _conv_forward(q1, p["c2"], p["c2b"])
+        r2 = np.maximum(a2, 0)
+        q2, win2 = _pool_forward(r2)
+        flat = q2.reshape(q2.shape[0], -1)
+        value, d_flat, dense_grads = _dense_head(p, flat, labels)
+        g2 = _pool_backward(d_flat.reshape(q2.shape), q2, win2) * (r2 > 0)
+        dq1, dc2, dc2b = _conv_backward(g2, cols2, p["c2"], input_grad=True)
+        g1 = _pool_backward(dq1, q1, win1) * (r1 > 0)
+        _, dc1, dc1b = _conv_backward(g1, cols1, p["c1"], input_grad=False)
+        return value, [dc1, dc1b, dc2, dc2b, *dense_grads]
+
+    def _dense_head(p: Arrays, flat: np.ndarray, labels: np.ndarray):
+        h0 = np.maximum(flat @ p["W0"] + p["b0"], 0)
+        h1 = np.maximum(h0 @ p["W1"] + p["b1"], 0)
+        value, g = _xent_grad(h1 @ p["W2"] + p["b2"], labels)
+        dw2, db2 = h1.T @ g, g.sum(axis=0)
+        g = (g @ p["W2"].T) * (h1 > 0)
+        dw1, db1 = h0.T @ g, g.sum(axis=0)
+        g = (g @ p["W1"].T) * (h0 > 0)
+        dw0, db0 = flat.T @ g, g.sum(axis=0)
+        return value, g @ p["W0"].T, [dw0, db0, dw1, db1, dw2, db2]
+
+    def he(shape: tuple[int, ...], fan_in: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(f32)
+
+    return Problem(
+        name="cnn" if batch == 64 else f"cnn{batch}",
+        shape=f"LeNet-5-like, 28x28 inputs, batch {batch}, softmax-xent, f32",
+        params={
+            "c1": he((6, 1, 5, 5), 25), "c1b": np.zeros(6, f32),
+            "c2": he((16, 6, 5, 5), 150), "c2b": np.zeros(16, f32),
+            "W0": he((256, 120), 256), "b0": np.zeros(120, f32),
+            "W1": he((120, 84), 120), "b1": np.zeros(84, f32),
+            "W2": he((84, 10), 84), "b2": np.zeros(10, f32),
+        },
+        input_names=["x", "labels"],
+        inputs=[rng.random((batch, 1, 28, 28), dtype=f32), rng.integers(0, 10, batch)],
+        lr=0.01,
+        build_loss=build,
+        numpy_loss_and_grads=loss_and_grads,
+    )
+
+
 WORKLOADS: dict[str, Callable[..., Problem]] = {
     "tiny_mlp": tiny_mlp, "mlp": mlp, "ewise": ewise, "rnn": rnn, "logreg": logreg,
+    "cnn": cnn,
 }
 
 
 def make(name: str, **options: int) -> Problem:
-    """The named workload (``tiny_mlp``, ``mlp``, ``ewise``, ``rnn``, ``logreg``)."""
+    """The named workload (``tiny_mlp``, ``mlp``, ``ewise``, ``rnn``, ``logreg``, ``cnn``)."""
     return WORKLOADS[name](**options)
 
 

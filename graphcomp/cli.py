@@ -161,14 +161,14 @@ def format_summary(result: Any, args: argparse.Namespace | None = None) -> str:
         lines.append(f"interrupted after {history.steps} steps; parameters are those of the "
                      "last finished step")
     lines += [
-        f"test accuracy  {100 * result.test_accuracy:.2f}%  (loss {result.test_loss:.4f}, "
-        f"{history.epochs} epoch(s), {history.steps} steps)",
+        result.headline,
         f"step time      {1e3 * result.step_seconds:.3f} ms median "
         f"({result.steps_per_second:,.0f} steps/s)",
         f"compile time   {result.compile_seconds:.2f} s ({compiled}; "
         f"first step {history.first_step_seconds:.2f} s)",
         f"wall time      {result.wall_seconds:.2f} s",
     ]
+    lines += result.extra_lines
     if args is not None and args.save:
         lines.append(f"saved          {args.save}")
     if args is not None and args.plot:
