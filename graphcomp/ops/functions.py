@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from graphcomp import dtypes
 from graphcomp.errors import DTypeError, InputError, NonFiniteError, ShapeError
-from graphcomp.ir import Dim, current_graph, shape_str, user_source_line
+from graphcomp.ir import Dim, current_graph, make_dim, shape_str, user_source_line
 from graphcomp.ops.tensor import Parameter, Tensor, _holds_tensor, apply, as_tensor
 
 AxisLike = int | Sequence[int] | None
@@ -696,27 +697,21 @@ def _infer_minus_one(x: Tensor, target: list) -> Dim:
     known_in, syms_in = symbolic_size(x.shape, dims)
     rest = [d for d in target if d != -1]
     known_out, syms_out = symbolic_size(rest, dims)
-    leftover = list(syms_in)
-    for s in syms_out:
-        if s not in leftover:
-            raise ShapeError(
-                f"reshape {shape_str(x.shape)} to {tuple(target)}: unknown dim {s!r} "
-                f"(at {user_source_line()})"
-            )
-        leftover.remove(s)
+    leftover = Counter(syms_in)
+    leftover.subtract(syms_out)
+    unknown = sorted(s for s, count in leftover.items() if count < 0)
+    if unknown:
+        raise ShapeError(
+            f"reshape {shape_str(x.shape)} to {shape_str(target)}: the size of "
+            f"{', '.join(unknown)} is not a factor of the input's size (at {user_source_line()})"
+        )
     if known_out == 0 or known_in % known_out:
         raise ShapeError(
-            f"cannot reshape {shape_str(x.shape)} to {tuple(target)} (at {user_source_line()})"
+            f"cannot reshape {shape_str(x.shape)} to {shape_str(target)} "
+            f"(at {user_source_line()})"
         )
-    factor = known_in // known_out
-    if not leftover:
-        return factor
-    if len(leftover) == 1 and factor == 1:
-        return leftover[0]
-    raise ShapeError(
-        f"reshape {shape_str(x.shape)} to {tuple(target)}: -1 would be a product of symbolic "
-        "dims, which graphcomp cannot express; name the dims explicitly"
-    )
+    # The rest may be a product of symbols and an int: [N,8,8,9] to (-1, 9) gives N*64.
+    return make_dim(known_in // known_out, leftover.elements())
 
 
 def transpose(x: Any, axes: Sequence[int] | None = None) -> Tensor:

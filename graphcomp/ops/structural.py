@@ -6,27 +6,25 @@ the batch axis, say) but are never split or sized by an attribute.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from graphcomp.errors import DTypeError, ShapeError
-from graphcomp.ir import DimTable, Node, shape_str
+from graphcomp.ir import DimTable, Node, dim_factors, shape_str
 from graphcomp.ops import functions as F
 from graphcomp.ops.registry import OpDef, Sample, register
 
 
 def symbolic_size(shape: Sequence, dims: DimTable) -> tuple[int, tuple[str, ...]]:
     """Size of a shape as (product of known sizes, sorted symbols)."""
-    known, symbols = 1, []
+    known, symbols = 1, list[str]()
     for d in dims.resolve_shape(shape):
-        if isinstance(d, int):
-            known *= d
-        else:
-            symbols.append(d)
-    return known, tuple(sorted(Counter(symbols).elements()))
+        coeff, factors = dim_factors(d)
+        known *= coeff
+        symbols += factors
+    return known, tuple(sorted(symbols))
 
 
 def _reshape_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:

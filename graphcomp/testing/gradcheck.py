@@ -16,7 +16,7 @@ from graphcomp import dtypes
 from graphcomp.autodiff import grad
 from graphcomp.autodiff.custom import CustomCall, custom_rule_of, mark_custom_call
 from graphcomp.errors import GraphError
-from graphcomp.ir import DimTable, Graph, Node
+from graphcomp.ir import DimTable, Graph, Node, SymDim
 from graphcomp.ops import Tensor, apply, as_tensor
 from graphcomp.ops import functions as F
 from graphcomp.runtime.function import compile as compile_function
@@ -309,5 +309,6 @@ def _promote_attr(value: Any, dims: DimTable, symbols: Mapping[str, str]) -> Any
     if isinstance(value, str) and value in ("float32", "f4"):
         return F64
     if isinstance(value, tuple):
-        return tuple(dims.resolve(v) if isinstance(v, str) and v in symbols else v for v in value)
+        return tuple(dims.resolve(v) if isinstance(v, SymDim) or (isinstance(v, str) and v in symbols)
+                     else v for v in value)
     return value
