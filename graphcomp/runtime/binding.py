@@ -100,13 +100,15 @@ class _ProductAxis:
         return self.declared[self.axis]
 
     def mismatch(self, binding: Mapping[str, int], bound_by: Mapping[str, str]) -> InputError:
-        _, factors = dim_factors(self.want)
-        values = ", ".join(f"{s}={binding[s]} (bound by {bound_by[s]})"
-                           for s in sorted(set(factors)) if s in binding)
+        coeff, factors = dim_factors(self.want)
+        bound = [s for s in sorted(set(factors)) if s in binding]
+        values = "".join(f", {s}={binding[s]} (bound by {bound_by[s]})" for s in bound)
+        known = coeff * math.prod(binding[s] ** factors.count(s) for s in bound)
+        whole = len(bound) == len(set(factors))
+        must = f"must be {known}" if whole else f"must be a multiple of {known}"
         return InputError(
-            f"{self.title}: expected shape {shape_str(self.declared)} with {values}, got "
-            f"{self.given} (axis {self.axis} is {self.want}, which is "
-            f"{dim_value(self.want, binding) if set(factors) <= set(binding) else 'not whole'})"
+            f"{self.title}: expected shape {shape_str(self.declared)}{values}, got {self.given} "
+            f"(axis {self.axis} is {self.want}: it {must})"
         )
 
 
