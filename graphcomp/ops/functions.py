@@ -16,7 +16,7 @@ import numpy as np
 
 from graphcomp import dtypes
 from graphcomp.errors import DTypeError, InputError, NonFiniteError, ShapeError
-from graphcomp.ir import Dim, current_graph, make_dim, shape_str, user_source_line
+from graphcomp.ir import Dim, SymDim, current_graph, make_dim, shape_str, user_source_line
 from graphcomp.ops.tensor import Parameter, Tensor, _holds_tensor, apply, as_tensor
 
 AxisLike = int | Sequence[int] | None
@@ -44,13 +44,14 @@ def placeholder(
     for d in (shape,) if isinstance(shape, (int, np.integer)) else shape:
         if d is None:
             dims.append(graph.dims.fresh())
-        elif isinstance(d, str):
+        elif isinstance(d, str) and _dim_text_ok(d):
             dims.append(graph.dims.resolve(d))
         elif isinstance(d, (int, np.integer)) and d >= 0:
             dims.append(int(d))
         else:
             raise ShapeError(
-                f"placeholder {name!r}: dimension {d!r} must be an int >= 0, a str or None "
+                f"placeholder {name!r}: dimension {d!r} must be an int >= 0, a symbol (a str "
+                f"such as 'N', or a product such as 'N*4') or None "
                 f"(at {user_source_line()})"
             )
     node = graph.add_node(
@@ -675,9 +676,13 @@ def matmul(a: Any, b: Any) -> Tensor:
 
 
 def reshape(x: Any, shape: Sequence[Any]) -> Tensor:
-    """Reshape; one dim may be -1 (inferred); symbolic dims may be kept. ``x.reshape(-1, 16)``"""
+    """Reshape; one dim may be -1 (inferred, a product such as ``N*64`` where symbolic dims
+    merge); dims may be symbols or products of them. ``x.reshape(-1, 16)``"""
     x = as_tensor(x)
     dims = x.graph.dims
+    bad = [d for d in shape if isinstance(d, str) and not _dim_text_ok(d)]
+    if bad:
+        raise ShapeError(f"reshape: {bad[0]!r} is not a dimension (at {user_source_line()})")
     target = [dims.resolve(d) if isinstance(d, str) else int(d) for d in shape]
     if target.count(-1) > 1:
         raise ShapeError(
@@ -688,6 +693,15 @@ def reshape(x: Any, shape: Sequence[Any]) -> Tensor:
     if tuple(target) == tuple(x.shape):
         return x
     return apply("reshape", x, shape=tuple(target))
+
+
+def _dim_text_ok(text: str) -> bool:
+    """Whether ``text`` names a symbolic dim: a symbol, or a product such as ``N*64``."""
+    try:
+        SymDim(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _infer_minus_one(x: Tensor, target: list) -> Dim:

@@ -1,7 +1,8 @@
 """Structural primitives: reshape, transpose, broadcast_to, slice, pad, concatenate.
 
 Their attributes are static; symbolic dimensions may pass through untouched (a full slice of
-the batch axis, say) but are never split or sized by an attribute.
+the batch axis, say) but are never sized by an attribute, except that ``reshape`` merges them
+into products (``N*64``) and divides products back.
 """
 
 from __future__ import annotations
@@ -213,8 +214,13 @@ register(
                 {"shape": ("N", 12)},
                 symbolic=({0: "N"},),
             ),
+            Sample(  # merges the symbolic batch with a size: [N,3,4] to [N*3,4]
+                (rng.standard_normal((2, 3, 4)).astype(dtype),),
+                {"shape": ("N*3", 4)},
+                symbolic=({0: "N"},),
+            ),
         ],
-        doc="reshape to a static shape (symbolic dims may be carried through)",
+        doc="reshape; symbolic dims may be carried through, merged (N*64) or divided back",
     )
 )
 

@@ -309,6 +309,9 @@ def _promote_attr(value: Any, dims: DimTable, symbols: Mapping[str, str]) -> Any
     if isinstance(value, str) and value in ("float32", "f4"):
         return F64
     if isinstance(value, tuple):
-        return tuple(dims.resolve(v) if isinstance(v, SymDim) or (isinstance(v, str) and v in symbols)
-                     else v for v in value)
+        return tuple(dims.resolve(v) if _is_dim(v, symbols) else v for v in value)
     return value
+
+
+def _is_dim(value: Any, symbols: Mapping[str, str]) -> bool:
+    return isinstance(value, SymDim) or (isinstance(value, str) and value in symbols)

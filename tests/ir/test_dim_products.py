@@ -160,7 +160,7 @@ def _im2col_graph(dtype: str = "float64"):
 
 @pytest.fixture(scope="module")
 def im2col():
-    graph, x, w, cols, out, loss, gx, gw = _im2col_graph()
+    graph, x, w, cols, out, _loss, gx, gw = _im2col_graph()
     functions = {b: gc.compile([x], [cols, out, gx, gw], backend=b) for b in ("numpy", "numba")}
     return graph, w, functions
 
