@@ -227,3 +227,13 @@ def test_unsolved_equalities_are_checked_at_call_time():
     assert f(np.ones((3, 4))).shape == (12,)
     with pytest.raises(gc.InputError, match=r"requires N\*T == 12.*N=2, T=4"):
         f(np.ones((2, 4)))
+
+
+def test_malformed_dim_text_is_a_shape_error():
+    with gc.Graph():
+        with pytest.raises(gc.ShapeError, match=r"dimension 'N\*' must be"):
+            gc.placeholder(("N*", 3), "float64", name="bad")
+        x = gc.placeholder(("B*4", 3), "float64", name="x")
+        assert x.shape == ("B*4", 3)
+        with pytest.raises(gc.ShapeError, match=rf"'\*' is not a dimension.*{FILE}:\d+"):
+            gc.reshape(x, ("*", 3))
