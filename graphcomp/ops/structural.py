@@ -1,32 +1,31 @@
 """Structural primitives: reshape, transpose, broadcast_to, slice, pad, concatenate.
 
 Their attributes are static; symbolic dimensions may pass through untouched (a full slice of
-the batch axis, say) but are never split or sized by an attribute.
+the batch axis, say) but are never sized by an attribute, except that ``reshape`` merges them
+into products (``N*64``) and divides products back.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from graphcomp.errors import DTypeError, ShapeError
-from graphcomp.ir import DimTable, Node, shape_str
+from graphcomp.ir import DimTable, Node, dim_factors, shape_str
 from graphcomp.ops import functions as F
 from graphcomp.ops.registry import OpDef, Sample, register
 
 
 def symbolic_size(shape: Sequence, dims: DimTable) -> tuple[int, tuple[str, ...]]:
     """Size of a shape as (product of known sizes, sorted symbols)."""
-    known, symbols = 1, []
+    known, symbols = 1, list[str]()
     for d in dims.resolve_shape(shape):
-        if isinstance(d, int):
-            known *= d
-        else:
-            symbols.append(d)
-    return known, tuple(sorted(Counter(symbols).elements()))
+        coeff, factors = dim_factors(d)
+        known *= coeff
+        symbols += factors
+    return known, tuple(sorted(symbols))
 
 
 def _reshape_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
@@ -215,8 +214,13 @@ register(
                 {"shape": ("N", 12)},
                 symbolic=({0: "N"},),
             ),
+            Sample(  # merges the symbolic batch with a size: [N,3,4] to [N*3,4]
+                (rng.standard_normal((2, 3, 4)).astype(dtype),),
+                {"shape": ("N*3", 4)},
+                symbolic=({0: "N"},),
+            ),
         ],
-        doc="reshape to a static shape (symbolic dims may be carried through)",
+        doc="reshape; symbolic dims may be carried through, merged (N*64) or divided back",
     )
 )
 

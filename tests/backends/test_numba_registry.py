@@ -26,8 +26,8 @@ OPS = sorted(set(REGISTRY) - SOURCE_OPS)
 
 
 def _rename(value: Any, mapping: dict[str, str]) -> Any:
-    if isinstance(value, str):
-        return mapping.get(value, value)
+    if isinstance(value, str):  # a symbol, or a product of symbols such as "N*3"
+        return "*".join(mapping.get(part, part) for part in value.split("*"))
     if isinstance(value, tuple):
         return tuple(_rename(v, mapping) for v in value)
     return value

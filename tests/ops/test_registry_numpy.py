@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
+from graphcomp.ir import dim_value
 from graphcomp.ops import REGISTRY, Sample, apply
 from graphcomp.ops.sources import SOURCE_OPS
 
@@ -34,7 +35,7 @@ TESTED_OPS = sorted(set(REGISTRY) - SOURCE_OPS)
 
 
 def _concrete(dims: Any, sizes: dict[str, int]) -> tuple:
-    return tuple(sizes[d] if isinstance(d, str) else d for d in dims)
+    return tuple(dim_value(d, sizes) if isinstance(d, str) else d for d in dims)
 
 
 def _slice_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
@@ -574,8 +575,8 @@ def _symbols(sample: Sample) -> set[str]:
 
 
 def _mentions(value: Any, symbols: set[str]) -> bool:
-    if isinstance(value, str):
-        return value in symbols
+    if isinstance(value, str):  # a symbol, or a product of symbols such as "N*3"
+        return bool(set(value.split("*")) & symbols)
     if isinstance(value, (tuple, list)):
         return any(_mentions(v, symbols) for v in value)
     return False
@@ -641,7 +642,7 @@ def _check_call(
         return
     result = f(*args)
     bound = {graph.dims.resolve(symbol): size for symbol, size in sizes.items()}
-    rule_shape = tuple(bound.get(d, d) for d in out.shape)
+    rule_shape = tuple(dim_value(d, bound) if isinstance(d, str) else d for d in out.shape)
     assert result.shape == rule_shape == expected.shape, (op_name, attrs, sizes)
     assert result.dtype == out.dtype == expected.dtype, (op_name, attrs)
     if result.dtype.kind == "f":

@@ -24,6 +24,7 @@ from graphcomp.backends.numba.compile_job import (
 from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
 from graphcomp.backends.numba.release import release_dropped, track
 from graphcomp.errors import CompileError, ForkedProcessError, InputError
+from graphcomp.ir import dim_value
 from graphcomp.loops import LOOP_OPS
 from graphcomp.ops.indexing import (
     INDEX_OPERAND,
@@ -209,7 +210,7 @@ class NumbaExecutable:
         arena_of = {d.str: a for d, a in zip(self.module.arena_dtypes, arenas, strict=True)}
         outputs: list[Any] = []
         for value in self.lp.outputs:
-            shape = tuple(d if isinstance(d, int) else binding[d] for d in self.lp.ops[value].shape)
+            shape = tuple(dim_value(d, binding) for d in self.lp.ops[value].shape)
             base = self.memory.base(value)
             op = self.lp.ops[base]
             if base in self.memory.slot_of:
