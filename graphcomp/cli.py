@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--plot", metavar="PNG", help="write loss/accuracy curves (matplotlib)")
     train.add_argument("--save", metavar="NPZ", help="write a checkpoint of the trained model")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--data", metavar="DIR", help="cnn-digits only: train a LeNet on the MNIST "
+                       "IDX files in DIR (train-images-idx3-ubyte[.gz], ...)")
     train.add_argument("--compile-mode", choices=("background", "eager"), default="background",
                        help="background (default): train on numpy while numba compiles in "
                        "another process; eager: wait for the compiled code")
@@ -119,7 +121,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"{args.example}: {EXAMPLES[args.example].description}", flush=True)
     result = run_example(args.example, epochs=args.epochs, backend=args.backend,
                          progress=not args.no_progress, seed=args.seed, save=args.save,
-                         plot=args.plot, compile_mode=args.compile_mode)
+                         plot=args.plot, compile_mode=args.compile_mode, data=args.data)
     print(format_summary(result, args))
     return 130 if result.history.stopped == "interrupted" else 0
 

@@ -35,18 +35,20 @@ EXAMPLES: dict[str, Example] = {
 
 def run_example(name: str, epochs: int | None = None, backend: str | None = None,
                 progress: bool = True, seed: int = 0, save: str | None = None,
-                plot: str | None = None, compile_mode: str = "eager") -> ExampleResult:
+                plot: str | None = None, compile_mode: str = "eager",
+                data: str | None = None) -> ExampleResult:
     """Train built-in example ``name`` and evaluate it on its held-out data.
 
     ``backend=None`` uses ``gc.compile``'s default backend. ``save`` writes a checkpoint of the
     parameters and optimizer state; ``plot`` writes the example's curves or pictures (needs
     matplotlib). ``compile_mode="background"`` trains on the numpy backend until the compiled
-    code is ready (``gc.compile``).
+    code is ready (``gc.compile``). ``data``: a folder of the example's own data (``cnn-digits``
+    trains a LeNet on the MNIST IDX files there).
 
     >>> # result = run_example("logreg-digits", epochs=5, backend="numpy", progress=False)
     """
     if name not in EXAMPLES:
         raise GraphcompError(f"unknown example {name!r}; choose one of: {', '.join(EXAMPLES)}")
     options = RunOptions(epochs=epochs, backend=backend, progress=progress, seed=seed,
-                         save=save, plot=plot, compile_mode=compile_mode)
+                         save=save, plot=plot, compile_mode=compile_mode, data=data)
     return EXAMPLES[name].run(name, options)

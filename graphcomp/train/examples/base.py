@@ -33,6 +33,7 @@ class RunOptions:
     save: str | None = None  # checkpoint of parameters and optimizer state
     plot: str | None = None  # loss/metric curves or the example's own picture (matplotlib)
     compile_mode: str = "eager"
+    data: str | None = None  # a folder of the example's own data (cnn-digits: MNIST IDX files)
 
     def epochs_or(self, default: int) -> int:
         """The epochs asked for, or the example's ``default``."""

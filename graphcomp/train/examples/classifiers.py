@@ -24,11 +24,12 @@ from graphcomp.ops import Parameter, Tensor
 from graphcomp.ops import functions as F
 from graphcomp.runtime.function import compile as compile_function
 from graphcomp.train import checkpoint, init, optim
-from graphcomp.train.data import num_batches, split
+from graphcomp.train.data import load_mnist, num_batches, split
 from graphcomp.train.examples.base import ExampleResult, RunOptions, note, readiness, result_of
 from graphcomp.train.fit import fit
 
-__all__ = ["CLASSIFIERS", "Classifier", "Model", "cnn", "digits", "mlp", "run_classifier"]
+__all__ = ["CLASSIFIERS", "Classifier", "Model", "cnn", "digits", "lenet", "mlp",
+           "run_classifier"]
 
 
 @dataclass
@@ -111,25 +112,44 @@ def cnn(channels: tuple[int, int] = (16, 32), hidden: int = 64, seed: int = 0,
 
     >>> # with gc.Graph(): model = cnn()
     """
+    return _conv_net(8, [(channels[0], 3, 1), (channels[1], 3, 1)], (hidden,), seed, dtype)
+
+
+def lenet(seed: int = 0, dtype: str = "float32") -> Model:
+    """LeNet-5-like, for 28x28 images given as rows of 784 pixels (MNIST).
+
+    conv 5x5 (padding 2) 1->6, pool, conv 5x5 6->16, pool, dense 400-120-84-10, ReLU:
+    ``[N,784] -> [N,1,28,28] -> [N,6,14,14] -> [N,16,5,5] -> [N,10]``.
+
+    >>> # with gc.Graph(): model = lenet()
+    """
+    return _conv_net(28, [(6, 5, 2), (16, 5, 0)], (120, 84), seed, dtype)
+
+
+def _conv_net(side: int, convs: list[tuple[int, int, int]], hidden: tuple[int, ...], seed: int,
+              dtype: str) -> Model:
+    """conv (out channels, kernel, padding) + ReLU + 2x2 max pool per layer, then ReLU dense
+    layers of sizes ``hidden`` and a 10-way classifier."""
     from graphcomp import nn
 
-    x = F.placeholder((None, 64), dtype, name="x")
+    x = F.placeholder((None, side * side), dtype, name="x")
     y = F.placeholder((None,), "int64", name="y")
     rng = np.random.default_rng(seed)
     params: list[Parameter] = []
-    h = F.reshape(x, (-1, 1, 8, 8))
-    in_channels = 1
-    for i, out_channels in enumerate(channels, start=1):
-        w = F.parameter(init.he_normal((out_channels, in_channels, 3, 3), rng, dtype),
+    h = F.reshape(x, (-1, 1, side, side))
+    channels = 1
+    for i, (out_channels, kernel, padding) in enumerate(convs, start=1):
+        w = F.parameter(init.he_normal((out_channels, channels, kernel, kernel), rng, dtype),
                         name=f"conv{i}")
         b = F.parameter(init.zeros((out_channels,), dtype), name=f"conv{i}_b")
         params += [w, b]
-        h = nn.max_pool2d(F.relu(nn.conv2d(h, w, b, padding=1)), 2)
-        in_channels = out_channels
+        h = nn.max_pool2d(F.relu(nn.conv2d(h, w, b, padding=padding)), 2)
+        channels = out_channels
+        side = (side + 2 * padding - kernel + 1) // 2
     h = nn.flatten(h)
-    width = in_channels * 4  # 2x2 positions left after two poolings of 8x8
-    for i, (n_in, n_out) in enumerate(((width, hidden), (hidden, 10)), start=1):
-        last = i == 2
+    sizes = (channels * side * side, *hidden, 10)
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes), start=1):
+        last = i == len(sizes) - 1
         initializer = init.glorot_uniform if last else init.he_normal
         W = F.parameter(initializer((n_in, n_out), rng, dtype), name=f"W{i}")
         b = F.parameter(init.zeros((n_out,), dtype), name=f"b{i}")
@@ -164,6 +184,11 @@ CLASSIFIERS: dict[str, Classifier] = {
                              epochs=30, batch_size=32),
 }
 
+# ``graphcomp train cnn-digits --data DIR``: the same family on MNIST's IDX files.
+MNIST_LENET = Classifier(lambda seed: lenet(seed=seed),
+                         lambda steps: optim.Adam(lr=optim.CosineDecay(2e-3, steps)),
+                         epochs=3, batch_size=64)
+
 DESCRIPTIONS = {
     "mlp-digits": "64-128-64-10 ReLU MLP, Adam, on scikit-learn's digits",
     "logreg-digits": "multinomial logistic regression, SGD with momentum, on digits",
@@ -179,7 +204,15 @@ def run_classifier(name: str, options: RunOptions) -> ExampleResult:
     spec = CLASSIFIERS[name]
     options.check_outputs()
     start = time.perf_counter()
-    X_train, X_test, y_train, y_test = digits(seed=options.seed)
+    if options.data is not None:
+        if name != "cnn-digits":
+            raise GraphcompError(f"--data is for cnn-digits (a LeNet on MNIST's IDX files); "
+                                 f"{name} trains on scikit-learn's digits")
+        spec = MNIST_LENET
+        X_train, X_test, y_train, y_test = load_mnist(options.data)
+        X_train, X_test = X_train.reshape(len(X_train), -1), X_test.reshape(len(X_test), -1)
+    else:
+        X_train, X_test, y_train, y_test = digits(seed=options.seed)
     with Graph(name=name):
         model = spec.build(options.seed)
         n_epochs = options.epochs_or(spec.epochs)
