@@ -28,7 +28,8 @@ from graphcomp.train.data import num_batches, split
 from graphcomp.train.examples.base import ExampleResult, RunOptions, note, readiness, result_of
 from graphcomp.train.fit import fit
 
-__all__ = ["CLASSIFIERS", "Classifier", "Model", "cnn", "digits", "mlp", "run_classifier"]
+__all__ = ["CLASSIFIERS", "Classifier", "Model", "cnn", "digits", "mlp", "run_classifier",
+           "train_classifier"]
 
 
 @dataclass
@@ -176,7 +177,14 @@ def run_classifier(name: str, options: RunOptions) -> ExampleResult:
 
     >>> # run_classifier("logreg-digits", RunOptions(epochs=5, backend="numpy"))
     """
-    spec = CLASSIFIERS[name]
+    return train_classifier(name, CLASSIFIERS[name], options)
+
+
+def train_classifier(name: str, spec: Classifier, options: RunOptions) -> ExampleResult:
+    """Train the digits classifier ``spec`` (the examples of other modules use it too).
+
+    >>> # train_classifier("my-digits", Classifier(build, make_optimizer, 20, 32), RunOptions())
+    """
     options.check_outputs()
     start = time.perf_counter()
     X_train, X_test, y_train, y_test = digits(seed=options.seed)
