@@ -265,6 +265,95 @@ def rnn(seed: int = 0, steps: int = 32, hidden: int = 128, features: int = 64,
     )
 
 
+# ---------------------------------------------------------------- LSTM on gc.scan
+
+
+def _sigmoid(a: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * a) + 1.0)  # no overflow for large |a|
+
+
+def _lstm_forward(p: Arrays, x: np.ndarray) -> dict[str, list[np.ndarray]]:
+    """Every step's gates, cell and hidden states (h_0 = c_0 = 0); gates i, f, g, o."""
+    steps, batch, features = x.shape
+    hidden = p["Wh"].shape[0]
+    projected = (x.reshape(steps * batch, features) @ p["Wx"]).reshape(steps, batch, -1)
+    projected += p["b"]
+    h = np.zeros((batch, hidden), x.dtype)
+    c = np.zeros((batch, hidden), x.dtype)
+    saved: dict[str, list[np.ndarray]] = {k: [] for k in ("i", "f", "g", "o", "c", "tc", "h")}
+    for t in range(steps):
+        z = projected[t] + h @ p["Wh"]
+        i, f, o = (_sigmoid(z[:, k * hidden:(k + 1) * hidden]) for k in (0, 1, 3))
+        g = np.tanh(z[:, 2 * hidden:3 * hidden])
+        c = f * c + i * g
+        tc = np.tanh(c)
+        h = o * tc
+        for key, value in zip(saved, (i, f, g, o, c, tc, h), strict=True):
+            saved[key].append(value)
+    return saved
+
+
+def _lstm_backward(p: Arrays, x: np.ndarray, s: dict[str, list[np.ndarray]],
+                   g_h: np.ndarray) -> list[np.ndarray]:
+    """BPTT from the cotangent of the last hidden state: gradients of Wx, Wh, b."""
+    steps, batch, features = x.shape
+    g_z = np.empty((steps, batch, p["Wh"].shape[1]), x.dtype)
+    g_c = np.zeros_like(g_h)
+    g_wh = np.zeros_like(p["Wh"])
+    for t in range(steps - 1, -1, -1):
+        i, f, g, o, tc = s["i"][t], s["f"][t], s["g"][t], s["o"][t], s["tc"][t]
+        g_c += g_h * o * (1 - tc * tc)
+        c_prev = s["c"][t - 1] if t else np.zeros_like(g_c)
+        blocks = (g_c * g * i * (1 - i), g_c * c_prev * f * (1 - f), g_c * i * (1 - g * g),
+                  g_h * tc * o * (1 - o))
+        np.concatenate(blocks, axis=1, out=g_z[t])
+        g_c = g_c * f
+        if t:
+            g_wh += s["h"][t - 1].T @ g_z[t]
+        g_h = g_z[t] @ p["Wh"].T
+    flat = g_z.reshape(steps * batch, -1)
+    return [x.reshape(steps * batch, features).T @ flat, g_wh, flat.sum(axis=0)]
+
+
+def lstm(seed: int = 0, steps: int = 32, hidden: int = 128, features: int = 64,
+         batch: int = 32) -> Problem:
+    """An LSTM (gates i, f, g, o fused, h_0 = c_0 = 0) run by ``gc.scan``; MSE of h_T against y."""
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+
+    def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
+        x, y = inputs
+        cell = gc.nn.LSTMCell(hidden, p["Wx"], p["Wh"], p["b"])
+        (h, _), _ = gc.scan(cell.recur, cell.zero_carry(batch), cell.project(x))
+        return gc.mean(gc.square(h - y))
+
+    def loss_and_grads(p: Arrays, inputs: Sequence[np.ndarray]) -> LossAndGrads:
+        x, y = inputs
+        saved = _lstm_forward(p, x)
+        d = saved["h"][-1] - y
+        value = float(np.mean(d * d))
+        return value, _lstm_backward(p, x, saved, d * f32(2.0 / d.size))
+
+    bias = np.zeros(4 * hidden, f32)
+    bias[hidden:2 * hidden] = 1.0  # forget gate open at first
+    return Problem(
+        name="lstm" if steps == 32 else f"lstm{steps}",
+        shape=f"LSTM on gc.scan T={steps}, hidden {hidden}, input {features}, batch {batch}, "
+              f"MSE of the last state, f32",
+        params={
+            "Wx": (rng.standard_normal((features, 4 * hidden)) / np.sqrt(features)).astype(f32),
+            "Wh": (rng.standard_normal((hidden, 4 * hidden)) / np.sqrt(hidden)).astype(f32),
+            "b": bias,
+        },
+        input_names=["x", "y"],
+        inputs=[rng.standard_normal((steps, batch, features)).astype(f32),
+                (rng.standard_normal((batch, hidden)) * 0.5).astype(f32)],
+        lr=0.01,
+        build_loss=build,
+        numpy_loss_and_grads=loss_and_grads,
+    )
+
+
 # ---------------------------------------------------------------- logistic regression
 
 
@@ -407,12 +496,13 @@ def cnn(seed: int = 0, batch: int = 64) -> Problem:
 
 WORKLOADS: dict[str, Callable[..., Problem]] = {
     "tiny_mlp": tiny_mlp, "mlp": mlp, "ewise": ewise, "rnn": rnn, "logreg": logreg,
-    "cnn": cnn,
+    "cnn": cnn, "lstm": lstm,
 }
 
 
 def make(name: str, **options: int) -> Problem:
-    """The named workload (``tiny_mlp``, ``mlp``, ``ewise``, ``rnn``, ``logreg``, ``cnn``)."""
+    """The named workload (``tiny_mlp``, ``mlp``, ``ewise``, ``rnn``, ``logreg``, ``cnn``,
+    ``lstm``)."""
     return WORKLOADS[name](**options)
 
 

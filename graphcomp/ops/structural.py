@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from graphcomp.errors import DTypeError, ShapeError
-from graphcomp.ir import DimTable, Node, dim_factors, shape_str
+from graphcomp.ir import Dim, DimMismatch, DimTable, Node, dim_factors, shape_str
 from graphcomp.ops import functions as F
 from graphcomp.ops.registry import OpDef, Sample, register
 
@@ -71,6 +71,19 @@ def slice_length(start: int, stop: int, step: int) -> int:
     return max(0, (stop - start + step - 1) // step)
 
 
+def _same_dim(dims: DimTable, stop: Dim, d: Dim) -> bool:
+    """Whether a slice's symbolic ``stop`` is the axis' size ``d``. A scan body replayed for a
+    gradient gets inputs whose symbols the enclosing graph has since bound (``N`` = 3): the
+    body's own table learns ``stop == d`` here, as other shape rules unify their operands."""
+    if not isinstance(stop, str):
+        return False
+    try:
+        dims.unify(stop, d)
+    except DimMismatch:
+        return False
+    return True
+
+
 def _slice_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
     (x,) = nodes
     shape = []
@@ -78,7 +91,7 @@ def _slice_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
         dims.resolve_shape(x.shape), attrs["starts"], attrs["stops"], attrs["steps"], strict=True
     ):
         if isinstance(stop, str) or isinstance(d, str):
-            if not (start == 0 and step == 1 and dims.resolve(stop) == d):
+            if not (start == 0 and step == 1 and _same_dim(dims, stop, d)):
                 raise ShapeError(f"only a full slice ':' of symbolic dimension {d!r} is supported")
             shape.append(d)
         else:

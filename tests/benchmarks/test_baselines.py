@@ -21,6 +21,7 @@ SMALL = {
     "ewise": {"size": 4096},
     "rnn": {"steps": 5},
     "logreg": {},
+    "lstm": {"steps": 5, "hidden": 16, "features": 8, "batch": 4},
 }
 
 

@@ -2,12 +2,13 @@
 
 ``EXAMPLES`` maps each name to an ``Example``: a description and the function that trains and
 evaluates it. Families of examples live in their own modules: ``classifiers.py`` holds the
-classifiers of scikit-learn's digits (``logreg-digits``, ``mlp-digits``, ``cnn-digits``).
+classifiers of scikit-learn's digits (``logreg-digits``, ``mlp-digits``, ``cnn-digits``),
+``recurrent.py`` the examples on ``gc.scan`` (``lstm-digits``, ``char-rnn``).
 A new family writes a ``run(name, options) -> ExampleResult`` on ``gc.fit`` and adds its
 entries below.
 
->>> sorted(EXAMPLES)[:2]
-['cnn-digits', 'logreg-digits']
+>>> {"mlp-digits", "lstm-digits", "char-rnn"} <= set(EXAMPLES)
+True
 >>> # result = run_example("mlp-digits", epochs=20); result.test_accuracy
 """
 
@@ -24,6 +25,8 @@ from graphcomp.train.examples.classifiers import (
     mlp,
     run_classifier,
 )
+from graphcomp.train.examples.recurrent import DESCRIPTIONS as RECURRENT_DESCRIPTIONS
+from graphcomp.train.examples.recurrent import run_recurrent
 
 __all__ = ["EXAMPLES", "Example", "ExampleResult", "Model", "RunOptions", "cnn", "digits", "mlp",
            "note", "readiness", "run_example"]
@@ -31,6 +34,8 @@ __all__ = ["EXAMPLES", "Example", "ExampleResult", "Model", "RunOptions", "cnn",
 EXAMPLES: dict[str, Example] = {
     name: Example(DESCRIPTIONS[name], run_classifier) for name in CLASSIFIERS
 }
+EXAMPLES.update({name: Example(description, run_recurrent)
+                 for name, description in RECURRENT_DESCRIPTIONS.items()})
 
 
 def run_example(name: str, epochs: int | None = None, backend: str | None = None,

@@ -29,7 +29,7 @@ from graphcomp.train.examples.base import ExampleResult, RunOptions, note, readi
 from graphcomp.train.fit import fit
 
 __all__ = ["CLASSIFIERS", "Classifier", "Model", "cnn", "digits", "lenet", "mlp",
-           "run_classifier"]
+           "run_classifier", "train_classifier"]
 
 
 @dataclass
@@ -201,7 +201,14 @@ def run_classifier(name: str, options: RunOptions) -> ExampleResult:
 
     >>> # run_classifier("logreg-digits", RunOptions(epochs=5, backend="numpy"))
     """
-    spec = CLASSIFIERS[name]
+    return train_classifier(name, CLASSIFIERS[name], options)
+
+
+def train_classifier(name: str, spec: Classifier, options: RunOptions) -> ExampleResult:
+    """Train the digits classifier ``spec`` (the examples of other modules use it too).
+
+    >>> # train_classifier("my-digits", Classifier(build, make_optimizer, 20, 32), RunOptions())
+    """
     options.check_outputs()
     start = time.perf_counter()
     if options.data is not None:
