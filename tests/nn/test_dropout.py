@@ -109,3 +109,20 @@ def test_a_training_flag_that_is_not_a_boolean_scalar_is_refused(flag, error):
             flag = gc.placeholder(flag[1], flag[0], name="training")
         with pytest.raises(error, match=r"dropout: training .*test_dropout\.py:"):
             gc.nn.dropout(x, 0.5, flag)
+
+
+def test_dropout_in_a_scope_trains_with_an_optimizer_taking_every_trainable_parameter():
+    with gc.Graph(seed=2) as g:
+        x = gc.placeholder((None, 4), "float64", name="x")
+        with gc.name_scope("block"):
+            h = gc.nn.dropout(gc.nn.dense(x, 3), 0.5, True)
+        loss = gc.mean(gc.square(h))
+        step = gc.compile([x], loss, updates=gc.optim.SGD(lr=0.1).updates(loss),
+                          backend="numpy")
+    state = gc.random.state(g)
+    assert state.name == "random.state" and not state.trainable  # graph-wide, never trained
+    assert [p.name for p in gc.parameters(g, trainable=True)] == ["block/dense/w", "block/dense/b"]
+    X = RNG.standard_normal((6, 4))
+    step(X)
+    step(X)
+    assert state.value[1] == 2  # two calls drew two masks
