@@ -2,7 +2,8 @@
 
 ``EXAMPLES`` maps each name to an ``Example``: a description and the function that trains and
 evaluates it. Families of examples live in their own modules: ``classifiers.py`` holds the
-classifiers of scikit-learn's digits (``logreg-digits``, ``mlp-digits``, ``cnn-digits``).
+classifiers of scikit-learn's digits (``logreg-digits``, ``mlp-digits``, ``cnn-digits``),
+``regularized.py`` the one with dropout and batch norm (``mlp-dropout-bn-digits``).
 A new family writes a ``run(name, options) -> ExampleResult`` on ``gc.fit`` and adds its
 entries below.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from graphcomp.errors import GraphcompError
 from graphcomp.train.examples.base import Example, ExampleResult, RunOptions, note, readiness
+from graphcomp.train.examples import regularized
 from graphcomp.train.examples.classifiers import (
     CLASSIFIERS,
     DESCRIPTIONS,
@@ -31,6 +33,8 @@ __all__ = ["EXAMPLES", "Example", "ExampleResult", "Model", "RunOptions", "cnn",
 EXAMPLES: dict[str, Example] = {
     name: Example(DESCRIPTIONS[name], run_classifier) for name in CLASSIFIERS
 }
+EXAMPLES["mlp-dropout-bn-digits"] = Example(
+    regularized.DESCRIPTIONS["mlp-dropout-bn-digits"], regularized.run_regularized)
 
 
 def run_example(name: str, epochs: int | None = None, backend: str | None = None,
