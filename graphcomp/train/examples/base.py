@@ -33,6 +33,7 @@ class RunOptions:
     save: str | None = None  # checkpoint of parameters and optimizer state
     plot: str | None = None  # loss/metric curves or the example's own picture (matplotlib)
     compile_mode: str = "eager"
+    noise: float | None = None  # examples that accept it: train on inputs with this much noise
 
     def epochs_or(self, default: int) -> int:
         """The epochs asked for, or the example's ``default``."""
@@ -98,6 +99,7 @@ class Example:
 
     description: str
     run: Callable[[str, RunOptions], ExampleResult]
+    accepts_noise: bool = False  # ``graphcomp train NAME --noise STD``
 
 
 def note(message: str) -> None:
