@@ -17,8 +17,8 @@ entries below.
 from __future__ import annotations
 
 from graphcomp.errors import GraphcompError
-from graphcomp.train.examples.base import Example, ExampleResult, RunOptions, note, readiness
 from graphcomp.train.examples import autoencoders, regularized
+from graphcomp.train.examples.base import Example, ExampleResult, RunOptions, note, readiness
 from graphcomp.train.examples.classifiers import (
     CLASSIFIERS,
     DESCRIPTIONS,

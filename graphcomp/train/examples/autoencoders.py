@@ -17,8 +17,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
 from graphcomp import nn, random
 from graphcomp.ir import Graph
 from graphcomp.ops import Parameter, Tensor
