@@ -2,9 +2,8 @@
 
 ``dense``, ``embedding``, ``layer_norm``, ``batch_norm`` and ``dropout`` (docs/layers.md). A
 training flag is a Python bool or a boolean scalar placeholder, so one graph serves training and
-evaluation;
-batch norm keeps running statistics as non-trainable parameters that every compiled function
-computing the layer updates by itself (``Graph.add_implicit_update``).
+evaluation; batch norm keeps running statistics as non-trainable parameters that every compiled
+function computing the layer updates by itself (``Graph.add_implicit_update``).
 
 >>> import graphcomp as gc, numpy as np
 >>> with gc.Graph() as g:
