@@ -17,7 +17,7 @@ entries below.
 from __future__ import annotations
 
 from graphcomp.errors import GraphcompError
-from graphcomp.train.examples import autoencoders, regularized
+from graphcomp.train.examples import autoencoders, regularized, vae
 from graphcomp.train.examples.base import Example, ExampleResult, RunOptions, note, readiness
 from graphcomp.train.examples.classifiers import (
     CLASSIFIERS,
@@ -40,6 +40,7 @@ EXAMPLES["mlp-dropout-bn-digits"] = Example(
 EXAMPLES["autoencoder-digits"] = Example(
     autoencoders.DESCRIPTIONS["autoencoder-digits"], autoencoders.run_autoencoder,
     accepts_noise=True)
+EXAMPLES["vae-digits"] = Example(vae.DESCRIPTIONS["vae-digits"], vae.run_vae)
 
 
 def run_example(name: str, epochs: int | None = None, backend: str | None = None,
