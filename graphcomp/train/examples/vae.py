@@ -163,7 +163,8 @@ def plot_samples(model: VAEModel, images: np.ndarray, options: RunOptions,
         reconstruct = compile_function([model.x], model.mean_image, **options.compile_options())
         generate = compile_function([model.code], model.decoded, **options.compile_options())
     originals = images[:columns]
-    codes = np.random.default_rng(options.seed).standard_normal((2 * columns, model.code.shape[1]))
+    latent = int(model.code.shape[1])
+    codes = np.random.default_rng(options.seed).standard_normal((2 * columns, latent))
     rows = [originals, reconstruct(originals), *np.split(generate(codes.astype(images.dtype)), 2)]
     labels = ["test images", "reconstructions", "samples", "samples"]
     fig, axes = plt.subplots(len(rows), 1, figsize=(columns * 0.8, len(rows) * 1.0))
