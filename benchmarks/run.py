@@ -1,6 +1,6 @@
 """graphcomp benchmarks: training-step time against numpy by hand, and compile times.
 
-    python benchmarks/run.py [--workloads tiny_mlp mlp ewise rnn logreg cnn] [--backend numba]
+    python benchmarks/run.py [--workloads tiny_mlp mlp ewise rnn logreg cnn vae] [--backend numba]
                              [--repeats 50] [--processes 3] [--threads 2] [--json FILE]
     python benchmarks/run.py --scaling [--backend numba] [--processes 1]
 
@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = ["tiny_mlp", "mlp", "ewise", "rnn", "logreg", "cnn"]
+WORKLOADS = ["tiny_mlp", "mlp", "ewise", "rnn", "logreg", "cnn", "vae"]
 SCALING = [("mlp", "hidden_layers", n) for n in (1, 2, 4, 8)] + [
     ("rnn", "steps", t) for t in (8, 32, 128)
 ]
@@ -48,6 +48,7 @@ TARGETS = {
     "rnn": ("speed-up", 2.0),
     "logreg": ("speed-up", 1.5),
     "cnn": ("speed-up", 2.5),
+    "vae": ("speed-up", 2.0),
 }
 
 
