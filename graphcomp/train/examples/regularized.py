@@ -58,7 +58,7 @@ def mlp_dropout_bn(hidden: tuple[int, ...] = (256, 256, 128, 128), rate: float =
     >>> with gc.Graph(seed=0):
     ...     model = mlp_dropout_bn((16, 16))
     >>> model.training.dtype, len(model.params)
-    (dtype('bool'), 14)
+    (dtype('bool'), 13)
     """
     x = F.placeholder((None, 64), dtype, name="x")
     y = F.placeholder((None,), "int64", name="y")
