@@ -1,6 +1,7 @@
 """graphcomp benchmarks: training-step time against numpy by hand, and compile times.
 
-    python benchmarks/run.py [--workloads tiny_mlp mlp ewise rnn logreg cnn lstm] [--backend numba]
+    python benchmarks/run.py [--workloads tiny_mlp mlp ewise rnn logreg cnn lstm vae]
+                             [--backend numba]
                              [--repeats 50] [--processes 3] [--threads 2] [--json FILE]
     python benchmarks/run.py --scaling [--backend numba] [--processes 1]
 
@@ -36,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = ["tiny_mlp", "mlp", "ewise", "rnn", "logreg", "cnn", "lstm"]
+WORKLOADS = ["tiny_mlp", "mlp", "ewise", "rnn", "logreg", "cnn", "lstm", "vae"]
 SCALING = [("mlp", "hidden_layers", n) for n in (1, 2, 4, 8)] + [
     ("rnn", "steps", t) for t in (8, 32, 128)
 ]
@@ -49,6 +50,7 @@ TARGETS = {
     "logreg": ("speed-up", 1.5),
     "cnn": ("speed-up", 2.5),
     "lstm": ("speed-up", 2.0),
+    "vae": ("speed-up", 2.0),
 }
 
 

@@ -494,15 +494,94 @@ def cnn(seed: int = 0, batch: int = 64) -> Problem:
     )
 
 
+# ---------------------------------------------------------------- variational autoencoder
+
+
+def _vae_numpy(rng: np.random.Generator):
+    """-ELBO of a Bernoulli VAE by hand; ``eps`` is the last input, or drawn here from ``rng``."""
+
+    def loss_and_grads(p: Arrays, inputs: Sequence[np.ndarray]) -> LossAndGrads:
+        x = inputs[0]
+        batch, latent = x.shape[0], p["bm"].shape[0]
+        eps = inputs[1] if len(inputs) > 1 else rng.standard_normal((batch, latent), x.dtype)
+        h = np.maximum(x @ p["W0"] + p["b0"], 0)
+        mu, log_var = h @ p["Wm"] + p["bm"], h @ p["Wv"] + p["bv"]
+        std = np.exp(0.5 * log_var)
+        z = mu + std * eps
+        d = np.maximum(z @ p["W1"] + p["b1"], 0)
+        logits = d @ p["W2"] + p["b2"]
+        bce = np.maximum(logits, 0) - logits * x + np.log1p(np.exp(-np.abs(logits)))
+        var = std * std
+        value = float((bce.sum() + 0.5 * np.sum(mu * mu + var - 1 - log_var)) / batch)
+        g = (1 / (1 + np.exp(-logits)) - x) / batch  # d loss / d logits
+        dW2, db2 = d.T @ g, g.sum(axis=0)
+        g = (g @ p["W2"].T) * (d > 0)
+        dW1, db1 = z.T @ g, g.sum(axis=0)
+        g_z = g @ p["W1"].T
+        g_mu = g_z + mu / batch
+        g_lv = 0.5 * g_z * eps * std + 0.5 * (var - 1) / batch
+        dWm, dbm, dWv, dbv = h.T @ g_mu, g_mu.sum(axis=0), h.T @ g_lv, g_lv.sum(axis=0)
+        g_h = (g_mu @ p["Wm"].T + g_lv @ p["Wv"].T) * (h > 0)
+        dW0, db0 = x.T @ g_h, g_h.sum(axis=0)
+        return value, [dW0, db0, dWm, dbm, dWv, dbv, dW1, db1, dW2, db2]
+
+    return loss_and_grads
+
+
+def vae(seed: int = 0, batch: int = 128, noise_input: int = 0) -> Problem:
+    """VAE 784-400-(20 means, 20 log-variances)-400-784, Bernoulli pixels, -ELBO, f32.
+
+    graphcomp draws the reparameterisation noise in the graph (``gc.random.normal``) and the
+    numpy step with ``Generator.standard_normal``, each at every step; with ``noise_input=1``
+    the noise is an input instead (``eps``), the same array on both sides, so the gradients can
+    be compared (tests/benchmarks/test_baselines.py).
+    """
+    rng = np.random.default_rng(seed)
+    f32, latent = np.float32, 20
+
+    def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
+        x = inputs[0]
+        h = gc.relu(x @ p["W0"] + p["b0"])
+        mu, log_var = h @ p["Wm"] + p["bm"], h @ p["Wv"] + p["bv"]
+        eps = inputs[1] if noise_input else gc.random.normal(mu.shape, "float32")
+        z = mu + gc.exp(0.5 * log_var) * eps
+        logits = gc.relu(z @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+        reconstruction = gc.sum(gc.sigmoid_binary_cross_entropy(logits, x))
+        kl = 0.5 * gc.sum(mu * mu + gc.exp(log_var) - 1.0 - log_var)
+        return (reconstruction + kl) / batch
+
+    def he(fan_in: int, fan_out: int, scale: float = 2.0) -> np.ndarray:
+        return (rng.standard_normal((fan_in, fan_out)) * np.sqrt(scale / fan_in)).astype(f32)
+
+    params = {"W0": he(784, 400), "b0": np.zeros(400, f32),
+              "Wm": he(400, latent, 1.0), "bm": np.zeros(latent, f32),
+              "Wv": he(400, latent, 0.1), "bv": np.zeros(latent, f32),
+              "W1": he(latent, 400), "b1": np.zeros(400, f32),
+              "W2": he(400, 784, 1.0), "b2": np.zeros(784, f32)}
+    inputs = [rng.random((batch, 784), dtype=f32)]
+    if noise_input:
+        inputs.append(rng.standard_normal((batch, latent), f32))
+    return Problem(
+        name="vae" if batch == 128 and not noise_input else f"vae{batch}",
+        shape=f"784-400-20-400-784 VAE, Bernoulli -ELBO, batch {batch}, f32",
+        params=params,
+        input_names=["x", "eps"][:len(inputs)],
+        inputs=inputs,
+        lr=0.001,
+        build_loss=build,
+        numpy_loss_and_grads=_vae_numpy(rng),
+    )
+
+
 WORKLOADS: dict[str, Callable[..., Problem]] = {
     "tiny_mlp": tiny_mlp, "mlp": mlp, "ewise": ewise, "rnn": rnn, "logreg": logreg,
-    "cnn": cnn, "lstm": lstm,
+    "cnn": cnn, "lstm": lstm, "vae": vae,
 }
 
 
 def make(name: str, **options: int) -> Problem:
     """The named workload (``tiny_mlp``, ``mlp``, ``ewise``, ``rnn``, ``logreg``, ``cnn``,
-    ``lstm``)."""
+    ``lstm``, ``vae``)."""
     return WORKLOADS[name](**options)
 
 

@@ -18,14 +18,36 @@ convolutions and pooling work on NCHW tensors (docs/convolutions.md).
 """
 
 from graphcomp.nn.conv import avg_pool2d, conv2d, flatten, max_pool2d
-from graphcomp.nn.layers import batch_norm, dense, embedding, layer_norm
+from graphcomp.nn.layers import batch_norm, dense, dropout, embedding, layer_norm
 from graphcomp.nn.recurrent import GRUCell, LSTMCell, gru, gru_cell, lstm, lstm_cell
 from graphcomp.ops.activations import elu, gelu, leaky_relu, log_sigmoid, silu
 from graphcomp.ops.functions import log_softmax, relu, sigmoid, softmax, softplus, tanh
 
 __all__ = [
-    "GRUCell", "LSTMCell", "avg_pool2d", "batch_norm", "conv2d", "dense", "elu", "embedding",
-    "flatten", "gelu", "gru", "gru_cell", "layer_norm", "leaky_relu", "log_sigmoid",
-    "log_softmax", "lstm", "lstm_cell", "max_pool2d", "relu", "sigmoid", "silu", "softmax",
-    "softplus", "tanh",
+    "GRUCell",
+    "LSTMCell",
+    "avg_pool2d",
+    "batch_norm",
+    "conv2d",
+    "dense",
+    "dropout",
+    "elu",
+    "embedding",
+    "flatten",
+    "gelu",
+    "gru",
+    "gru_cell",
+    "layer_norm",
+    "leaky_relu",
+    "log_sigmoid",
+    "log_softmax",
+    "lstm",
+    "lstm_cell",
+    "max_pool2d",
+    "relu",
+    "sigmoid",
+    "silu",
+    "softmax",
+    "softplus",
+    "tanh",
 ]

@@ -34,6 +34,7 @@ class RunOptions:
     plot: str | None = None  # loss/metric curves or the example's own picture (matplotlib)
     compile_mode: str = "eager"
     data: str | None = None  # a folder of the example's own data (cnn-digits: MNIST IDX files)
+    noise: float | None = None  # examples that accept it: train on inputs with this much noise
 
     def epochs_or(self, default: int) -> int:
         """The epochs asked for, or the example's ``default``."""
@@ -99,6 +100,7 @@ class Example:
 
     description: str
     run: Callable[[str, RunOptions], ExampleResult]
+    accepts_noise: bool = False  # ``graphcomp train NAME --noise STD``
 
 
 def note(message: str) -> None:
