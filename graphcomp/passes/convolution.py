@@ -1,0 +1,212 @@
+"""Convolutions as im2col + one matrix product, where the reduction is long enough to pay.
+
+``conv2d``, ``conv2d_input_grad`` and ``conv2d_filter_grad`` (groups 1) whose reduction
+``C_in * kh * kw`` reaches a threshold are rewritten into ops the backend already runs well,
+plus two backend ops, ``im2col`` and ``col2im``. With ``P = OH * OW`` output positions per
+image and ``K = C_in * kh * kw``:
+
+* ``conv2d(x, w)``: ``cols = im2col(x)`` ``[N*P, K]``, ``cols @ reshape(w, (O, K)).T``
+  ``[N*P, O]``, reshaped to ``[N, OH, OW, O]`` and transposed to NCHW (an index map the
+  consumer's kernel reads: a bias add and relu after a conv copy nothing more);
+* ``conv2d_input_grad(g, w)``: ``col2im(gt @ reshape(w, (O, K)))`` with ``gt`` the
+  gradient transposed to ``[N*P, O]`` (one copy, shared with the filter gradient);
+* ``conv2d_filter_grad(x, g)``: ``gt.T @ im2col(x)``, reshaped to ``[O, C, kh, kw]``.
+
+So each is one BLAS product over the whole batch (split between two lanes when large), the
+column buffer is an ordinary value of the memory plan (no allocation per step), and common
+subexpression elimination (run after this pass) shares ``im2col(x)`` between a layer's
+forward and its filter gradient, and ``gt`` between its two gradients. Below the threshold
+the direct loop nests of ``backends/numba/conv_kernels.py`` run instead: measured by
+``benchmarks/bench_conv.py`` (docs/convolutions.md, "Which kernel runs").
+
+>>> IM2COL_MIN_REDUCTION
+9
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import numpy as np
+
+from graphcomp.ir import multiply
+from graphcomp.passes.lowered import Dim, LOp, LoweredProgram
+
+ConvChoice = Literal["auto", "direct", "im2col"]
+CONV_CHOICES: tuple[ConvChoice, ...] = ("auto", "direct", "im2col")
+CONV_OPS = frozenset({"conv2d", "conv2d_input_grad", "conv2d_filter_grad"})
+# The shortest reduction C_in * kh * kw that runs as im2col + GEMM under "auto". Measured
+# by benchmarks/bench_conv.py (docs/convolutions.md): see the table there.
+IM2COL_MIN_REDUCTION = 9
+
+
+def lower_convolutions(lp: LoweredProgram, choice: ConvChoice = "auto") -> LoweredProgram:
+    """Rewrite the convolutions that ``choice`` sends to im2col + GEMM (see the module
+    docstring); ``"direct"`` keeps every one a loop nest. Run ``eliminate_common`` after.
+
+    >>> # lp = eliminate_common(lower_convolutions(lp))
+    """
+    if choice not in CONV_CHOICES:
+        raise ValueError(f"conv must be one of {', '.join(CONV_CHOICES)}, got {choice!r}")
+    result = copy.deepcopy(lp)
+    if choice == "direct" or not any(_wanted(result, op, choice) for op in result.ops.values()):
+        return result
+    rebuilt = _Rebuilt(max(result.ops) + 1)
+    for op in result.ops.values():
+        if _wanted(result, op, choice):
+            _REWRITES[op.op](result, rebuilt, op)
+        rebuilt.ops[op.id] = op
+    result.ops = rebuilt.ops
+    return result
+
+
+def reduction_length(lp: LoweredProgram, op: LOp) -> int:
+    """``C_in * kh * kw`` of a convolution op (groups 1)."""
+    if op.op == "conv2d":
+        return int(np.prod(lp.ops[op.inputs[1]].shape[1:]))
+    if op.op == "conv2d_input_grad":
+        return int(np.prod(op.shape[1:2])) * int(np.prod(lp.ops[op.inputs[1]].shape[2:]))
+    return int(np.prod(op.shape[1:]))  # the filter gradient's [O, C, kh, kw]
+
+
+def _wanted(lp: LoweredProgram, op: LOp, choice: ConvChoice) -> bool:
+    if op.op not in CONV_OPS or op.attrs["groups"] != 1:
+        return False
+    return choice == "im2col" or reduction_length(lp, op) >= IM2COL_MIN_REDUCTION
+
+
+class _Rebuilt:
+    """The program's values in their new order; new values get ids from ``next_id`` on."""
+
+    def __init__(self, next_id: int) -> None:
+        self.ops: dict[int, LOp] = {}
+        self.next_id = next_id
+
+    def add(self, op: str, inputs: list[int], attrs: dict, shape: tuple[Dim, ...],
+            like: LOp) -> int:
+        value = self.next_id
+        self.next_id += 1
+        self.ops[value] = LOp(value, op, inputs, attrs, shape, like.dtype, list(like.labels))
+        return value
+
+
+def _geometry(op: LOp) -> dict:
+    return {k: op.attrs[k] for k in ("stride", "padding", "dilation")}
+
+
+def _columns(lp: LoweredProgram, new: _Rebuilt, x: int, kernel: tuple[int, int],
+             out_hw: tuple[Dim, ...], like: LOp) -> int:
+    """``im2col(x)``: ``[N*OH*OW, C*kh*kw]``."""
+    n, c = lp.ops[x].shape[:2]
+    attrs = {**_geometry(like), "kernel": tuple(kernel)}
+    shape = (multiply(n, *out_hw), multiply(c, *kernel))
+    return new.add("im2col", [x], attrs, shape, like)
+
+
+def _filter_matrix(lp: LoweredProgram, new: _Rebuilt, w: int, like: LOp) -> int:
+    """The filter ``[O, C, kh, kw]`` as ``[O, C*kh*kw]`` (a reshape: no copy)."""
+    o, *rest = lp.ops[w].shape
+    return new.add("reshape", [w], {"shape": (o, multiply(*rest))}, (o, multiply(*rest)), like)
+
+
+def _gradient_rows(lp: LoweredProgram, new: _Rebuilt, g: int, like: LOp) -> int:
+    """The output gradient ``[N, O, OH, OW]`` as ``[N*OH*OW, O]`` (one transposing copy)."""
+    n, o, oh, ow = lp.ops[g].shape
+    moved = new.add("transpose", [g], {"perm": (0, 2, 3, 1)}, (n, oh, ow, o), like)
+    rows = (multiply(n, oh, ow), o)
+    return new.add("reshape", [moved], {"shape": rows}, rows, like)
+
+
+def _rewrite_conv2d(lp: LoweredProgram, new: _Rebuilt, op: LOp) -> None:
+    x, w = op.inputs
+    n, o, oh, ow = op.shape
+    cols = _columns(lp, new, x, lp.ops[w].shape[2:], (oh, ow), op)
+    wm = _filter_matrix(lp, new, w, op)
+    wt = new.add("transpose", [wm], {"perm": (1, 0)}, _shape_t(new, wm), op)
+    rows = new.add("matmul", [cols, wt], {}, (_shape(new, cols)[0], o), op)
+    nhwc = new.add("reshape", [rows], {"shape": (n, oh, ow, o)}, (n, oh, ow, o), op)
+    op.op, op.inputs, op.attrs = "transpose", [nhwc], {"perm": (0, 3, 1, 2)}
+
+
+def _rewrite_input_grad(lp: LoweredProgram, new: _Rebuilt, op: LOp) -> None:
+    g, w = op.inputs
+    rows = _gradient_rows(lp, new, g, op)
+    wm = _filter_matrix(lp, new, w, op)
+    cols = new.add("matmul", [rows, wm], {}, (_shape(new, rows)[0], _shape(new, wm)[1]), op)
+    attrs = {**_geometry(op), "kernel": tuple(lp.ops[w].shape[2:])}
+    op.op, op.inputs, op.attrs = "col2im", [cols], attrs
+
+
+def _rewrite_filter_grad(lp: LoweredProgram, new: _Rebuilt, op: LOp) -> None:
+    x, g = op.inputs
+    o, c, kh, kw = op.shape
+    cols = _columns(lp, new, x, (kh, kw), lp.ops[g].shape[2:], op)
+    rows = _gradient_rows(lp, new, g, op)
+    rows_t = new.add("transpose", [rows], {"perm": (1, 0)}, _shape_t(new, rows), op)
+    product = new.add("matmul", [rows_t, cols], {}, (o, multiply(c, kh, kw)), op)
+    op.op, op.inputs, op.attrs = "reshape", [product], {"shape": tuple(op.shape)}
+
+
+def _shape(new: _Rebuilt, value: int) -> tuple[Dim, ...]:
+    return new.ops[value].shape
+
+
+def _shape_t(new: _Rebuilt, value: int) -> tuple[Dim, ...]:
+    return tuple(reversed(new.ops[value].shape))
+
+
+_REWRITES = {
+    "conv2d": _rewrite_conv2d,
+    "conv2d_input_grad": _rewrite_input_grad,
+    "conv2d_filter_grad": _rewrite_filter_grad,
+}
+
+
+# ---------------------------------------------------------------- numpy meaning of the new ops
+
+
+def im2col_reference(x: np.ndarray, attrs: dict) -> np.ndarray:
+    """What ``im2col`` computes: row ``(b, oh, ow)``, column ``(c, i, j)`` holds the input
+    that tap ``(i, j)`` of window ``(oh, ow)`` reads on channel ``c`` (0 in the padding).
+
+    >>> attrs = {"stride": (1, 1), "padding": ((0, 0), (0, 0)), "dilation": (1, 1),
+    ...          "kernel": (2, 2)}
+    >>> im2col_reference(np.arange(9.0).reshape(1, 1, 3, 3), attrs)[0].tolist()
+    [0.0, 1.0, 3.0, 4.0]
+    """
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
+    kh, kw = attrs["kernel"]
+    n, c, h, wd = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    cols = np.empty((n, oh, ow, c, kh, kw), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            taps = xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+            cols[:, :, :, :, i, j] = taps.transpose(0, 2, 3, 1)
+    return cols.reshape(n * oh * ow, c * kh * kw)
+
+
+def col2im_reference(cols: np.ndarray, attrs: dict, shape: tuple[int, ...]) -> np.ndarray:
+    """What ``col2im`` computes: the transpose of ``im2col``, each column added back where
+    it was read, into ``shape`` ``[N, C, H, W]``.
+
+    >>> attrs = {"stride": (1, 1), "padding": ((0, 0), (0, 0)), "dilation": (1, 1),
+    ...          "kernel": (2, 2)}
+    >>> col2im_reference(np.ones((4, 4)), attrs, (1, 1, 3, 3))[0, 0].tolist()
+    [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]
+    """
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
+    kh, kw = attrs["kernel"]
+    n, c, h, wd = shape
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    blocks = cols.reshape(n, oh, ow, c, kh, kw)
+    xp = np.zeros((n, c, h + pt + pb, wd + pl + pr), cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw] \
+                += blocks[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    return xp[:, :, pt:pt + h, pl:pl + wd]
