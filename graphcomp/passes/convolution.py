@@ -5,12 +5,16 @@
 plus two backend ops, ``im2col`` and ``col2im``. With ``P = OH * OW`` output positions per
 image and ``K = C_in * kh * kw``:
 
-* ``conv2d(x, w)``: ``cols = im2col(x)`` ``[N*P, K]``, ``cols @ reshape(w, (O, K)).T``
+* ``conv2d(x, w)``: ``cols = im2col(x)`` ``[K, N*P]``, ``cols.T @ reshape(w, (O, K)).T``
   ``[N*P, O]``, reshaped to ``[N, OH, OW, O]`` and transposed to NCHW (an index map the
   consumer's kernel reads: a bias add and relu after a conv copy nothing more);
-* ``conv2d_input_grad(g, w)``: ``col2im(gt @ reshape(w, (O, K)))`` with ``gt`` the
+* ``conv2d_input_grad(g, w)``: ``col2im(reshape(w, (O, K)).T @ gt.T)`` with ``gt`` the
   gradient transposed to ``[N*P, O]`` (one copy, shared with the filter gradient);
-* ``conv2d_filter_grad(x, g)``: ``gt.T @ im2col(x)``, reshaped to ``[O, C, kh, kw]``.
+* ``conv2d_filter_grad(x, g)``: ``gt.T @ im2col(x).T``, reshaped to ``[O, C, kh, kw]``.
+
+The columns are ``[K, N*P]`` so that im2col and col2im copy along rows on both sides (at
+stride 1 a contiguous, vectorised copy); the products read them through BLAS's transpose
+flag.
 
 So each is one BLAS product over the whole batch (split between two lanes when large), the
 column buffer is an ordinary value of the memory plan (no allocation per step), and common
@@ -97,11 +101,17 @@ def _geometry(op: LOp) -> dict:
 
 def _columns(lp: LoweredProgram, new: _Rebuilt, x: int, kernel: tuple[int, int],
              out_hw: tuple[Dim, ...], like: LOp) -> int:
-    """``im2col(x)``: ``[N*OH*OW, C*kh*kw]``."""
+    """``im2col(x)``: ``[C*kh*kw, N*OH*OW]``."""
     n, c = lp.ops[x].shape[:2]
     attrs = {**_geometry(like), "kernel": tuple(kernel)}
-    shape = (multiply(n, *out_hw), multiply(c, *kernel))
+    shape = (multiply(c, *kernel), multiply(n, *out_hw))
     return new.add("im2col", [x], attrs, shape, like)
+
+
+def _transposed(new: _Rebuilt, value: int, like: LOp) -> int:
+    """A 2-D transpose (read by a product: a free ``.T`` view, BLAS's transpose flag)."""
+    return new.add("transpose", [value], {"perm": (1, 0)}, tuple(reversed(new.ops[value].shape)),
+                   like)
 
 
 def _filter_matrix(lp: LoweredProgram, new: _Rebuilt, w: int, like: LOp) -> int:
@@ -122,18 +132,18 @@ def _rewrite_conv2d(lp: LoweredProgram, new: _Rebuilt, op: LOp) -> None:
     x, w = op.inputs
     n, o, oh, ow = op.shape
     cols = _columns(lp, new, x, lp.ops[w].shape[2:], (oh, ow), op)
-    wm = _filter_matrix(lp, new, w, op)
-    wt = new.add("transpose", [wm], {"perm": (1, 0)}, _shape_t(new, wm), op)
-    rows = new.add("matmul", [cols, wt], {}, (_shape(new, cols)[0], o), op)
+    wt = _transposed(new, _filter_matrix(lp, new, w, op), op)
+    rows = new.add("matmul", [_transposed(new, cols, op), wt], {}, (multiply(n, oh, ow), o), op)
     nhwc = new.add("reshape", [rows], {"shape": (n, oh, ow, o)}, (n, oh, ow, o), op)
     op.op, op.inputs, op.attrs = "transpose", [nhwc], {"perm": (0, 3, 1, 2)}
 
 
 def _rewrite_input_grad(lp: LoweredProgram, new: _Rebuilt, op: LOp) -> None:
     g, w = op.inputs
-    rows = _gradient_rows(lp, new, g, op)
-    wm = _filter_matrix(lp, new, w, op)
-    cols = new.add("matmul", [rows, wm], {}, (_shape(new, rows)[0], _shape(new, wm)[1]), op)
+    rows_t = _transposed(new, _gradient_rows(lp, new, g, op), op)
+    wt = _transposed(new, _filter_matrix(lp, new, w, op), op)
+    cols = new.add("matmul", [wt, rows_t], {}, (new.ops[wt].shape[0], new.ops[rows_t].shape[1]),
+                   op)
     attrs = {**_geometry(op), "kernel": tuple(lp.ops[w].shape[2:])}
     op.op, op.inputs, op.attrs = "col2im", [cols], attrs
 
@@ -142,18 +152,10 @@ def _rewrite_filter_grad(lp: LoweredProgram, new: _Rebuilt, op: LOp) -> None:
     x, g = op.inputs
     o, c, kh, kw = op.shape
     cols = _columns(lp, new, x, (kh, kw), lp.ops[g].shape[2:], op)
-    rows = _gradient_rows(lp, new, g, op)
-    rows_t = new.add("transpose", [rows], {"perm": (1, 0)}, _shape_t(new, rows), op)
-    product = new.add("matmul", [rows_t, cols], {}, (o, multiply(c, kh, kw)), op)
+    rows_t = _transposed(new, _gradient_rows(lp, new, g, op), op)
+    product = new.add("matmul", [rows_t, _transposed(new, cols, op)], {},
+                      (o, multiply(c, kh, kw)), op)
     op.op, op.inputs, op.attrs = "reshape", [product], {"shape": tuple(op.shape)}
-
-
-def _shape(new: _Rebuilt, value: int) -> tuple[Dim, ...]:
-    return new.ops[value].shape
-
-
-def _shape_t(new: _Rebuilt, value: int) -> tuple[Dim, ...]:
-    return tuple(reversed(new.ops[value].shape))
 
 
 _REWRITES = {
@@ -167,12 +169,12 @@ _REWRITES = {
 
 
 def im2col_reference(x: np.ndarray, attrs: dict) -> np.ndarray:
-    """What ``im2col`` computes: row ``(b, oh, ow)``, column ``(c, i, j)`` holds the input
+    """What ``im2col`` computes: row ``(c, i, j)``, column ``(b, oh, ow)`` holds the input
     that tap ``(i, j)`` of window ``(oh, ow)`` reads on channel ``c`` (0 in the padding).
 
     >>> attrs = {"stride": (1, 1), "padding": ((0, 0), (0, 0)), "dilation": (1, 1),
     ...          "kernel": (2, 2)}
-    >>> im2col_reference(np.arange(9.0).reshape(1, 1, 3, 3), attrs)[0].tolist()
+    >>> im2col_reference(np.arange(9.0).reshape(1, 1, 3, 3), attrs)[:, 0].tolist()
     [0.0, 1.0, 3.0, 4.0]
     """
     (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
@@ -181,12 +183,11 @@ def im2col_reference(x: np.ndarray, attrs: dict) -> np.ndarray:
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
     ow = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    cols = np.empty((n, oh, ow, c, kh, kw), x.dtype)
+    cols = np.empty((c, kh, kw, n, oh, ow), x.dtype)
     for i in range(kh):
         for j in range(kw):
-            taps = xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
-            cols[:, :, :, :, i, j] = taps.transpose(0, 2, 3, 1)
-    return cols.reshape(n * oh * ow, c * kh * kw)
+            cols[:, i, j] = xp[_taps(i, j, attrs, oh, ow)].transpose(1, 0, 2, 3)
+    return cols.reshape(c * kh * kw, n * oh * ow)
 
 
 def col2im_reference(cols: np.ndarray, attrs: dict, shape: tuple[int, ...]) -> np.ndarray:
@@ -203,10 +204,16 @@ def col2im_reference(cols: np.ndarray, attrs: dict, shape: tuple[int, ...]) -> n
     n, c, h, wd = shape
     oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
     ow = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    blocks = cols.reshape(n, oh, ow, c, kh, kw)
+    blocks = cols.reshape(c, kh, kw, n, oh, ow)
     xp = np.zeros((n, c, h + pt + pb, wd + pl + pr), cols.dtype)
     for i in range(kh):
         for j in range(kw):
-            xp[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw] \
-                += blocks[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+            xp[_taps(i, j, attrs, oh, ow)] += blocks[:, i, j].transpose(1, 0, 2, 3)
     return xp[:, :, pt:pt + h, pl:pl + wd]
+
+
+def _taps(i: int, j: int, attrs: dict, oh: int, ow: int) -> tuple[slice, ...]:
+    """Where tap ``(i, j)`` of every window lies in the padded input."""
+    (sh, sw), (dh, dw) = attrs["stride"], attrs["dilation"]
+    return (slice(None), slice(None), slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+            slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))

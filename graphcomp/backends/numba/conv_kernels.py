@@ -152,9 +152,10 @@ def _columns_header(attrs: dict) -> Lines:
 
 
 def _column_loops(statements: Lines) -> Lines:
-    """For every image, channel and tap (column ``col`` of the columns) and every output row
-    ``oh`` whose tap row ``r`` is inside the image: ``statements`` with ``row0`` the first
-    row of the columns for ``(b, oh)`` and ``[clo, chi)`` the output columns inside."""
+    """For every image, channel and tap (row ``col`` of the ``[C*kh*kw, N*OH*OW]`` columns)
+    and every output row ``oh`` whose tap row ``r`` is inside the image: ``statements``, with
+    ``row0`` the position of ``(b, oh, 0)`` along the columns and ``[clo, chi)`` the output
+    columns whose tap is inside."""
     head = [
         ("for b in range(n_img):", ""),
         ("    for c in range(chans):", ""),
@@ -171,14 +172,14 @@ def _column_loops(statements: Lines) -> Lines:
 
 
 def im2col_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
-    """``out[(b, oh, ow), (c, i, j)] = x[b, c, tap]``: zeros first where there is padding,
-    then every tap inside the image. The loops walk the input in order; the columns are written with a
-    stride of ``C*kh*kw``."""
+    """``out[(c, i, j), (b, oh, ow)] = x[b, c, tap]``: zeros first where there is padding,
+    then every tap inside the image. Both sides are walked along rows: at stride 1 the inner
+    loop is a contiguous copy and vectorises."""
     op = lp.ops[kernel.root]
     padded = any(p for pair in op.attrs["padding"] for p in pair)
     body = [("img = a0", "")] + _columns_header(op.attrs) + (_zero() if padded else [])
     body += _column_loops([
-        ("crow = out[row0 + clo:row0 + chi, col]", ""),
+        ("crow = out[col, row0 + clo:row0 + chi]", ""),
         ("xrow = a0[b, c, r, clo * sw + c0:]", ""),
         ("for t in range(crow.shape[0]):", ""),
         ("    crow[t] = xrow[t * sw]", op.describe()),
@@ -191,7 +192,7 @@ def col2im_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     ``out`` ``[N, C, H, W]``."""
     op = lp.ops[kernel.root]
     body = [("img = out", "")] + _columns_header(op.attrs) + _zero() + _column_loops([
-        ("crow = a0[row0 + clo:row0 + chi, col]", ""),
+        ("crow = a0[col, row0 + clo:row0 + chi]", ""),
         ("xrow = out[b, c, r, clo * sw + c0:]", ""),
         ("for t in range(crow.shape[0]):", ""),
         ("    xrow[t * sw] += crow[t]", op.describe()),
