@@ -16,7 +16,12 @@ direct over im2col: above 1, im2col + GEMM is faster. The last table is the thre
 per reduction length ``C_in * kh * kw``, which kernel won each primitive. Run in a fresh
 process:
 
-    PYTHONPATH=$PWD python benchmarks/bench_conv.py [--repeat 30] [--threads 2]
+    PYTHONPATH=$PWD python benchmarks/bench_conv.py [--repeat 30] [--threads 1]
+
+One thread and no lane helper by default (``GRAPHCOMP_LANES=0``, ``--lanes`` keeps it): on a
+shared 2-core machine, numpy's two-thread OpenBLAS spinning between the calls took the lane
+helper's core, and split products then waited for a descheduled helper (a 0.5 ms product
+measured at 20-60 ms), which says nothing about the kernels themselves.
 """
 
 from __future__ import annotations
@@ -103,14 +108,17 @@ def measure(shape: tuple, repeat: int) -> dict[str, list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lanes", action="store_true", help="keep the lane helper thread")
     args = parser.parse_args()
+    if not args.lanes:
+        os.environ["GRAPHCOMP_LANES"] = "0"
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[name] = str(args.threads)
 
     import numpy as np
 
-    print(f"float32, stride 1, {args.threads} thread(s), median of {args.repeat} calls in ms "
+    print(f"float32, stride 1, {args.threads} thread(s), lanes {'on' if args.lanes else 'off'}, median of {args.repeat} calls in ms "
           "[range of 5 block medians]; ratio: direct / im2col (> 1: im2col + GEMM faster)\n")
     print("| N,C,H,W → O,k,pad | C·k·k | primitive | direct (numba) | im2col + GEMM (numba) "
           "| direct / im2col | numpy im2col forward |")

@@ -21,6 +21,7 @@ SMALL = {
     "ewise": {"size": 4096},
     "rnn": {"steps": 5},
     "logreg": {},
+    "cnn": {"batch": 4},
 }
 
 
