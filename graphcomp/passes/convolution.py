@@ -1,7 +1,7 @@
 """Convolutions as im2col + one matrix product, where the reduction is long enough to pay.
 
 ``conv2d``, ``conv2d_input_grad`` and ``conv2d_filter_grad`` (groups 1) whose reduction
-``C_in * kh * kw`` reaches a threshold are rewritten into ops the backend already runs well,
+``C_in * kh * kw`` reaches a threshold (or whose output rows are short) are rewritten into ops the backend already runs well,
 plus two backend ops, ``im2col`` and ``col2im``. With ``P = OH * OW`` output positions per
 image and ``K = C_in * kh * kw``:
 
@@ -23,8 +23,8 @@ forward and its filter gradient, and ``gt`` between its two gradients. Below the
 the direct loop nests of ``backends/numba/conv_kernels.py`` run instead: measured by
 ``benchmarks/bench_conv.py`` (docs/convolutions.md, "Which kernel runs").
 
->>> IM2COL_MIN_REDUCTION
-9
+>>> IM2COL_MIN_REDUCTION, FILTER_GRAD_MIN_REDUCTION, DIRECT_MIN_WIDTH
+(27, 9, 16)
 """
 
 from __future__ import annotations
@@ -40,9 +40,15 @@ from graphcomp.passes.lowered import Dim, LOp, LoweredProgram
 ConvChoice = Literal["auto", "direct", "im2col"]
 CONV_CHOICES: tuple[ConvChoice, ...] = ("auto", "direct", "im2col")
 CONV_OPS = frozenset({"conv2d", "conv2d_input_grad", "conv2d_filter_grad"})
-# The shortest reduction C_in * kh * kw that runs as im2col + GEMM under "auto". Measured
-# by benchmarks/bench_conv.py (docs/convolutions.md): see the table there.
-IM2COL_MIN_REDUCTION = 9
+# When "auto" runs im2col + GEMM, from benchmarks/bench_conv.py (docs/convolutions.md, 1
+# thread, 2026-12-07): the filter gradient from a reduction C_in * kh * kw of 9 on (direct:
+# 2.8-4.5x slower at 9, 6-36x from 27 on); conv2d and the input gradient from a reduction of
+# 27 on, or below it where output rows are shorter than DIRECT_MIN_WIDTH (direct loops over
+# 8-wide rows were 3-4x slower at 9; over 24- and 28-wide rows with one input channel they
+# were 1.1-2x faster than im2col at 9 and 25).
+IM2COL_MIN_REDUCTION = 27
+FILTER_GRAD_MIN_REDUCTION = 9
+DIRECT_MIN_WIDTH = 16
 
 
 def lower_convolutions(lp: LoweredProgram, choice: ConvChoice = "auto") -> LoweredProgram:
@@ -77,7 +83,13 @@ def reduction_length(lp: LoweredProgram, op: LOp) -> int:
 def _wanted(lp: LoweredProgram, op: LOp, choice: ConvChoice) -> bool:
     if op.op not in CONV_OPS or op.attrs["groups"] != 1:
         return False
-    return choice == "im2col" or reduction_length(lp, op) >= IM2COL_MIN_REDUCTION
+    if choice == "im2col":
+        return True
+    reduction = reduction_length(lp, op)
+    if op.op == "conv2d_filter_grad":
+        return reduction >= FILTER_GRAD_MIN_REDUCTION
+    out_width = (op.shape if op.op == "conv2d" else lp.ops[op.inputs[0]].shape)[3]
+    return reduction >= IM2COL_MIN_REDUCTION or out_width < DIRECT_MIN_WIDTH
 
 
 class _Rebuilt:

@@ -46,8 +46,8 @@ def test_columns_times_the_filter_is_the_registry_conv2d(geometry: tuple) -> Non
                                rtol=1e-12)
 
 
-def _layer(channels: int, kernel: int) -> tuple:
-    x = gc.placeholder((None, channels, 6, 6), "float64", name="x")
+def _layer(channels: int, kernel: int, width: int = 6) -> tuple:
+    x = gc.placeholder((None, channels, 6, width), "float64", name="x")
     w = gc.parameter(RNG.standard_normal((4, channels, kernel, kernel)), name="w")
     loss = gc.sum(gc.tanh(gc.nn.conv2d(x, w, padding="same")))
     gx, gw = gc.grad(loss, [x, w])
@@ -62,14 +62,18 @@ def _ops(program, conv: str) -> list[str]:
 def test_auto_sends_long_reductions_to_im2col_and_short_ones_to_direct_loops() -> None:
     with gc.Graph():
         long = _layer(channels=3, kernel=3)  # C*k*k = 27
-        short = _layer(channels=1, kernel=1)  # C*k*k = 1
+        short = _layer(channels=1, kernel=3, width=20)  # C*k*k = 9, rows 20 wide
+        narrow = _layer(channels=1, kernel=3)  # C*k*k = 9, rows 6 wide
     ops = _ops(long, "auto")
     # the forward and the filter gradient share one im2col; the gradient rows are one copy
     assert ops.count("im2col") == 1 and ops.count("col2im") == 1 and ops.count("matmul") == 3
     assert not {"conv2d", "conv2d_input_grad", "conv2d_filter_grad"} & set(ops)
     assert "im2col" not in _ops(long, "direct") and "conv2d" in _ops(long, "direct")
-    assert C.IM2COL_MIN_REDUCTION > 1
-    assert "im2col" not in _ops(short, "auto") and "im2col" in _ops(short, "im2col")
+    assert C.FILTER_GRAD_MIN_REDUCTION <= 9 < C.IM2COL_MIN_REDUCTION and C.DIRECT_MIN_WIDTH > 6
+    # wide rows, short reduction: direct forward and input gradient, im2col filter gradient
+    assert {"conv2d", "conv2d_input_grad", "im2col"} <= set(_ops(short, "auto"))
+    assert "conv2d_filter_grad" not in _ops(short, "auto")
+    assert "conv2d" not in _ops(narrow, "auto") and "conv2d" not in _ops(short, "im2col")
 
 
 def test_grouped_convolutions_stay_direct() -> None:
