@@ -65,7 +65,7 @@ def compile_primitives(shape: tuple, conv: str) -> dict[str, Callable]:
     """The three primitives of one layer shape, compiled with ``conv``."""
     import graphcomp as gc
 
-    n, c, h, wd, o, k, pad = shape
+    _, c, h, wd, o, k, pad = shape
     oh, ow = h + 2 * pad - k + 1, wd + 2 * pad - k + 1
     with gc.Graph():
         xs = gc.placeholder((None, c, h, wd), "float32", name="x")
@@ -118,7 +118,9 @@ def main() -> None:
 
     import numpy as np
 
-    print(f"float32, stride 1, {args.threads} thread(s), lanes {'on' if args.lanes else 'off'}, median of {args.repeat} calls in ms "
+    lanes = "on" if args.lanes else "off"
+    print(f"float32, stride 1, {args.threads} thread(s), lanes {lanes}, median of {args.repeat} "
+          "calls in ms "
           "[range of 5 block medians]; ratio: direct / im2col (> 1: im2col + GEMM faster)\n")
     print("| N,C,H,W → O,k,pad | C·k·k | primitive | direct (numba) | im2col + GEMM (numba) "
           "| direct / im2col | numpy im2col forward |")

@@ -1,9 +1,9 @@
 """Convolutions as im2col + one matrix product, where the reduction is long enough to pay.
 
 ``conv2d``, ``conv2d_input_grad`` and ``conv2d_filter_grad`` (groups 1) whose reduction
-``C_in * kh * kw`` reaches a threshold (or whose output rows are short) are rewritten into ops the backend already runs well,
-plus two backend ops, ``im2col`` and ``col2im``. With ``P = OH * OW`` output positions per
-image and ``K = C_in * kh * kw``:
+``C_in * kh * kw`` reaches a threshold (or whose output rows are short) are rewritten into
+ops the backend already runs well, plus two backend ops, ``im2col`` and ``col2im``. With
+``P = OH * OW`` output positions per image and ``K = C_in * kh * kw``:
 
 * ``conv2d(x, w)``: ``cols = im2col(x)`` ``[K, N*P]``, ``cols.T @ reshape(w, (O, K)).T``
   ``[N*P, O]``, reshaped to ``[N, OH, OW, O]`` and transposed to NCHW (an index map the
@@ -74,10 +74,15 @@ def lower_convolutions(lp: LoweredProgram, choice: ConvChoice = "auto") -> Lower
 def reduction_length(lp: LoweredProgram, op: LOp) -> int:
     """``C_in * kh * kw`` of a convolution op (groups 1)."""
     if op.op == "conv2d":
-        return int(np.prod(lp.ops[op.inputs[1]].shape[1:]))
+        return _product(lp.ops[op.inputs[1]].shape[1:])
     if op.op == "conv2d_input_grad":
-        return int(np.prod(op.shape[1:2])) * int(np.prod(lp.ops[op.inputs[1]].shape[2:]))
-    return int(np.prod(op.shape[1:]))  # the filter gradient's [O, C, kh, kw]
+        return _product(op.shape[1:2]) * _product(lp.ops[op.inputs[1]].shape[2:])
+    return _product(op.shape[1:])  # the filter gradient's [O, C, kh, kw]
+
+
+def _product(dims: tuple[Dim, ...]) -> int:
+    """The product of static dims (channels, spatial sizes and kernels always are)."""
+    return int(np.prod([int(d) for d in dims]))
 
 
 def _wanted(lp: LoweredProgram, op: LOp, choice: ConvChoice) -> bool:
@@ -88,7 +93,7 @@ def _wanted(lp: LoweredProgram, op: LOp, choice: ConvChoice) -> bool:
     reduction = reduction_length(lp, op)
     if op.op == "conv2d_filter_grad":
         return reduction >= FILTER_GRAD_MIN_REDUCTION
-    out_width = (op.shape if op.op == "conv2d" else lp.ops[op.inputs[0]].shape)[3]
+    out_width = int((op.shape if op.op == "conv2d" else lp.ops[op.inputs[0]].shape)[3])
     return reduction >= IM2COL_MIN_REDUCTION or out_width < DIRECT_MIN_WIDTH
 
 
@@ -111,7 +116,7 @@ def _geometry(op: LOp) -> dict:
     return {k: op.attrs[k] for k in ("stride", "padding", "dilation")}
 
 
-def _columns(lp: LoweredProgram, new: _Rebuilt, x: int, kernel: tuple[int, int],
+def _columns(lp: LoweredProgram, new: _Rebuilt, x: int, kernel: tuple[Dim, ...],
              out_hw: tuple[Dim, ...], like: LOp) -> int:
     """``im2col(x)``: ``[C*kh*kw, N*OH*OW]``."""
     n, c = lp.ops[x].shape[:2]

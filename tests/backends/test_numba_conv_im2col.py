@@ -125,6 +125,6 @@ def test_the_columns_live_in_the_arena() -> None:
         program_graph = _layer(channels=3, kernel=3)
     from graphcomp.backends.numba.backend import generate_module
 
-    _, memory, module = generate_module(program_graph, conv="im2col")
+    _, _, module = generate_module(program_graph, conv="im2col")
     lines = [line for line in module.source.splitlines() if line.strip().startswith("im2col")]
     assert lines and all("= arena_float64[" in line for line in lines)
