@@ -427,7 +427,7 @@ def _pool_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _pool_backward(g: np.ndarray, out: np.ndarray, windows: np.ndarray) -> np.ndarray:
     """The gradient goes to each window's maximum; ties share it equally."""
     hit = windows == out[:, :, :, None, :, None]
-    share = g / hit.sum(axis=(3, 5))
+    share = g / hit.sum(axis=(3, 5), dtype=g.dtype)  # an int count would promote to float64
     dx = hit * share[:, :, :, None, :, None]
     return dx.reshape(windows.shape[0], windows.shape[1], windows.shape[2] * 2, -1)
 

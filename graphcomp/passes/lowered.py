@@ -19,8 +19,9 @@ from graphcomp.ir import dim_factors
 Dim = int | str
 SOURCE_OPS = frozenset({"placeholder", "parameter", "constant"})
 # Ops that passes create and backends implement, with no registry entry: ``copy`` (an
-# elementwise identity into a buffer of its own) and ``matmul_acc`` (alpha * a @ b + c).
-BACKEND_OPS = frozenset({"copy", "matmul_acc"})
+# elementwise identity into a buffer of its own), ``matmul_acc`` (alpha * a @ b + c), and
+# ``im2col``/``col2im`` (a convolution's columns and their transpose, passes/convolution.py).
+BACKEND_OPS = frozenset({"copy", "matmul_acc", "im2col", "col2im"})
 
 
 @dataclass

@@ -23,6 +23,7 @@ SMALL = {
     "logreg": {},
     "lstm": {"steps": 5, "hidden": 16, "features": 8, "batch": 4},
     "vae": {"batch": 16, "noise_input": 1},  # the noise as an input: the same on both sides
+    "cnn": {"batch": 4},
 }
 
 

@@ -35,6 +35,7 @@ from graphcomp.ops.indexing import (
 )
 from graphcomp.ops.reductions import NO_IDENTITY, empty_reduction_problem
 from graphcomp.passes.batching import batch_matmuls
+from graphcomp.passes.convolution import CONV_CHOICES, ConvChoice, lower_convolutions
 from graphcomp.passes.fusion import FusionPlan, plan_kernels
 from graphcomp.passes.lowered import LoweredProgram, concrete_size
 from graphcomp.passes.lowering import lower
@@ -87,12 +88,15 @@ def check_parallel_loops_usable() -> None:
             "NUMBA_THREADING_LAYER=workqueue before numba starts)")
 
 
-def prepare(program: Program) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
-    """Run the passes: lower, fold constants, CSE, constant powers, DCE, fusion, memory plan.
+def prepare(program: Program, conv: ConvChoice = "auto"
+            ) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
+    """Run the passes: lower, fold constants, convolutions (im2col where it pays), CSE,
+    constant powers, DCE, fusion, memory plan.
 
     >>> # lp, plan, memory = prepare(build_program([x], [y]))
     """
-    lp = batch_matmuls(eliminate_common(fold_constants(lower(program))))
+    lp = lower_convolutions(fold_constants(lower(program)), conv)
+    lp = batch_matmuls(eliminate_common(lp))
     lp = isolate_outputs(eliminate_dead(simplify_powers(lp)))
     if numpy_blas() is not None:  # BLAS accumulates alpha * a @ b into a parameter
         lp = accumulate_products(lp)
@@ -351,28 +355,33 @@ _kernel_signature = kernel_signature
 
 
 def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool | None = None,
-                  **options: Any) -> NumbaExecutable:
+                  conv: ConvChoice = "auto", **options: Any) -> NumbaExecutable:
     """Compile ``program`` into a driver call (see ``graphcomp.backends.numba``).
 
     ``fastmath=True`` allows reassociation and approximate math (never the no-NaN/no-inf
     flags). ``driver_jit``: True compiles the driver with njit (one native call per step),
-    False runs it as Python calling jitted kernels, None picks by program size.
+    False runs it as Python calling jitted kernels, None picks by program size. ``conv``:
+    how convolutions run: ``"auto"`` (im2col + GEMM from a measured reduction length on,
+    direct loops below it), ``"direct"`` or ``"im2col"`` (docs/convolutions.md).
 
     >>> # exe = compile_numba(build_program([x], [y])); exe.run([xv], {"N": 4})
     """
     start = time.perf_counter()
     lp, memory, module = generate_module(program, fastmath=fastmath, driver_jit=driver_jit,
-                                         **options)
+                                         conv=conv, **options)
     return compile_generated(program, lp, memory, module, start)
 
 
 def generate_module(program: Program, *, fastmath: bool = False, driver_jit: bool | None = None,
-                    **options: Any) -> tuple[LoweredProgram, MemoryPlan, GeneratedModule]:
+                    conv: ConvChoice = "auto", **options: Any
+                    ) -> tuple[LoweredProgram, MemoryPlan, GeneratedModule]:
     """The passes and the code generator: everything before Numba compiles."""
     if options:
         raise CompileError(f"unknown option(s) for backend 'numba': {', '.join(sorted(options))}")
+    if conv not in CONV_CHOICES:
+        raise CompileError(f"conv must be one of {', '.join(CONV_CHOICES)}, got {conv!r}")
     _refuse_loops(program)
-    lp, plan, memory = prepare(program)
+    lp, plan, memory = prepare(program, conv)
     return lp, memory, generate(lp, plan, memory, fastmath=fastmath, driver_jit=driver_jit)
 
 

@@ -135,6 +135,71 @@ def conv2d_filter_grad_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     return KernelText(["a0", "a1", "out"], body, list(op.inputs))
 
 
+# ---------------------------------------------------------------- im2col, col2im
+
+
+def _columns_header(attrs: dict) -> Lines:
+    """Geometry of an im2col/col2im op (passes/convolution.py), with ``oh_n, ow_n`` computed
+    from the image ``img`` (``a0`` or ``out``) so that the text holds no size."""
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
+    kh, kw = attrs["kernel"]
+    return [(f"sh, sw, pt, pb, pl, pr, dh, dw = {sh}, {sw}, {pt}, {pb}, {pl}, {pr}, {dh}, {dw}",
+             ""),
+            (f"kh, kw = {kh}, {kw}", ""),
+            ("n_img, chans, h, wd = img.shape", ""),
+            ("oh_n = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1", ""),
+            ("ow_n = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1", "")]
+
+
+def _column_loops(statements: Lines) -> Lines:
+    """For every image, channel and tap (row ``col`` of the ``[C*kh*kw, N*OH*OW]`` columns)
+    and every output row ``oh`` whose tap row ``r`` is inside the image: ``statements``, with
+    ``row0`` the position of ``(b, oh, 0)`` along the columns and ``[clo, chi)`` the output
+    columns whose tap is inside."""
+    head = [
+        ("for b in range(n_img):", ""),
+        ("    for c in range(chans):", ""),
+        ("        for i in range(kh):", ""),
+        *_tap_ranges("i", 3),
+        ("            for j in range(kw):", ""),
+        *_tap_ranges("j", 4),
+        ("                col = (c * kh + i) * kw + j", ""),
+        ("                for oh in range(rlo, rhi):", ""),
+        ("                    row0 = (b * oh_n + oh) * ow_n", ""),
+        ("                    r = oh * sh + r0", ""),
+    ]
+    return head + _indent(statements, 5)
+
+
+def im2col_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
+    """``out[(c, i, j), (b, oh, ow)] = x[b, c, tap]``: zeros first where there is padding,
+    then every tap inside the image. Both sides are walked along rows: at stride 1 the inner
+    loop is a contiguous copy and vectorises."""
+    op = lp.ops[kernel.root]
+    padded = any(p for pair in op.attrs["padding"] for p in pair)
+    body = [("img = a0", "")] + _columns_header(op.attrs) + (_zero() if padded else [])
+    body += _column_loops([
+        ("crow = out[col, row0 + clo:row0 + chi]", ""),
+        ("xrow = a0[b, c, r, clo * sw + c0:]", ""),
+        ("for t in range(crow.shape[0]):", ""),
+        ("    crow[t] = xrow[t * sw]", op.describe()),
+    ])
+    return KernelText(["a0", "out"], body, list(op.inputs))
+
+
+def col2im_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
+    """The transpose of ``im2col``: each column added back where it was read, into a zeroed
+    ``out`` ``[N, C, H, W]``."""
+    op = lp.ops[kernel.root]
+    body = [("img = out", "")] + _columns_header(op.attrs) + _zero() + _column_loops([
+        ("crow = a0[col, row0 + clo:row0 + chi]", ""),
+        ("xrow = out[b, c, r, clo * sw + c0:]", ""),
+        ("for t in range(crow.shape[0]):", ""),
+        ("    xrow[t * sw] += crow[t]", op.describe()),
+    ])
+    return KernelText(["a0", "out"], body, list(op.inputs))
+
+
 # ---------------------------------------------------------------- pooling
 
 
@@ -231,4 +296,6 @@ WRITERS = {
     "max_pool2d_gather": max_pool2d_gather_kernel,
     "avg_pool2d": avg_pool2d_kernel,
     "avg_pool2d_grad": avg_pool2d_grad_kernel,
+    "im2col": im2col_kernel,
+    "col2im": col2im_kernel,
 }

@@ -177,11 +177,15 @@ OP_TABLE: dict[str, OpKernel] = {
     "random_normal": OpKernel("loop nest", note="Philox blocks, Box-Muller: 2 normals each"),
     "random_randint": OpKernel("loop nest", note="Philox blocks, 4 multiply-shift ints each"),
     # ---------------------------------------------------------------- convolution, pooling
-    "conv2d": OpKernel("loop nest", note="direct loops, output column innermost "
-                                         "(conv_kernels.py)"),
-    "conv2d_input_grad": OpKernel("loop nest", note="col2im: direct loops scattering into "
-                                                    "zeroed out"),
-    "conv2d_filter_grad": OpKernel("loop nest", note="direct loops, float64 sum per tap"),
+    "conv2d": OpKernel("loop nest", note="im2col + one GEMM where C*kh*kw >= 27 or rows "
+                                         "< 16 wide (passes/convolution.py), else direct "
+                                         "loops, output column innermost (conv_kernels.py)"),
+    "conv2d_input_grad": OpKernel("loop nest", note="GEMM + col2im by the same rule as "
+                                                    "conv2d, else direct loops scattering "
+                                                    "into zeroed out"),
+    "conv2d_filter_grad": OpKernel("loop nest", note="one GEMM against im2col columns from "
+                                                     "C*kh*kw >= 9, else direct loops, "
+                                                     "float64 sum per tap"),
     "max_pool2d": OpKernel("loop nest", note="running maximum per window (NaN wins)"),
     "max_pool2d_grad": OpKernel("loop nest", note="g split between each window's tied maxima"),
     "max_pool2d_gather": OpKernel("loop nest", note="mean of v over each window's tied maxima"),
