@@ -156,7 +156,7 @@ def _sgd_samples(rng: np.random.Generator, dtype: np.dtype) -> list[Sample]:
     rows = rng.standard_normal((6, 3)).astype(dtype)
     lr = np.array(0.1, dtype=dtype)
     return [
-        Sample((table, _ids(), rows, lr), {}, symbolic=({}, {0: "N"}, {0: "N"}), smooth=False),
+        Sample((table, _ids(), rows, lr), {}, symbolic=({}, {0: "N"}, {0: "N"}, {}), smooth=False),
         Sample((table.reshape(5, 3, 1), _ids().reshape(2, 3).astype("int32"),
                 rows.reshape(2, 3, 3, 1), lr), {}, smooth=False),
     ]
@@ -178,7 +178,7 @@ def _adam_samples(rng: np.random.Generator, dtype: np.dtype) -> list[Sample]:
     v = rng.random((5, 3)).astype(dtype)
     scalars = [np.array(x, dtype=dtype) for x in (0.01, 0.19, 0.002)]
     return [Sample((table, m, v, _ids(), *scalars), {"eps": 1e-8},
-                   symbolic=({}, {}, {}, {0: "N"}), smooth=False)]
+                   symbolic=({}, {}, {}, {0: "N"}, {}, {}, {}), smooth=False)]
 
 
 register(OpDef(
