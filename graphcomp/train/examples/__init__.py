@@ -2,7 +2,8 @@
 
 ``EXAMPLES`` maps each name to an ``Example``: a description and the function that trains and
 evaluates it. Families of examples live in their own modules: ``classifiers.py`` holds the
-classifiers of scikit-learn's digits (``logreg-digits``, ``mlp-digits``, ``cnn-digits``).
+classifiers of scikit-learn's digits (``logreg-digits``, ``mlp-digits``, ``cnn-digits``),
+``word2vec.py`` the word embeddings of ``word2vec``.
 A new family writes a ``run(name, options) -> ExampleResult`` on ``gc.fit`` and adds its
 entries below.
 
@@ -24,6 +25,8 @@ from graphcomp.train.examples.classifiers import (
     mlp,
     run_classifier,
 )
+from graphcomp.train.examples.word2vec import DESCRIPTION as WORD2VEC_DESCRIPTION
+from graphcomp.train.examples.word2vec import run_word2vec
 
 __all__ = ["EXAMPLES", "Example", "ExampleResult", "Model", "RunOptions", "cnn", "digits", "mlp",
            "note", "readiness", "run_example"]
@@ -31,6 +34,7 @@ __all__ = ["EXAMPLES", "Example", "ExampleResult", "Model", "RunOptions", "cnn",
 EXAMPLES: dict[str, Example] = {
     name: Example(DESCRIPTIONS[name], run_classifier) for name in CLASSIFIERS
 }
+EXAMPLES["word2vec"] = Example(WORD2VEC_DESCRIPTION, run_word2vec)
 
 
 def run_example(name: str, epochs: int | None = None, backend: str | None = None,
