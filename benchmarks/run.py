@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = ["tiny_mlp", "mlp", "ewise", "rnn", "logreg", "cnn"]
+WORKLOADS = ["tiny_mlp", "mlp", "ewise", "rnn", "logreg", "cnn", "word2vec", "word2vec_100k"]
 SCALING = [("mlp", "hidden_layers", n) for n in (1, 2, 4, 8)] + [
     ("rnn", "steps", t) for t in (8, 32, 128)
 ]
