@@ -48,6 +48,8 @@ TARGETS = {
     "rnn": ("speed-up", 2.0),
     "logreg": ("speed-up", 1.5),
     "cnn": ("speed-up", 2.5),
+    "word2vec": ("speed-up", 3.0),
+    "word2vec_100k": ("speed-up", 3.0),
 }
 
 
