@@ -183,7 +183,7 @@ def sparse_gradient(param: Parameter, grad: Tensor) -> tuple[Tensor, Tensor] | N
     ...     (g,) = gc.grad(gc.sum(gc.take(table, ids, axis=0)), [table])
     >>> ids_, rows = sparse_gradient(table, g)
     >>> rows.shape
-    (N, 4)
+    ('N', 4)
     """
     node = grad.node
     if node.op != "scatter_add" or node.attrs["axis"] != 0 or node.shape != param.node.shape:
