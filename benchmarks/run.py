@@ -37,7 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = ["tiny_mlp", "mlp", "ewise", "rnn", "logreg", "cnn", "lstm", "vae"]
+WORKLOADS = ["tiny_mlp", "mlp", "ewise", "rnn", "logreg", "cnn", "lstm", "vae", "word2vec",
+             "word2vec_100k"]
 SCALING = [("mlp", "hidden_layers", n) for n in (1, 2, 4, 8)] + [
     ("rnn", "steps", t) for t in (8, 32, 128)
 ]
@@ -51,6 +52,8 @@ TARGETS = {
     "cnn": ("speed-up", 2.5),
     "lstm": ("speed-up", 2.0),
     "vae": ("speed-up", 2.0),
+    "word2vec": ("speed-up", 3.0),
+    "word2vec_100k": ("speed-up", 3.0),
 }
 
 

@@ -36,6 +36,10 @@ class Problem:
     build_loss: Callable[[dict[str, gc.Tensor], list[gc.Tensor]], gc.Tensor]
     numpy_loss_and_grads: Callable[[Arrays, Sequence[np.ndarray]], LossAndGrads]
     gemm_shapes: list[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=list)
+    # The update pairs of the graphcomp step (default: dense ``p - lr * g``), and the
+    # hand-written step (default: ``NumpyStep``), for workloads that need their own.
+    make_updates: Callable[[list, list], list] | None = None
+    numpy_step: Callable[[Problem], Callable[..., float]] | None = None
 
 
 # ---------------------------------------------------------------- multilayer perceptrons
@@ -573,9 +577,94 @@ def vae(seed: int = 0, batch: int = 128, noise_input: int = 0) -> Problem:
     )
 
 
+# ---------------------------------------------------------------- word2vec
+
+
+def _w2v_unigram(vocab: int, size: int = 1 << 16) -> np.ndarray:
+    """Zipf counts (1/rank) to the power 0.75, as a table of word ids."""
+    weights = (1.0 / np.arange(1, vocab + 1)) ** 0.75
+    bounds = np.cumsum(weights) / weights.sum()
+    return np.searchsorted(bounds, (np.arange(size) + 0.5) / size).astype(np.int64)
+
+
+def _w2v_gc_loss(table: np.ndarray, negatives: int):
+    def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
+        center, context = inputs
+        n = center.shape[0]
+        drawn = gc.take(gc.constant(table), gc.random.randint(0, table.size, (n, negatives)), 0)
+        targets = gc.concatenate([gc.expand_dims(context, 1), drawn], axis=1)
+        u = gc.take(p["W_out"], targets, axis=0)
+        v = gc.take(p["W_in"], center, axis=0)
+        scores = gc.sum(u * gc.expand_dims(v, 1), axis=-1)
+        sign = np.full((1, negatives + 1), -1.0, np.float32)
+        sign[0, 0] = 1.0
+        return gc.mean(gc.sum(gc.softplus(-gc.constant(sign) * scores), axis=-1))
+
+    return build
+
+
+def _w2v_numpy_rows(table: np.ndarray, negatives: int):
+    """Loss and the gradients of the gathered rows (negatives drawn in numpy)."""
+    rng = np.random.default_rng(1)
+
+    def rows(p: Arrays, inputs: Sequence[np.ndarray]):
+        center, context = inputs
+        drawn = table[rng.integers(0, table.size, (center.size, negatives))]
+        targets = np.concatenate([context[:, None], drawn], axis=1)
+        u, v = p["W_out"][targets], p["W_in"][center]
+        sign = np.where(np.arange(negatives + 1) == 0, 1.0, -1.0).astype(u.dtype)
+        z = -sign * np.einsum("bkd,bd->bk", u, v)
+        loss = float(np.mean(np.sum(np.logaddexp(0.0, z), axis=1)))
+        g = (-sign / (1.0 + np.exp(-z)) / center.size).astype(u.dtype)  # d loss / d score
+        return loss, targets, g[:, :, None] * v[:, None, :], np.einsum("bk,bkd->bd", g, u)
+
+    return rows
+
+
+class Word2VecNumpyStep:
+    """word2vec by hand: gather, score, and SGD on the touched rows only (``np.add.at``)."""
+
+    def __init__(self, problem: Problem, rows) -> None:
+        self.params = {k: v.copy() for k, v in problem.params.items()}
+        self._rows, self._lr = rows, np.float32(problem.lr)
+
+    def __call__(self, center: np.ndarray, context: np.ndarray) -> float:
+        loss, targets, g_u, g_v = self._rows(self.params, (center, context))
+        w_out = self.params["W_out"]
+        np.add.at(w_out, targets.ravel(), -self._lr * g_u.reshape(-1, w_out.shape[1]))
+        np.add.at(self.params["W_in"], center, -self._lr * g_v)
+        return loss
+
+
+def word2vec(seed: int = 0, vocab: int = 1000, batch: int = 512, dim: int = 128,
+             negatives: int = 5) -> Problem:
+    """Skip-gram with negative sampling: two (vocab, dim) tables, SGD on gathered rows."""
+    rng = np.random.default_rng(seed)
+    table = _w2v_unigram(vocab)
+    params = {"W_in": rng.uniform(-0.5 / dim, 0.5 / dim, (vocab, dim)).astype(np.float32),
+              "W_out": (rng.standard_normal((vocab, dim)) * 0.01).astype(np.float32)}
+    inputs = [table[rng.integers(0, table.size, batch)], table[rng.integers(0, table.size, batch)]]
+    rows = _w2v_numpy_rows(table, negatives)
+
+    def dense(p: Arrays, data: Sequence[np.ndarray]) -> LossAndGrads:
+        loss, targets, g_u, g_v = rows(p, data)
+        grads = [np.zeros_like(p["W_in"]), np.zeros_like(p["W_out"])]
+        np.add.at(grads[0], data[0], g_v)
+        np.add.at(grads[1], targets.ravel(), g_u.reshape(-1, dim))
+        return loss, grads
+
+    return Problem(
+        "word2vec", f"vocab {vocab}, batch {batch}, dim {dim}, {negatives} negatives", params,
+        ["center", "context"], inputs, 1.0, _w2v_gc_loss(table, negatives), dense,
+        make_updates=lambda ps, gs: gc.optim.SGD(lr=1.0).apply_gradients(ps, gs),
+        numpy_step=lambda problem: Word2VecNumpyStep(problem, rows),
+    )
+
+
 WORKLOADS: dict[str, Callable[..., Problem]] = {
     "tiny_mlp": tiny_mlp, "mlp": mlp, "ewise": ewise, "rnn": rnn, "logreg": logreg,
-    "cnn": cnn, "lstm": lstm, "vae": vae,
+    "cnn": cnn, "lstm": lstm, "vae": vae, "word2vec": word2vec,
+    "word2vec_100k": lambda **options: word2vec(**{"vocab": 100_000, **options}),
 }
 
 
@@ -617,8 +706,21 @@ def graphcomp_graph(problem: Problem) -> tuple[list[gc.Tensor], gc.Tensor, list,
     return inputs, loss, list(params.values()), grads
 
 
+def graphcomp_updates(problem: Problem, params: list, grads: list) -> list:
+    """The update pairs of ``problem``'s graphcomp step (dense SGD unless it says otherwise)."""
+    if problem.make_updates is not None:
+        with params[0].graph:
+            return problem.make_updates(params, grads)
+    return [(p, p - problem.lr * g) for p, g in zip(params, grads, strict=True)]
+
+
+def numpy_step(problem: Problem) -> Callable[..., float]:
+    """``problem``'s hand-written numpy step."""
+    return NumpyStep(problem) if problem.numpy_step is None else problem.numpy_step(problem)
+
+
 def graphcomp_step(problem: Problem, backend: str) -> gc.Function:
     """``problem``'s training step compiled by graphcomp: returns the loss, updates in place."""
     inputs, loss, params, grads = graphcomp_graph(problem)
-    updates = [(p, p - problem.lr * g) for p, g in zip(params, grads, strict=True)]
+    updates = graphcomp_updates(problem, params, grads)
     return gc.compile(inputs, loss, updates=updates, backend=backend)

@@ -8,6 +8,7 @@ from graphcomp.ops import functions
 from graphcomp.ops import elementwise, indexing, linalg, reductions, scans, sources, structural
 from graphcomp.ops import random_ops
 from graphcomp.ops import convolution
+from graphcomp.ops import sparse_updates  # noqa: F401  (registers the row-wise updates)
 from graphcomp.ops.registry import REGISTRY, OpDef, OpKind, Sample, get_op, register
 
 __all__ = [

@@ -70,6 +70,33 @@ def _scatter_add_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
     return out
 
 
+def _summed_rows(table: np.ndarray, ids: np.ndarray, rows: np.ndarray | None) -> dict:
+    """Row number -> the rows of its ids added in order (zeros when ``rows`` is None)."""
+    sums: dict = {}
+    flat_rows = None if rows is None else rows.reshape((ids.size,) + table.shape[1:])
+    for position, k in enumerate(ids.ravel()):
+        k = int(k) % table.shape[0]
+        start = sums.get(k, np.zeros(table.shape[1:], table.dtype))
+        sums[k] = start if flat_rows is None else start + flat_rows[position]
+    return sums
+
+
+def _sparse_update_expected(xs: list, attrs: dict, sizes: dict, op: str) -> np.ndarray:
+    table = xs[0]
+    out = table.copy()
+    rows = None if op == "sparse_adam_step" else xs[2]
+    for r, g in _summed_rows(table, xs[3] if rows is None else xs[1], rows).items():
+        if op == "sparse_sgd":
+            out[r] = table[r] - xs[3] * g
+        elif op == "sparse_moment":
+            beta = table.dtype.type(attrs["beta"])
+            out[r] = beta * table[r] + table.dtype.type(1 - attrs["beta"]) * g ** attrs["power"]
+        else:
+            m, v, lr, c1, c2 = xs[1][r], xs[2][r], xs[4], xs[5], xs[6]
+            out[r] = table[r] - lr * (m / c1) / (np.sqrt(v / c2) + table.dtype.type(attrs["eps"]))
+    return out
+
+
 def _take_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
     x, indices = xs
     return x[(slice(None),) * attrs["axis"] + (indices,)]
@@ -326,6 +353,11 @@ def _normal_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
 
 
 EXPECTED: dict[str, Formula] = {
+    "sparse_sgd": lambda xs, attrs, sizes: _sparse_update_expected(xs, attrs, sizes, "sparse_sgd"),
+    "sparse_moment": lambda xs, attrs, sizes: _sparse_update_expected(xs, attrs, sizes,
+                                                                      "sparse_moment"),
+    "sparse_adam_step": lambda xs, attrs, sizes: _sparse_update_expected(xs, attrs, sizes,
+                                                                         "sparse_adam_step"),
     "random_uniform": _random_expected,
     "random_randint": _random_expected,
     "random_normal": _normal_expected,
@@ -438,6 +470,13 @@ CONV_K = {**CONV, "kernel_hw": (3, 3)}
 POOL = {"kernel": (2, 2), "stride": (2, 2), "padding": ((0, 0), (0, 0))}
 
 BAD_INPUTS: dict[str, tuple[type, Callable[[], Any]]] = {
+    "sparse_sgd": (gc.ShapeError, lambda: apply("sparse_sgd", ph((5, 3)), ph((4,), "int64"),
+                                                ph((4, 2)), ph(()))),
+    "sparse_moment": (gc.DTypeError, lambda: apply("sparse_moment", ph((5, 3)), ph((4,)),
+                                                   ph((4, 3)), beta=0.9, power=1)),
+    "sparse_adam_step": (gc.ShapeError, lambda: apply("sparse_adam_step", ph((5, 3)), ph((5, 3)),
+                                                      ph((5, 2)), ph((4,), "int64"), ph(()),
+                                                      ph(()), ph(()), eps=1e-8)),
     "random_uniform": (gc.DTypeError, lambda: apply("random_uniform", ph((2,)), shape=(3,),
                                                     dtype="float32", stream=0)),
     "random_normal": (gc.ShapeError, lambda: apply("random_normal", ph((3,), "int64"),

@@ -171,6 +171,11 @@ OP_TABLE: dict[str, OpKernel] = {
     "take": OpKernel("loop nest", note="bounds-checked gather"),
     "scatter_add": OpKernel("loop nest", note="copy, then bounds-checked accumulate"),
     "check_index": OpKernel("loop nest", note="copy, raising on a label outside [0, size)"),
+    "sparse_sgd": OpKernel("loop nest", note="touched rows only: stable argsort of the ids, "
+                                              "rows summed per id, then the row update "
+                                              "(in place in the table; sparse_kernels.py)"),
+    "sparse_moment": OpKernel("loop nest", note="touched rows only, like sparse_sgd"),
+    "sparse_adam_step": OpKernel("loop nest", note="touched rows only, like sparse_sgd"),
     "matmul": OpKernel("library", note="numpy's BLAS gemm per 2-D product (blas.py, lanes.py)"),
     # ---------------------------------------------------------------- random (random_kernels.py)
     "random_uniform": OpKernel("loop nest", note="Philox blocks, 4 float32 or 2 float64 each"),

@@ -6,7 +6,8 @@ classifiers of scikit-learn's digits (``logreg-digits``, ``mlp-digits``, ``cnn-d
 ``recurrent.py`` the examples on ``gc.scan`` (``lstm-digits``, ``char-rnn``),
 ``regularized.py`` the one with dropout and batch norm (``mlp-dropout-bn-digits``),
 ``autoencoders.py`` and ``vae.py`` the autoencoders of the digits' pixels
-(``autoencoder-digits``, denoising with ``noise``; ``vae-digits``).
+(``autoencoder-digits``, denoising with ``noise``; ``vae-digits``),
+``word2vec.py`` the word embeddings of ``word2vec``.
 A new family writes a ``run(name, options) -> ExampleResult`` on ``gc.fit`` and adds its
 entries below.
 
@@ -31,6 +32,8 @@ from graphcomp.train.examples.classifiers import (
 )
 from graphcomp.train.examples.recurrent import DESCRIPTIONS as RECURRENT_DESCRIPTIONS
 from graphcomp.train.examples.recurrent import run_recurrent
+from graphcomp.train.examples.word2vec import DESCRIPTION as WORD2VEC_DESCRIPTION
+from graphcomp.train.examples.word2vec import run_word2vec
 
 __all__ = ["EXAMPLES", "Example", "ExampleResult", "Model", "RunOptions", "cnn", "digits", "mlp",
            "note", "readiness", "run_example"]
@@ -46,6 +49,7 @@ EXAMPLES["autoencoder-digits"] = Example(
     autoencoders.DESCRIPTIONS["autoencoder-digits"], autoencoders.run_autoencoder,
     accepts_noise=True)
 EXAMPLES["vae-digits"] = Example(vae.DESCRIPTIONS["vae-digits"], vae.run_vae)
+EXAMPLES["word2vec"] = Example(WORD2VEC_DESCRIPTION, run_word2vec)
 
 
 def run_example(name: str, epochs: int | None = None, backend: str | None = None,
