@@ -195,13 +195,17 @@ class CudaExecutable:
             launch = self._launch(call.kernel, call, views, binding, dims)
             if launch is not None:
                 launches.append(launch)
-        staging = {v: device.device_zeros(math.prod(_shape(self.lp.ops[v].shape, binding)),
-                                          self.lp.ops[v].dtype)
-                   for p, v in self.lp.updates if v not in self.memory.in_place}
+        staging = {v: self._zeros(self.lp.ops[v].shape, self.lp.ops[v].dtype, binding)
+                   for _, v in self.lp.updates if v not in self.memory.in_place}
         state = _Bound(views, launches, inputs, staging)
         state.views["arenas"] = arenas  # type: ignore[index]  # kept alive with the views
         self._states[key] = state
         return state
+
+    @staticmethod
+    def _zeros(shape: Sequence[Dim], dtype: np.dtype, binding: dict[str, int]) -> Any:
+        sizes = _shape(shape, binding) or (1,)
+        return device.device_zeros(math.prod(sizes), dtype).reshape(sizes)
 
     def _views(self, binding: dict[str, int]) -> tuple[dict[int, Any], list[Any]]:
         """A device array for every materialised value: arena views, inputs, parameters,
@@ -222,8 +226,7 @@ class CudaExecutable:
         for op in self.lp.ops.values():
             shape = _shape(op.shape, binding)
             if op.op == "placeholder":
-                views[op.id] = device.device_zeros(math.prod(shape), op.dtype).reshape(
-                    shape or (1,))
+                views[op.id] = self._zeros(op.shape, op.dtype, binding)
             elif op.op == "parameter":
                 views[op.id] = self._parameters[op.attrs["storage_id"]][0]
             elif op.op == "constant":
