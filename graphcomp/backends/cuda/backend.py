@@ -17,6 +17,7 @@ import numpy as np
 
 from graphcomp.backends.cuda import device
 from graphcomp.backends.cuda.kernels import DeviceKernel
+from graphcomp.backends.cuda.op_table import SIMULATOR_MATH
 from graphcomp.backends.cuda.program import DeviceCall, DeviceProgram, plan_step, split_loops
 from graphcomp.backends.cuda.render import render_module
 from graphcomp.backends.numba.names import Names
@@ -25,7 +26,7 @@ from graphcomp.errors import CompileError
 from graphcomp.ir import dim_value
 from graphcomp.loops import LOOP_OPS
 from graphcomp.ops import get_op
-from graphcomp.passes.fusion import plan_kernels
+from graphcomp.passes.fusion import FusionPlan, plan_kernels
 from graphcomp.passes.lowered import Dim, LoweredProgram
 from graphcomp.passes.lowering import lower
 from graphcomp.passes.memory import MemoryPlan, plan_memory
@@ -50,6 +51,20 @@ def compile_cuda(program: Program) -> CudaExecutable:
     """
     start = time.perf_counter()
     cuda = device.load_cuda()
+    lp, plan, memory, records = prepare_records(program, small_blocks=device.is_simulated())
+    source = render_module(records.kernels.kernels)
+    functions = load_module(source, cuda, device.is_simulated())
+    executable = CudaExecutable(program, lp, memory, records, source, functions,
+                                time.perf_counter() - start)
+    executable._transposed = set(plan.transposed_views)
+    return executable
+
+
+def prepare_records(program: Program, small_blocks: bool = False
+                    ) -> tuple[LoweredProgram, FusionPlan, MemoryPlan, DeviceProgram]:
+    """The shared passes (no convolution lowering, batching or BLAS accumulation: those
+    serve the CPU's BLAS), merged loops split, the memory plan, and the step's records.
+    ``small_blocks``: 8-thread reductions and 4 x 4 tiles (the simulator)."""
     for node in program.schedule:
         if node.op in LOOP_OPS:
             raise CompileError(f"{node.describe()}: the CUDA backend does not compile scan "
@@ -58,23 +73,19 @@ def compile_cuda(program: Program) -> CudaExecutable:
     lp = isolate_outputs(eliminate_dead(simplify_powers(eliminate_common(fold_constants(lp)))))
     plan = split_loops(plan_kernels(lp))
     memory = plan_memory(lp, plan)
-    records = plan_step(lp, plan, memory, Names(lp, reserved=("cuda", "numba", "np", "math")))
-    source = render_module(records.kernels.kernels)
-    functions = _load(source, cuda)
-    executable = CudaExecutable(program, lp, memory, records, source, functions,
-                                time.perf_counter() - start)
-    executable._transposed = set(plan.transposed_views)
-    return executable
+    names = Names(lp, reserved=("cuda", "numba", "np", "math", "fm"))
+    return lp, plan, memory, plan_step(lp, plan, memory, names, small_blocks)
 
 
-def _load(source: str, cuda: Any) -> dict[str, Any]:
+def load_module(source: str, cuda: Any, simulated: bool = False) -> dict[str, Any]:
     """Run the module text (kept in ``linecache`` under a name of its own, so tracebacks show
     it and the simulator tells its shared arrays apart by line)."""
     import numba
 
     name = f"<graphcomp-cuda-{hashlib.sha256(source.encode()).hexdigest()[:16]}>"
     linecache.cache[name] = (len(source), None, source.splitlines(True), name)
-    namespace: dict[str, Any] = {"cuda": cuda, "numba": numba, "np": np, "math": math}
+    namespace: dict[str, Any] = {"cuda": cuda, "numba": numba, "np": np, "math": math,
+                                 "fm": SIMULATOR_MATH if simulated else math}
     exec(compile(source, name, "exec"), namespace)
     return namespace
 

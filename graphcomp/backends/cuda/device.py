@@ -86,10 +86,22 @@ def new_stream() -> Any:
     return load_cuda().stream()
 
 
-def compile_ptx(function: Any, signature: str, cc: tuple[int, int]) -> str:
+def unchecked_cuda() -> ModuleType:
+    """``numba.cuda`` without the device check (to compile PTX where no GPU is present)."""
+    if not numba_cuda_installed():
+        raise CompileError("numba-cuda is not installed: pip install 'numba-cuda[cu13]'")
+    from numba import cuda
+
+    return cuda
+
+
+def compile_ptx(function: Any, signature: Any, cc: tuple[int, int]) -> str:
     """PTX of a Python kernel for compute capability ``cc``; needs NVVM/NVRTC (the
     ``numba-cuda[cu13]`` extra), not a GPU. ``CompileError`` when they are missing."""
-    cuda = load_cuda()
+    if not numba_cuda_installed():
+        raise CompileError("compile_ptx needs numba-cuda: pip install 'numba-cuda[cu13]'")
+    from numba import cuda
+
     try:
         ptx, _ = cuda.compile_ptx(function, signature, cc=cc)
     except Exception as exc:  # the missing library's own error names it

@@ -12,25 +12,40 @@ Every other computing op runs on the host through its registry numpy implementat
 back to the device. ``tests/cuda/test_cuda_op_table.py`` checks that every registry op is
 covered by exactly one of these.
 
->>> CUDA_TEMPLATES["sigmoid"].format("x", dtype="float32")
-'np.float32(1.0) / (np.float32(1.0) + np.exp(-x))'
+>>> CUDA_TEMPLATES["tanh"].format("x", dtype="float32")
+'np.float32(fm.tanh(x))'
 """
 
 from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
 
 from graphcomp.backends.numba.op_table import OP_TABLE
 from graphcomp.errors import CompileError
 from graphcomp.ops import REGISTRY
 
-# Templates replacing a numba one that calls a CPU fast-math helper.
-_OWN_TEMPLATES = {
-    "exp": "np.exp({0})",
-    "log": "np.log({0})",
-    "log1p": "np.log1p({0})",
-    "expm1": "np.expm1({0})",
-    "tanh": "np.tanh({0})",
-    "sigmoid": "np.{dtype}(1.0) / (np.{dtype}(1.0) + np.exp(-{0}))",
-}
+# Scalar math: ``fm`` is bound to Python's ``math`` when kernels compile for a device
+# (numba-cuda lowers it to libdevice; numpy ufuncs on scalars do not compile there: PTX
+# compilation refused ``np.exp``) and to ``SIMULATOR_MATH`` on the simulator, where ``math``
+# would raise on a domain error instead of returning NaN as numpy and the GPU do.
+_MATH = {"exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1", "tanh": "tanh",
+         "sqrt": "sqrt", "sin": "sin", "cos": "cos", "arcsin": "asin", "arccos": "acos",
+         "arctan": "atan", "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh",
+         "erf": "erf", "floor": "floor", "ceil": "ceil", "trunc": "trunc"}
+_OWN_TEMPLATES = {op: f"np.{{dtype}}(fm.{name}({{0}}))" for op, name in _MATH.items()}
+_OWN_TEMPLATES.update({
+    "sigmoid": "np.{dtype}(1.0) / (np.{dtype}(1.0) + np.{dtype}(fm.exp(-{0})))",
+    "isnan": "fm.isnan({0})", "isinf": "fm.isinf({0})", "isfinite": "fm.isfinite({0})",
+    "arctan2": "np.{dtype}(fm.atan2({0}, {1}))", "hypot": "np.{dtype}(fm.hypot({0}, {1}))",
+})
+# The simulator's ``fm``: numpy's functions under math's names.
+SIMULATOR_MATH = SimpleNamespace(
+    **{name: getattr(np, op) for op, name in _MATH.items() if op != "erf"},
+    erf=math.erf, isnan=np.isnan, isinf=np.isinf, isfinite=np.isfinite, atan2=np.arctan2,
+    hypot=np.hypot)
 
 CUDA_TEMPLATES: dict[str, str] = {
     name: _OWN_TEMPLATES.get(name, entry.template)

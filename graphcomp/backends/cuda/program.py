@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from graphcomp.backends.cuda import device
 from graphcomp.backends.cuda.kernels import (
     DeviceKernel,
     KernelSet,
@@ -75,11 +74,11 @@ def split_loops(plan: FusionPlan) -> FusionPlan:
     return FusionPlan(kernels, materialised, inlined, set(plan.transposed_views))
 
 
-def plan_step(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan,
-              names: Names) -> DeviceProgram:
-    """Records of every buffer and call of the step (see the module docstring)."""
+def plan_step(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, names: Names,
+              small: bool = False) -> DeviceProgram:
+    """Records of every buffer and call of the step (see the module docstring); ``small``:
+    small blocks, for the simulator, which runs each CUDA thread as a Python thread."""
     program = DeviceProgram([])
-    small = device.is_simulated()  # small blocks: the simulator runs one thread per thread
     for kernel in plan.kernels:
         root = lp.ops[kernel.root]
         program.statements += kernel_buffers(lp, memory, names, kernel, root.describe())
@@ -108,3 +107,22 @@ def _device_kernel(lp: LoweredProgram, plan: FusionPlan, kernel: Kernel,
     if kernel.kind == "matmul" and all(lp.ops[v].ndim == 2 for v in root.inputs):
         return matmul_kernel(lp, kernel, plan.transposed_views, tile=4 if small else 16)
     return None
+
+
+def argument_types(lp: LoweredProgram, call: DeviceCall) -> list[tuple[str, int] | str]:
+    """Each argument's type at this call: (dtype name, ndim) of an array, ``"int64"`` of an
+    extent (for ``compile_ptx``; rank-0 buffers are passed as 1-D, reductions write flat)."""
+    kernel = call.kernel
+    assert kernel is not None
+    arrays = {f"a{k}": lp.ops[v] for k, v in enumerate(kernel.reads)}
+    arrays["out"] = lp.ops[call.node]
+    types: list[tuple[str, int] | str] = []
+    for param in kernel.params:
+        if param == "dims":
+            types.append(("int64", 1))
+        elif param in arrays:
+            ndim = 1 if param == "out" and kernel.launch == "rows" else arrays[param].ndim
+            types.append((arrays[param].dtype.name, max(ndim, 1)))
+        else:
+            types.append("int64")
+    return types
