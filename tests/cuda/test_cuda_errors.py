@@ -30,7 +30,7 @@ def test_without_a_gpu_the_error_says_so(monkeypatch) -> None:
 
     monkeypatch.setattr(device, "simulator_requested", lambda: False)
     monkeypatch.setattr(cuda, "is_available", lambda: False)
-    with pytest.raises(gc.CompileError, match=r"no usable CUDA driver or GPU.*NUMBA_ENABLE_CUDASIM"):
+    with pytest.raises(gc.CompileError, match=r"no usable CUDA driver or GPU.*CUDASIM"):
         _compile()
 
 

@@ -235,7 +235,6 @@ class CudaExecutable:
         views: dict[int, Any] = {}
         self._sync_parameters()
         for op in self.lp.ops.values():
-            shape = _shape(op.shape, binding)
             if op.op == "placeholder":
                 views[op.id] = self._zeros(op.shape, op.dtype, binding)
             elif op.op == "parameter":
@@ -283,8 +282,8 @@ class CudaExecutable:
             return function, (min(count, MAX_BLOCKS),), (kernel.block,), (
                 *reads, out.reshape(out.size), *extents, count, inner, *tail)
         tile = kernel.block
-        grid = (-(-extents[2] // tile), -(-extents[0] // tile))
-        return function, grid, (tile, tile), (*reads, out, *extents)
+        tiles = (-(-extents[2] // tile), -(-extents[0] // tile))
+        return function, tiles, (tile, tile), (*reads, out, *extents)
 
 
 def _shape(shape: Sequence[Dim], binding: dict[str, int]) -> tuple[int, ...]:
