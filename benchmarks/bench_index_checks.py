@@ -17,7 +17,7 @@ import numpy as np
 
 import graphcomp as gc
 from graphcomp.ops import functions
-from graphcomp.train.examples import EXAMPLES, mlp
+from graphcomp.train.examples.classifiers import CLASSIFIERS
 
 
 def build_step(checked: bool) -> Callable[..., Any]:
@@ -26,9 +26,9 @@ def build_step(checked: bool) -> Callable[..., Any]:
     if not checked:
         functions._checked_labels = lambda labels, num_classes: labels  # type: ignore[assignment]
     try:
-        example = EXAMPLES["mlp-digits"]
+        example = CLASSIFIERS["mlp-digits"]
         with gc.Graph(name="mlp-digits"):
-            model = mlp(example.sizes, seed=0)
+            model = example.build(0)
             optimizer = example.make_optimizer(10_000)
             updates = optimizer.updates(model.loss, model.params)
             step = gc.compile([model.x, model.y], [model.loss, model.accuracy], updates=updates)

@@ -44,7 +44,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from workloads import NumpyStep, Problem, graphcomp_graph, make  # noqa: E402
+from workloads import Problem, graphcomp_graph, graphcomp_updates, make, numpy_step  # noqa: E402
 
 import graphcomp as gc  # noqa: E402
 
@@ -125,7 +125,7 @@ def main() -> None:
     with _limit_threads(ARGS.threads):
         start = time.perf_counter()
         inputs, loss, params, grads = graphcomp_graph(problem)
-        updates = [(p, p - problem.lr * g) for p, g in zip(params, grads, strict=True)]
+        updates = graphcomp_updates(problem, params, grads)
         result["build_s"] = time.perf_counter() - start
         result["nodes"] = len(loss.node.graph.nx)
         start = time.perf_counter()
@@ -138,7 +138,7 @@ def main() -> None:
         result["schedule"] = len(step.program.schedule)
         result["first_loss"] = first_loss
         if not ARGS.compile_only:
-            by_hand = NumpyStep(problem)
+            by_hand = numpy_step(problem)
             for _ in range(ARGS.warmup):
                 by_hand(*problem.inputs)
                 step(*problem.inputs)

@@ -36,6 +36,10 @@ class Problem:
     build_loss: Callable[[dict[str, gc.Tensor], list[gc.Tensor]], gc.Tensor]
     numpy_loss_and_grads: Callable[[Arrays, Sequence[np.ndarray]], LossAndGrads]
     gemm_shapes: list[tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=list)
+    # The update pairs of the graphcomp step (default: dense ``p - lr * g``), and the
+    # hand-written step (default: ``NumpyStep``), for workloads that need their own.
+    make_updates: Callable[[list, list], list] | None = None
+    numpy_step: Callable[[Problem], Callable[..., float]] | None = None
 
 
 # ---------------------------------------------------------------- multilayer perceptrons
@@ -285,71 +289,89 @@ def rnn_scan(seed: int = 0, steps: int = 32, hidden: int = 128, features: int = 
         shape=unrolled.shape.replace("unrolled", "with gc.scan"), build_loss=build)
 
 
-def lstm_scan(seed: int = 0, steps: int = 64, hidden: int = 128, features: int = 64,
-              batch: int = 32) -> Problem:
-    """An LSTM written with ``gc.scan`` (gates i, f, o, g from one product each of x_t and
-    h); MSE of h_T Wo + bo against y."""
+# ---------------------------------------------------------------- LSTM on gc.scan
+
+
+def _sigmoid(a: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * a) + 1.0)  # no overflow for large |a|
+
+
+def _lstm_forward(p: Arrays, x: np.ndarray) -> dict[str, list[np.ndarray]]:
+    """Every step's gates, cell and hidden states (h_0 = c_0 = 0); gates i, f, g, o."""
+    steps, batch, features = x.shape
+    hidden = p["Wh"].shape[0]
+    projected = (x.reshape(steps * batch, features) @ p["Wx"]).reshape(steps, batch, -1)
+    projected += p["b"]
+    h = np.zeros((batch, hidden), x.dtype)
+    c = np.zeros((batch, hidden), x.dtype)
+    saved: dict[str, list[np.ndarray]] = {k: [] for k in ("i", "f", "g", "o", "c", "tc", "h")}
+    for t in range(steps):
+        z = projected[t] + h @ p["Wh"]
+        i, f, o = (_sigmoid(z[:, k * hidden:(k + 1) * hidden]) for k in (0, 1, 3))
+        g = np.tanh(z[:, 2 * hidden:3 * hidden])
+        c = f * c + i * g
+        tc = np.tanh(c)
+        h = o * tc
+        for key, value in zip(saved, (i, f, g, o, c, tc, h), strict=True):
+            saved[key].append(value)
+    return saved
+
+
+def _lstm_backward(p: Arrays, x: np.ndarray, s: dict[str, list[np.ndarray]],
+                   g_h: np.ndarray) -> list[np.ndarray]:
+    """BPTT from the cotangent of the last hidden state: gradients of Wx, Wh, b."""
+    steps, batch, features = x.shape
+    g_z = np.empty((steps, batch, p["Wh"].shape[1]), x.dtype)
+    g_c = np.zeros_like(g_h)
+    g_wh = np.zeros_like(p["Wh"])
+    for t in range(steps - 1, -1, -1):
+        i, f, g, o, tc = s["i"][t], s["f"][t], s["g"][t], s["o"][t], s["tc"][t]
+        g_c += g_h * o * (1 - tc * tc)
+        c_prev = s["c"][t - 1] if t else np.zeros_like(g_c)
+        blocks = (g_c * g * i * (1 - i), g_c * c_prev * f * (1 - f), g_c * i * (1 - g * g),
+                  g_h * tc * o * (1 - o))
+        np.concatenate(blocks, axis=1, out=g_z[t])
+        g_c = g_c * f
+        if t:
+            g_wh += s["h"][t - 1].T @ g_z[t]
+        g_h = g_z[t] @ p["Wh"].T
+    flat = g_z.reshape(steps * batch, -1)
+    return [x.reshape(steps * batch, features).T @ flat, g_wh, flat.sum(axis=0)]
+
+
+def lstm(seed: int = 0, steps: int = 32, hidden: int = 128, features: int = 64,
+         batch: int = 32) -> Problem:
+    """An LSTM (gates i, f, g, o fused, h_0 = c_0 = 0) run by ``gc.scan``; MSE of h_T against y."""
     rng = np.random.default_rng(seed)
-    f32, H = np.float32, hidden
+    f32 = np.float32
 
     def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
         x, y = inputs
-
-        def step(carry: tuple, x_t: gc.Tensor) -> tuple[tuple, None]:
-            h, c = carry
-            z = x_t @ p["Wx"] + h @ p["Wh"] + p["b"]
-            i, f, o = (gc.sigmoid(z[:, k * H:(k + 1) * H]) for k in range(3))
-            c = f * c + i * gc.tanh(z[:, 3 * H:])
-            return (o * gc.tanh(c), c), None
-
-        zeros = gc.constant(np.zeros((batch, H), p["Wh"].dtype))
-        (h, _), _ = gc.scan(step, (zeros, zeros), x)
-        return gc.mean(gc.square(h @ p["Wo"] + p["bo"] - y))
+        cell = gc.nn.LSTMCell(hidden, p["Wx"], p["Wh"], p["b"])
+        (h, _), _ = gc.scan(cell.recur, cell.zero_carry(batch), cell.project(x))
+        return gc.mean(gc.square(h - y))
 
     def loss_and_grads(p: Arrays, inputs: Sequence[np.ndarray]) -> LossAndGrads:
         x, y = inputs
-        h, c = np.zeros((batch, H), f32), np.zeros((batch, H), f32)
-        saved = []
-        for t in range(steps):
-            z = x[t] @ p["Wx"] + h @ p["Wh"] + p["b"]
-            i, f, o = (1 / (1 + np.exp(-z[:, k * H:(k + 1) * H])) for k in range(3))
-            g = np.tanh(z[:, 3 * H:])
-            c_prev, h_prev = c, h
-            c = f * c + i * g
-            tc = np.tanh(c)
-            h = o * tc
-            saved.append((h_prev, c_prev, i, f, o, g, tc))
-        d = h @ p["Wo"] + p["bo"] - y
-        g_out = d * f32(2.0 / d.size)
-        grads = {k: np.zeros_like(v) for k, v in p.items()}
-        grads["Wo"], grads["bo"] = h.T @ g_out, g_out.sum(axis=0)
-        g_h, g_c = g_out @ p["Wo"].T, np.zeros_like(c)
-        for t in range(steps - 1, -1, -1):
-            h_prev, c_prev, i, f, o, g, tc = saved[t]
-            g_c = g_c + g_h * o * (1 - tc * tc)
-            g_z = np.concatenate([g_c * g * i * (1 - i), g_c * c_prev * f * (1 - f),
-                                  g_h * tc * o * (1 - o), g_c * i * (1 - g * g)], axis=1)
-            g_c = g_c * f
-            grads["Wx"] += x[t].T @ g_z
-            grads["Wh"] += h_prev.T @ g_z
-            grads["b"] += g_z.sum(axis=0)
-            g_h = g_z @ p["Wh"].T
-        return float(np.mean(d * d)), [grads[k] for k in p]
+        saved = _lstm_forward(p, x)
+        d = saved["h"][-1] - y
+        value = float(np.mean(d * d))
+        return value, _lstm_backward(p, x, saved, d * f32(2.0 / d.size))
 
+    bias = np.zeros(4 * hidden, f32)
+    bias[hidden:2 * hidden] = 1.0  # forget gate open at first
     return Problem(
-        name="lstm_scan" if steps == 64 else f"lstm_scan{steps}",
-        shape=f"LSTM with gc.scan T={steps}, hidden {hidden}, input {features}, "
-              f"batch {batch}, MSE, f32",
+        name="lstm" if steps == 32 else f"lstm{steps}",
+        shape=f"LSTM on gc.scan T={steps}, hidden {hidden}, input {features}, batch {batch}, "
+              f"MSE of the last state, f32",
         params={
-            "Wx": (rng.standard_normal((features, 4 * H)) / np.sqrt(features)).astype(f32),
-            "Wh": (rng.standard_normal((H, 4 * H)) / np.sqrt(H)).astype(f32),
-            "b": np.zeros(4 * H, f32),
-            "Wo": (rng.standard_normal((H, 1)) / np.sqrt(H)).astype(f32),
-            "bo": np.zeros(1, f32),
+            "Wx": (rng.standard_normal((features, 4 * hidden)) / np.sqrt(features)).astype(f32),
+            "Wh": (rng.standard_normal((hidden, 4 * hidden)) / np.sqrt(hidden)).astype(f32),
+            "b": bias,
         },
         input_names=["x", "y"],
         inputs=[rng.standard_normal((steps, batch, features)).astype(f32),
-                rng.standard_normal((batch, 1)).astype(f32)],
+                (rng.standard_normal((batch, hidden)) * 0.5).astype(f32)],
         lr=0.01,
         build_loss=build,
         numpy_loss_and_grads=loss_and_grads,
@@ -391,15 +413,285 @@ def logreg(seed: int = 0) -> Problem:
     )
 
 
+# ---------------------------------------------------------------- convolutional network
+
+
+def _conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Valid, stride-1 convolution by im2col: (output NCHW, the column view for the backward)."""
+    kh, kw = w.shape[2:]
+    cols = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))  # N,C,Ho,Wo,kh,kw
+    out = np.tensordot(cols, w, axes=([1, 4, 5], [1, 2, 3]))  # N,Ho,Wo,O
+    out += b
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2)), cols
+
+
+def _conv_backward(g: np.ndarray, cols: np.ndarray, w: np.ndarray, input_grad: bool):
+    """Gradients of ``_conv_forward`` for the output gradient ``g``: (dx or None, dw, db)."""
+    dw = np.tensordot(g, cols, axes=([0, 2, 3], [0, 2, 3]))  # O,C,kh,kw
+    db = g.sum(axis=(0, 2, 3))
+    if not input_grad:
+        return None, dw, db
+    n, _, ho, wo = g.shape
+    kh, kw = w.shape[2:]
+    dcols = np.tensordot(g, w, axes=([1], [0]))  # N,Ho,Wo,C,kh,kw
+    dx = np.zeros((n, w.shape[1], ho + kh - 1, wo + kw - 1), dtype=g.dtype)
+    for i in range(kh):  # col2im: each kernel offset adds one shifted slab
+        for j in range(kw):
+            dx[:, :, i:i + ho, j:j + wo] += dcols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    return dx, dw, db
+
+
+def _pool_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2x2 max pooling, stride 2: (output, the windows as an N,C,H/2,2,W/2,2 view)."""
+    n, c, h, w = x.shape
+    windows = x.reshape(n, c, h // 2, 2, w // 2, 2)
+    return windows.max(axis=(3, 5)), windows
+
+
+def _pool_backward(g: np.ndarray, out: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """The gradient goes to each window's maximum; ties share it equally."""
+    hit = windows == out[:, :, :, None, :, None]
+    share = g / hit.sum(axis=(3, 5), dtype=g.dtype)  # an int count would promote to float64
+    dx = hit * share[:, :, :, None, :, None]
+    return dx.reshape(windows.shape[0], windows.shape[1], windows.shape[2] * 2, -1)
+
+
+def cnn(seed: int = 0, batch: int = 64) -> Problem:
+    """LeNet-5-like: conv 1->6 5x5, pool, conv 6->16 5x5, pool, dense 256-120-84-10, relu."""
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+
+    def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
+        x, labels = inputs
+        h = gc.nn.max_pool2d(gc.relu(gc.nn.conv2d(x, p["c1"], p["c1b"])), 2)
+        h = gc.nn.max_pool2d(gc.relu(gc.nn.conv2d(h, p["c2"], p["c2b"])), 2)
+        h = gc.nn.flatten(h)
+        h = gc.relu(h @ p["W0"] + p["b0"])
+        h = gc.relu(h @ p["W1"] + p["b1"])
+        return gc.mean(gc.softmax_cross_entropy(h @ p["W2"] + p["b2"], labels))
+
+    def loss_and_grads(p: Arrays, inputs: Sequence[np.ndarray]) -> LossAndGrads:
+        x, labels = inputs
+        a1, cols1 = _conv_forward(x, p["c1"], p["c1b"])
+        r1 = np.maximum(a1, 0)
+        q1, win1 = _pool_forward(r1)
+        a2, cols2 = _conv_forward(q1, p["c2"], p["c2b"])
+        r2 = np.maximum(a2, 0)
+        q2, win2 = _pool_forward(r2)
+        flat = q2.reshape(q2.shape[0], -1)
+        value, d_flat, dense_grads = _dense_head(p, flat, labels)
+        g2 = _pool_backward(d_flat.reshape(q2.shape), q2, win2) * (r2 > 0)
+        dq1, dc2, dc2b = _conv_backward(g2, cols2, p["c2"], input_grad=True)
+        g1 = _pool_backward(dq1, q1, win1) * (r1 > 0)
+        _, dc1, dc1b = _conv_backward(g1, cols1, p["c1"], input_grad=False)
+        return value, [dc1, dc1b, dc2, dc2b, *dense_grads]
+
+    def _dense_head(p: Arrays, flat: np.ndarray, labels: np.ndarray):
+        h0 = np.maximum(flat @ p["W0"] + p["b0"], 0)
+        h1 = np.maximum(h0 @ p["W1"] + p["b1"], 0)
+        value, g = _xent_grad(h1 @ p["W2"] + p["b2"], labels)
+        dw2, db2 = h1.T @ g, g.sum(axis=0)
+        g = (g @ p["W2"].T) * (h1 > 0)
+        dw1, db1 = h0.T @ g, g.sum(axis=0)
+        g = (g @ p["W1"].T) * (h0 > 0)
+        dw0, db0 = flat.T @ g, g.sum(axis=0)
+        return value, g @ p["W0"].T, [dw0, db0, dw1, db1, dw2, db2]
+
+    def he(shape: tuple[int, ...], fan_in: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(f32)
+
+    return Problem(
+        name="cnn" if batch == 64 else f"cnn{batch}",
+        shape=f"LeNet-5-like, 28x28 inputs, batch {batch}, softmax-xent, f32",
+        params={
+            "c1": he((6, 1, 5, 5), 25), "c1b": np.zeros(6, f32),
+            "c2": he((16, 6, 5, 5), 150), "c2b": np.zeros(16, f32),
+            "W0": he((256, 120), 256), "b0": np.zeros(120, f32),
+            "W1": he((120, 84), 120), "b1": np.zeros(84, f32),
+            "W2": he((84, 10), 84), "b2": np.zeros(10, f32),
+        },
+        input_names=["x", "labels"],
+        inputs=[rng.random((batch, 1, 28, 28), dtype=f32), rng.integers(0, 10, batch)],
+        lr=0.01,
+        build_loss=build,
+        numpy_loss_and_grads=loss_and_grads,
+    )
+
+
+# ---------------------------------------------------------------- variational autoencoder
+
+
+def _vae_numpy(rng: np.random.Generator):
+    """-ELBO of a Bernoulli VAE by hand; ``eps`` is the last input, or drawn here from ``rng``."""
+
+    def loss_and_grads(p: Arrays, inputs: Sequence[np.ndarray]) -> LossAndGrads:
+        x = inputs[0]
+        batch, latent = x.shape[0], p["bm"].shape[0]
+        eps = inputs[1] if len(inputs) > 1 else rng.standard_normal((batch, latent), x.dtype)
+        h = np.maximum(x @ p["W0"] + p["b0"], 0)
+        mu, log_var = h @ p["Wm"] + p["bm"], h @ p["Wv"] + p["bv"]
+        std = np.exp(0.5 * log_var)
+        z = mu + std * eps
+        d = np.maximum(z @ p["W1"] + p["b1"], 0)
+        logits = d @ p["W2"] + p["b2"]
+        bce = np.maximum(logits, 0) - logits * x + np.log1p(np.exp(-np.abs(logits)))
+        var = std * std
+        value = float((bce.sum() + 0.5 * np.sum(mu * mu + var - 1 - log_var)) / batch)
+        g = (1 / (1 + np.exp(-logits)) - x) / batch  # d loss / d logits
+        dW2, db2 = d.T @ g, g.sum(axis=0)
+        g = (g @ p["W2"].T) * (d > 0)
+        dW1, db1 = z.T @ g, g.sum(axis=0)
+        g_z = g @ p["W1"].T
+        g_mu = g_z + mu / batch
+        g_lv = 0.5 * g_z * eps * std + 0.5 * (var - 1) / batch
+        dWm, dbm, dWv, dbv = h.T @ g_mu, g_mu.sum(axis=0), h.T @ g_lv, g_lv.sum(axis=0)
+        g_h = (g_mu @ p["Wm"].T + g_lv @ p["Wv"].T) * (h > 0)
+        dW0, db0 = x.T @ g_h, g_h.sum(axis=0)
+        return value, [dW0, db0, dWm, dbm, dWv, dbv, dW1, db1, dW2, db2]
+
+    return loss_and_grads
+
+
+def vae(seed: int = 0, batch: int = 128, noise_input: int = 0) -> Problem:
+    """VAE 784-400-(20 means, 20 log-variances)-400-784, Bernoulli pixels, -ELBO, f32.
+
+    graphcomp draws the reparameterisation noise in the graph (``gc.random.normal``) and the
+    numpy step with ``Generator.standard_normal``, each at every step; with ``noise_input=1``
+    the noise is an input instead (``eps``), the same array on both sides, so the gradients can
+    be compared (tests/benchmarks/test_baselines.py).
+    """
+    rng = np.random.default_rng(seed)
+    f32, latent = np.float32, 20
+
+    def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
+        x = inputs[0]
+        h = gc.relu(x @ p["W0"] + p["b0"])
+        mu, log_var = h @ p["Wm"] + p["bm"], h @ p["Wv"] + p["bv"]
+        eps = inputs[1] if noise_input else gc.random.normal(mu.shape, "float32")
+        z = mu + gc.exp(0.5 * log_var) * eps
+        logits = gc.relu(z @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+        reconstruction = gc.sum(gc.sigmoid_binary_cross_entropy(logits, x))
+        kl = 0.5 * gc.sum(mu * mu + gc.exp(log_var) - 1.0 - log_var)
+        return (reconstruction + kl) / batch
+
+    def he(fan_in: int, fan_out: int, scale: float = 2.0) -> np.ndarray:
+        return (rng.standard_normal((fan_in, fan_out)) * np.sqrt(scale / fan_in)).astype(f32)
+
+    params = {"W0": he(784, 400), "b0": np.zeros(400, f32),
+              "Wm": he(400, latent, 1.0), "bm": np.zeros(latent, f32),
+              "Wv": he(400, latent, 0.1), "bv": np.zeros(latent, f32),
+              "W1": he(latent, 400), "b1": np.zeros(400, f32),
+              "W2": he(400, 784, 1.0), "b2": np.zeros(784, f32)}
+    inputs = [rng.random((batch, 784), dtype=f32)]
+    if noise_input:
+        inputs.append(rng.standard_normal((batch, latent), f32))
+    return Problem(
+        name="vae" if batch == 128 and not noise_input else f"vae{batch}",
+        shape=f"784-400-20-400-784 VAE, Bernoulli -ELBO, batch {batch}, f32",
+        params=params,
+        input_names=["x", "eps"][:len(inputs)],
+        inputs=inputs,
+        lr=0.001,
+        build_loss=build,
+        numpy_loss_and_grads=_vae_numpy(rng),
+    )
+
+
+# ---------------------------------------------------------------- word2vec
+
+
+def _w2v_unigram(vocab: int, size: int = 1 << 16) -> np.ndarray:
+    """Zipf counts (1/rank) to the power 0.75, as a table of word ids."""
+    weights = (1.0 / np.arange(1, vocab + 1)) ** 0.75
+    bounds = np.cumsum(weights) / weights.sum()
+    return np.searchsorted(bounds, (np.arange(size) + 0.5) / size).astype(np.int64)
+
+
+def _w2v_gc_loss(table: np.ndarray, negatives: int):
+    def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
+        center, context = inputs
+        n = center.shape[0]
+        drawn = gc.take(gc.constant(table), gc.random.randint(0, table.size, (n, negatives)), 0)
+        targets = gc.concatenate([gc.expand_dims(context, 1), drawn], axis=1)
+        u = gc.take(p["W_out"], targets, axis=0)
+        v = gc.take(p["W_in"], center, axis=0)
+        scores = gc.sum(u * gc.expand_dims(v, 1), axis=-1)
+        sign = np.full((1, negatives + 1), -1.0, np.float32)
+        sign[0, 0] = 1.0
+        return gc.mean(gc.sum(gc.softplus(-gc.constant(sign) * scores), axis=-1))
+
+    return build
+
+
+def _w2v_numpy_rows(table: np.ndarray, negatives: int):
+    """Loss and the gradients of the gathered rows (negatives drawn in numpy)."""
+    rng = np.random.default_rng(1)
+
+    def rows(p: Arrays, inputs: Sequence[np.ndarray]):
+        center, context = inputs
+        drawn = table[rng.integers(0, table.size, (center.size, negatives))]
+        targets = np.concatenate([context[:, None], drawn], axis=1)
+        u, v = p["W_out"][targets], p["W_in"][center]
+        sign = np.where(np.arange(negatives + 1) == 0, 1.0, -1.0).astype(u.dtype)
+        z = -sign * np.einsum("bkd,bd->bk", u, v)
+        loss = float(np.mean(np.sum(np.logaddexp(0.0, z), axis=1)))
+        g = (-sign / (1.0 + np.exp(-z)) / center.size).astype(u.dtype)  # d loss / d score
+        return loss, targets, g[:, :, None] * v[:, None, :], np.einsum("bk,bkd->bd", g, u)
+
+    return rows
+
+
+class Word2VecNumpyStep:
+    """word2vec by hand: gather, score, and SGD on the touched rows only (``np.add.at``)."""
+
+    def __init__(self, problem: Problem, rows) -> None:
+        self.params = {k: v.copy() for k, v in problem.params.items()}
+        self._rows, self._lr = rows, np.float32(problem.lr)
+
+    def __call__(self, center: np.ndarray, context: np.ndarray) -> float:
+        loss, targets, g_u, g_v = self._rows(self.params, (center, context))
+        w_out = self.params["W_out"]
+        np.add.at(w_out, targets.ravel(), -self._lr * g_u.reshape(-1, w_out.shape[1]))
+        np.add.at(self.params["W_in"], center, -self._lr * g_v)
+        return loss
+
+
+def word2vec(seed: int = 0, vocab: int = 1000, batch: int = 512, dim: int = 128,
+             negatives: int = 5) -> Problem:
+    """Skip-gram with negative sampling: two (vocab, dim) tables, SGD on gathered rows."""
+    rng = np.random.default_rng(seed)
+    table = _w2v_unigram(vocab)
+    params = {"W_in": rng.uniform(-0.5 / dim, 0.5 / dim, (vocab, dim)).astype(np.float32),
+              "W_out": (rng.standard_normal((vocab, dim)) * 0.01).astype(np.float32)}
+    inputs = [table[rng.integers(0, table.size, batch)], table[rng.integers(0, table.size, batch)]]
+    rows = _w2v_numpy_rows(table, negatives)
+
+    def dense(p: Arrays, data: Sequence[np.ndarray]) -> LossAndGrads:
+        loss, targets, g_u, g_v = rows(p, data)
+        grads = [np.zeros_like(p["W_in"]), np.zeros_like(p["W_out"])]
+        np.add.at(grads[0], data[0], g_v)
+        np.add.at(grads[1], targets.ravel(), g_u.reshape(-1, dim))
+        return loss, grads
+
+    return Problem(
+        "word2vec", f"vocab {vocab}, batch {batch}, dim {dim}, {negatives} negatives", params,
+        ["center", "context"], inputs, 1.0, _w2v_gc_loss(table, negatives), dense,
+        make_updates=lambda ps, gs: gc.optim.SGD(lr=1.0).apply_gradients(ps, gs),
+        numpy_step=lambda problem: Word2VecNumpyStep(problem, rows),
+    )
+
+
 WORKLOADS: dict[str, Callable[..., Problem]] = {
     "tiny_mlp": tiny_mlp, "mlp": mlp, "ewise": ewise, "rnn": rnn, "logreg": logreg,
-    "rnn_scan": rnn_scan, "lstm_scan": lstm_scan,
+    "cnn": cnn, "lstm": lstm, "vae": vae, "word2vec": word2vec,
+    "word2vec_100k": lambda **options: word2vec(**{"vocab": 100_000, **options}),
+    "rnn_scan": rnn_scan,
 }
 
 
 def make(name: str, **options: int) -> Problem:
-    """The named workload (``tiny_mlp``, ``mlp``, ``ewise``, ``rnn``, ``logreg``,
-    ``rnn_scan``, ``lstm_scan``)."""
+    """The named workload (``tiny_mlp``, ``mlp``, ``ewise``, ``rnn``, ``logreg``, ``cnn``,
+    ``lstm``, ``vae``, ``word2vec``, ``rnn_scan``)."""
     return WORKLOADS[name](**options)
 
 
@@ -435,8 +727,21 @@ def graphcomp_graph(problem: Problem) -> tuple[list[gc.Tensor], gc.Tensor, list,
     return inputs, loss, list(params.values()), grads
 
 
+def graphcomp_updates(problem: Problem, params: list, grads: list) -> list:
+    """The update pairs of ``problem``'s graphcomp step (dense SGD unless it says otherwise)."""
+    if problem.make_updates is not None:
+        with params[0].graph:
+            return problem.make_updates(params, grads)
+    return [(p, p - problem.lr * g) for p, g in zip(params, grads, strict=True)]
+
+
+def numpy_step(problem: Problem) -> Callable[..., float]:
+    """``problem``'s hand-written numpy step."""
+    return NumpyStep(problem) if problem.numpy_step is None else problem.numpy_step(problem)
+
+
 def graphcomp_step(problem: Problem, backend: str) -> gc.Function:
     """``problem``'s training step compiled by graphcomp: returns the loss, updates in place."""
     inputs, loss, params, grads = graphcomp_graph(problem)
-    updates = [(p, p - problem.lr * g) for p, g in zip(params, grads, strict=True)]
+    updates = graphcomp_updates(problem, params, grads)
     return gc.compile(inputs, loss, updates=updates, backend=backend)

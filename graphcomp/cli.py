@@ -1,6 +1,7 @@
 """The ``graphcomp`` command: train a built-in example, inspect a model file, manage the cache.
 
     graphcomp train mlp-digits [--epochs N] [--backend numba|numpy] [--plot PNG] [--save NPZ]
+    graphcomp train autoencoder-digits --noise 0.3
     graphcomp inspect MODEL.py [--grad] [--format text|dot|svg] [-o FILE]
     graphcomp cache info|clear
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``graphcomp`` command."""
     from graphcomp import __version__
     from graphcomp.train.examples import EXAMPLES
+    from graphcomp.train.examples.autoencoders import DEFAULT_NOISE
 
     parser = _Parser(prog=PROG, description="Compile computation graphs and their gradients "
                      "into fast native code.")
@@ -55,7 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="data split, init and shuffle seed")
     train.add_argument("--plot", metavar="PNG", help="write loss/accuracy curves (matplotlib)")
     train.add_argument("--save", metavar="NPZ", help="write a checkpoint of the trained model")
+    noisy = ", ".join(name for name, e in EXAMPLES.items() if e.accepts_noise)
+    train.add_argument("--noise", metavar="STD", type=float, nargs="?", const=DEFAULT_NOISE,
+                       default=None, help=f"{noisy} only: train a denoising model on inputs with "
+                       f"Gaussian noise of this standard deviation (default {DEFAULT_NOISE})")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--data", metavar="DIR", help="cnn-digits only: train a LeNet on the MNIST "
+                       "IDX files in DIR (train-images-idx3-ubyte[.gz], ...)")
     train.add_argument("--compile-mode", choices=("background", "eager"), default="background",
                        help="background (default): train on numpy while numba compiles in "
                        "another process; eager: wait for the compiled code")
@@ -115,11 +123,17 @@ def _train(args: argparse.Namespace) -> int:
         )
     if args.epochs is not None and args.epochs < 1:
         raise CommandLineError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.noise is not None and not EXAMPLES[args.example].accepts_noise:
+        takers = ", ".join(name for name, e in EXAMPLES.items() if e.accepts_noise)
+        raise CommandLineError(f"--noise: {args.example} takes no noise (only {takers})")
+    if args.noise is not None and not 0.0 < args.noise < float("inf"):
+        raise CommandLineError(f"--noise must be a standard deviation > 0, got {args.noise}")
     _check_outputs(args)
     print(f"{args.example}: {EXAMPLES[args.example].description}", flush=True)
     result = run_example(args.example, epochs=args.epochs, backend=args.backend,
                          progress=not args.no_progress, seed=args.seed, save=args.save,
-                         plot=args.plot, compile_mode=args.compile_mode)
+                         plot=args.plot, compile_mode=args.compile_mode, data=args.data,
+                         noise=args.noise)
     print(format_summary(result, args))
     return 130 if result.history.stopped == "interrupted" else 0
 
@@ -161,14 +175,14 @@ def format_summary(result: Any, args: argparse.Namespace | None = None) -> str:
         lines.append(f"interrupted after {history.steps} steps; parameters are those of the "
                      "last finished step")
     lines += [
-        f"test accuracy  {100 * result.test_accuracy:.2f}%  (loss {result.test_loss:.4f}, "
-        f"{history.epochs} epoch(s), {history.steps} steps)",
+        result.headline,
         f"step time      {1e3 * result.step_seconds:.3f} ms median "
         f"({result.steps_per_second:,.0f} steps/s)",
         f"compile time   {result.compile_seconds:.2f} s ({compiled}; "
         f"first step {history.first_step_seconds:.2f} s)",
         f"wall time      {result.wall_seconds:.2f} s",
     ]
+    lines += result.extra_lines
     if args is not None and args.save:
         lines.append(f"saved          {args.save}")
     if args is not None and args.plot:

@@ -58,8 +58,9 @@ def test_train_prints_a_summary_and_writes_files(tmp_path):
 def test_errors_are_one_line_with_nonzero_status(tmp_path):
     unknown = run("train", "resnet-imagenet")
     assert unknown.returncode == 1
-    assert unknown.stderr == ("graphcomp: error: unknown example 'resnet-imagenet'; choose one "
-                              "of: mlp-digits, logreg-digits\n")
+    assert unknown.stderr.startswith("graphcomp: error: unknown example 'resnet-imagenet'; "
+                                     "choose one of: mlp-digits, logreg-digits, ")
+    assert unknown.stderr.count("\n") == 1
     usage = run("frobnicate")
     assert usage.returncode == 2 and usage.stderr.count("\n") == 1
     broken = tmp_path / "broken.py"
@@ -176,7 +177,8 @@ def test_the_summary_says_how_many_steps_ran_before_the_switch(backend_at_end,
 
     history = History(history={"step_time": [1e-4]}, epochs=1, steps=40)
     result = ExampleResult(
-        name="mlp-digits", backend="numba", history=history, test_loss=0.1, test_accuracy=0.9,
+        name="mlp-digits", backend="numba", history=history,
+        metrics={"test_loss": 0.1, "test_accuracy": 0.9}, headline="test accuracy  90.00%",
         compile_seconds=0.2, cache_hit=False, interpreted=False, wall_seconds=1.0, model=None,
         optimizer=None, interpreted_steps=interpreted_steps, backend_at_end=backend_at_end)
     assert says in format_summary(result)

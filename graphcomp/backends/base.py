@@ -73,3 +73,12 @@ def _load_numba() -> BackendCompiler:
 
 
 register_backend("numba", _load_numba)
+
+
+def _load_cuda() -> BackendCompiler:
+    from graphcomp.backends.cuda.backend import compile_cuda
+
+    return compile_cuda
+
+
+register_backend("cuda", _load_cuda)

@@ -51,6 +51,17 @@ def name_scope(name: str) -> Iterator[str]:
         stack.pop()
 
 
+@contextlib.contextmanager
+def root_scope() -> Iterator[None]:
+    """Leave every active scope for the duration: for graph-wide state (``random.state``)."""
+    saved = list(_stack())
+    _stack().clear()
+    try:
+        yield
+    finally:
+        _stack()[:] = saved
+
+
 def current_scope() -> str:
     """The active scopes joined by ``/`` (``""`` outside every scope)."""
     return "/".join(_stack())

@@ -1,9 +1,9 @@
 """Layers: functions that make named parameters in a scope of their own and return tensors.
 
-``dense``, ``embedding``, ``layer_norm`` and ``batch_norm`` (docs/layers.md). A training flag is
-a Python bool or a boolean scalar placeholder, so one graph serves training and evaluation;
-batch norm keeps running statistics as non-trainable parameters that every compiled function
-computing the layer updates by itself (``Graph.add_implicit_update``).
+``dense``, ``embedding``, ``layer_norm``, ``batch_norm`` and ``dropout`` (docs/layers.md). A
+training flag is a Python bool or a boolean scalar placeholder, so one graph serves training and
+evaluation; batch norm keeps running statistics as non-trainable parameters that every compiled
+function computing the layer updates by itself (``Graph.add_implicit_update``).
 
 >>> import graphcomp as gc, numpy as np
 >>> with gc.Graph() as g:
@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 
 from graphcomp import dtypes
-from graphcomp.errors import DTypeError, ShapeError
+from graphcomp.errors import DTypeError, RangeError, ShapeError
 from graphcomp.ir import user_source_line
 from graphcomp.nn.scope import Initializer, layer_scope, make_parameter
 from graphcomp.ops import Tensor, activations, as_tensor
 from graphcomp.ops import functions as F
+from graphcomp.random.distributions import bernoulli
 
 Activation = str | Callable[[Tensor], Tensor] | None
 
@@ -187,6 +188,36 @@ def batch_norm(x: Any, training: bool | Tensor, axis: int = -1, momentum: float 
     for target, value in updates:
         y.graph.add_implicit_update(target.node, value.node, y.node)
     return y
+
+
+def dropout(x: Any, rate: float, training: bool | Tensor, name: str | None = None) -> Tensor:
+    """Inverted dropout: while ``training``, zero each element of ``x`` with probability
+    ``rate`` and scale the others by ``1 / (1 - rate)``; otherwise return ``x`` unchanged.
+
+    ``rate`` is a float in [0, 1); ``training`` a Python bool or a boolean scalar placeholder
+    (with a placeholder the mask is drawn on every call and used only when it is ``True``).
+    The mask comes from ``gc.random.bernoulli``, so each call of a compiled function draws a
+    new one (docs/randomness.md).
+
+    >>> import graphcomp as gc
+    >>> with gc.Graph(seed=0):
+    ...     x = gc.placeholder((None, 8), "float32", name="x")
+    ...     training = gc.placeholder((), "bool", name="training")
+    ...     y = gc.nn.dropout(x, 0.5, training)
+    >>> gc.nn.dropout(x, 0.5, False) is x
+    True
+    """
+    flag = training_flag(training, "dropout")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or (
+            not 0.0 <= float(rate) < 1.0):
+        raise RangeError(f"dropout: rate must be a float in [0, 1), got {rate!r} "
+                         f"(at {user_source_line()})")
+    x = F._to_float(x)
+    if flag is False or rate == 0:
+        return x
+    keep = bernoulli(1.0 - float(rate), x.shape, x.dtype, name=name)
+    dropped = x * (keep * (1.0 / (1.0 - float(rate))))
+    return dropped if flag is True else F.where(flag, dropped, x)
 
 
 def _bessel(x: Tensor, axes: tuple[int, ...]) -> Any:

@@ -29,6 +29,7 @@ _BY_NAME: dict[str, Callable[..., np.ndarray]] = {
     "he_uniform": initializers.he_uniform,
     "he_normal": initializers.he_normal,
     "normal": lambda shape, seed, dtype: initializers.normal(shape, seed, 1.0, dtype=dtype),
+    "orthogonal": initializers.orthogonal,
     "uniform": initializers.uniform,
     "zeros": lambda shape, seed, dtype: initializers.zeros(shape, dtype),
     "ones": lambda shape, seed, dtype: initializers.ones(shape, dtype),

@@ -7,6 +7,8 @@ from graphcomp.ops.tensor import Parameter, Tensor, apply, as_tensor  # noqa: I0
 from graphcomp.ops import functions
 from graphcomp.ops import elementwise, indexing, linalg, reductions, scans, sources, structural
 from graphcomp.ops import random_ops
+from graphcomp.ops import convolution
+from graphcomp.ops import sparse_updates  # noqa: F401  (registers the row-wise updates)
 from graphcomp.ops.registry import REGISTRY, OpDef, OpKind, Sample, get_op, register
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "Tensor",
     "apply",
     "as_tensor",
+    "convolution",
     "elementwise",
     "functions",
     "get_op",

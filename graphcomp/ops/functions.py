@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,8 +19,10 @@ from graphcomp.errors import DTypeError, GraphError, InputError, NonFiniteError,
 from graphcomp.ir import (
     Dim,
     Graph,
+    SymDim,
     current_graph,
     current_scope,
+    make_dim,
     scoped_name,
     shape_str,
     user_source_line,
@@ -51,13 +54,14 @@ def placeholder(
     for d in (shape,) if isinstance(shape, (int, np.integer)) else shape:
         if d is None:
             dims.append(graph.dims.fresh())
-        elif isinstance(d, str):
+        elif isinstance(d, str) and _dim_text_ok(d):
             dims.append(graph.dims.resolve(d))
         elif isinstance(d, (int, np.integer)) and d >= 0:
             dims.append(int(d))
         else:
             raise ShapeError(
-                f"placeholder {name!r}: dimension {d!r} must be an int >= 0, a str or None "
+                f"placeholder {name!r}: dimension {d!r} must be an int >= 0, a symbol (a str "
+                f"such as 'N', or a product such as 'N*4') or None "
                 f"(at {user_source_line()})"
             )
     node = graph.add_node(
@@ -729,9 +733,13 @@ def matmul(a: Any, b: Any) -> Tensor:
 
 
 def reshape(x: Any, shape: Sequence[Any]) -> Tensor:
-    """Reshape; one dim may be -1 (inferred); symbolic dims may be kept. ``x.reshape(-1, 16)``"""
+    """Reshape; one dim may be -1 (inferred, a product such as ``N*64`` where symbolic dims
+    merge); dims may be symbols or products of them. ``x.reshape(-1, 16)``"""
     x = as_tensor(x)
     dims = x.graph.dims
+    bad = [d for d in shape if isinstance(d, str) and not _dim_text_ok(d)]
+    if bad:
+        raise ShapeError(f"reshape: {bad[0]!r} is not a dimension (at {user_source_line()})")
     target = [dims.resolve(d) if isinstance(d, str) else int(d) for d in shape]
     if target.count(-1) > 1:
         raise ShapeError(
@@ -744,6 +752,15 @@ def reshape(x: Any, shape: Sequence[Any]) -> Tensor:
     return apply("reshape", x, shape=tuple(target))
 
 
+def _dim_text_ok(text: str) -> bool:
+    """Whether ``text`` names a symbolic dim: a symbol, or a product such as ``N*64``."""
+    try:
+        SymDim(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _infer_minus_one(x: Tensor, target: list) -> Dim:
     from graphcomp.ops.structural import symbolic_size
 
@@ -751,27 +768,21 @@ def _infer_minus_one(x: Tensor, target: list) -> Dim:
     known_in, syms_in = symbolic_size(x.shape, dims)
     rest = [d for d in target if d != -1]
     known_out, syms_out = symbolic_size(rest, dims)
-    leftover = list(syms_in)
-    for s in syms_out:
-        if s not in leftover:
-            raise ShapeError(
-                f"reshape {shape_str(x.shape)} to {tuple(target)}: unknown dim {s!r} "
-                f"(at {user_source_line()})"
-            )
-        leftover.remove(s)
+    leftover = Counter(syms_in)
+    leftover.subtract(syms_out)
+    unknown = sorted(s for s, count in leftover.items() if count < 0)
+    if unknown:
+        raise ShapeError(
+            f"reshape {shape_str(x.shape)} to {shape_str(target)}: the size of "
+            f"{', '.join(unknown)} is not a factor of the input's size (at {user_source_line()})"
+        )
     if known_out == 0 or known_in % known_out:
         raise ShapeError(
-            f"cannot reshape {shape_str(x.shape)} to {tuple(target)} (at {user_source_line()})"
+            f"cannot reshape {shape_str(x.shape)} to {shape_str(target)} "
+            f"(at {user_source_line()})"
         )
-    factor = known_in // known_out
-    if not leftover:
-        return factor
-    if len(leftover) == 1 and factor == 1:
-        return leftover[0]
-    raise ShapeError(
-        f"reshape {shape_str(x.shape)} to {tuple(target)}: -1 would be a product of symbolic "
-        "dims, which graphcomp cannot express; name the dims explicitly"
-    )
+    # The rest may be a product of symbols and an int: [N,8,8,9] to (-1, 9) gives N*64.
+    return make_dim(known_in // known_out, leftover.elements())
 
 
 def transpose(x: Any, axes: Sequence[int] | None = None) -> Tensor:

@@ -1,32 +1,31 @@
 """Structural primitives: reshape, transpose, broadcast_to, slice, pad, concatenate.
 
 Their attributes are static; symbolic dimensions may pass through untouched (a full slice of
-the batch axis, say) but are never split or sized by an attribute.
+the batch axis, say) but are never sized by an attribute, except that ``reshape`` merges them
+into products (``N*64``) and divides products back.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from graphcomp.errors import DTypeError, ShapeError
-from graphcomp.ir import DimTable, Node, shape_str
+from graphcomp.ir import Dim, DimMismatch, DimTable, Node, dim_factors, shape_str
 from graphcomp.ops import functions as F
 from graphcomp.ops.registry import OpDef, Sample, register
 
 
 def symbolic_size(shape: Sequence, dims: DimTable) -> tuple[int, tuple[str, ...]]:
     """Size of a shape as (product of known sizes, sorted symbols)."""
-    known, symbols = 1, []
+    known, symbols = 1, list[str]()
     for d in dims.resolve_shape(shape):
-        if isinstance(d, int):
-            known *= d
-        else:
-            symbols.append(d)
-    return known, tuple(sorted(Counter(symbols).elements()))
+        coeff, factors = dim_factors(d)
+        known *= coeff
+        symbols += factors
+    return known, tuple(sorted(symbols))
 
 
 def _reshape_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
@@ -72,6 +71,19 @@ def slice_length(start: int, stop: int, step: int) -> int:
     return max(0, (stop - start + step - 1) // step)
 
 
+def _same_dim(dims: DimTable, stop: Dim, d: Dim) -> bool:
+    """Whether a slice's symbolic ``stop`` is the axis' size ``d``. A scan body replayed for a
+    gradient gets inputs whose symbols the enclosing graph has since bound (``N`` = 3): the
+    body's own table learns ``stop == d`` here, as other shape rules unify their operands."""
+    if not isinstance(stop, str):
+        return False
+    try:
+        dims.unify(stop, d)
+    except DimMismatch:
+        return False
+    return True
+
+
 def _slice_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
     (x,) = nodes
     shape = []
@@ -79,7 +91,7 @@ def _slice_rule(nodes: Sequence[Node], attrs: dict, dims: DimTable) -> tuple:
         dims.resolve_shape(x.shape), attrs["starts"], attrs["stops"], attrs["steps"], strict=True
     ):
         if isinstance(stop, str) or isinstance(d, str):
-            if not (start == 0 and step == 1 and dims.resolve(stop) == d):
+            if not (start == 0 and step == 1 and _same_dim(dims, stop, d)):
                 raise ShapeError(f"only a full slice ':' of symbolic dimension {d!r} is supported")
             shape.append(d)
         else:
@@ -215,8 +227,13 @@ register(
                 {"shape": ("N", 12)},
                 symbolic=({0: "N"},),
             ),
+            Sample(  # merges the symbolic batch with a size: [N,3,4] to [N*3,4]
+                (rng.standard_normal((2, 3, 4)).astype(dtype),),
+                {"shape": ("N*3", 4)},
+                symbolic=({0: "N"},),
+            ),
         ],
-        doc="reshape to a static shape (symbolic dims may be carried through)",
+        doc="reshape; symbolic dims may be carried through, merged (N*64) or divided back",
     )
 )
 

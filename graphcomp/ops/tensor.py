@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from graphcomp import dtypes
 from graphcomp.errors import DTypeError, NonFiniteError, ShapeError
-from graphcomp.ir import DimMismatch, Graph, Node, current_graph, shape_str, user_source_line
+from graphcomp.ir import (
+    DimMismatch,
+    Graph,
+    Node,
+    current_graph,
+    multiply,
+    shape_str,
+    user_source_line,
+)
 from graphcomp.ops.registry import get_op
 
 
@@ -280,11 +287,9 @@ class Tensor:
 
     @property
     def size(self) -> int | str:
-        """The number of elements: an int, or for a symbolic shape the product as text
-        (``"N*64"``), known at call time."""
-        known = math.prod(d for d in self.shape if isinstance(d, int))
-        symbols = [d for d in self.shape if isinstance(d, str)]
-        return known if not symbols else "*".join([*symbols, *([str(known)] * (known != 1))])
+        """The number of elements: an int, or for a symbolic shape the product dim
+        (``N*64``, a ``SymDim``), known at call time."""
+        return multiply(*self.shape)
 
     def __len__(self) -> int:
         if not self.shape:

@@ -40,6 +40,9 @@ SoloKernelOp = Literal[
     "matmul", "matmul_acc", "concatenate", "pad", "take", "scatter_add", "check_index",
     "cumsum", "cumprod", "sort", "argsort", "permute",
     "random_uniform", "random_normal", "random_randint",
+    "conv2d", "conv2d_input_grad", "conv2d_filter_grad", "max_pool2d", "max_pool2d_grad",
+    "max_pool2d_gather", "avg_pool2d", "avg_pool2d_grad", "im2col", "col2im",
+    "sparse_sgd", "sparse_moment", "sparse_adam_step",
 ]
 SOLO_KERNEL_OPS: frozenset[str] = frozenset(get_args(SoloKernelOp))
 # A fused elementwise chain, a fused reduction, a view of another buffer (no code), merged

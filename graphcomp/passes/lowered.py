@@ -8,18 +8,20 @@ resolved through the graph's ``DimTable``), so passes never touch the user's ``G
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from graphcomp.ir import dim_factors
+
 Dim = int | str
 SOURCE_OPS = frozenset({"placeholder", "parameter", "constant"})
 # Ops that passes create and backends implement, with no registry entry: ``copy`` (an
-# elementwise identity into a buffer of its own) and ``matmul_acc`` (alpha * a @ b + c).
-BACKEND_OPS = frozenset({"copy", "matmul_acc"})
+# elementwise identity into a buffer of its own), ``matmul_acc`` (alpha * a @ b + c), and
+# ``im2col``/``col2im`` (a convolution's columns and their transpose, passes/convolution.py).
+BACKEND_OPS = frozenset({"copy", "matmul_acc", "im2col", "col2im"})
 
 
 @dataclass
@@ -89,13 +91,12 @@ def size_key(shape: Sequence[Dim]) -> tuple[int, tuple[str, ...]]:
     >>> size_key(("N", 4, 3))
     (12, ('N',))
     """
-    known, symbols = 1, []
+    known, symbols = 1, list[str]()
     for d in shape:
-        if isinstance(d, int):
-            known *= d
-        else:
-            symbols.append(d)
-    return known, tuple(sorted(Counter(symbols).elements()))
+        coeff, factors = dim_factors(d)
+        known *= coeff
+        symbols += factors
+    return known, tuple(sorted(symbols))
 
 
 def concrete_size(key: tuple[int, tuple[str, ...]], binding: dict[str, int]) -> int:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from graphcomp.ir import dim_factors
 from graphcomp.passes.lowered import LOp, LoweredProgram
 from graphcomp.runtime.program import Program
 
@@ -42,8 +43,7 @@ def lower(program: Program) -> LoweredProgram:
             if key in attrs:
                 attrs[key] = tuple(dims.resolve(d) for d in attrs[key])
         for d in shape + tuple(attrs.get("dims", ())):
-            if isinstance(d, str) and d not in symbols:
-                symbols.append(d)
+            symbols += [s for s in dim_factors(d)[1] if s not in symbols]
         label = f"%{node.id} {node.op}" + (f' "{node.name}"' if node.name else "")
         ops[node.id] = LOp(node.id, node.op, inputs, attrs, shape, node.dtype, [label])
     return LoweredProgram(

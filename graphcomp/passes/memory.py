@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from graphcomp.ops.sparse_updates import SPARSE_UPDATE_OPS
 from graphcomp.passes.fusion import FusionPlan, reads_of
 from graphcomp.passes.lowered import LoweredProgram, size_key
 
@@ -148,7 +149,8 @@ def _in_place_updates(lp: LoweredProgram, plan: FusionPlan, reads: list[list[int
                       base: Callable[[int], int]) -> dict[int, int]:
     """New parameter values that a kernel can write straight into the parameter's storage.
 
-    Safe when the kernel reads the parameter only at the element it writes, no later kernel
+    Safe when the kernel reads the parameter only at the element (a row-wise update: the row)
+    it writes, no later kernel
     reads the parameter's old value, and nothing else (another update, an output) needs it.
     """
     targets: dict[int, list[int]] = {}
@@ -162,6 +164,13 @@ def _in_place_updates(lp: LoweredProgram, plan: FusionPlan, reads: list[list[int
             # product's own operands must not read it while it is being written.
             a, b, c = lp.ops[kernel.root].inputs
             if targets.get(kernel.root) != [c] or _product_reads(lp, plan, a, b, c, base):
+                continue
+        elif kernel.kind in SPARSE_UPDATE_OPS:
+            # A row-wise update reads the table only at the rows it writes; no other operand
+            # may share the table's buffer.
+            table, *others = lp.ops[kernel.root].inputs
+            if targets.get(kernel.root) != [table] or any(base(v) == base(table)
+                                                           for v in others):
                 continue
         elif kernel.kind != "loop":
             # Only a loop kernel (every flat elementwise kernel is one) reads each buffer at

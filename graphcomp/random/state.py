@@ -12,6 +12,7 @@ import numpy as np
 
 from graphcomp.ir import Graph
 from graphcomp.ir.graph import check_seed
+from graphcomp.ir.scope import root_scope
 from graphcomp.ops import Parameter, Tensor, functions
 
 STATE_NAME = "random.state"
@@ -25,13 +26,14 @@ def state(graph: Graph) -> Parameter:
     """The graph's generator state ``[seed, call]`` (made on first use), for checkpoints.
 
     >>> import graphcomp as gc
-    >>> with gc.Graph(seed=7) as g:
-    ...     gc.random.state(g).name
-    'random.state'
+    >>> with gc.Graph(seed=7) as g, gc.name_scope("encoder"):
+    ...     gc.random.state(g).name, gc.random.state(g).trainable
+    ('random.state', False)
     """
     if graph.random_state is None:
-        with graph:
-            param = functions.parameter(_initial(graph.seed), name=STATE_NAME)
+        # Graph-wide, whatever scope the first random node is made in; never trained.
+        with graph, root_scope():
+            param = functions.parameter(_initial(graph.seed), name=STATE_NAME, trainable=False)
             advance = param + functions.constant(np.array([0, 1], dtype=np.int64))
         graph.random_state, graph.random_advance = param.node.id, advance.node.id
     return Parameter(graph.node(graph.random_state))

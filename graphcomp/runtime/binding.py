@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from graphcomp.errors import InputError
-from graphcomp.ir import DimTable, Node, shape_str
+from graphcomp.ir import Dim, DimTable, Node, dim_factors, dim_value, shape_str
 
 
 def placeholder_title(node: Node) -> str:
@@ -44,10 +46,13 @@ def check_inputs(
 ) -> tuple[list[np.ndarray], dict[str, int]]:
     """Validate dtype and shape of each value; return C-contiguous arrays and the dim binding.
 
-    ``dims`` is the program's dim table (frozen at compile time).
+    ``dims`` is the program's dim table (frozen at compile time). Symbols are bound from the
+    axes that are a lone symbol first; product axes (``N*64``) are then checked, or bind the
+    one symbol of theirs still unbound (an axis of 128 for ``N*64`` binds ``N`` to 2).
     """
     binding: dict[str, int] = {}
     bound_by: dict[str, str] = {}
+    products: list[_ProductAxis] = []
     arrays = []
     for node, value in zip(inputs, values, strict=True):
         title = placeholder_title(node)
@@ -65,6 +70,8 @@ def check_inputs(
                         f"{title}: expected shape {shape_str(declared)}, got {array.shape} "
                         f"(axis {axis} must be {want})"
                     )
+            elif dim_factors(want) != (1, (want,)):  # a product such as N*64: after the symbols
+                products.append(_ProductAxis(title, declared, array.shape, axis))
             elif want in binding and binding[want] != got:
                 raise InputError(
                     f"{title}: expected shape {shape_str(declared)} with {want}={binding[want]} "
@@ -74,7 +81,78 @@ def check_inputs(
                 binding[want] = got
                 bound_by[want] = title
         arrays.append(array)
+    _bind_products(products, binding, bound_by)
+    _check_pending(dims, binding)
     return arrays, binding
+
+
+@dataclass(frozen=True)
+class _ProductAxis:
+    """An input axis whose declared size is a product of symbols (``N*64``)."""
+
+    title: str
+    declared: tuple
+    given: tuple[int, ...]
+    axis: int
+
+    @property
+    def want(self) -> Dim:
+        return self.declared[self.axis]
+
+    def mismatch(self, binding: Mapping[str, int], bound_by: Mapping[str, str]) -> InputError:
+        coeff, factors = dim_factors(self.want)
+        bound = [s for s in sorted(set(factors)) if s in binding]
+        values = "".join(f", {s}={binding[s]} (bound by {bound_by[s]})" for s in bound)
+        known = coeff * math.prod(binding[s] ** factors.count(s) for s in bound)
+        whole = len(bound) == len(set(factors))
+        must = f"must be {known}" if whole else f"must be a multiple of {known}"
+        return InputError(
+            f"{self.title}: expected shape {shape_str(self.declared)}{values}, got {self.given} "
+            f"(axis {self.axis} is {self.want}: it {must})"
+        )
+
+
+def _bind_products(
+    products: list[_ProductAxis], binding: dict[str, int], bound_by: dict[str, str]
+) -> None:
+    """Check product axes, binding a product's one unbound symbol where that is all it lacks."""
+    while products:
+        left = []
+        for item in products:
+            coeff, factors = dim_factors(item.want)
+            got = item.given[item.axis]
+            unbound = [s for s in factors if s not in binding]
+            if not unbound:
+                if dim_value(item.want, binding) != got:
+                    raise item.mismatch(binding, bound_by)
+            elif len(unbound) == 1:
+                known = coeff * math.prod(binding[s] for s in factors if s in binding)
+                if known == 0 or got % known:
+                    raise item.mismatch(binding, bound_by)
+                binding[unbound[0]], bound_by[unbound[0]] = got // known, item.title
+            else:
+                left.append(item)
+        if len(left) == len(products):
+            item = left[0]
+            raise InputError(
+                f"{item.title}: axis {item.axis} of shape {shape_str(item.declared)} is "
+                f"{item.want}, and no input binds {' or '.join(sorted(set(unbound)))} alone"
+            )
+        products = left
+
+
+def _check_pending(dims: DimTable, binding: Mapping[str, int]) -> None:
+    """Equalities the graph could not solve when it was built (``N*T == 128``)."""
+    for a, b in dims.pending():
+        symbols = set(dim_factors(a)[1]) | set(dim_factors(b)[1])
+        if not symbols <= set(binding):
+            continue  # about symbols this function's inputs do not bind
+        if dim_value(a, binding) != dim_value(b, binding):
+            given = ", ".join(f"{s}={binding[s]}" for s in sorted(symbols))
+            raise InputError(
+                f"the graph requires {a} == {b}, but the inputs give {given} "
+                f"({dim_value(a, binding)} != {dim_value(b, binding)})"
+            )
 
 
 def _as_array(value: Any, node: Node, title: str) -> np.ndarray:
@@ -97,7 +175,4 @@ def _as_array(value: Any, node: Node, title: str) -> np.ndarray:
 
 def resolve_shape(node: Node, binding: Mapping[str, int], dims: DimTable) -> tuple[int, ...]:
     """The concrete shape of ``node`` under ``binding`` (symbols resolved through ``dims``)."""
-    out = []
-    for d in dims.resolve_shape(node.shape):
-        out.append(d if isinstance(d, int) else binding[d])
-    return tuple(out)
+    return tuple(dim_value(d, binding) for d in dims.resolve_shape(node.shape))

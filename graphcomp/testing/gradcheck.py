@@ -16,7 +16,7 @@ from graphcomp import dtypes
 from graphcomp.autodiff import grad
 from graphcomp.autodiff.custom import CustomCall, custom_rule_of, mark_custom_call
 from graphcomp.errors import GraphError
-from graphcomp.ir import DimTable, Graph, Node
+from graphcomp.ir import DimTable, Graph, Node, SymDim
 from graphcomp.loops import LOOP_OPS, SCAN_OUTPUT, ScanBody, make_scan_node, scan_output
 from graphcomp.ops import Tensor, apply, as_tensor
 from graphcomp.ops import functions as F
@@ -325,5 +325,9 @@ def _promote_attr(value: Any, dims: DimTable, symbols: Mapping[str, str]) -> Any
     if isinstance(value, str) and value in ("float32", "f4"):
         return F64
     if isinstance(value, tuple):
-        return tuple(dims.resolve(v) if isinstance(v, str) and v in symbols else v for v in value)
+        return tuple(dims.resolve(v) if _is_dim(v, symbols) else v for v in value)
     return value
+
+
+def _is_dim(value: Any, symbols: Mapping[str, str]) -> bool:
+    return isinstance(value, SymDim) or (isinstance(value, str) and value in symbols)

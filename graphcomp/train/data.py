@@ -17,7 +17,7 @@ import numpy as np
 
 from graphcomp.errors import FileFormatError, InputError
 
-__all__ = ["batches", "check_same_length", "load_idx", "num_batches", "split"]
+__all__ = ["batches", "check_same_length", "load_idx", "load_mnist", "num_batches", "split"]
 
 Seed = int | np.random.Generator | None
 
@@ -154,3 +154,47 @@ def _parse_idx(raw: bytes, path: str) -> np.ndarray:
         )
     data = np.frombuffer(raw, dtype=dtype, count=math.prod(shape), offset=header_size)
     return data.reshape(shape).astype(dtype.newbyteorder("="))
+
+
+# MNIST's four files; mirrors spell them with "-" or "." before "idx", gzipped or not.
+_MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def load_mnist(folder: str | os.PathLike[str]) -> tuple[np.ndarray, ...]:
+    """MNIST (or Fashion-MNIST) from the four IDX files in ``folder``.
+
+    Returns ``X_train, X_test, y_train, y_test``: images as float32 in [0, 1] with shape
+    ``(n, 28, 28)``, labels as int64. A missing or malformed file is a ``FileFormatError``
+    naming what was looked for.
+
+    >>> # X_train, X_test, y_train, y_test = gc.data.load_mnist("~/data/mnist")
+    """
+    folder = os.path.expanduser(os.fspath(folder))
+    arrays = {key: load_idx(_find_idx(folder, name)) for key, name in _MNIST_FILES.items()}
+    for part in ("train", "test"):
+        images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise FileFormatError(
+                f"MNIST {part} files in {folder!r}: expected images (n, rows, columns) and n "
+                f"labels, got shapes {images.shape} and {labels.shape}"
+            )
+    scale = np.float32(1 / 255)
+    return (arrays["train_images"].astype(np.float32) * scale,
+            arrays["test_images"].astype(np.float32) * scale,
+            arrays["train_labels"].astype(np.int64), arrays["test_labels"].astype(np.int64))
+
+
+def _find_idx(folder: str, name: str) -> str:
+    dotted = name.replace("-idx", ".idx")
+    candidates = [name, name + ".gz", dotted, dotted + ".gz"]
+    for candidate in candidates:
+        path = os.path.join(folder, candidate)
+        if os.path.isfile(path):
+            return path
+    raise FileFormatError(f"no MNIST file {name!r} in {folder!r} (looked for "
+                          f"{', '.join(candidates)})")

@@ -80,6 +80,7 @@ def fit(
     on_nonfinite: OnNonfinite = "raise",
     drop_last: bool = False,
     names: Sequence[str] | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> History:
     """Train: call ``step`` on minibatches of ``data`` for ``epochs`` epochs.
 
@@ -92,7 +93,9 @@ def fit(
     ``on_nonfinite="stop"`` ends training. Ctrl-C ends training after the step in progress, so
     the parameters are those of the last finished step. ``names`` label the outputs in the
     history (default: the output nodes' names, else ``loss``, ``output1``, …); validation
-    metrics get the same names with a ``val_`` prefix.
+    metrics get the same names with a ``val_`` prefix. ``on_epoch_end(epoch, metrics)`` is
+    called after each completed epoch, once its metrics are recorded (to print a sample, save
+    a checkpoint…).
 
     >>> # hist = gc.fit(step, data=(X, Y), epochs=5, batch_size=64, seed=0)
     """
@@ -130,6 +133,8 @@ def fit(
                 metrics["step_time"] = float(np.median(loop.step_times))
                 loop.history.record(epoch, metrics)
                 display.end_epoch({k: v for k, v in metrics.items() if k != "step_time"})
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, dict(metrics))
                 if interrupt.requested:
                     loop.history.stopped = "interrupted"
                     break

@@ -23,7 +23,7 @@ Seed = int | np.random.Generator | None
 
 __all__ = [
     "fans", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "normal", "ones",
-    "uniform", "zeros",
+    "orthogonal", "uniform", "zeros",
 ]
 
 
@@ -76,6 +76,19 @@ def normal(shape: Sequence[int], seed: Seed = None, std: float = 0.01, mean: flo
            dtype: Any = "float32") -> np.ndarray:
     """Normal with the given mean and std. ``normal((10,), seed=0, std=0.1)``"""
     return (mean + std * _rng(seed).standard_normal(tuple(shape))).astype(dtype)
+
+
+def orthogonal(shape: Sequence[int], seed: Seed = None, dtype: Any = "float32") -> np.ndarray:
+    """A 2-D matrix with orthonormal rows or columns (whichever are fewer), from the QR
+    factorisation of a standard normal one; recurrent weights keep the state's norm at first.
+    ``orthogonal((32, 128), seed=0)``"""
+    if len(shape) != 2:
+        raise ValueError(f"orthogonal: needs a 2-D shape, got {tuple(shape)}")
+    rows, cols = (int(d) for d in shape)
+    tall = _rng(seed).standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(tall)
+    q = q * np.sign(np.diag(r))  # a unique factorisation: uniformly distributed q
+    return (q if rows >= cols else q.T).astype(dtype)
 
 
 def uniform(shape: Sequence[int], seed: Seed = None, low: float = -0.05, high: float = 0.05,

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from graphcomp.errors import GraphError
-from graphcomp.ir import current_graph, static_shape
-from graphcomp.ops import Parameter, Tensor
+from graphcomp.ir import Node, current_graph, static_shape
+from graphcomp.ops import Parameter, Tensor, apply
 from graphcomp.ops import functions as F
 from graphcomp.ops.functions import parameters
 from graphcomp.train.schedules import CosineDecay, Schedule, StepDecay
@@ -36,7 +36,8 @@ from graphcomp.train.schedules import CosineDecay, Schedule, StepDecay
 LearningRate = float | Tensor | Schedule
 
 __all__ = [
-    "SGD", "Adam", "AdamW", "CosineDecay", "LearningRate", "Optimizer", "RMSProp", "StepDecay",
+    "SGD", "Adam", "AdamW", "CosineDecay", "LazyAdam", "LearningRate", "Optimizer", "RMSProp",
+    "StepDecay", "sparse_gradient",
 ]
 
 UpdatePairs = list[tuple[Parameter, Tensor]]
@@ -171,11 +172,48 @@ class Optimizer(ABC):
         self._used = True
 
 
+def sparse_gradient(param: Parameter, grad: Tensor) -> tuple[Tensor, Tensor] | None:
+    """``(ids, rows)`` when ``grad`` is ``scatter_add(zeros, ids, rows)`` along ``param``'s
+    first axis (what ``gc.grad`` builds for one ``take(param, ids, axis=0)``), else None.
+
+    >>> import graphcomp as gc, numpy as np
+    >>> with gc.Graph():
+    ...     table = gc.parameter(np.ones((100, 4)), name="table")
+    ...     ids = gc.placeholder((None,), "int64", name="ids")
+    ...     (g,) = gc.grad(gc.sum(gc.take(table, ids, axis=0)), [table])
+    >>> ids_, rows = sparse_gradient(table, g)
+    >>> rows.shape
+    ('N', 4)
+    """
+    node = grad.node
+    if node.op != "scatter_add" or node.attrs["axis"] != 0 or node.shape != param.node.shape:
+        return None
+    base, ids, rows = node.inputs
+    if not _all_zero(base):
+        return None
+    return Tensor(ids), Tensor(rows)
+
+
+def _all_zero(node: Node) -> bool:
+    if node.op == "broadcast_to":
+        node = node.inputs[0]
+    return node.op == "constant" and not np.any(node.attrs["value"])
+
+
+def _scalar(value: Any, dtype: np.dtype) -> Tensor:
+    """A learning rate (float or scalar tensor) as a scalar tensor of ``dtype``."""
+    return F.cast(value if isinstance(value, Tensor) else F.constant(value), dtype)
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, Nesterov momentum and L2 decay.
 
     ``g += weight_decay * p``; with momentum ``v = momentum * v + g`` and the step uses ``v``
     (or ``g + momentum * v`` for Nesterov); ``p -= lr * step``.
+
+    Plain SGD (no momentum, no weight decay) of a table whose gradient is a gather's
+    scatter-add (``sparse_gradient``) updates only the touched rows (``sparse_sgd``), with
+    the same result as the dense step; ``sparse=False`` keeps the dense step.
 
     >>> opt = SGD(lr=0.1, momentum=0.9, nesterov=True)
     """
@@ -183,15 +221,20 @@ class SGD(Optimizer):
     default_name = "sgd"
 
     def __init__(self, lr: LearningRate, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0, name: str | None = None) -> None:
+                 weight_decay: float = 0.0, name: str | None = None,
+                 sparse: bool = True) -> None:
         super().__init__(lr, name)
         if nesterov and momentum <= 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.weight_decay = float(weight_decay)
+        self.sparse = bool(sparse)
 
     def _update(self, param: Parameter, grad: Tensor, lr: Any, t: Tensor) -> Tensor:
+        rows = sparse_gradient(param, grad) if self.sparse else None
+        if rows is not None and not self.momentum and not self.weight_decay:
+            return apply("sparse_sgd", param, *rows, _scalar(lr, param.dtype))
         if self.weight_decay:
             grad = grad + self.weight_decay * param
         direction = grad
@@ -232,6 +275,40 @@ class Adam(Optimizer):
         m_hat = new_m / (1.0 - F.power(b1, t))
         v_hat = new_v / (1.0 - F.power(b2, t))
         return m_hat / (F.sqrt(v_hat) + self.eps)
+
+
+class LazyAdam(Adam):
+    """Adam that updates only the rows a table's gradient touches (like PyTorch's SparseAdam).
+
+    For a table whose gradient is a gather's scatter-add (``sparse_gradient``), the moments
+    and the table change only at the gathered rows ``r`` (``g_r``: their rows summed):
+    ``m[r] = b1 m[r] + (1-b1) g_r``; ``v[r] = b2 v[r] + (1-b2) g_r²``;
+    ``p[r] -= lr * (m[r] / (1-b1^t)) / (sqrt(v[r] / (1-b2^t)) + eps)``, where ``t`` counts
+    every step (untouched rows keep stale moments and are not moved by them). A step then
+    costs the touched rows, not the table. Other parameters get the dense Adam step; when
+    every row is touched at each step the result equals ``Adam``'s.
+
+    >>> opt = LazyAdam(lr=1e-2)
+    """
+
+    default_name = "lazyadam"
+
+    def __init__(self, lr: LearningRate = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, name: str | None = None) -> None:
+        super().__init__(lr, beta1, beta2, eps, 0.0, name)
+
+    def _update(self, param: Parameter, grad: Tensor, lr: Any, t: Tensor) -> Tensor:
+        rows = sparse_gradient(param, grad)
+        if rows is None:
+            return super()._update(param, grad, lr, t)
+        ids, summed = rows
+        m, v = self._slot(param, "m"), self._slot(param, "v")
+        new_m = self._keep(m, apply("sparse_moment", m, ids, summed, beta=self.beta1, power=1))
+        new_v = self._keep(v, apply("sparse_moment", v, ids, summed, beta=self.beta2, power=2))
+        c1 = 1.0 - F.power(self.beta1, t)
+        c2 = 1.0 - F.power(self.beta2, t)
+        return apply("sparse_adam_step", param, new_m, new_v, ids, _scalar(lr, param.dtype),
+                     c1, c2, eps=self.eps)
 
 
 class AdamW(Adam):

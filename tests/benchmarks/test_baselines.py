@@ -21,8 +21,10 @@ SMALL = {
     "ewise": {"size": 4096},
     "rnn": {"steps": 5},
     "logreg": {},
+    "lstm": {"steps": 5, "hidden": 16, "features": 8, "batch": 4},
+    "vae": {"batch": 16, "noise_input": 1},  # the noise as an input: the same on both sides
+    "cnn": {"batch": 4},
     "rnn_scan": {"steps": 5},
-    "lstm_scan": {"steps": 5, "hidden": 16},
 }
 
 
@@ -72,3 +74,12 @@ def test_gemm_reference_lists_the_eight_mlp_matmuls() -> None:
     flops = sum(2 * a[0] * a[1] * b[1] for a, b in shapes)
     # every layer: forward and weight gradient; all but the first: input gradient too
     assert flops == 2 * 128 * (2 * 784 * 512 + 3 * 512 * 512 + 3 * 512 * 10)
+
+
+def test_the_vae_workload_draws_its_own_noise_on_each_side() -> None:
+    problem = workloads.make("vae", batch=16)
+    assert problem.input_names == ["x"]  # graphcomp: gc.random.normal; numpy: its Generator
+    step = workloads.graphcomp_step(problem, backend="numpy")
+    by_hand = workloads.NumpyStep(problem)
+    for _ in range(2):  # different draws, the same distribution: close at the initial weights
+        assert float(step(*problem.inputs)) == pytest.approx(by_hand(*problem.inputs), rel=0.05)

@@ -176,3 +176,33 @@ def test_grad_of_grad_and_check_grads_on_a_tiny_scan():
         feed = {xs: np.random.default_rng(4).normal(size=(3, 2))}
         gc.check_grads(loss, [w, xs], feed, rtol=1e-6).assert_passed()
         gc.check_grads(loss, [w], feed, order=2, rtol=1e-5).assert_passed()
+
+
+def test_a_body_slicing_a_batch_axis_bound_later_has_a_gradient():
+    # The slice's stop is the symbol N when the body is traced; the loss binds N = 2 afterwards,
+    # and the gradient's replay of the body must accept inputs of the bound size.
+    def case(use_scan: bool) -> list[np.ndarray]:
+        with gc.Graph():
+            xs = gc.placeholder((T, None, 2 * H), "float64", name="xs")
+            W = gc.parameter(np.linspace(-1.0, 1.0, H * 2 * H).reshape(H, 2 * H), name="W")
+            h0 = gc.zeros_like(xs[0][:, :H])
+
+            def step(h: gc.Tensor, x: gc.Tensor) -> tuple:
+                z = x + h @ W
+                h = gc.tanh(z[:, :H]) * gc.sigmoid(z[:, H:])
+                return h, h
+
+            if use_scan:
+                _, hs = gc.scan(step, h0, xs)
+            else:
+                h, outs = h0, []
+                for t in range(T):
+                    h, out = step(h, xs[t])
+                    outs.append(out)
+                hs = gc.stack(outs)
+            loss = gc.sum(hs * np.arange(T * B * H).reshape(T, B, H))
+            return _run([xs], [loss, *gc.grad(loss, [W, xs])],
+                        [np.linspace(-2.0, 2.0, T * B * 2 * H).reshape(T, B, 2 * H)])
+
+    for a, b in zip(case(True), case(False), strict=True):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-13)

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
+from graphcomp.ir import dim_value
 from graphcomp.ops import REGISTRY, Sample, apply
 from graphcomp.ops.sources import SOURCE_OPS
 
@@ -34,7 +35,7 @@ TESTED_OPS = sorted(set(REGISTRY) - SOURCE_OPS)
 
 
 def _concrete(dims: Any, sizes: dict[str, int]) -> tuple:
-    return tuple(sizes[d] if isinstance(d, str) else d for d in dims)
+    return tuple(dim_value(d, sizes) if isinstance(d, str) else d for d in dims)
 
 
 def _slice_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
@@ -66,6 +67,33 @@ def _scatter_add_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
     for position in np.ndindex(*indices.shape):
         lead = (slice(None),) * axis
         out[(*lead, indices[position])] += updates[(*lead, *position)]
+    return out
+
+
+def _summed_rows(table: np.ndarray, ids: np.ndarray, rows: np.ndarray | None) -> dict:
+    """Row number -> the rows of its ids added in order (zeros when ``rows`` is None)."""
+    sums: dict = {}
+    flat_rows = None if rows is None else rows.reshape((ids.size,) + table.shape[1:])
+    for position, k in enumerate(ids.ravel()):
+        k = int(k) % table.shape[0]
+        start = sums.get(k, np.zeros(table.shape[1:], table.dtype))
+        sums[k] = start if flat_rows is None else start + flat_rows[position]
+    return sums
+
+
+def _sparse_update_expected(xs: list, attrs: dict, sizes: dict, op: str) -> np.ndarray:
+    table = xs[0]
+    out = table.copy()
+    rows = None if op == "sparse_adam_step" else xs[2]
+    for r, g in _summed_rows(table, xs[3] if rows is None else xs[1], rows).items():
+        if op == "sparse_sgd":
+            out[r] = table[r] - xs[3] * g
+        elif op == "sparse_moment":
+            beta = table.dtype.type(attrs["beta"])
+            out[r] = beta * table[r] + table.dtype.type(1 - attrs["beta"]) * g ** attrs["power"]
+        else:
+            m, v, lr, c1, c2 = xs[1][r], xs[2][r], xs[4], xs[5], xs[6]
+            out[r] = table[r] - lr * (m / c1) / (np.sqrt(v / c2) + table.dtype.type(attrs["eps"]))
     return out
 
 
@@ -157,6 +185,130 @@ def _sinc(x: np.ndarray) -> np.ndarray:
     t = np.pi * np.where(x == 0, 1.0, x)
     return np.where(x == 0, 1.0, np.sin(t) / t)
 
+
+# Convolution and pooling: direct loops over every output element and every tap, independent
+# of the op's vectorised im2col reference. A tap outside the input is padding.
+
+
+def _taps(start: int, count: int, dilation: int, size: int) -> list[tuple[int, int]]:
+    """(tap, input index) of the taps of one window that fall inside an axis of ``size``."""
+    return [(t, start + t * dilation) for t in range(count)
+            if 0 <= start + t * dilation < size]
+
+
+def _out_len(size: int, low: int, high: int, count: int, stride: int, dilation: int) -> int:
+    n = 0
+    while n * stride + (count - 1) * dilation < low + size + high:  # last tap inside padding
+        n += 1
+    return n
+
+
+def _conv_geometry(attrs: dict) -> tuple:
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = attrs["stride"], attrs["padding"], \
+        attrs["dilation"]
+    return sh, sw, pt, pb, pl, pr, dh, dw, attrs["groups"]
+
+
+def _conv_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
+    x, w = xs
+    sh, sw, pt, pb, pl, pr, dh, dw, groups = _conv_geometry(attrs)
+    n, _, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    out = np.zeros((n, o, _out_len(h, pt, pb, kh, sh, dh), _out_len(wd, pl, pr, kw, sw, dw)),
+                   x.dtype)
+    for b, oc, oh, ow in np.ndindex(*out.shape):
+        first = (oc // (o // groups)) * cg
+        for ci in range(cg):
+            for i, ih in _taps(oh * sh - pt, kh, dh, h):
+                for j, iw in _taps(ow * sw - pl, kw, dw, wd):
+                    out[b, oc, oh, ow] += x[b, first + ci, ih, iw] * w[oc, ci, i, j]
+    return out
+
+
+def _conv_input_grad_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
+    """dx[b, c, ih, iw]: every output element whose window read x[b, c, ih, iw]."""
+    g, w = xs
+    sh, sw, pt, _, pl, _, dh, dw, groups = _conv_geometry(attrs)
+    o, cg, kh, kw = w.shape
+    h, wd = attrs["input_hw"]
+    out = np.zeros((g.shape[0], cg * groups, h, wd), g.dtype)
+    for b, c, ih, iw in np.ndindex(*out.shape):
+        group, ci = divmod(c, cg)
+        for oc in range(group * (o // groups), (group + 1) * (o // groups)):
+            for i, j in np.ndindex(kh, kw):
+                oh, row_left = divmod(ih + pt - i * dh, sh)
+                ow, col_left = divmod(iw + pl - j * dw, sw)
+                if (row_left == col_left == 0 and 0 <= oh < g.shape[2]
+                        and 0 <= ow < g.shape[3]):
+                    out[b, c, ih, iw] += g[b, oc, oh, ow] * w[oc, ci, i, j]
+    return out
+
+
+def _conv_filter_grad_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
+    x, g = xs
+    sh, sw, pt, _, pl, _, dh, dw, groups = _conv_geometry(attrs)
+    kh, kw = attrs["kernel_hw"]
+    o, cg = g.shape[1], x.shape[1] // groups
+    out = np.zeros((o, cg, kh, kw), x.dtype)
+    for oc, ci, i, j in np.ndindex(*out.shape):
+        c = (oc // (o // groups)) * cg + ci
+        for b, oh, ow in np.ndindex(g.shape[0], *g.shape[2:]):
+            ih, iw = oh * sh - pt + i * dh, ow * sw - pl + j * dw
+            if 0 <= ih < x.shape[2] and 0 <= iw < x.shape[3]:
+                out[oc, ci, i, j] += g[b, oc, oh, ow] * x[b, c, ih, iw]
+    return out
+
+
+def _pool_windows(hw: tuple, attrs: dict) -> dict:
+    """{(oh, ow): [(ih, iw) inside the input]} for every window of a pooling."""
+    (kh, kw), (sh, sw), ((pt, pb), (pl, pr)) = attrs["kernel"], attrs["stride"], \
+        attrs["padding"]
+    shape = (_out_len(hw[0], pt, pb, kh, sh, 1), _out_len(hw[1], pl, pr, kw, sw, 1))
+    return {(oh, ow): [(ih, iw) for _, ih in _taps(oh * sh - pt, kh, 1, hw[0])
+                       for _, iw in _taps(ow * sw - pl, kw, 1, hw[1])]
+            for oh, ow in np.ndindex(*shape)}
+
+
+def _pool_expected(xs: list, attrs: dict, reduce: Callable[[list], Any]) -> np.ndarray:
+    x = xs[0]
+    windows = _pool_windows(x.shape[2:], attrs)
+    oh, ow = max(windows)
+    out = np.zeros((*x.shape[:2], oh + 1, ow + 1), x.dtype)
+    for b, c in np.ndindex(*x.shape[:2]):
+        for (i, j), taps in windows.items():
+            out[b, c, i, j] = reduce([x[b, c, ih, iw] for ih, iw in taps])
+    return out
+
+
+def _max_pool_grad_expected(xs: list, attrs: dict, gather: bool) -> np.ndarray:
+    """Each window's gradient split over its tied maxima (gather: the mean of v there)."""
+    x, other = xs
+    windows = _pool_windows(x.shape[2:], attrs)
+    oh, ow = max(windows)
+    out = np.zeros((*x.shape[:2], oh + 1, ow + 1) if gather else x.shape, x.dtype)
+    for b, c in np.ndindex(*x.shape[:2]):
+        for (i, j), taps in windows.items():
+            top = max(x[b, c, ih, iw] for ih, iw in taps)
+            winners = [(ih, iw) for ih, iw in taps if x[b, c, ih, iw] == top]
+            for ih, iw in winners:
+                if gather:
+                    out[b, c, i, j] += other[b, c, ih, iw] / len(winners)
+                else:
+                    out[b, c, ih, iw] += other[b, c, i, j] / len(winners)
+    return out
+
+
+def _avg_pool_grad_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
+    (g,) = xs
+    kh, kw = attrs["kernel"]
+    out = np.zeros((*g.shape[:2], *attrs["input_hw"]), g.dtype)
+    for b, c in np.ndindex(*g.shape[:2]):
+        for (i, j), taps in _pool_windows(attrs["input_hw"], attrs).items():
+            for ih, iw in taps:
+                out[b, c, ih, iw] += g[b, c, i, j] / (kh * kw)
+    return out
+
+
 Formula = Callable[[list, dict, dict], np.ndarray]
 def _philox_words(state: np.ndarray, stream: int, block: int) -> list[int]:
     """Philox4x32-10 in Python ints, one block, written from the paper's definition."""
@@ -201,6 +353,11 @@ def _normal_expected(xs: list, attrs: dict, sizes: dict) -> np.ndarray:
 
 
 EXPECTED: dict[str, Formula] = {
+    "sparse_sgd": lambda xs, attrs, sizes: _sparse_update_expected(xs, attrs, sizes, "sparse_sgd"),
+    "sparse_moment": lambda xs, attrs, sizes: _sparse_update_expected(xs, attrs, sizes,
+                                                                      "sparse_moment"),
+    "sparse_adam_step": lambda xs, attrs, sizes: _sparse_update_expected(xs, attrs, sizes,
+                                                                         "sparse_adam_step"),
     "random_uniform": _random_expected,
     "random_randint": _random_expected,
     "random_normal": _normal_expected,
@@ -286,6 +443,16 @@ EXPECTED: dict[str, Formula] = {
     "fmin": lambda xs, attrs, sizes: _fmin(xs[0], xs[1]),
     "arctan2": _in_float64(lambda y, x: np.angle(x + 1j * y)),
     "hypot": _in_float64(lambda a, b: np.abs(a + 1j * b)),
+    "conv2d": _conv_expected,
+    "conv2d_input_grad": _conv_input_grad_expected,
+    "conv2d_filter_grad": _conv_filter_grad_expected,
+    "max_pool2d": lambda xs, attrs, sizes: _pool_expected(xs, attrs, max),
+    "max_pool2d_grad": lambda xs, attrs, sizes: _max_pool_grad_expected(xs, attrs, False),
+    "max_pool2d_gather": lambda xs, attrs, sizes: _max_pool_grad_expected(xs, attrs, True),
+    "avg_pool2d": lambda xs, attrs, sizes: _pool_expected(
+        xs, attrs, lambda v: sum(v) / (attrs["kernel"][0] * attrs["kernel"][1])
+    ),
+    "avg_pool2d_grad": _avg_pool_grad_expected,
 }
 
 
@@ -297,7 +464,19 @@ def ph(shape: tuple, dtype: str = "float64") -> gc.Tensor:
     return gc.placeholder(shape, dtype)
 
 
+CONV = {"stride": (1, 1), "padding": ((0, 0), (0, 0)), "dilation": (1, 1), "groups": 1}
+CONV_HW = {**CONV, "input_hw": (5, 5)}
+CONV_K = {**CONV, "kernel_hw": (3, 3)}
+POOL = {"kernel": (2, 2), "stride": (2, 2), "padding": ((0, 0), (0, 0))}
+
 BAD_INPUTS: dict[str, tuple[type, Callable[[], Any]]] = {
+    "sparse_sgd": (gc.ShapeError, lambda: apply("sparse_sgd", ph((5, 3)), ph((4,), "int64"),
+                                                ph((4, 2)), ph(()))),
+    "sparse_moment": (gc.DTypeError, lambda: apply("sparse_moment", ph((5, 3)), ph((4,)),
+                                                   ph((4, 3)), beta=0.9, power=1)),
+    "sparse_adam_step": (gc.ShapeError, lambda: apply("sparse_adam_step", ph((5, 3)), ph((5, 3)),
+                                                      ph((5, 2)), ph((4,), "int64"), ph(()),
+                                                      ph(()), ph(()), eps=1e-8)),
     "random_uniform": (gc.DTypeError, lambda: apply("random_uniform", ph((2,)), shape=(3,),
                                                     dtype="float32", stream=0)),
     "random_normal": (gc.ShapeError, lambda: apply("random_normal", ph((3,), "int64"),
@@ -390,6 +569,29 @@ BAD_INPUTS: dict[str, tuple[type, Callable[[], Any]]] = {
     "fmin": (gc.DTypeError, lambda: apply("fmin", ph((3,)), ph((3,), "float32"))),
     "arctan2": (gc.DTypeError, lambda: apply("arctan2", ph((3,), "int64"), ph((3,), "int64"))),
     "hypot": (gc.ShapeError, lambda: apply("hypot", ph((3,)), ph((4,)))),
+    "conv2d": (gc.ShapeError, lambda: apply("conv2d", ph((2, 3, 5, 5)), ph((4, 2, 3, 3)), **CONV)),
+    "conv2d_input_grad": (
+        gc.ShapeError,
+        lambda: apply("conv2d_input_grad", ph((2, 4, 2, 3)), ph((4, 3, 3, 3)), **CONV_HW),
+    ),
+    "conv2d_filter_grad": (
+        gc.ShapeError,
+        lambda: apply("conv2d_filter_grad", ph((2, 3, 5)), ph((2, 4, 3, 3)), **CONV_K),
+    ),
+    "max_pool2d": (gc.ShapeError, lambda: apply("max_pool2d", ph((2, 3, 1, 5)), **POOL)),
+    "max_pool2d_grad": (
+        gc.ShapeError,
+        lambda: apply("max_pool2d_grad", ph((2, 3, 4, 4)), ph((2, 3, 3, 2)), **POOL),
+    ),
+    "max_pool2d_gather": (
+        gc.DTypeError,
+        lambda: apply("max_pool2d_gather", ph((2, 3, 4, 4)), ph((2, 3, 4, 4), "int64"), **POOL),
+    ),
+    "avg_pool2d": (gc.DTypeError, lambda: apply("avg_pool2d", ph((2, 3, 4, 4), "int64"), **POOL)),
+    "avg_pool2d_grad": (
+        gc.ShapeError,
+        lambda: apply("avg_pool2d_grad", ph((2, 3, 2, 2)), **POOL, input_hw=(6, 5)),
+    ),
 }
 
 # Ops whose operands are integers whatever the float dtype tested (with the reason).
@@ -412,8 +614,8 @@ def _symbols(sample: Sample) -> set[str]:
 
 
 def _mentions(value: Any, symbols: set[str]) -> bool:
-    if isinstance(value, str):
-        return value in symbols
+    if isinstance(value, str):  # a symbol, or a product of symbols such as "N*3"
+        return bool(set(value.split("*")) & symbols)
     if isinstance(value, (tuple, list)):
         return any(_mentions(v, symbols) for v in value)
     return False
@@ -479,7 +681,7 @@ def _check_call(
         return
     result = f(*args)
     bound = {graph.dims.resolve(symbol): size for symbol, size in sizes.items()}
-    rule_shape = tuple(bound.get(d, d) for d in out.shape)
+    rule_shape = tuple(dim_value(d, bound) if isinstance(d, str) else d for d in out.shape)
     assert result.shape == rule_shape == expected.shape, (op_name, attrs, sizes)
     assert result.dtype == out.dtype == expected.dtype, (op_name, attrs)
     if result.dtype.kind == "f":

@@ -161,13 +161,12 @@ def test_save_into_a_read_only_folder_is_refused_up_front(tmp_path):
 
 
 def test_run_example_refuses_an_unwritable_save_path_before_training(tmp_path, monkeypatch):
-    from graphcomp.train import examples
-    from graphcomp.train.examples import run_example
+    from graphcomp.train.examples import classifiers, run_example
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained before checking the save path")
 
-    monkeypatch.setattr(examples, "fit", no_training)
+    monkeypatch.setattr(classifiers, "fit", no_training)
     missing = tmp_path / "missing" / "m.npz"
     with pytest.raises(gc.FileFormatError, match="does not exist"):
         run_example("logreg-digits", epochs=1, backend="numpy", progress=False,

@@ -174,3 +174,15 @@ def test_plain_bar_when_tqdm_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # makes "from tqdm import tqdm" fail
     assert isinstance(make_progress(True, 3), PlainProgress)
     assert isinstance(make_progress(False, 3), SilentProgress)
+
+
+def test_on_epoch_end_sees_each_epoch_and_its_metrics():
+    X, Y = linear_problem(n=10)
+    step, evaluate, _, _ = build_step()
+    seen = []
+    history = gc.fit(step, (X, Y), epochs=3, batch_size=4, progress=False,
+                     validation=(evaluate, (X, Y)),
+                     on_epoch_end=lambda epoch, metrics: seen.append((epoch, metrics)))
+    assert [epoch for epoch, _ in seen] == [1, 2, 3]
+    assert [m["loss"] for _, m in seen] == history.history["loss"]
+    assert [m["val_loss"] for _, m in seen] == history.history["val_loss"]

@@ -25,6 +25,7 @@ from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
 from graphcomp.backends.numba.release import release_dropped, track
 from graphcomp.backends.numba.stages import compile_staged, has_loops
 from graphcomp.errors import CompileError, ForkedProcessError, InputError
+from graphcomp.ir import dim_value
 from graphcomp.loops import LOOP_OPS
 from graphcomp.ops.indexing import (
     INDEX_OPERAND,
@@ -35,6 +36,7 @@ from graphcomp.ops.indexing import (
 )
 from graphcomp.ops.reductions import NO_IDENTITY, empty_reduction_problem
 from graphcomp.passes.batching import batch_matmuls
+from graphcomp.passes.convolution import CONV_CHOICES, ConvChoice, lower_convolutions
 from graphcomp.passes.fusion import FusionPlan, plan_kernels
 from graphcomp.passes.lowered import LoweredProgram, concrete_size
 from graphcomp.passes.lowering import lower
@@ -93,17 +95,21 @@ def check_parallel_loops_usable() -> None:
             "NUMBA_THREADING_LAYER=workqueue before numba starts)")
 
 
-def prepare(program: Program) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
-    """Run the passes: lower, fold constants, CSE, constant powers, DCE, fusion, memory plan.
+def prepare(program: Program, conv: ConvChoice = "auto"
+            ) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
+    """Run the passes: lower, fold constants, convolutions (im2col where it pays), CSE,
+    constant powers, DCE, fusion, memory plan.
 
     >>> # lp, plan, memory = prepare(build_program([x], [y]))
     """
-    return prepare_lowered(lower(program))
+    return prepare_lowered(lower(program), conv)
 
 
-def prepare_lowered(lp: LoweredProgram) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
+def prepare_lowered(lp: LoweredProgram, conv: ConvChoice = "auto"
+                    ) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
     """``prepare`` after lowering (a staged program's segments are lowered already)."""
-    lp = batch_matmuls(eliminate_common(fold_constants(lp)))
+    lp = lower_convolutions(fold_constants(lp), conv)
+    lp = batch_matmuls(eliminate_common(lp))
     lp = isolate_outputs(eliminate_dead(simplify_powers(lp)))
     if numpy_blas() is not None:  # BLAS accumulates alpha * a @ b into a parameter
         lp = accumulate_products(lp)
@@ -221,7 +227,7 @@ class NumbaExecutable:
         arena_of = {d.str: a for d, a in zip(self.module.arena_dtypes, arenas, strict=True)}
         outputs: list[Any] = []
         for value in self.lp.outputs:
-            shape = tuple(d if isinstance(d, int) else binding[d] for d in self.lp.ops[value].shape)
+            shape = tuple(dim_value(d, binding) for d in self.lp.ops[value].shape)
             base = self.memory.base(value)
             op = self.lp.ops[base]
             if base in self.memory.slot_of:
@@ -374,33 +380,36 @@ _kernel_signature = kernel_signature
 
 
 def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool | None = None,
-                  **options: Any) -> NumbaExecutable:
+                  conv: ConvChoice = "auto", **options: Any) -> NumbaExecutable:
     """Compile ``program`` into a driver call (see ``graphcomp.backends.numba``).
 
     ``fastmath=True`` allows reassociation and approximate math (never the no-NaN/no-inf
     flags). ``driver_jit``: True compiles the driver with njit (one native call per step),
-    False runs it as Python calling jitted kernels, None picks by program size.
+    False runs it as Python calling jitted kernels, None picks by program size. ``conv``:
+    how convolutions run: ``"auto"`` (im2col + GEMM from a measured reduction length on,
+    direct loops below it), ``"direct"`` or ``"im2col"`` (docs/convolutions.md).
 
     >>> # exe = compile_numba(build_program([x], [y])); exe.run([xv], {"N": 4})
     """
     start = time.perf_counter()
     if has_loops(program):  # scans: a sequence of compiled stages (backends/numba/stages.py)
-        _check_options(options)
-        return _compile_staged(program, fastmath, driver_jit)
+        _check_options(options, conv)
+        return _compile_staged(program, fastmath, driver_jit, conv)
     lp, memory, module = generate_module(program, fastmath=fastmath, driver_jit=driver_jit,
-                                         **options)
+                                         conv=conv, **options)
     return compile_generated(program, lp, memory, module, start)
 
 
-def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None) -> Any:
+def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None,
+                    conv: ConvChoice) -> Any:
     """A program with scans: Python drivers (they compile faster; docs/loops.md), bodies
     without lanes (small products); ``driver_jit=True``: njit drivers and ``scan_loop``."""
 
     def compile_body(body: Program, loop_text: Callable[[GeneratedModule], str]) -> Any:
         if has_loops(body):
-            return _compile_staged(body, fastmath, driver_jit)
+            return _compile_staged(body, fastmath, driver_jit, conv)
         began = time.perf_counter()
-        lp, plan, memory = prepare(body)
+        lp, plan, memory = prepare(body, conv)
         jit = BODY_DRIVER_JIT if driver_jit is None else driver_jit
         module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=jit,
                           lanes=BODY_LANES)
@@ -409,7 +418,7 @@ def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None) -
 
     def compile_segment(segment: Program, lowered: LoweredProgram) -> NumbaExecutable:
         began = time.perf_counter()
-        lp, plan, memory = prepare_lowered(lowered)
+        lp, plan, memory = prepare_lowered(lowered, conv)
         jit = SEGMENT_DRIVER_JIT if driver_jit is None else driver_jit
         module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=jit)
         return compile_generated(segment, lp, memory, module, began)
@@ -417,18 +426,21 @@ def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None) -
     return compile_staged(program, compile_body, compile_segment)
 
 
-def _check_options(options: dict[str, Any]) -> None:
+def _check_options(options: dict[str, Any], conv: ConvChoice) -> None:
     if options:
         raise CompileError(f"unknown option(s) for backend 'numba': {', '.join(sorted(options))}")
+    if conv not in CONV_CHOICES:
+        raise CompileError(f"conv must be one of {', '.join(CONV_CHOICES)}, got {conv!r}")
 
 
 def generate_module(program: Program, *, fastmath: bool = False, driver_jit: bool | None = None,
-                    **options: Any) -> tuple[LoweredProgram, MemoryPlan, GeneratedModule]:
+                    conv: ConvChoice = "auto", **options: Any
+                    ) -> tuple[LoweredProgram, MemoryPlan, GeneratedModule]:
     """The passes and the code generator: everything before Numba compiles (one module: a
     program without scans)."""
-    _check_options(options)
+    _check_options(options, conv)
     _refuse_loops(program)
-    lp, plan, memory = prepare(program)
+    lp, plan, memory = prepare(program, conv)
     return lp, memory, generate(lp, plan, memory, fastmath=fastmath, driver_jit=driver_jit)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from graphcomp.backends.numba import conv_kernels
 from graphcomp.backends.numba import kernels as K
 from graphcomp.backends.numba import lanes as L
 from graphcomp.backends.numba import rows as R
@@ -33,7 +34,9 @@ from graphcomp.backends.numba.program import (
     View,
 )
 from graphcomp.backends.numba.random_kernels import random_kernel
+from graphcomp.backends.numba.sparse_kernels import sparse_update_kernel
 from graphcomp.errors import CompileError
+from graphcomp.ops.sparse_updates import SPARSE_UPDATE_OPS
 from graphcomp.passes.fusion import FusionPlan, Kernel, loop_shape
 from graphcomp.passes.lowered import LoweredProgram, size_key
 from graphcomp.passes.memory import MemoryPlan
@@ -54,6 +57,7 @@ _WRITERS = {
     "random_uniform": random_kernel,
     "random_normal": random_kernel,
     "random_randint": random_kernel,
+    **conv_kernels.WRITERS,
 }
 
 
@@ -220,6 +224,8 @@ def _kernel_text(ctx: CallContext, kernel: Kernel) -> K.KernelText:
         return K.loop_kernel(ctx.lp, kernel, ctx.memory.in_place)
     if kernel.kind == "matmul":
         return K.batched_matmul_kernel(ctx.lp, kernel, gemm_name(ctx, op.dtype))
+    if kernel.kind in SPARSE_UPDATE_OPS:
+        return sparse_update_kernel(ctx.lp, kernel, kernel.root in ctx.memory.in_place)
     writer = _WRITERS.get(kernel.kind)
     if writer is None:
         raise CompileError(f"the numba backend cannot compile {op.describe()} ({op.op})")

@@ -15,6 +15,7 @@ import numpy as np
 
 from graphcomp.backends.numba.op_table import OpKernel, kernel_for
 from graphcomp.errors import CompileError
+from graphcomp.ir import dim_factors
 from graphcomp.passes.lowered import LOp, LoweredProgram
 
 Index = tuple[str, ...]
@@ -127,11 +128,10 @@ class ExpressionWriter:
     def _dim_size(self, op: LOp) -> str:
         factors = []
         for d in op.attrs["dims"]:
-            if isinstance(d, str):
-                self.uses_dims = True
-                factors.append(f"dims[{self.lp.symbols.index(d)}]")
-            else:
-                factors.append(str(d))
+            coeff, symbols = dim_factors(d)
+            self.uses_dims = self.uses_dims or bool(symbols)
+            factors += [f"dims[{self.lp.symbols.index(s)}]" for s in symbols]
+            factors += [str(coeff)] if coeff != 1 or not symbols else []
         product = " * ".join(factors) or "1"
         return self._temp(f"np.{op.dtype.name}({product})", op.describe())
 

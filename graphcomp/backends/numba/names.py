@@ -18,6 +18,7 @@ import keyword
 import re
 from collections.abc import Iterable
 
+from graphcomp.ir import dim_factors
 from graphcomp.passes.lowered import Dim, LoweredProgram
 
 # Longer user names are cut: the name is a reader's hint, the value id keeps it unique.
@@ -65,7 +66,7 @@ class Names:
 
     def dim(self, d: Dim) -> str:
         """A dim as an expression: its size, or the variable holding the bound symbol."""
-        return str(d) if isinstance(d, int) else self.dims[d]
+        return str(d) if isinstance(d, int) else self.size((d,))
 
     def shape(self, shape: tuple[Dim, ...]) -> str:
         """A shape tuple expression: ``(d_N, 64)``, ``(16,)``, ``()``."""
@@ -77,10 +78,9 @@ class Names:
         known = 1
         symbolic = []
         for d in shape:
-            if isinstance(d, int):
-                known *= d
-            else:
-                symbolic.append(self.dims[d])
+            coeff, factors = dim_factors(d)
+            known *= coeff
+            symbolic += [self.dims[f] for f in factors]
         parts = symbolic + ([str(known)] if known != 1 or not symbolic else [])
         return " * ".join(parts)
 

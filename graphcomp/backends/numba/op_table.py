@@ -171,11 +171,31 @@ OP_TABLE: dict[str, OpKernel] = {
     "take": OpKernel("loop nest", note="bounds-checked gather"),
     "scatter_add": OpKernel("loop nest", note="copy, then bounds-checked accumulate"),
     "check_index": OpKernel("loop nest", note="copy, raising on a label outside [0, size)"),
+    "sparse_sgd": OpKernel("loop nest", note="touched rows only: stable argsort of the ids, "
+                                              "rows summed per id, then the row update "
+                                              "(in place in the table; sparse_kernels.py)"),
+    "sparse_moment": OpKernel("loop nest", note="touched rows only, like sparse_sgd"),
+    "sparse_adam_step": OpKernel("loop nest", note="touched rows only, like sparse_sgd"),
     "matmul": OpKernel("library", note="numpy's BLAS gemm per 2-D product (blas.py, lanes.py)"),
     # ---------------------------------------------------------------- random (random_kernels.py)
     "random_uniform": OpKernel("loop nest", note="Philox blocks, 4 float32 or 2 float64 each"),
     "random_normal": OpKernel("loop nest", note="Philox blocks, Box-Muller: 2 normals each"),
     "random_randint": OpKernel("loop nest", note="Philox blocks, 4 multiply-shift ints each"),
+    # ---------------------------------------------------------------- convolution, pooling
+    "conv2d": OpKernel("loop nest", note="im2col + one GEMM where C*kh*kw >= 27 or rows "
+                                         "< 16 wide (passes/convolution.py), else direct "
+                                         "loops, output column innermost (conv_kernels.py)"),
+    "conv2d_input_grad": OpKernel("loop nest", note="GEMM + col2im by the same rule as "
+                                                    "conv2d, else direct loops scattering "
+                                                    "into zeroed out"),
+    "conv2d_filter_grad": OpKernel("loop nest", note="one GEMM against im2col columns from "
+                                                     "C*kh*kw >= 9, else direct loops, "
+                                                     "float64 sum per tap"),
+    "max_pool2d": OpKernel("loop nest", note="running maximum per window (NaN wins)"),
+    "max_pool2d_grad": OpKernel("loop nest", note="g split between each window's tied maxima"),
+    "max_pool2d_gather": OpKernel("loop nest", note="mean of v over each window's tied maxima"),
+    "avg_pool2d": OpKernel("loop nest", note="window sum over kh * kw"),
+    "avg_pool2d_grad": OpKernel("loop nest", note="g / (kh * kw) added over each window"),
     # ---------------------------------------------------------------- sources
     "placeholder": OpKernel("argument", note="an input array of the step"),
     "parameter": OpKernel("argument", note="parameter storage, updated in place"),

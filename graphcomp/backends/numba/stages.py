@@ -31,6 +31,7 @@ import numpy as np
 from graphcomp.backends.numba.blas import blas_thread_count
 from graphcomp.backends.numba.compile_job import CompileJob, driver_signature
 from graphcomp.errors import CompileError
+from graphcomp.ir import dim_factors, dim_value
 from graphcomp.loops import LOOP_OPS, SCAN, SCAN_OUTPUT, ScanBody
 from graphcomp.passes.lowered import LOp, LoweredProgram
 from graphcomp.passes.lowering import lower
@@ -168,7 +169,7 @@ class _BoundLoop:
 
 
 def _shape(shape: Sequence[Any], binding: dict[str, int]) -> tuple[int, ...]:
-    return tuple(d if isinstance(d, int) else binding[d] for d in shape)
+    return tuple(dim_value(d, binding) for d in shape)
 
 
 class StagedExecutable:
@@ -394,8 +395,8 @@ def _segment_program(program: Program, lp: LoweredProgram, group: list[int], rea
     for value in group:
         ops[value] = _copy(lp.ops[value])
     updates = list(lp.updates) if last else []
-    used = {d for op in ops.values() for d in (*op.shape, *op.attrs.get("dims", ()))
-            if isinstance(d, str)}
+    used = {s for op in ops.values() for d in (*op.shape, *op.attrs.get("dims", ()))
+            for s in dim_factors(d)[1]}
     seg_lp = LoweredProgram(ops=ops, inputs=inputs, outputs=list(outputs), updates=updates,
                             symbols=[s for s in lp.symbols if s in used],
                             graph_name=lp.graph_name)

@@ -1,0 +1,54 @@
+"""backend='cuda' where it cannot run says what is missing and how to simulate; the op table
+accounts for every registry op. These tests need no numba-cuda."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import graphcomp as gc
+from graphcomp.backends.cuda import device
+from graphcomp.backends.cuda.op_table import HOST_FALLBACK, coverage
+
+
+def _compile() -> None:
+    x = gc.placeholder((3,), "float64", name="x")
+    gc.compile([x], gc.exp(x), backend="cuda")
+
+
+def test_without_numba_cuda_the_error_names_the_package_and_the_simulator(monkeypatch) -> None:
+    monkeypatch.setattr(device, "numba_cuda_installed", lambda: False)
+    with pytest.raises(gc.CompileError, match=r"numba-cuda.*not installed.*NUMBA_ENABLE_CUDASIM"):
+        _compile()
+
+
+@pytest.mark.needs_numba_cuda
+def test_without_a_gpu_the_error_says_so(monkeypatch) -> None:
+    from numba import cuda
+
+    monkeypatch.setattr(device, "simulator_requested", lambda: False)
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    with pytest.raises(gc.CompileError, match=r"no usable CUDA driver or GPU.*CUDASIM"):
+        _compile()
+
+
+def test_every_registry_op_has_a_kernel_or_a_documented_fallback() -> None:
+    found = coverage()
+    assert not [name for name, how in found.items() if how == "missing"]
+    assert all(HOST_FALLBACK[name] for name, how in found.items() if how == "host")
+    assert found["tanh"] == found["reduce_sum"] == found["matmul"] == "device"
+
+
+def test_importing_graphcomp_imports_no_cuda_code() -> None:
+    code = ("import sys, graphcomp, graphcomp.backends.cuda.device; "
+            "print(any(m.startswith(('numba', 'numba_cuda')) for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_the_cuda_backend_is_registered() -> None:
+    from graphcomp.backends.base import available_backends
+
+    assert "cuda" in available_backends()

@@ -1,0 +1,157 @@
+"""Row-wise updates of gathered tables: sparse SGD against dense SGD (bit for bit), LazyAdam
+against a numpy reference, numba against numpy, and no table-sized buffer in the numba step."""
+
+import numpy as np
+import pytest
+
+import graphcomp as gc
+from graphcomp.ops import apply
+
+VOCAB, DIM = 12, 3
+# Repeated ids (3 three times), a negative one (-1 is row 11) and rows never touched.
+ID_BATCHES = [np.array([[3, 0], [3, -1], [5, 3]]), np.array([[7, 7], [0, 11], [2, 2]]),
+              np.array([[3, 3], [3, 3], [1, 4]])]
+BACKENDS = ["numpy", "numba"]
+
+
+def _table(dtype="float64"):
+    return np.random.default_rng(0).standard_normal((VOCAB, DIM)).astype(dtype)
+
+
+def _embedding_step(optimizer, backend, dtype="float64", extra_output=False):
+    """A tiny model whose only parameter is gathered once: loss = sum(tanh(rows) * weights)."""
+    with gc.Graph():
+        ids = gc.placeholder((None, 2), "int64", name="ids")
+        table = gc.parameter(_table(dtype), name="table")
+        weights = gc.constant(np.linspace(-1.0, 2.0, DIM).astype(dtype))
+        rows = gc.take(table, ids, axis=0)
+        loss = gc.sum(gc.tanh(rows) * weights)
+        updates = optimizer.updates(loss, [table])
+        outputs = [loss, table * 1.0] if extra_output else [loss]
+        step = gc.compile([ids], outputs, updates=updates, backend=backend)
+    return step, table, updates
+
+
+def _train(optimizer, backend, dtype="float64", extra_output=False):
+    step, table, updates = _embedding_step(optimizer, backend, dtype, extra_output)
+    for ids in ID_BATCHES:
+        step(ids)
+    return table.value, updates
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_sparse_sgd_equals_dense_sgd_bit_for_bit(backend, dtype):
+    sparse, updates = _train(gc.optim.SGD(lr=0.3), backend, dtype)
+    dense, dense_updates = _train(gc.optim.SGD(lr=0.3, sparse=False), backend, dtype)
+    assert updates[0][1].node.op == "sparse_sgd"
+    assert dense_updates[0][1].node.op == "subtract"
+    np.testing.assert_array_equal(sparse, dense)
+    untouched = [6, 8, 9, 10]
+    np.testing.assert_array_equal(sparse[untouched], _table(dtype)[untouched])
+
+
+def test_sgd_with_momentum_or_weight_decay_stays_dense():
+    for optimizer in (gc.optim.SGD(lr=0.1, momentum=0.9), gc.optim.SGD(lr=0.1, weight_decay=0.1)):
+        _, _, updates = _embedding_step(optimizer, "numpy")
+        assert updates[0][1].node.op != "sparse_sgd"
+
+
+def _tanh_rows_grad(table, ids, weights):
+    """The loss's gradient with respect to each gathered row (the test model's)."""
+    return (1.0 - np.tanh(table[ids]) ** 2) * weights
+
+
+def reference_lazy_adam(lr, b1=0.9, b2=0.999, eps=1e-8):
+    """LazyAdam's documented rule, written with numpy: moments and rows move only where the
+    batch's ids touch; the bias corrections use the global step count."""
+    table = _table()
+    m, v = np.zeros_like(table), np.zeros_like(table)
+    weights = np.linspace(-1.0, 2.0, DIM)
+    for t, ids in enumerate(ID_BATCHES, start=1):
+        keys = np.where(ids < 0, ids + VOCAB, ids).ravel()
+        grad_rows = _tanh_rows_grad(table, keys, weights)
+        touched = np.unique(keys)
+        g = np.zeros_like(table)
+        np.add.at(g, keys, grad_rows)
+        m[touched] = b1 * m[touched] + (1 - b1) * g[touched]
+        v[touched] = b2 * v[touched] + (1 - b2) * g[touched] ** 2
+        m_hat, v_hat = m[touched] / (1 - b1**t), v[touched] / (1 - b2**t)
+        table[touched] -= lr * m_hat / (np.sqrt(v_hat) + eps)
+    return table
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lazy_adam_matches_numpy_reference(backend):
+    result, updates = _train(gc.optim.LazyAdam(lr=0.05), backend)
+    assert updates[0][1].node.op == "sparse_adam_step"
+    np.testing.assert_allclose(result, reference_lazy_adam(0.05), rtol=1e-12, atol=1e-14)
+
+
+def test_lazy_adam_equals_adam_when_every_row_is_touched():
+    ids = np.arange(VOCAB).reshape(-1, 2)
+    results = []
+    for optimizer in (gc.optim.LazyAdam(lr=0.05), gc.optim.Adam(lr=0.05)):
+        step, table, _ = _embedding_step(optimizer, "numpy")
+        for _ in range(3):
+            step(ids)
+        results.append(table.value)
+    np.testing.assert_array_equal(*results)
+
+
+def test_lazy_adam_falls_back_to_adam_for_dense_gradients():
+    with gc.Graph():
+        x = gc.placeholder((None, 2), "float64", name="x")
+        w = gc.parameter(np.ones(2), name="w")
+        loss = gc.mean(gc.square(x @ w))
+        opt = gc.optim.LazyAdam(lr=0.1)
+        updates = opt.updates(loss, [w])
+    assert updates[0][1].node.op == "subtract"
+
+
+@pytest.mark.parametrize("optimizer", [lambda: gc.optim.SGD(lr=0.3),
+                                       lambda: gc.optim.LazyAdam(lr=0.05)])
+def test_numba_equals_numpy_when_the_table_is_also_an_output(optimizer):
+    # The table read by an output after the update: the kernel cannot write in place and
+    # copies the table first; results must not change.
+    results = [_train(optimizer(), backend, extra_output=True)[0] for backend in BACKENDS]
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-12, atol=1e-14)
+
+
+def _numba_memory(vocab):
+    with gc.Graph():
+        ids = gc.placeholder((None, 2), "int64", name="ids")
+        table = gc.parameter(np.zeros((vocab, 4), "float32"), name="table")
+        context = gc.parameter(np.zeros((vocab, 4), "float32"), name="context")
+        rows = gc.take(table, ids[:, 0], axis=0) * gc.take(context, ids[:, 1], axis=0)
+        loss = gc.mean(gc.softplus(-gc.sum(rows, axis=-1)))
+        opt = gc.optim.LazyAdam(lr=0.01)
+        step = gc.compile([ids], loss, updates=opt.updates(loss, [table, context]),
+                          backend="numba")
+    step(np.array([[1, 2], [2, 2], [vocab - 1, 0]]))
+    executable = step._executable
+    return executable.lp, executable.memory
+
+
+def test_numba_step_allocates_nothing_of_the_tables_size():
+    lp, memory = _numba_memory(vocab=5000)
+    sizes = [slot.size[0] for slot in memory.slots if not slot.size[1]]
+    assert sizes and max(sizes) < 5000, sizes
+    # Every table and moment is updated in place by its row-wise kernel.
+    in_place_ops = sorted(lp.ops[value].op for value in memory.in_place)
+    assert in_place_ops.count("sparse_moment") == 4
+    assert in_place_ops.count("sparse_adam_step") == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_update_refuses_an_id_out_of_range(backend):
+    with gc.Graph():
+        table = gc.placeholder((4, 2), "float64", name="table")
+        ids = gc.placeholder((None,), "int64", name="ids")
+        rows = gc.placeholder((None, 2), "float64", name="rows")
+        new = apply("sparse_sgd", table, ids, rows, gc.constant(np.float64(0.5)))
+        f = gc.compile([table, ids, rows], new, backend=backend)
+    good = f(np.zeros((4, 2)), np.array([1, -4]), np.ones((2, 2)))
+    np.testing.assert_array_equal(good, [[-0.5, -0.5], [-0.5, -0.5], [0, 0], [0, 0]])
+    with pytest.raises(gc.InputError, match="out of range"):
+        f(np.zeros((4, 2)), np.array([1, 4]), np.ones((2, 2)))
