@@ -12,7 +12,7 @@ sides start from the same values, so their gradients can be compared (tests/benc
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
 import numpy as np
@@ -267,6 +267,26 @@ def rnn(seed: int = 0, steps: int = 32, hidden: int = 128, features: int = 64,
         build_loss=build,
         numpy_loss_and_grads=loss_and_grads,
     )
+
+
+def rnn_scan(seed: int = 0, steps: int = 32, hidden: int = 128, features: int = 64,
+             batch: int = 32) -> Problem:
+    """``rnn``'s model and data written with ``gc.scan`` (one traced step); same numpy step."""
+    unrolled = rnn(seed, steps, hidden, features, batch)
+
+    def build(p: dict[str, gc.Tensor], inputs: list[gc.Tensor]) -> gc.Tensor:
+        x, y = inputs
+
+        def step(h: gc.Tensor, x_t: gc.Tensor) -> tuple[gc.Tensor, None]:
+            return gc.tanh(x_t @ p["Wx"] + h @ p["Wh"] + p["b"]), None
+
+        h, _ = gc.scan(step, gc.tanh(x[0] @ p["Wx"] + p["b"]), x[1:])
+        out = h @ p["Wo"] + p["bo"]
+        return gc.mean(gc.square(out - y))
+
+    return replace(
+        unrolled, name="rnn_scan" if steps == 32 else f"rnn_scan{steps}",
+        shape=unrolled.shape.replace("unrolled", "with gc.scan"), build_loss=build)
 
 
 # ---------------------------------------------------------------- LSTM on gc.scan
@@ -665,12 +685,13 @@ WORKLOADS: dict[str, Callable[..., Problem]] = {
     "tiny_mlp": tiny_mlp, "mlp": mlp, "ewise": ewise, "rnn": rnn, "logreg": logreg,
     "cnn": cnn, "lstm": lstm, "vae": vae, "word2vec": word2vec,
     "word2vec_100k": lambda **options: word2vec(**{"vocab": 100_000, **options}),
+    "rnn_scan": rnn_scan,
 }
 
 
 def make(name: str, **options: int) -> Problem:
     """The named workload (``tiny_mlp``, ``mlp``, ``ewise``, ``rnn``, ``logreg``, ``cnn``,
-    ``lstm``, ``vae``)."""
+    ``lstm``, ``vae``, ``word2vec``, ``rnn_scan``)."""
     return WORKLOADS[name](**options)
 
 

@@ -10,7 +10,7 @@ carry each step started from (residuals, made only when the VJP asks for them).
 
 Neither op is a registry primitive: the numpy backend runs the body step by step
 (``backends/numpy_backend.py``), the VJP is a reverse scan (``autodiff/scan.py``), and the
-numba backend refuses them at compile time for now.
+numba backend compiles the body once and runs the loop natively (``backends/numba/stages.py``).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ SMALL = {
     "lstm": {"steps": 5, "hidden": 16, "features": 8, "batch": 4},
     "vae": {"batch": 16, "noise_input": 1},  # the noise as an input: the same on both sides
     "cnn": {"batch": 4},
+    "rnn_scan": {"steps": 5},
 }
 
 

@@ -1,5 +1,5 @@
 """The recurrent built-in examples (graphcomp/train/examples/recurrent.py), at reduced size on
-the numpy backend (the numba backend does not compile scan yet)."""
+the numpy backend (fast to start at these sizes)."""
 
 from __future__ import annotations
 

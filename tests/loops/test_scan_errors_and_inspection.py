@@ -1,4 +1,4 @@
-"""gc.scan: build-time errors naming the user's line, the numba refusal, listings."""
+"""gc.scan: build-time errors naming the user's line, listings."""
 
 from __future__ import annotations
 
@@ -51,14 +51,6 @@ def test_symbolic_lengths_that_disagree_at_call_time_are_an_input_error():
         f = gc.compile([a, b], c, backend="numpy")
     with pytest.raises(gc.InputError, match=r"placeholder 'b'.*bound by placeholder 'a'"):
         f(np.ones((3, 2)), np.ones(4))
-
-
-def test_the_numba_backend_refuses_scan_at_compile_time():
-    with gc.Graph():
-        xs = gc.placeholder((None, 2), "float64", name="xs")
-        c, _ = gc.scan(lambda c, x: (c + x, c), gc.constant(np.zeros(2)), xs)
-        with pytest.raises(gc.CompileError, match=r'does not compile scan yet.*backend="numpy"'):
-            gc.compile([xs], c, backend="numba")
 
 
 def test_format_lists_the_body_beneath_the_scan_and_residual_bytes_per_step():

@@ -23,6 +23,7 @@ from graphcomp.backends.numba.compile_job import (
 )
 from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
 from graphcomp.backends.numba.release import release_dropped, track
+from graphcomp.backends.numba.stages import compile_staged, has_loops
 from graphcomp.errors import CompileError, ForkedProcessError, InputError
 from graphcomp.ir import dim_value
 from graphcomp.loops import LOOP_OPS
@@ -53,6 +54,12 @@ from graphcomp.runtime.locks import hold_during_fork
 from graphcomp.runtime.program import Program
 
 ALIGN_BYTES = 64  # every slot starts on a cache line
+# The drivers of a program with scans (backends/numba/stages.py) unless driver_jit says:
+# Python drivers and a Python loop. An njit body driver with an njit loop (scan_loop) compiled
+# 4.7x longer for a 7% shorter step (rnn_scan, docs/loops.md "Choosing the loop").
+SEGMENT_DRIVER_JIT = False
+BODY_DRIVER_JIT = False
+BODY_LANES = False
 
 # Set in a forked child whose parent had started GNU OpenMP's threads (numba's 'omp'
 # threading layer): numba kills such a child (SIGTERM) at its first parallel loop.
@@ -95,7 +102,13 @@ def prepare(program: Program, conv: ConvChoice = "auto"
 
     >>> # lp, plan, memory = prepare(build_program([x], [y]))
     """
-    lp = lower_convolutions(fold_constants(lower(program)), conv)
+    return prepare_lowered(lower(program), conv)
+
+
+def prepare_lowered(lp: LoweredProgram, conv: ConvChoice = "auto"
+                    ) -> tuple[LoweredProgram, FusionPlan, MemoryPlan]:
+    """``prepare`` after lowering (a staged program's segments are lowered already)."""
+    lp = lower_convolutions(fold_constants(lp), conv)
     lp = batch_matmuls(eliminate_common(lp))
     lp = isolate_outputs(eliminate_dead(simplify_powers(lp)))
     if numpy_blas() is not None:  # BLAS accumulates alpha * a @ b into a parameter
@@ -237,6 +250,18 @@ class NumbaExecutable:
         self._states[key] = state
         return state
 
+    def bound_buffers(self, binding: dict[str, int]) -> tuple[list[Any], tuple]:
+        """The output views and the driver's trailing arguments for ``binding`` (a scan's
+        loop calls the driver itself, see stages.py)."""
+        key = tuple([binding[s] for s in self.lp.symbols])
+        state = self._states.get(key) or self._bind(key)
+        return state.outputs, state.tail
+
+    def module_function(self, name: str) -> Any:
+        """A function of the loaded module, by name (``scan_loop``)."""
+        driver = getattr(self._driver, "py_func", self._driver)
+        return driver.__globals__[name]
+
     def step_calls(self) -> list[tuple[str, list[tuple[int | None, str]]]]:
         """Each call of the step as the driver writes it, with the values it computes: (graph
         node id or None for a value a pass made, its description). See gc.kernel_listing."""
@@ -367,31 +392,65 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
     >>> # exe = compile_numba(build_program([x], [y])); exe.run([xv], {"N": 4})
     """
     start = time.perf_counter()
+    if has_loops(program):  # scans: a sequence of compiled stages (backends/numba/stages.py)
+        _check_options(options, conv)
+        return _compile_staged(program, fastmath, driver_jit, conv)
     lp, memory, module = generate_module(program, fastmath=fastmath, driver_jit=driver_jit,
                                          conv=conv, **options)
     return compile_generated(program, lp, memory, module, start)
 
 
-def generate_module(program: Program, *, fastmath: bool = False, driver_jit: bool | None = None,
-                    conv: ConvChoice = "auto", **options: Any
-                    ) -> tuple[LoweredProgram, MemoryPlan, GeneratedModule]:
-    """The passes and the code generator: everything before Numba compiles."""
+def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None,
+                    conv: ConvChoice) -> Any:
+    """A program with scans: Python drivers (they compile faster; docs/loops.md), bodies
+    without lanes (small products); ``driver_jit=True``: njit drivers and ``scan_loop``."""
+
+    def compile_body(body: Program, loop_text: Callable[[GeneratedModule], str]) -> Any:
+        if has_loops(body):
+            return _compile_staged(body, fastmath, driver_jit, conv)
+        began = time.perf_counter()
+        lp, plan, memory = prepare(body, conv)
+        jit = BODY_DRIVER_JIT if driver_jit is None else driver_jit
+        module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=jit,
+                          lanes=BODY_LANES)
+        module.source += loop_text(module)
+        return compile_generated(body, lp, memory, module, began)
+
+    def compile_segment(segment: Program, lowered: LoweredProgram) -> NumbaExecutable:
+        began = time.perf_counter()
+        lp, plan, memory = prepare_lowered(lowered, conv)
+        jit = SEGMENT_DRIVER_JIT if driver_jit is None else driver_jit
+        module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=jit)
+        return compile_generated(segment, lp, memory, module, began)
+
+    return compile_staged(program, compile_body, compile_segment)
+
+
+def _check_options(options: dict[str, Any], conv: ConvChoice) -> None:
     if options:
         raise CompileError(f"unknown option(s) for backend 'numba': {', '.join(sorted(options))}")
     if conv not in CONV_CHOICES:
         raise CompileError(f"conv must be one of {', '.join(CONV_CHOICES)}, got {conv!r}")
+
+
+def generate_module(program: Program, *, fastmath: bool = False, driver_jit: bool | None = None,
+                    conv: ConvChoice = "auto", **options: Any
+                    ) -> tuple[LoweredProgram, MemoryPlan, GeneratedModule]:
+    """The passes and the code generator: everything before Numba compiles (one module: a
+    program without scans)."""
+    _check_options(options, conv)
     _refuse_loops(program)
     lp, plan, memory = prepare(program, conv)
     return lp, memory, generate(lp, plan, memory, fastmath=fastmath, driver_jit=driver_jit)
 
 
 def _refuse_loops(program: Program) -> None:
-    """The numba code generation of ``scan`` is not written yet: say so at compile time."""
+    """A program with scans is several modules (``compile_numba`` compiles it), never one."""
     for node in program.schedule:
         if node.op in LOOP_OPS:
             raise CompileError(
-                f"{node.describe()}: the numba backend does not compile scan yet; compile this "
-                "function with backend=\"numpy\" (docs/loops.md)")
+                f"{node.describe()}: a program with scan compiles into several modules; "
+                "compile it with compile_numba (docs/loops.md)")
 
 
 def compile_generated(program: Program, lp: LoweredProgram, memory: MemoryPlan,

@@ -23,9 +23,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from graphcomp.backends.numba.backend import NumbaExecutable, compile_generated, generate_module
+from graphcomp.backends.numba.backend import (
+    NumbaExecutable,
+    compile_generated,
+    compile_numba,
+    generate_module,
+)
 from graphcomp.backends.numba.cache import cache_dir, has_compiled, writable_cache
 from graphcomp.backends.numba.compile_job import CompileJob
+from graphcomp.backends.numba.stages import has_loops
 from graphcomp.errors import CompileError, CompileWarning
 from graphcomp.runtime.program import Program
 
@@ -39,6 +45,8 @@ def start_compile(program: Program, options: dict[str, Any]
     warm start) or the only way (no writable cache, with a ``CompileWarning``); else
     ``(None, pending)`` with the compile started in another process."""
     started = time.perf_counter()
+    if has_loops(program):  # several modules (backends/numba/stages.py): compiled here
+        return compile_numba(program, **options), None
     generated = generate_module(program, **options)
     lp, memory, module = generated
     if has_compiled(module.source):

@@ -22,6 +22,7 @@ import functools
 import glob
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -97,3 +98,26 @@ def gemm_externals(library: BlasLibrary, by_address: bool = False) -> dict[str, 
         )
         externals[name] = types.ExternalFunction(symbol, signature)
     return externals
+
+
+@functools.cache
+def blas_thread_count() -> tuple[Any, Any] | None:
+    """``(get, set)`` of numpy's OpenBLAS thread count, through ctypes; None when numpy's
+    library is not OpenBLAS (a library without the pair keeps its thread count).
+
+    >>> counts = blas_thread_count()
+    >>> counts is None or counts[0]() >= 1
+    True
+    """
+    library = numpy_blas()
+    if library is None:
+        return None
+    blas = ctypes.CDLL(library.path)
+    prefix = "scipy_openblas_" if library.sgemm.startswith("scipy_") else "openblas_"
+    suffix = "64_" if library.sgemm.endswith("64_") else ""
+    get_threads = getattr(blas, f"{prefix}get_num_threads{suffix}", None)
+    set_threads = getattr(blas, f"{prefix}set_num_threads{suffix}", None)
+    if get_threads is None or set_threads is None:
+        return None
+    set_threads.argtypes = [ctypes.c_int]
+    return get_threads, set_threads

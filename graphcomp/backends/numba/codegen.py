@@ -63,8 +63,9 @@ class GeneratedModule:
 
 
 def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
-             fastmath: bool = False, driver_jit: bool | None = None) -> GeneratedModule:
-    """The module text for a planned program.
+             fastmath: bool = False, driver_jit: bool | None = None,
+             lanes: bool = True) -> GeneratedModule:
+    """The module text for a planned program (``lanes=False``: products never split).
 
     >>> # module = generate(lp, plan_kernels(lp), plan_memory(lp, plan))
     """
@@ -73,7 +74,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     njit_driver = choose_driver(lp, plan, driver_jit)
     arena_dtypes = sorted({s.dtype for s in memory.slots}, key=lambda d: d.str)
     ctx = CallContext(lp, plan, memory, names, njit_driver, uses_blas=blas is not None,
-                      uses_lanes=wants_lanes(lp, plan, blas is not None),
+                      uses_lanes=lanes and wants_lanes(lp, plan, blas is not None),
                       arena_of_slot={s.index: f"arena_{s.dtype.name}" for s in memory.slots})
     statements = choose_calls(ctx)
     buffers = {s.value: s for s in statements if isinstance(s, Buffer)}

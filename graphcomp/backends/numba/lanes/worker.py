@@ -12,14 +12,12 @@ and OpenBLAS runs on one thread, so its pool never competes with the two lanes.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
-from typing import Any
 
 import numpy as np
 
-from graphcomp.backends.numba.blas import BlasLibrary, numpy_blas
+from graphcomp.backends.numba.blas import BlasLibrary, blas_thread_count, numpy_blas
 from graphcomp.backends.numba.lanes.protocol import (
     ACTIVE,
     ENABLED,
@@ -68,16 +66,7 @@ class LaneWorker:
         self._owner = threading.Lock()
         self._wake = threading.Event()
         self._library = library
-        self._blas = ctypes.CDLL(library.path)
-        prefix = "scipy_openblas_" if library.sgemm.startswith("scipy_") else "openblas_"
-        suffix = "64_" if library.sgemm.endswith("64_") else ""
-        # Both or neither: a library without the pair keeps its thread count.
-        get_threads = getattr(self._blas, f"{prefix}get_num_threads{suffix}", None)
-        set_threads = getattr(self._blas, f"{prefix}set_num_threads{suffix}", None)
-        self._threads: tuple[Any, Any] | None = None
-        if get_threads is not None and set_threads is not None:
-            set_threads.argtypes = [ctypes.c_int]
-            self._threads = (get_threads, set_threads)
+        self._threads = blas_thread_count()
         self._blas_threads = 0
         self._pid = os.getpid()
         module, path = load_generated_module(helper_text(library))

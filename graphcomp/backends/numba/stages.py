@@ -1,0 +1,412 @@
+"""Programs that hold ``scan`` on the numba backend: a sequence of compiled stages.
+
+The lowered program is cut at each scan into *segments* (the ops between two scans), each
+compiled by the ordinary pipeline (passes, fusion, memory plan, one generated module), and
+*scan stages*. A scan's body is a program of its own, compiled once by the same pipeline
+whatever the number of steps; its stage runs one loop over the leading axis that calls the
+body's driver on the step's carry, the views ``x[t]`` and the invariants, then copies the
+step's ``y`` into the stacked output and the new carry into a second carry buffer (the two
+swap). With a Python body driver (the default) the loop is Python (``_BoundLoop.loop``); with
+an njit one (``driver_jit=True``) it is ``scan_loop``, an njit function appended to the body's
+module (``loop_text``), so the whole loop is one native call. Stacked outputs and carries are
+allocated once per binding of the symbols and reused.
+
+Values cross stages as arrays: a segment's inputs are the program's placeholders it reads and
+the values earlier stages made (placeholders of its own program); parameters and constants
+are read where they are used. All updates are applied by the last segment, after every stage
+has read the old values.
+
+>>> # exe = compile_staged(program, compile_body, compile_segment); exe.run(arrays, binding)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from graphcomp.backends.numba.blas import blas_thread_count
+from graphcomp.backends.numba.compile_job import CompileJob, driver_signature
+from graphcomp.errors import CompileError
+from graphcomp.ir import dim_factors, dim_value
+from graphcomp.loops import LOOP_OPS, SCAN, SCAN_OUTPUT, ScanBody
+from graphcomp.passes.lowered import LOp, LoweredProgram
+from graphcomp.passes.lowering import lower
+from graphcomp.runtime.binding import check_inputs
+from graphcomp.runtime.program import Program
+
+NATIVE_LOOP = True  # append scan_loop to njit body modules (False: loop from Python)
+# compiles a body's program; the callable it gets returns the loop's text for a body module
+Compile = Callable[[Program, Callable[[Any], str]], Any]
+
+
+def has_loops(program: Program) -> bool:
+    """Whether ``program``'s schedule holds a scan."""
+    return any(node.op in LOOP_OPS for node in program.schedule)
+
+
+@dataclass
+class Segment:
+    """Ops between two scans, compiled into one generated module."""
+
+    executable: Any  # NumbaExecutable
+    inputs: list[int]  # value ids, in the order its driver takes them
+    outputs: list[int]  # value ids later stages (or the program's outputs) read
+    copied: list[bool]  # an output that may share a parameter's storage is copied
+
+    def run(self, env: dict[int, np.ndarray], binding: dict[str, int]) -> list[np.ndarray]:
+        """Run the segment on the values in ``env``; store what it makes there."""
+        outputs, new_values = self.executable.run([env[i] for i in self.inputs], binding)
+        for value, array, copied in zip(self.outputs, outputs, self.copied, strict=True):
+            env[value] = array.copy() if copied else array
+        return new_values
+
+
+@dataclass
+class ScanLoop:
+    """One scan: its body's executable and the loop that calls it once per step."""
+
+    op: LOp
+    body: ScanBody
+    y_out: list[Any]  # the body's ys that something reads (Nodes): the only ones computed
+    executable: Any  # the body's NumbaExecutable (or staged executable: nested scans)
+    inputs: list[int]  # init leaves, xs leaves, invariants
+    outputs: dict[int, int]  # scan_output value id -> its place in the loop's results
+    stack_carries: bool
+    native: bool  # the body's module holds ``scan_loop`` (loop_text)
+    _bound: dict[tuple, _BoundLoop] = field(default_factory=dict)
+
+    def run(self, env: dict[int, np.ndarray], binding: dict[str, int]) -> None:
+        """Run every step; store the scan's outputs in ``env``."""
+        # The loop is compiled for writeable C-ordered arrays, as the drivers are.
+        arrays = [a if a.flags.writeable and a.flags.c_contiguous else np.array(a, order="C")
+                  for a in (env[i] for i in self.inputs)]
+        n_carry, n_xs = len(self.body.carry_in), len(self.body.x_in)
+        carry, xs = arrays[:n_carry], arrays[n_carry:n_carry + n_xs]
+        invariants = arrays[n_carry + n_xs:]
+        trip = xs[0].shape[0] if xs else int(self.op.shape[0])
+        key = (trip, *[a.shape for a in arrays])
+        bound = self._bound.get(key) or self._bind(key, carry, xs, invariants, trip)
+        # The body's products are small: OpenBLAS's second thread only adds a hand-over per
+        # product, and on a busy machine a wait for a descheduled thread (rnn_scan backward
+        # loop, load 7 on 2 cores: 382 ms with two threads, 7.6 ms with one).
+        counts = blas_thread_count()
+        threads = counts[0]() if counts is not None else 1
+        if threads > 1 and counts is not None:
+            counts[1](1)
+        try:
+            results = bound.loop(carry, xs, invariants, trip, self.op.attrs["reverse"])
+        finally:
+            if threads > 1 and counts is not None:
+                counts[1](threads)
+        for value, index in self.outputs.items():
+            env[value] = results[index]
+
+    def _bind(self, key: tuple, carry: list[np.ndarray], xs: list[np.ndarray],
+              invariants: list[np.ndarray], trip: int) -> _BoundLoop:
+        body = self.body
+        one_step = [x[0] if trip else np.empty(x.shape[1:], x.dtype) for x in xs]
+        _, binding = check_inputs(body.inputs, carry + one_step + invariants, body.dims)
+        ys = [np.empty((trip, *_shape(y.shape, binding)), y.dtype) for y in self.y_out]
+        stacks = [np.empty((trip if self.stack_carries else 0, *c.shape), c.dtype)
+                  for c in carry]
+        carries = [[np.empty_like(c) for c in carry] for _ in range(2)]
+        bound = _BoundLoop(self._step(binding), carries, ys, stacks, self.stack_carries)
+        if self.native:
+            views, tail = self.executable.bound_buffers(binding)
+            if all(isinstance(v, np.ndarray) for v in views):  # else: an input passes through
+                bound.native = (self.executable.module_function("scan_loop"), (*views, *tail))
+        self._bound[key] = bound
+        return bound
+
+    def _step(self, binding: dict[str, int]) -> Callable[[Sequence[np.ndarray]], list]:
+        """One call of the body from Python: its runner, or its general run."""
+        executable = self.executable
+        step = executable.runner(binding) if hasattr(executable, "runner") else None
+        if step is None:
+            def step(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+                return executable.run(inputs, binding)[0]
+        return step
+
+
+@dataclass
+class _BoundLoop:
+    """The buffers of one scan for one binding: two carries that swap, stacked ys and carries."""
+
+    step: Callable[[Sequence[np.ndarray]], list[np.ndarray]]
+    carries: list[list[np.ndarray]]
+    ys: list[np.ndarray]
+    stacks: list[np.ndarray]  # of length 0 when nothing reads them
+    stack_carries: bool
+    native: tuple | None = None  # scan_loop and the body's output views and driver tail
+
+    def loop(self, init: list[np.ndarray], xs: list[np.ndarray], invariants: list[np.ndarray],
+             trip: int, reverse: bool) -> list[np.ndarray]:
+        carry, spare = self.carries
+        for buffer, value in zip(carry, init, strict=True):
+            np.copyto(buffer, value)
+        if self.native is not None:
+            function, buffers = self.native
+            function(trip, reverse, self.stack_carries, *carry, *spare, *xs, *invariants,
+                     *self.ys, *self.stacks, *buffers)
+            return [*(carry if trip % 2 == 0 else spare), *self.ys, *self.stacks]
+        step, ys, n_carry = self.step, self.ys, len(carry)
+        stacking = self.stack_carries
+        for t in range(trip - 1, -1, -1) if reverse else range(trip):
+            if stacking:
+                for stack, value in zip(self.stacks, carry, strict=True):
+                    stack[t] = value
+            outputs = step([*carry, *[x[t, ...] for x in xs], *invariants])  # views, 0-d too
+            for y, value in zip(ys, outputs[n_carry:], strict=True):
+                y[t] = value
+            for buffer, value in zip(spare, outputs[:n_carry], strict=True):
+                np.copyto(buffer, value)
+            carry, spare = spare, carry
+        return [*carry, *ys, *self.stacks]
+
+
+def _shape(shape: Sequence[Any], binding: dict[str, int]) -> tuple[int, ...]:
+    return tuple(dim_value(d, binding) for d in shape)
+
+
+class StagedExecutable:
+    """Runs the stages of a program that holds scans, in order (see the module's text)."""
+
+    def __init__(self, program: Program, stages: list[Segment | ScanLoop],
+                 sources: dict[int, LOp], compile_seconds: float) -> None:
+        self.program = program
+        self.stages = stages
+        self.compile_seconds = compile_seconds
+        executables = [stage.executable for stage in stages]
+        self.cache_hit = all(getattr(e, "cache_hit", False) for e in executables)
+        self.source = "\n".join(_stage_text(i, stage) for i, stage in enumerate(stages))
+        self._inputs = [node.id for node in program.inputs]
+        storage = program.graph.parameter_values
+        self._storage = storage
+        self._parameters = [(i, op.attrs["storage_id"]) for i, op in sources.items()
+                            if op.op == "parameter"]
+        self._constants = {i: np.array(op.attrs["value"], copy=True, order="C")
+                           for i, op in sources.items() if op.op == "constant"}
+
+    def run(self, inputs: Sequence[np.ndarray], binding: dict[str, int]
+            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        env: dict[int, np.ndarray] = dict(zip(self._inputs, inputs, strict=True))
+        env.update(self._constants)
+        for value, storage_id in self._parameters:
+            env[value] = self._storage[storage_id]
+        last = self.stages[-1]
+        assert isinstance(last, Segment)
+        for stage in self.stages[:-1]:
+            stage.run(env, binding)
+        outputs, new_values = last.executable.run([env[i] for i in last.inputs], binding)
+        return outputs, new_values
+
+    def step_calls(self) -> list[tuple[str, list[tuple[int | None, str]]]]:
+        """Each stage's calls (see gc.kernel_listing); a body's calls are indented under a
+        line for its loop and name their values by description (they are the body's)."""
+        listed = []
+        for stage in self.stages:
+            if isinstance(stage, Segment):
+                listed += stage.executable.step_calls()
+                continue
+            listed.append((f"# loop: {stage.op.describe()}, T = {stage.op.shape[0]}", []))
+            calls = getattr(stage.executable, "step_calls", None)
+            for text, values in calls() if calls is not None else []:
+                listed.append((f"    {text}", [(None, description) for _, description in values]))
+        return listed
+
+
+def _stage_text(index: int, stage: Segment | ScanLoop) -> str:
+    if isinstance(stage, Segment):
+        head = f"# ---- stage {index}: the ops between scans, one generated module"
+        return f"{head}\n{stage.executable.source}"
+    op = stage.op
+    loop = ("scan_loop, at the end of the body's module below" if stage.native else
+            "a Python loop over the body's step below")
+    head = (f"# ---- stage {index}: {op.describe()}, reverse={op.attrs['reverse']}, "
+            f"T = {op.shape[0]}: {loop}")
+    return f"{head}\n{stage.executable.source}"
+
+
+def compile_staged(program: Program, compile_body: Compile,
+                   compile_segment: Callable[[Program, LoweredProgram], Any]
+                   ) -> StagedExecutable:
+    """Cut ``program`` at its scans and compile every stage.
+
+    ``compile_body`` compiles a body's program (with the options of the enclosing compile);
+    ``compile_segment`` runs the passes and code generation on a segment's lowered program.
+    """
+    start = time.perf_counter()
+    lp = lower(program)
+    groups = _split(lp)
+    reads = [_reads(lp, group, last=(i == len(groups) - 1)) for i, group in enumerate(groups)]
+    position = {value: i for i, value in enumerate(lp.ops)}
+    stages: list[Segment | ScanLoop] = []
+    sources: dict[int, LOp] = {}
+    for i, group in enumerate(groups):
+        later = set().union(*reads[i + 1:]) if i + 1 < len(groups) else set()
+        if isinstance(group, int):
+            stages.append(_scan_loop(lp, group, later, compile_body))
+            sources.update({v: lp.ops[v] for v in lp.ops[group].inputs if lp.ops[v].is_source})
+            continue
+        last = i == len(groups) - 1
+        if not group and not last:
+            continue
+        outputs = list(lp.outputs) if last else sorted(set(group) & later, key=position.__getitem__)
+        seg = _segment_program(program, lp, group, reads[i], outputs, position, last)
+        executable = compile_segment(seg[0], seg[1])
+        memory = executable.memory
+        copied = [memory.base(v) not in memory.slot_of for v in outputs]
+        stages.append(Segment(executable, seg[1].inputs, outputs, copied))
+    return StagedExecutable(program, stages, sources, time.perf_counter() - start)
+
+
+def _split(lp: LoweredProgram) -> list[list[int] | int]:
+    """Segments (lists of op ids) and scans (an op id), in schedule order; sources belong to
+    no segment (each stage reads them where they are), scan outputs to their scan."""
+    groups: list[list[int] | int] = [[]]
+    for op in lp.ops.values():
+        if op.op == SCAN:
+            groups += [op.id, []]
+        elif op.op != SCAN_OUTPUT and not op.is_source:
+            group = groups[-1]
+            assert isinstance(group, list)
+            group.append(op.id)
+    return groups
+
+
+def _reads(lp: LoweredProgram, group: list[int] | int, last: bool) -> set[int]:
+    """The values a stage reads from outside itself."""
+    if isinstance(group, int):
+        return set(lp.ops[group].inputs)
+    own = set(group)
+    values = {i for op in group for i in lp.ops[op].inputs if i not in own}
+    if last:  # the outputs and updates are the last segment's
+        values |= set(lp.outputs) | {v for pair in lp.updates for v in pair}
+    return values - own
+
+
+def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: Compile
+               ) -> ScanLoop:
+    op = lp.ops[scan_id]
+    body: ScanBody = op.attrs["body"]
+    read = {v.id: v.attrs["index"] for v in lp.ops.values()
+            if v.op == SCAN_OUTPUT and v.inputs == [scan_id] and v.id in later}
+    # Only the ys something reads are computed (a reverse scan's gradients of xs often
+    # are not): results hold the carry, those ys, then the stacked carries.
+    n_carry, n_y = len(body.carry_out), len(body.y_out)
+    kept = [k for k in range(n_y) if n_carry + k in read.values()]
+    y_out = [body.y_out[k] for k in kept]
+    position = {**{i: i for i in range(n_carry)},
+                **{n_carry + k: n_carry + j for j, k in enumerate(kept)},
+                **{n_carry + n_y + i: n_carry + len(kept) + i for i in range(n_carry)}}
+    outputs = {value: position[index] for value, index in read.items()}
+    program = Program(body.graph, list(body.inputs), [*body.carry_out, *y_out], [],
+                      list(body.schedule), body.dims)
+    ranks = [n.ndim for n in (*body.carry_in, *body.x_in, *y_out)]
+    native: list[bool] = []
+
+    def text(module: Any) -> str:
+        native.append(NATIVE_LOOP and module.driver_jit and not module.uses_lanes
+                      and 0 not in ranks)
+        tail = len(module.arguments) - len(body.inputs)
+        return loop_text(body, y_out, tail) if native[0] else ""
+
+    try:
+        executable = compile_body(program, text)
+    except CompileError as exc:
+        raise CompileError(f"{op.describe()} (body traced at {body.source}): {exc}") from None
+    if native and native[0]:
+        _compile_loop(executable, body, y_out)
+    stack_carries = any(index >= n_carry + n_y for index in read.values())
+    return ScanLoop(op, body, y_out, executable, list(op.inputs), outputs, stack_carries,
+                    bool(native and native[0]))
+
+
+def _compile_loop(executable: Any, body: ScanBody, y_out: list[Any]) -> None:
+    """Compile ``scan_loop`` now (with the body), for the types its stage passes."""
+    from numba import from_dtype, types
+
+    def arrays(nodes: Sequence[Any], extra: int) -> list[Any]:
+        return [types.Array(from_dtype(n.dtype), n.ndim + extra, "C") for n in nodes]
+
+    driver = driver_signature(CompileJob.of(executable.module).driver_arguments)
+    carry = arrays(body.carry_in, 0)
+    signature = (types.int64, types.boolean, types.boolean, *carry, *carry,
+                 *arrays(body.x_in, 1), *arrays(body.invariant_in, 0),
+                 *arrays(y_out, 1), *arrays(body.carry_in, 1),
+                 *arrays([*body.carry_out, *y_out], 0), *driver[len(body.inputs):])
+    function = executable.module_function("scan_loop")
+    if signature not in function.signatures:
+        function.compile(signature)
+    function.disable_compile()
+
+
+def loop_text(body: ScanBody, y_out: list[Any], tail: int) -> str:
+    """``scan_loop``, appended to a body's module: the whole loop in one native call.
+
+    Its arguments: the trip count, the direction, whether carries are stacked, the carry
+    buffers and their spares (the two swap each step), the stacked xs, the invariants, the
+    stacked ys and carries, the driver's output views, then the driver's trailing arguments.
+    """
+    def names(prefix: str, count: int) -> list[str]:
+        return [f"{prefix}{i}" for i in range(count)]
+
+    carry, spare = names("c", len(body.carry_in)), names("s", len(body.carry_in))
+    xs, inv = names("x", len(body.x_in)), names("v", len(body.invariant_in))
+    ys, stacks = names("y", len(y_out)), names("k", len(body.carry_in))
+    outs, rest = names("o", len(carry) + len(y_out)), names("a", tail)
+    args = ", ".join(["trip", "reverse", "stacking", *carry, *spare, *xs, *inv, *ys, *stacks,
+                      *outs, *rest])
+    step_args = ", ".join([*carry, *[f"{x}[t]" for x in xs], *inv, *rest])
+    lines = [
+        "", "", "# ---- the scan's loop (graphcomp/backends/numba/stages.py)", "", "",
+        "@njit(cache=True, nogil=True, error_model=\"numpy\")",
+        f"def scan_loop({args}):",
+        "    for i in range(trip):",
+        "        t = trip - 1 - i if reverse else i",
+        "        if stacking:",
+        *[f"            {k}[t] = {c}" for k, c in zip(stacks, carry, strict=True)],
+        f"        step({step_args})",
+        *[f"        {y}[t] = {o}" for y, o in zip(ys, outs[len(carry):], strict=True)],
+        *[f"        {s}[:] = {o}" for s, o in zip(spare, outs[:len(carry)], strict=True)],
+        *[f"        {c}, {s} = {s}, {c}" for c, s in zip(carry, spare, strict=True)],
+        "    return trip",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _segment_program(program: Program, lp: LoweredProgram, group: list[int], reads: set[int],
+                     outputs: list[int], position: dict[int, int], last: bool
+                     ) -> tuple[Program, LoweredProgram]:
+    """A segment as a program of its own: values made by other stages become placeholders."""
+    ops: dict[int, LOp] = {}
+    inputs = []
+    for value in sorted(reads, key=position.__getitem__):
+        op = lp.ops[value]
+        if op.op in ("parameter", "constant"):
+            ops[value] = _copy(op)
+        else:
+            ops[value] = LOp(value, "placeholder", [], {}, op.shape, op.dtype, list(op.labels))
+            inputs.append(value)
+    for value in group:
+        ops[value] = _copy(lp.ops[value])
+    updates = list(lp.updates) if last else []
+    used = {s for op in ops.values() for d in (*op.shape, *op.attrs.get("dims", ()))
+            for s in dim_factors(d)[1]}
+    seg_lp = LoweredProgram(ops=ops, inputs=inputs, outputs=list(outputs), updates=updates,
+                            symbols=[s for s in lp.symbols if s in used],
+                            graph_name=lp.graph_name)
+    graph = program.graph
+    seg_program = Program(graph, [graph.node(i) for i in inputs],
+                          [graph.node(i) for i in outputs],
+                          [(graph.node(p), graph.node(v)) for p, v in updates],
+                          [graph.node(i) for i in group], program.dims)
+    return seg_program, seg_lp
+
+
+def _copy(op: LOp) -> LOp:
+    return LOp(op.id, op.op, list(op.inputs), dict(op.attrs), op.shape, op.dtype, list(op.labels))
