@@ -38,10 +38,14 @@ def _swap_last(x: Any) -> Any:
 
 def _vjp_matmul(g: Any, out: Any, ins: Sequence, attrs: dict) -> list:
     a, b = ins
-    return [
-        F.unbroadcast(F.matmul(g, _swap_last(b)), a.shape),
-        F.unbroadcast(F.matmul(_swap_last(a), g), b.shape),
-    ]
+    grad_a = F.unbroadcast(F.matmul(g, _swap_last(b)), a.shape)
+    if b.ndim == 2 and a.ndim > 2:
+        # A weight shared by every matrix of a batch (x[T,B,K] @ W[K,N]): one product over
+        # all rows, [T*B,K]^T @ [T*B,N], instead of T products and a sum over T.
+        rows_a = F.reshape(a, (-1, a.shape[-1]))
+        rows_g = F.reshape(g, (-1, g.shape[-1]))
+        return [grad_a, F.matmul(F.transpose(rows_a, (1, 0)), rows_g)]
+    return [grad_a, F.unbroadcast(F.matmul(_swap_last(a), g), b.shape)]
 
 
 def _matmul_samples(rng: np.random.Generator, dtype: np.dtype) -> list[Sample]:
