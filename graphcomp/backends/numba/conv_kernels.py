@@ -20,6 +20,8 @@ zeroed ``out`` (col2im); the filter gradient accumulates each tap in float64.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from graphcomp.backends.numba.kernels import KernelText
 from graphcomp.passes.fusion import Kernel
 from graphcomp.passes.lowered import LoweredProgram
@@ -363,7 +365,32 @@ def avg_pool2d_grad_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     return KernelText(["a0", "out"], body, list(op.inputs))
 
 
-WRITERS = {
+# Ops whose kernel runs its loop over the images under ``prange`` (each image writes only its
+# own part of ``out``). Empty: see ``benchmarks/bench_conv_prange.py`` and docs/convolutions.md
+# for the measurement on the 2-core machine.
+BATCH_PARALLEL: set[str] = set()
+# The ops whose image loop may run in parallel (the filter gradient sums over the images).
+_IMAGE_PARALLEL_SAFE = frozenset({
+    "conv2d", "conv2d_input_grad", "max_pool2d", "max_pool2d_grad", "max_pool2d_gather",
+    "avg_pool2d", "avg_pool2d_grad", "im2col", "col2im"})
+
+
+def _batch_loop(writer: Callable[[LoweredProgram, Kernel], KernelText]
+                ) -> Callable[[LoweredProgram, Kernel], KernelText]:
+    """``writer``, with the image loop under ``prange`` for the ops in ``BATCH_PARALLEL``."""
+    def write(lp: LoweredProgram, kernel: Kernel) -> KernelText:
+        text = writer(lp, kernel)
+        name = lp.ops[kernel.root].op
+        if name in BATCH_PARALLEL and name in _IMAGE_PARALLEL_SAFE:
+            loop = "for b in range(n_img):"
+            text.body = [(line.replace(loop, "for b in prange(n_img):"), note) if
+                         line.startswith(loop) else (line, note) for line, note in text.body]
+            text.parallel = True
+        return text
+    return write
+
+
+WRITERS = {name: _batch_loop(writer) for name, writer in {
     "conv2d": conv2d_kernel,
     "conv2d_input_grad": conv2d_input_grad_kernel,
     "conv2d_filter_grad": conv2d_filter_grad_kernel,
@@ -374,4 +401,4 @@ WRITERS = {
     "avg_pool2d_grad": avg_pool2d_grad_kernel,
     "im2col": im2col_kernel,
     "col2im": col2im_kernel,
-}
+}.items()}
