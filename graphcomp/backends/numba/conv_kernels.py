@@ -288,10 +288,13 @@ def max_pool2d_gather_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
 # maximum in the input's dtype. benchmarks/bench_pool.py measures both paths.
 
 
+TILED_POOLING = True  # False: every pooling op takes the general path (for benchmarks)
+
+
 def _tiled(attrs: dict) -> bool:
     """True for non-overlapping pooling windows: stride equal to the kernel, no padding."""
     padded = any(p for pair in attrs["padding"] for p in pair)
-    return tuple(attrs["stride"]) == tuple(attrs["kernel"]) and not padded
+    return TILED_POOLING and tuple(attrs["stride"]) == tuple(attrs["kernel"]) and not padded
 
 
 def _tile_header(attrs: dict, pooled: str, planes: list[str],
