@@ -342,7 +342,8 @@ def _tiled_max_pool2d_grad(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     right = [("for i in range(kh):", ""), ("    orow = o2[r + i]", ""),
              ("    for t in range(ow_n * kw, wd):", ""), ("        orow[t] = 0", "")]
     body = _tile_header(op.attrs, "a1", bottom, _indent(right, 3)) + _tile_max()
-    body += _indent([("share = g2[oh, ow] / max(ties, 1)", "")], 4)
+    share = "share = 0.0 + g2[oh, ow] / max(ties, 1)"  # 0 + as the general path: -0.0 -> 0.0
+    body += _indent([(share, "")], 4)
     body += _tile_loop([("orow[q + j] = share if xrow[q + j] == top else 0", op.describe())],
                        ["orow = o2[r + i]"])
     return KernelText(["a0", "a1", "out"], body, list(op.inputs))
