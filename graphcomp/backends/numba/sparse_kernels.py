@@ -21,8 +21,8 @@ from graphcomp.passes.lowered import LoweredProgram
 
 # Where each op reads its table, ids and (for the sums) rows.
 _OPERANDS = {"sparse_sgd": (0, 1, 2), "sparse_moment": (0, 1, 2), "sparse_adam_step": (0, 3, None)}
-# Ids are ordered by sorting ``id * n + position`` (unique values, so numba's quicksort gives
-# the stable order, faster than its merge argsort) while that product stays below this bound.
+# Ids are ordered by sorting ``id * n + position`` (unique values, so any sort gives the
+# stable order) while that product stays below this bound; above it, a merge argsort.
 PACK_LIMIT = 1 << 62
 # Where each op reads its scalars (learning rate, bias corrections), by name.
 _SCALARS = {"sparse_sgd": {3: "lr"}, "sparse_moment": {}, "sparse_adam_step": {4: "lr", 5: "c1",
