@@ -128,3 +128,27 @@ def test_the_columns_live_in_the_arena() -> None:
     _, _, module = generate_module(program_graph, conv="im2col")
     lines = [line for line in module.source.splitlines() if line.strip().startswith("im2col")]
     assert lines and all("= arena_float64[" in line for line in lines)
+
+
+def test_images_under_prange_match_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``conv_kernels.BATCH_PARALLEL`` (off by default): the image loops under prange give the
+    serial kernels' results, im2col and direct conv alike, pooling on both of its paths."""
+    from graphcomp.backends.numba import conv_kernels
+
+    monkeypatch.setattr(conv_kernels, "BATCH_PARALLEL", set(conv_kernels._IMAGE_PARALLEL_SAFE))
+    with gc.Graph():
+        x = gc.placeholder((None, 2, 8, 7), "float64", name="x")
+        w = gc.parameter(RNG.standard_normal((3, 2, 3, 3)) * 0.3, name="w")
+        h = gc.nn.max_pool2d(gc.nn.conv2d(x, w, padding="same"), 2)  # non-overlapping
+        h = gc.nn.max_pool2d(h, 3, stride=1, padding=1)  # the general path
+        loss = gc.sum(h * h) + gc.sum(gc.nn.avg_pool2d(x, 2))
+        outputs = [loss, *gc.grad(loss, [x, w])]
+        want = gc.compile([x], outputs, backend="numpy")
+        functions = [gc.compile([x], outputs, backend="numba", conv=conv)
+                     for conv in ("direct", "im2col")]
+    assert all("prange(n_img)" in f.source for f in functions)
+    for batch in (3, 1, 0):
+        feed = RNG.standard_normal((batch, 2, 8, 7))
+        for f in functions:
+            for got, expected in zip(f(feed), want(feed), strict=True):
+                np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)

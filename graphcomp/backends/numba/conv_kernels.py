@@ -20,6 +20,8 @@ zeroed ``out`` (col2im); the filter gradient accumulates each tap in float64.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from graphcomp.backends.numba.kernels import KernelText
 from graphcomp.passes.fusion import Kernel
 from graphcomp.passes.lowered import LoweredProgram
@@ -240,6 +242,10 @@ def _window_max(depth: int = 4) -> Lines:
 def max_pool2d_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     """The maximum of each window (padding never wins: it is not read)."""
     op = lp.ops[kernel.root]
+    if _tiled(op.attrs):
+        body = _tile_header(op.attrs, "out", ["o2 = out[b, c]"]) + _tile_max()
+        body += _indent([("o2[oh, ow] = top", op.describe())], 4)
+        return KernelText(["a0", "out"], body, list(op.inputs))
     body = _pool_header(op.attrs, "out") + _indent([("top = -np.inf", "")], 4)
     body += _window_loop([("v = a0[b, c, ih, iw]", ""),
                           ("if v > top or v != v:", ""), ("    top = v", "")])
@@ -250,6 +256,8 @@ def max_pool2d_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
 def max_pool2d_grad_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     """Each ``g`` element split equally between its window's tied maxima, into zeroed ``out``."""
     op = lp.ops[kernel.root]
+    if _tiled(op.attrs):
+        return _tiled_max_pool2d_grad(lp, kernel)
     body = _zero() + _pool_header(op.attrs, "a1") + _window_max()
     body += _indent([("share = a1[b, c, oh, ow] / max(ties, 1)", "")], 4)
     body += _window_loop([("if a0[b, c, ih, iw] == top:", ""),
@@ -260,10 +268,84 @@ def max_pool2d_grad_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
 def max_pool2d_gather_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     """Per window of ``x``: the mean of ``v`` over the window's tied maxima."""
     op = lp.ops[kernel.root]
+    if _tiled(op.attrs):
+        body = _tile_header(op.attrs, "out", ["v2 = a1[b, c]", "o2 = out[b, c]"]) + _tile_max()
+        body += _indent([("total = 0.0", "")], 4)
+        body += _tile_loop([("if xrow[q + j] == top:", ""), ("    total += vrow[q + j]", "")],
+                           ["vrow = v2[r + i]"])
+        body += _indent([("o2[oh, ow] = total / max(ties, 1)", op.describe())], 4)
+        return KernelText(["a0", "a1", "out"], body, list(op.inputs))
     body = _pool_header(op.attrs, "out") + _window_max() + _indent([("total = 0.0", "")], 4)
     body += _window_loop([("if a0[b, c, ih, iw] == top:", ""),
                           ("    total += a1[b, c, ih, iw]", "")])
     body += _indent([("out[b, c, oh, ow] = total / max(ties, 1)", op.describe())], 4)
+    return KernelText(["a0", "a1", "out"], body, list(op.inputs))
+
+
+# Non-overlapping windows (stride == kernel, no padding): every input element lies in at most
+# one window, so the gradient is written once per element (no zeroed buffer, no ``+=``), and
+# each window is read through 2-d views of its image plane, its first element seeding the
+# maximum in the input's dtype. benchmarks/bench_pool.py measures both paths.
+
+
+TILED_POOLING = True  # False: every pooling op takes the general path (for benchmarks)
+
+
+def _tiled(attrs: dict) -> bool:
+    """True for non-overlapping pooling windows: stride equal to the kernel, no padding."""
+    padded = any(p for pair in attrs["padding"] for p in pair)
+    return TILED_POOLING and tuple(attrs["stride"]) == tuple(attrs["kernel"]) and not padded
+
+
+def _tile_header(attrs: dict, pooled: str, planes: list[str],
+                 rows: Lines | None = None) -> Lines:
+    """Loops over every window of ``pooled``, with ``x2`` (and ``planes``) the image planes
+    of ``(b, c)``, ``(r, q)`` the window's first row and column; ``rows`` run once per row of
+    windows (at depth 4)."""
+    kh, kw = attrs["kernel"]
+    lines = [
+        (f"kh, kw = {kh}, {kw}", ""),
+        (f"n_img, chans, oh_n, ow_n = {pooled}.shape", ""),
+        ("h, wd = a0.shape[2], a0.shape[3]", ""),
+        ("for b in range(n_img):", ""),
+        ("    for c in range(chans):", ""),
+        ("        x2 = a0[b, c]", ""),
+        *[("        " + plane, "") for plane in planes],
+    ]
+    return lines + [("        for oh in range(oh_n):", ""), ("            r = oh * kh", ""),
+                    *(rows or []), ("            for ow in range(ow_n):", ""),
+                    ("                q = ow * kw", "")]
+
+
+def _tile_loop(statements: Lines, rows: tuple[str, ...] | list[str] = ()) -> Lines:
+    """``statements`` for every element ``xrow[q + j]`` of the window at ``(r, q)``."""
+    head = [("for i in range(kh):", ""), ("    xrow = x2[r + i]", "")]
+    head += [("    " + row, "") for row in rows] + [("    for j in range(kw):", "")]
+    return _indent(head, 4) + _indent(statements, 6)
+
+
+def _tile_max() -> Lines:
+    """``top``, the window's maximum (NaN-propagating), and ``ties``, how many equal it."""
+    lines = _indent([("top = x2[r, q]", "")], 4)
+    lines += _tile_loop([("v = xrow[q + j]", ""), ("if v > top or v != v:", ""),
+                         ("    top = v", "")])
+    lines += _indent([("ties = 0", "")], 4)
+    return lines + _tile_loop([("if xrow[q + j] == top:", ""), ("    ties += 1", "")])
+
+
+def _tiled_max_pool2d_grad(lp: LoweredProgram, kernel: Kernel) -> KernelText:
+    """The gradient for non-overlapping windows: ``share`` or 0 written once per element;
+    rows and columns that no window covers are zeroed."""
+    op = lp.ops[kernel.root]
+    bottom = ["g2 = a1[b, c]", "o2 = out[b, c]", "for t in range(oh_n * kh, h):",
+              "    for u in range(wd):", "        o2[t, u] = 0"]
+    right = [("for i in range(kh):", ""), ("    orow = o2[r + i]", ""),
+             ("    for t in range(ow_n * kw, wd):", ""), ("        orow[t] = 0", "")]
+    body = _tile_header(op.attrs, "a1", bottom, _indent(right, 3)) + _tile_max()
+    share = "share = 0.0 + g2[oh, ow] / max(ties, 1)"  # 0 + as the general path: -0.0 -> 0.0
+    body += _indent([(share, "")], 4)
+    body += _tile_loop([("orow[q + j] = share if xrow[q + j] == top else 0", op.describe())],
+                       ["orow = o2[r + i]"])
     return KernelText(["a0", "a1", "out"], body, list(op.inputs))
 
 
@@ -287,7 +369,32 @@ def avg_pool2d_grad_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     return KernelText(["a0", "out"], body, list(op.inputs))
 
 
-WRITERS = {
+# Ops whose kernel runs its loop over the images under ``prange`` (each image writes only its
+# own part of ``out``). Empty: see ``benchmarks/bench_conv_prange.py`` and docs/convolutions.md
+# for the measurement on the 2-core machine.
+BATCH_PARALLEL: set[str] = set()
+# The ops whose image loop may run in parallel (the filter gradient sums over the images).
+_IMAGE_PARALLEL_SAFE = frozenset({
+    "conv2d", "conv2d_input_grad", "max_pool2d", "max_pool2d_grad", "max_pool2d_gather",
+    "avg_pool2d", "avg_pool2d_grad", "im2col", "col2im"})
+
+
+def _batch_loop(writer: Callable[[LoweredProgram, Kernel], KernelText]
+                ) -> Callable[[LoweredProgram, Kernel], KernelText]:
+    """``writer``, with the image loop under ``prange`` for the ops in ``BATCH_PARALLEL``."""
+    def write(lp: LoweredProgram, kernel: Kernel) -> KernelText:
+        text = writer(lp, kernel)
+        name = lp.ops[kernel.root].op
+        if name in BATCH_PARALLEL and name in _IMAGE_PARALLEL_SAFE:
+            loop = "for b in range(n_img):"
+            text.body = [(line.replace(loop, "for b in prange(n_img):"), note) if
+                         line.startswith(loop) else (line, note) for line, note in text.body]
+            text.parallel = True
+        return text
+    return write
+
+
+WRITERS = {name: _batch_loop(writer) for name, writer in {
     "conv2d": conv2d_kernel,
     "conv2d_input_grad": conv2d_input_grad_kernel,
     "conv2d_filter_grad": conv2d_filter_grad_kernel,
@@ -298,4 +405,4 @@ WRITERS = {
     "avg_pool2d_grad": avg_pool2d_grad_kernel,
     "im2col": im2col_kernel,
     "col2im": col2im_kernel,
-}
+}.items()}

@@ -473,12 +473,9 @@ def concatenate_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     return KernelText(names + ["out"], body, list(op.inputs))
 
 
-def _checked_index(pad: str, index_vars: list[str], message: str) -> list[tuple[str, str]]:
-    """Lines reading index ``k`` from ``a1``, wrapping negatives and raising when out of range
-    (``size`` is the indexed axis' length, set by the caller)."""
-    idx_ref = f"a1[{', '.join(index_vars)}]" if index_vars else "a1[()]"
+def _wrapped_index(pad: str, message: str) -> list[tuple[str, str]]:
+    """Lines wrapping a negative index ``k`` and raising when it is out of range."""
     return [
-        (pad + f"k = {idx_ref}", ""),
         (pad + "if k < 0:", ""),
         (pad + "    k += size", ""),
         (pad + "if k < 0 or k >= size:", ""),
@@ -486,46 +483,49 @@ def _checked_index(pad: str, index_vars: list[str], message: str) -> list[tuple[
     ]
 
 
+def _row_views(ndim: int, axis: int, table: str, rows: str) -> list[tuple[str, str]]:
+    """Lines viewing ``table`` as ``(outer, size, inner)`` around ``axis``, the indices ``a1``
+    as ``ids`` (``n``) and ``rows`` as ``(outer, n, inner)``: a gathered or scattered slice is
+    then ``inner`` contiguous elements, copied by one loop that vectorises."""
+    outer = " * ".join(["1", *[f"{table}.shape[{k}]" for k in range(axis)]])
+    inner = " * ".join(["1", *[f"{table}.shape[{k}]" for k in range(axis + 1, ndim)]])
+    return [
+        (f"size = {table}.shape[{axis}]", ""), (f"outer = {outer}", ""),
+        (f"inner = {inner}", ""), ("n = a1.size", ""), ("ids = a1.reshape(n)", ""),
+        (f"src = {table}.reshape((outer, size, inner))", ""),
+        (f"rows = {rows}.reshape((outer, n, inner))", ""),
+    ]
+
+
 def take_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
-    """Gather along an axis, with bounds checks (negative indices count from the end)."""
+    """Gather along an axis, with bounds checks (negative indices count from the end): each
+    index is read and checked once, then its slice copied as contiguous runs of ``inner``."""
     op = lp.ops[kernel.root]
     x, indices = lp.ops[op.inputs[0]], lp.ops[op.inputs[1]]
-    axis = op.attrs["axis"]
-    pre = [f"i{k}" for k in range(axis)]
-    mid = [f"j{k}" for k in range(indices.ndim)]
-    post = [f"i{k}" for k in range(axis + 1, x.ndim)]
-    out_idx = pre + mid + post
-    extents = [f"out.shape[{k}]" for k in range(len(out_idx))]
-    body = [(f"size = a0.shape[{axis}]", "")]
-    body += [(line, "") for line in _nest(out_idx, extents)]
-    pad = "    " * len(out_idx)
-    body += _checked_index(pad, mid, "take: an index is out of range for the gathered axis")
-    body.append((pad + f"out[{', '.join(out_idx) or '()'}] = a0[{', '.join(pre + ['k'] + post)}]",
-                 op.describe()))
+    body = _row_views(x.ndim, op.attrs["axis"], "a0", "out")
+    body += [("for j in range(n):", ""), ("    k = ids[j]", "")]
+    body += _wrapped_index("    ", "take: an index is out of range for the gathered axis")
+    body += [("    for o in range(outer):", ""), ("        for c in range(inner):", ""),
+             ("            rows[o, j, c] = src[o, k, c]", op.describe())]
     return KernelText(["a0", "a1", "out"], body, [x.id, indices.id])
 
 
 def scatter_add_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
-    """``out = base`` then add each update at its index (repeated indices accumulate)."""
+    """``out = base`` then add each update at its index (repeated indices accumulate, in
+    order); each index is read and checked once, its slice added as contiguous runs."""
     op = lp.ops[kernel.root]
     base, indices, updates = (lp.ops[i] for i in op.inputs)
-    axis = op.attrs["axis"]
-    pre = [f"i{k}" for k in range(axis)]
-    mid = [f"j{k}" for k in range(indices.ndim)]
-    post = [f"i{k}" for k in range(axis + 1, base.ndim)]
-    upd_idx = pre + mid + post
     body = [
         ("flat_out = out.reshape(out.size)", ""),
         ("flat_base = a0.reshape(a0.size)", ""),
         ("for i in range(flat_out.shape[0]):", ""),
         ("    flat_out[i] = flat_base[i]", ""),
-        (f"size = a0.shape[{axis}]", ""),
     ]
-    body += [(line, "") for line in _nest(upd_idx, [f"a2.shape[{k}]" for k in range(len(upd_idx))])]
-    pad = "    " * len(upd_idx)
-    body += _checked_index(pad, mid, "scatter_add: an index is out of range for the axis")
-    body.append((pad + f"out[{', '.join(pre + ['k'] + post)}] += a2[{', '.join(upd_idx) or '()'}]",
-                 op.describe()))
+    body += _row_views(base.ndim, op.attrs["axis"], "out", "a2")
+    body += [("for j in range(n):", ""), ("    k = ids[j]", "")]
+    body += _wrapped_index("    ", "scatter_add: an index is out of range for the axis")
+    body += [("    for o in range(outer):", ""), ("        for c in range(inner):", ""),
+             ("            src[o, k, c] += rows[o, j, c]", op.describe())]
     return KernelText(["a0", "a1", "a2", "out"], body, [base.id, indices.id, updates.id])
 
 

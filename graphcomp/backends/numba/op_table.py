@@ -168,10 +168,12 @@ OP_TABLE: dict[str, OpKernel] = {
     "argsort": OpKernel("loop nest", note="per line: copy, stable merge argsort"),
     "permute": OpKernel("loop nest", note="per line: checked gather by a permutation"),
     # ---------------------------------------------------------------- indexing, linalg
-    "take": OpKernel("loop nest", note="bounds-checked gather"),
-    "scatter_add": OpKernel("loop nest", note="copy, then bounds-checked accumulate"),
+    "take": OpKernel("loop nest", note="bounds-checked gather, one check and one contiguous "
+                                        "copy per index"),
+    "scatter_add": OpKernel("loop nest", note="copy, then bounds-checked accumulate, one "
+                                               "check per index"),
     "check_index": OpKernel("loop nest", note="copy, raising on a label outside [0, size)"),
-    "sparse_sgd": OpKernel("loop nest", note="touched rows only: stable argsort of the ids, "
+    "sparse_sgd": OpKernel("loop nest", note="touched rows only: ids in stable order, "
                                               "rows summed per id, then the row update "
                                               "(in place in the table; sparse_kernels.py)"),
     "sparse_moment": OpKernel("loop nest", note="touched rows only, like sparse_sgd"),

@@ -1,13 +1,15 @@
 """Kernels of the row-wise optimizer updates (``ops/sparse_updates.py``).
 
 Each kernel touches only the rows its ids name: it normalises the ids (negative ones count
-from the end, out of range raises), orders their positions by a stable merge argsort, and
-walks the groups of equal ids. ``sparse_sgd`` and ``sparse_moment`` sum each group's rows in
-the order they come (as ``scatter_add`` does) into one row of scratch, then write the row
-update; ``sparse_adam_step`` needs no sum. Work and scratch are proportional to the number of
-ids, never to the table: with the update written in place (``memory._in_place_updates``),
-a step costs the same for 1,000 rows as for 100,000. Written elsewhere, the kernel first
-copies the whole table (the value of every untouched row).
+from the end, out of range raises), orders their positions stably (a sort of the packed
+``id * n + position``, or a merge argsort where that could overflow), and walks the groups of
+equal ids. ``sparse_sgd`` and ``sparse_moment`` sum each group's rows in the order they come
+(as ``scatter_add`` does) into one row of scratch, then write the row update;
+``sparse_adam_step`` needs no sum. Work and scratch are proportional to the number of ids,
+never to the table: with the update written in place (``memory._in_place_updates``), a step
+touches the same number of rows for 1,000 rows as for 100,000 (each touched row of a table
+larger than the caches costs more). Written elsewhere, the kernel first copies the whole
+table (the value of every untouched row).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from graphcomp.passes.lowered import LoweredProgram
 
 # Where each op reads its table, ids and (for the sums) rows.
 _OPERANDS = {"sparse_sgd": (0, 1, 2), "sparse_moment": (0, 1, 2), "sparse_adam_step": (0, 3, None)}
+# Ids are ordered by sorting ``id * n + position`` (unique values, so any sort gives the
+# stable order) while that product stays below this bound; above it, a merge argsort.
+PACK_LIMIT = 1 << 62
 # Where each op reads its scalars (learning rate, bias corrections), by name.
 _SCALARS = {"sparse_sgd": {3: "lr"}, "sparse_moment": {}, "sparse_adam_step": {4: "lr", 5: "c1",
                                                                                6: "c2"}}
@@ -65,9 +70,10 @@ def sparse_update_kernel(lp: LoweredProgram, kernel: Kernel, in_place: bool) -> 
     ]
     if rows_at is not None:
         body += [
+            ("    q = order[start]", ""),
             ("    for c in range(inner):", ""),
-            (f"        acc[c] = np.{dt}(0.0)", ""),
-            ("    for j in range(start, stop):", ""),
+            (f"        acc[c] = np.{dt}(0.0) + rows[q, c]", "0 + first row, as scatter_add"),
+            ("    for j in range(start + 1, stop):", ""),
             ("        q = order[j]", ""),
             ("        for c in range(inner):", ""),
             ("            acc[c] += rows[q, c]", "repeated ids add up in order"),
@@ -90,7 +96,16 @@ def _ordered_keys(ids: str, op_name: str) -> list[tuple[str, str]]:
         ("    if k < 0 or k >= size:", ""),
         (f"        raise InputError('{op_name}: an id is out of range for the table')", ""),
         ("    keys[i] = k", ""),
-        ("order = np.argsort(keys, kind='mergesort')", "stable: equal ids keep their order"),
+        (f"if n == 0 or size <= {PACK_LIMIT} // n:", "id * n + position fits in int64"),
+        ("    packed = np.empty(n, dtype=np.int64)", ""),
+        ("    for i in range(n):", ""),
+        ("        packed[i] = keys[i] * n + i", ""),
+        ("    packed.sort()", "unique values: the order is stable"),
+        ("    order = np.empty(n, dtype=np.int64)", ""),
+        ("    for i in range(n):", ""),
+        ("        order[i] = packed[i] % n", ""),
+        ("else:", ""),
+        ("    order = np.argsort(keys, kind='mergesort')", "stable: equal ids keep their order"),
     ]
 
 
