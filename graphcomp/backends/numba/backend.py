@@ -130,7 +130,7 @@ class NumbaExecutable:
         self.lp = lp
         self.memory = memory
         self.module = module
-        self.source = module.source
+        self.source = module.display or module.source
         self.compile_seconds = compile_seconds
         self.cache_hit = cache_hit
         self._driver = driver

@@ -1,0 +1,131 @@
+"""Cold compile of each training step and then of its evaluation function, in one process.
+
+For every built-in example (``graphcomp/train/examples``) and every benchmark workload
+(``benchmarks/workloads.py``), a fresh process with an empty ``GRAPHCOMP_CACHE_DIR`` compiles
+the training step, then the evaluation function (the same outputs, no updates), eagerly, and
+reports each one's ``compile_seconds`` (passes, code generation, Numba). Median [range] over
+``--processes`` rounds. ``--trees A B`` alternates source trees (``PYTHONPATH``) in each
+round, so two commits are measured on the same load::
+
+    python benchmarks/bench_compile_parts.py --processes 3
+    python benchmarks/bench_compile_parts.py --trees /work/main . --only mlp-digits cnn-digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXAMPLES = ["mlp-digits", "cnn-digits", "mlp-dropout-bn-digits", "autoencoder-digits",
+            "vae-digits"]
+WORKLOADS = ["tiny_mlp", "mlp", "ewise", "rnn", "logreg", "cnn", "vae"]
+HERE = Path(__file__).resolve().parent
+
+
+def _record_compiles() -> list[tuple[str, float, bool]]:
+    """Patch the numba backend so that each compile appends (kind, seconds, cache hit): the
+    first compile is the training step, the second the evaluation function (which may have
+    updates of its own: batch norm's statistics, the random state)."""
+    from graphcomp.backends.numba import backend
+
+    seen: list[tuple[str, float, bool]] = []
+    original = backend.compile_generated
+
+    def compile_generated(program, lp, memory, module, start):  # type: ignore[no-untyped-def]
+        executable = original(program, lp, memory, module, start)
+        kind = ("step", "eval")[len(seen)] if len(seen) < 2 else "other"
+        seen.append((kind, executable.compile_seconds, executable.cache_hit))
+        return executable
+
+    backend.compile_generated = compile_generated
+    return seen
+
+
+def child_example(name: str) -> list[tuple[str, float, bool]]:
+    seen = _record_compiles()
+    from graphcomp.train.examples import run_example
+
+    run_example(name, epochs=1, backend="numba", progress=False)
+    return seen
+
+
+def child_workload(name: str) -> list[tuple[str, float, bool]]:
+    seen = _record_compiles()
+    sys.path.insert(0, str(HERE))
+    import graphcomp as gc
+    from workloads import graphcomp_graph, make
+
+    problem = make(name)
+    inputs, loss, params, grads = graphcomp_graph(problem)
+    updates = [(p, p - problem.lr * g) for p, g in zip(params, grads, strict=True)]
+    with loss.graph:
+        gc.compile(inputs, loss, updates=updates, backend="numba")
+        gc.compile(inputs, loss, backend="numba")
+    return seen
+
+
+def run_child(target: str, tree: str) -> dict:
+    """One fresh process with an empty cache folder; its step and eval compile seconds."""
+    with tempfile.TemporaryDirectory(prefix="bench-compile-") as cache:
+        env = {**os.environ, "GRAPHCOMP_CACHE_DIR": cache, "PYTHONPATH": str(Path(tree))}
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, __file__, "--child", target], env=env,
+                              capture_output=True, text=True, timeout=1200)
+        wall = time.perf_counter() - started
+    if done.returncode != 0:
+        return {"error": done.stderr[-800:]}
+    compiles = json.loads(done.stdout.strip().splitlines()[-1])
+    first = {}
+    for kind, seconds, hit in compiles:
+        first.setdefault(kind, (seconds, hit))
+    return {"step": first.get("step", (None, None))[0], "eval": first.get("eval", (None, None))[0],
+            "compiles": compiles, "wall": wall}
+
+
+def _summary(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument("--trees", nargs="+", default=[str(HERE.parent)])
+    parser.add_argument("--only", nargs="+", default=None)
+    parser.add_argument("--child", default=None)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if args.child is not None:
+        run = child_example if args.child in EXAMPLES else child_workload
+        print(json.dumps(run(args.child)))
+        return
+    targets = args.only or [*EXAMPLES, *WORKLOADS]
+    print(f"load average {os.getloadavg()}, {time.strftime('%Y-%m-%d %H:%M %Z')}", flush=True)
+    results: dict[tuple[str, str], list[dict]] = {}
+    for round_number in range(args.processes):
+        for target in targets:
+            for tree in args.trees:
+                got = run_child(target, tree)
+                results.setdefault((target, tree), []).append(got)
+                print(f"round {round_number} {target} {tree}: {json.dumps(got)}", flush=True)
+    print(f"load average {os.getloadavg()}")
+    print("\n| function | tree | step cold (s) | eval cold, after the step (s) |")
+    print("|---|---|---|---|")
+    for (target, tree), runs in results.items():
+        steps = [r["step"] for r in runs if r.get("step") is not None]
+        evals = [r["eval"] for r in runs if r.get("eval") is not None]
+        print(f"| {target} | {tree} | {_summary(steps)} | {_summary(evals)} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({f"{t}|{tr}": r for (t, tr), r in results.items()}))
+
+
+if __name__ == "__main__":
+    main()
