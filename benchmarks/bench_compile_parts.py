@@ -59,8 +59,9 @@ def child_example(name: str) -> list[tuple[str, float, bool]]:
 def child_workload(name: str) -> list[tuple[str, float, bool]]:
     seen = _record_compiles()
     sys.path.insert(0, str(HERE))
-    import graphcomp as gc
     from workloads import graphcomp_graph, make
+
+    import graphcomp as gc
 
     problem = make(name)
     inputs, loss, params, grads = graphcomp_graph(problem)

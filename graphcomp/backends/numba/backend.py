@@ -382,7 +382,19 @@ def generate_module(program: Program, *, fastmath: bool = False, driver_jit: boo
         raise CompileError(f"conv must be one of {', '.join(CONV_CHOICES)}, got {conv!r}")
     _refuse_loops(program)
     lp, plan, memory = prepare(program, conv)
+    if driver_jit is None and not computes_gradients(program):
+        driver_jit = False
     return lp, memory, generate(lp, plan, memory, fastmath=fastmath, driver_jit=driver_jit)
+
+
+def computes_gradients(program: Program) -> bool:
+    """Whether ``program`` computes a gradient (a training step). One that does not (an
+    evaluation, an inference) gets a Python driver: it shares its kernels with the training
+    step of the same model (each distinct kernel is a cached module of its own), and an njit
+    driver would link and re-optimise all of them again. Measured on mlp-digits
+    (docs/performance.md, "Kernels shared across functions"): the evaluation function's
+    compile after the step's fell from ~as long as the step's to ~10% of it."""
+    return any(node.role == "adjoint" for node in program.schedule)
 
 
 def _refuse_loops(program: Program) -> None:
