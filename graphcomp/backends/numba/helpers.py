@@ -1,9 +1,9 @@
 """Fixed helper functions of a generated module: the flat copy and the BLAS products.
 
 Their text depends only on the dtypes a program multiplies and on the BLAS library numpy
-loaded (its path, symbol names and integer width), so it is written here once and placed in
-every module that needs it (a module never imports code numba would cache elsewhere: see
-docs/architecture.md, "The kernel cache").
+loaded (its path, symbol names and integer width), so it is written here once; each is a
+library module of its own in the kernel cache, imported by the drivers and kernels that call
+it (below, and docs/architecture.md, "Module layout of generated code").
 
 >>> copy_kernel("@njit").splitlines()[1]
 'def copy_flat(source, target):'

@@ -2,9 +2,12 @@
 
 This is the only stage that writes Python/Numba syntax (with the kernel writers of
 ``kernels.py``, which it renders through): the records say what runs, this module says how it
-reads. The module holds, in order: the kernels, the copy and BLAS helpers, the lanes' code and
-row segments when used, the driver, and the fast-math library last (so ``f.source`` opens with
-the program itself).
+reads. ``render_modules`` writes what runs: the driver's module, which imports each distinct
+kernel, the copy and BLAS helpers, the fast-math library and the lanes from library modules
+of their own (each named by the hash of its text, so identical pieces of two programs are one
+cached module). ``render_module`` writes the same program as one text for reading
+(``f.source``): the kernels, the helpers, the lanes' code and row segments when used, the
+driver, and the fast-math library last (so it opens with the program itself).
 
 >>> row_template("k3", 2, (), element_count=True)
 'k3({0}, {1}, {n})'
