@@ -31,7 +31,11 @@ from graphcomp.backends.numba.cache import module_name
 from graphcomp.backends.numba.expressions import DTYPE_SUFFIX, literal
 from graphcomp.backends.numba.names import Names
 from graphcomp.backends.numba.program import Arg, Buffer, Call, KernelDef, Segment, StepProgram
-from graphcomp.backends.numba.random_kernels import PHILOX_FUNCTIONS, philox_source
+from graphcomp.backends.numba.random_kernels import (
+    PHILOX_CONSTANTS,
+    PHILOX_FUNCTIONS,
+    philox_source,
+)
 from graphcomp.backends.numba.rows import RowArg, RowCall, Run, segment_source
 
 FASTMATH_FILE = Path(__file__).with_name("fastmath.py")
@@ -141,7 +145,7 @@ class _Libraries:
         self._offer(fastmath, lambda: helpers.library_text(
             "vectorisable transcendentals",
             ["# graphcomp/backends/numba/fastmath.py", "", fastmath_source()]))
-        self._offer(PHILOX_FUNCTIONS, lambda: helpers.library_text(
+        self._offer(PHILOX_FUNCTIONS | set(PHILOX_CONSTANTS), lambda: helpers.library_text(
             "the random generator", ["# graphcomp/ops/philox.py", "", philox_source()]))
         if blas is None:
             self._offer(["matmul_2d"], lambda: helpers.gemm_library(None, "any"))
@@ -177,7 +181,10 @@ class _Libraries:
         nodes (the same code in another program is the same module)."""
         text = kernel.text
         head = decorator.format(parallel=", parallel=True" if text.parallel else "")
-        imports = self.imports(text.functions)
+        functions = set(text.functions)
+        if functions & PHILOX_FUNCTIONS:
+            functions |= set(PHILOX_CONSTANTS)
+        imports = self.imports(functions)
         body = [head, f"def kernel({', '.join(text.params)}):",
                 *[f"    {line}" for line, _ in text.body]]
         return self._add(helpers.library_text("a kernel", body, imports))
@@ -188,6 +195,10 @@ class _Libraries:
                      if call.target in ("gemm", "gemm_acc", "gemm_split", "copy")}
         if self.program.segments:
             functions |= set(_LANE_FUNCTIONS)
+            # A segment runs its share of a split product's rows with gemm_acc
+            # (calls._gemm_row_call).
+            functions |= {f"gemm_acc_{DTYPE_SUFFIX[d]}" for d in self.program.blas_dtypes
+                          if d in DTYPE_SUFFIX}
         return self.imports(functions)
 
 
