@@ -600,7 +600,7 @@ def _heal_dispatchers(module: types.ModuleType, entry: Path) -> None:
     for value in own_dispatchers(module):
         inner = getattr(value, "_cache", None)  # numba's per-function disk cache
         if isinstance(inner, Cache):
-            value._cache = _HealingCache(inner, entry, value.py_func.__qualname__)  # type: ignore[attr-defined]
+            value._cache = _HealingCache(inner, entry, value.py_func.__qualname__)
 
 
 def own_dispatchers(module: types.ModuleType) -> list[Any]:

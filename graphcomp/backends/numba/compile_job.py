@@ -117,7 +117,7 @@ def _jit_disabled() -> bool:
     """Whether numba runs everything as plain Python (``NUMBA_DISABLE_JIT=1``)."""
     from numba.core import config
 
-    return bool(config.DISABLE_JIT)
+    return bool(getattr(config, "DISABLE_JIT", False))
 
 
 def _compile_driver(driver: Any, job: CompileJob) -> bool:

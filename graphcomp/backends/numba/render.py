@@ -16,6 +16,7 @@ driver, and the fast-math library last (so it opens with the program itself).
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -149,10 +150,10 @@ class _Libraries:
             "the random generator", ["# graphcomp/ops/philox.py", "", philox_source()]))
         if blas is None:
             self._offer(["matmul_2d"], lambda: helpers.gemm_library(None, "any"))
-        for dtype, suffix in DTYPE_SUFFIX.items():
-            if blas is not None:
+        else:
+            for dtype, suffix in DTYPE_SUFFIX.items():
                 self._offer([f"gemm_{suffix}", f"gemm_acc_{suffix}"],
-                            lambda dtype=dtype: helpers.gemm_library(blas, dtype))
+                            functools.partial(helpers.gemm_library, blas, dtype))
         copy_head = decorator.format(parallel="")
         self._offer(["copy_flat"], lambda: helpers.copy_library(copy_head))
         if blas is not None:
