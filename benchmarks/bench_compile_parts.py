@@ -9,6 +9,7 @@ round, so two commits are measured on the same load::
 
     python benchmarks/bench_compile_parts.py --processes 3
     python benchmarks/bench_compile_parts.py --trees /work/main . --only mlp-digits cnn-digits
+    python benchmarks/bench_compile_parts.py --warm --only mlp-digits   # and a warm start
 """
 
 from __future__ import annotations
@@ -72,14 +73,23 @@ def child_workload(name: str) -> list[tuple[str, float, bool]]:
     return seen
 
 
-def run_child(target: str, tree: str) -> dict:
-    """One fresh process with an empty cache folder; its step and eval compile seconds."""
+def run_child(target: str, tree: str, warm: bool = False) -> dict:
+    """One fresh process with an empty cache folder; its step and eval compile seconds (with
+    ``warm``, then a second process on the filled cache: ``warm_step``, ``warm_eval``)."""
     with tempfile.TemporaryDirectory(prefix="bench-compile-") as cache:
         env = {**os.environ, "GRAPHCOMP_CACHE_DIR": cache, "PYTHONPATH": str(Path(tree))}
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, __file__, "--child", target], env=env,
-                              capture_output=True, text=True, timeout=1200)
-        wall = time.perf_counter() - started
+        result = _child(target, env)
+        result["wall"] = time.perf_counter() - started
+        if warm and "error" not in result:
+            again = _child(target, env)
+            result["warm_step"], result["warm_eval"] = again.get("step"), again.get("eval")
+    return result
+
+
+def _child(target: str, env: dict) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", target], env=env,
+                          capture_output=True, text=True, timeout=1200)
     if done.returncode != 0:
         return {"error": done.stderr[-800:]}
     compiles = json.loads(done.stdout.strip().splitlines()[-1])
@@ -87,7 +97,7 @@ def run_child(target: str, tree: str) -> dict:
     for kind, seconds, hit in compiles:
         first.setdefault(kind, (seconds, hit))
     return {"step": first.get("step", (None, None))[0], "eval": first.get("eval", (None, None))[0],
-            "compiles": compiles, "wall": wall}
+            "compiles": compiles}
 
 
 def _summary(values: list[float]) -> str:
@@ -103,6 +113,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=None)
     parser.add_argument("--child", default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--warm", action="store_true",
+                        help="also time a second process on the filled cache")
     args = parser.parse_args()
     if args.child is not None:
         run = child_example if args.child in EXAMPLES else child_workload
@@ -114,16 +126,17 @@ def main() -> None:
     for round_number in range(args.processes):
         for target in targets:
             for tree in args.trees:
-                got = run_child(target, tree)
+                got = run_child(target, tree, args.warm)
                 results.setdefault((target, tree), []).append(got)
                 print(f"round {round_number} {target} {tree}: {json.dumps(got)}", flush=True)
     print(f"load average {os.getloadavg()}")
-    print("\n| function | tree | step cold (s) | eval cold, after the step (s) |")
-    print("|---|---|---|---|")
+    columns = ["step", "eval", *(["warm_step", "warm_eval"] if args.warm else [])]
+    print("\n| function | tree | step cold (s) | eval cold, after the step (s) |"
+          + (" step warm (s) | eval warm (s) |" if args.warm else ""))
+    print("|---|---|---|---|" + ("---|---|" if args.warm else ""))
     for (target, tree), runs in results.items():
-        steps = [r["step"] for r in runs if r.get("step") is not None]
-        evals = [r["eval"] for r in runs if r.get("eval") is not None]
-        print(f"| {target} | {tree} | {_summary(steps)} | {_summary(evals)} |")
+        cells = [_summary([r[c] for r in runs if r.get(c) is not None]) for c in columns]
+        print(f"| {target} | {tree} | {' | '.join(cells)} |")
     if args.json:
         Path(args.json).write_text(json.dumps({f"{t}|{tr}": r for (t, tr), r in results.items()}))
 
