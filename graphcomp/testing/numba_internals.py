@@ -9,7 +9,7 @@ module and no test. Not for production code: nothing here is a stable API.
 >>> from graphcomp.testing import driver_argument_count, lane_worker, uses_native_driver
 >>> with gc.Graph():
 ...     x = gc.placeholder((None,), "float64", name="x")
->>> f = gc.compile([x], gc.sum(x * 2.0), backend="numba")
+>>> f = gc.compile([x], gc.sum(x * 2.0), backend="numba", driver_jit=True)
 >>> uses_native_driver(f), lane_worker(f) is None, driver_argument_count(f) > 0
 (True, True, True)
 """
@@ -108,7 +108,8 @@ def module_globals(f: Function) -> dict[str, Any]:
     >>> from graphcomp.testing import module_globals
     >>> with gc.Graph():
     ...     x = gc.placeholder((2,), "float64", name="x")
-    >>> callable(module_globals(gc.compile([x], gc.sum(x), backend="numba"))["step"])
+    >>> f = gc.compile([x], gc.sum(x), backend="numba", driver_jit=True)
+    >>> callable(module_globals(f)["step"])
     True
     """
     driver = _executable(f)._driver
