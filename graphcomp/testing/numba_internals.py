@@ -101,6 +101,20 @@ def driver_argument_count(f: Function) -> int:
     return len(_executable(f).module.arguments)
 
 
+def library_modules(f: Function) -> tuple[str, ...]:
+    """The texts of the modules ``f``'s driver module imports (each kernel, the helpers, the
+    fast-math library: docs/architecture.md, "Module layout of generated code").
+
+    >>> import graphcomp as gc
+    >>> from graphcomp.testing import library_modules
+    >>> with gc.Graph():
+    ...     x = gc.placeholder((2,), "float64", name="x")
+    >>> sum("def kernel(" in text for text in library_modules(gc.compile([x], gc.sum(x))))
+    1
+    """
+    return tuple(_executable(f).module.libraries)
+
+
 def module_globals(f: Function) -> dict[str, Any]:
     """The namespace of ``f``'s generated module: its kernels, helpers and driver by name.
 
