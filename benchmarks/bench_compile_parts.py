@@ -30,26 +30,35 @@ WORKLOADS = ["tiny_mlp", "mlp", "ewise", "rnn", "logreg", "cnn", "vae"]
 HERE = Path(__file__).resolve().parent
 
 
-def _record_compiles() -> list[tuple[str, float, bool]]:
-    """Patch the numba backend so that each compile appends (kind, seconds, cache hit): the
-    first compile is the training step, the second the evaluation function (which may have
-    updates of its own: batch norm's statistics, the random state)."""
+Compile = tuple[str, float, bool, int, int]
+
+
+def _record_compiles() -> list[Compile]:
+    """Patch the numba backend so that each compile appends (kind, seconds, cache hit,
+    modules, new modules): the first compile is the training step, the second the evaluation
+    function (which may have updates of its own: batch norm's statistics, the random state);
+    then how many modules it loads (its libraries and its driver's module) and how many of
+    them no compile before it loaded."""
     from graphcomp.backends.numba import backend
 
-    seen: list[tuple[str, float, bool]] = []
+    seen: list[Compile] = []
+    loaded: set[str] = set()
     original = backend.compile_generated
 
     def compile_generated(program, lp, memory, module, start):  # type: ignore[no-untyped-def]
         executable = original(program, lp, memory, module, start)
         kind = ("step", "eval")[len(seen)] if len(seen) < 2 else "other"
-        seen.append((kind, executable.compile_seconds, executable.cache_hit))
+        modules = {*getattr(module, "libraries", ()), module.source}
+        seen.append((kind, executable.compile_seconds, executable.cache_hit, len(modules),
+                     len(modules - loaded)))
+        loaded.update(modules)
         return executable
 
     backend.compile_generated = compile_generated
     return seen
 
 
-def child_example(name: str) -> list[tuple[str, float, bool]]:
+def child_example(name: str) -> list[Compile]:
     seen = _record_compiles()
     from graphcomp.train.examples import run_example
 
@@ -57,7 +66,7 @@ def child_example(name: str) -> list[tuple[str, float, bool]]:
     return seen
 
 
-def child_workload(name: str) -> list[tuple[str, float, bool]]:
+def child_workload(name: str) -> list[Compile]:
     seen = _record_compiles()
     sys.path.insert(0, str(HERE))
     from workloads import graphcomp_graph, make
@@ -94,7 +103,7 @@ def _child(target: str, env: dict) -> dict:
         return {"error": done.stderr[-800:]}
     compiles = json.loads(done.stdout.strip().splitlines()[-1])
     first = {}
-    for kind, seconds, hit in compiles:
+    for kind, seconds, hit, *_ in compiles:
         first.setdefault(kind, (seconds, hit))
     return {"step": first.get("step", (None, None))[0], "eval": first.get("eval", (None, None))[0],
             "compiles": compiles}
