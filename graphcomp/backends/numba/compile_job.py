@@ -92,7 +92,8 @@ def kernel_signature(types: tuple) -> tuple:
 def compile_job(job: CompileJob) -> tuple[Any, Any, bool]:
     """Compile the job's entry points (or load them from the cache): (module, driver, whether
     everything came from the cache). The library modules load first (each after those it
-    imports), then the driver's module; every module's artefacts are recorded at the end."""
+    imports), then the driver's module; at the end, the artefacts of the driver's module and
+    of every library this job compiled something in are recorded."""
     libraries = [load_generated_module(text) for text in job.libraries]
     # Library functions may be shared with a program compiled before, which closed its
     # kernels to new types: open them again (a row segment's C entry compiles its callees
@@ -100,6 +101,7 @@ def compile_job(job: CompileJob) -> tuple[Any, Any, bool]:
     for module, _ in libraries:
         for function in own_dispatchers(module):
             function.disable_compile(False)
+    compiled_before = [_compiles(module) for module, _ in libraries]
     loaded, path = load_generated_module(job.source)
     driver = loaded.step if job.driver_jit else loaded.bind
     cache_hit = False
@@ -107,10 +109,16 @@ def compile_job(job: CompileJob) -> tuple[Any, Any, bool]:
         cache_hit = _compile_driver(driver, job)
     elif not job.driver_jit and not _jit_disabled():
         cache_hit = _compile_kernels(loaded, job)
-    for _, library_path in libraries:
-        record_compiled(library_path)
+    for (module, library_path), before in zip(libraries, compiled_before, strict=True):
+        if _compiles(module) > before:  # new artefacts (a module used as it was: none)
+            record_compiled(library_path)
     record_compiled(path)
     return loaded, driver, cache_hit
+
+
+def _compiles(module: Any) -> int:
+    """How many signatures the functions of ``module`` compiled (not loaded) so far."""
+    return sum(sum(f.stats.cache_misses.values()) for f in own_dispatchers(module))
 
 
 def _jit_disabled() -> bool:
