@@ -9,7 +9,7 @@ module and no test. Not for production code: nothing here is a stable API.
 >>> from graphcomp.testing import driver_argument_count, lane_worker, uses_native_driver
 >>> with gc.Graph():
 ...     x = gc.placeholder((None,), "float64", name="x")
->>> f = gc.compile([x], gc.sum(x * 2.0), backend="numba")
+>>> f = gc.compile([x], gc.sum(x * 2.0), backend="numba", driver_jit=True)
 >>> uses_native_driver(f), lane_worker(f) is None, driver_argument_count(f) > 0
 (True, True, True)
 """
@@ -101,6 +101,20 @@ def driver_argument_count(f: Function) -> int:
     return len(_executable(f).module.arguments)
 
 
+def library_modules(f: Function) -> tuple[str, ...]:
+    """The texts of the modules ``f``'s driver module imports (each kernel, the helpers, the
+    fast-math library: docs/architecture.md, "Module layout of generated code").
+
+    >>> import graphcomp as gc
+    >>> from graphcomp.testing import library_modules
+    >>> with gc.Graph():
+    ...     x = gc.placeholder((2,), "float64", name="x")
+    >>> sum("def kernel(" in text for text in library_modules(gc.compile([x], gc.sum(x))))
+    1
+    """
+    return tuple(_executable(f).module.libraries)
+
+
 def module_globals(f: Function) -> dict[str, Any]:
     """The namespace of ``f``'s generated module: its kernels, helpers and driver by name.
 
@@ -108,7 +122,8 @@ def module_globals(f: Function) -> dict[str, Any]:
     >>> from graphcomp.testing import module_globals
     >>> with gc.Graph():
     ...     x = gc.placeholder((2,), "float64", name="x")
-    >>> callable(module_globals(gc.compile([x], gc.sum(x), backend="numba"))["step"])
+    >>> f = gc.compile([x], gc.sum(x), backend="numba", driver_jit=True)
+    >>> callable(module_globals(f)["step"])
     True
     """
     driver = _executable(f)._driver

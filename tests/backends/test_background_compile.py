@@ -103,3 +103,20 @@ def test_compile_mode_is_checked_and_other_backends_compile_at_once():
         _step(compile_mode="lazy")
     step, _ = _step(backend="numpy")
     assert step.backend_in_use == "numpy" and step.ready()
+
+
+@pytest.mark.parametrize("driver_jit", [True, False])
+def test_a_cache_holding_every_module_compiles_in_this_process(fresh_cache, driver_jit):
+    # A program is a driver module and the kernel modules it imports; a Python driver's own
+    # module has nothing to compile, so the cache counts as warm when every kernel is cached.
+    def evaluation(compile_mode: str) -> gc.Function:
+        with gc.Graph():
+            x = gc.placeholder((None, 5), "float64", name="x")
+            w = gc.parameter(np.full((5, 3), 0.25), name="w")
+            return gc.compile([x], gc.sum(gc.tanh(x @ w)), backend="numba",
+                              compile_mode=compile_mode, driver_jit=driver_jit)
+
+    evaluation("eager")
+    warm = evaluation("background")
+    assert warm.backend_in_use == "numba" and warm.cache_hit
+    np.testing.assert_allclose(warm(X), np.sum(np.tanh(X @ np.full((5, 3), 0.25))))

@@ -274,12 +274,13 @@ def test_a_forked_child_gets_its_own_helper(tmp_path):
 
 
 def _module_namespace() -> dict:
-    """The globals of a generated module that splits products (gemm_split, run_piece...)."""
+    """The globals of the lanes' module that a generated module splitting products imports
+    gemm_split from (gemm_split, run_piece...)."""
     with gc.Graph():
         x = gc.placeholder((64, 128), "float32", name="x")
         w = gc.parameter(np.ones((128, 128), np.float32), name="w")
         f = gc.compile([x], x @ w, backend="numba")
-    return module_globals(f)
+    return module_globals(f)["gemm_split"].py_func.__globals__
 
 
 def test_a_late_helper_pauses_splitting_for_a_while():

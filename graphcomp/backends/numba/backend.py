@@ -143,7 +143,7 @@ class NumbaExecutable:
         self.lp = lp
         self.memory = memory
         self.module = module
-        self.source = module.source
+        self.source = module.display or module.source
         self.compile_seconds = compile_seconds
         self.cache_hit = cache_hit
         self._driver = driver
@@ -413,7 +413,10 @@ def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None,
         jit = BODY_DRIVER_JIT if driver_jit is None else driver_jit
         module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=jit,
                           lanes=BODY_LANES)
-        module.source += loop_text(module)
+        loop = loop_text(module)
+        module.source += loop
+        if module.display:  # f.source shows the loop with the rest of the program
+            module.display += loop
         return compile_generated(body, lp, memory, module, began)
 
     def compile_segment(segment: Program, lowered: LoweredProgram) -> NumbaExecutable:
@@ -441,7 +444,19 @@ def generate_module(program: Program, *, fastmath: bool = False, driver_jit: boo
     _check_options(options, conv)
     _refuse_loops(program)
     lp, plan, memory = prepare(program, conv)
+    if driver_jit is None and not computes_gradients(program):
+        driver_jit = False
     return lp, memory, generate(lp, plan, memory, fastmath=fastmath, driver_jit=driver_jit)
+
+
+def computes_gradients(program: Program) -> bool:
+    """Whether ``program`` computes a gradient (a training step). One that does not (an
+    evaluation, an inference) gets a Python driver: it shares its kernels with the training
+    step of the same model (each distinct kernel is a cached module of its own), and an njit
+    driver would link and re-optimise all of them again. Measured on mlp-digits
+    (docs/performance.md, "Kernels shared across functions"): the evaluation function's
+    compile after the step's fell from ~as long as the step's to ~10% of it."""
+    return any(node.role == "adjoint" for node in program.schedule)
 
 
 def _refuse_loops(program: Program) -> None:

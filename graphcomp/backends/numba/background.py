@@ -49,7 +49,7 @@ def start_compile(program: Program, options: dict[str, Any]
         return compile_numba(program, **options), None
     generated = generate_module(program, **options)
     lp, memory, module = generated
-    if has_compiled(module.source):
+    if _all_compiled(module):
         return compile_generated(program, lp, memory, module, started), None
     if not writable_cache():
         warnings.warn(CompileWarning(
@@ -57,6 +57,16 @@ def start_compile(program: Program, options: dict[str, Any]
             "not hand its kernels over: compiling in this process instead"), stacklevel=3)
         return compile_generated(program, lp, memory, module, started), None
     return None, BackgroundCompile.start(program, generated)
+
+
+def _all_compiled(module: Any) -> bool:
+    """Whether the cache holds the compiled code of every module of ``module`` (a
+    ``GeneratedModule``): each library, and the driver's module when it compiles anything
+    itself (an njit driver, row segments)."""
+    compiled = list(module.libraries)
+    if module.driver_jit or (module.program is not None and module.program.segments):
+        compiled.append(module.source)
+    return all(has_compiled(text) for text in compiled)
 
 
 class BackgroundCompile:

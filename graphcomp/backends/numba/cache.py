@@ -68,7 +68,7 @@ from graphcomp.errors import CacheError, CacheWarning
 
 __all__ = [
     "CacheWarning", "cache_dir", "cache_info", "clear_cache", "load_generated_module",
-    "module_key", "record_compiled", "verify_artefacts",
+    "module_key", "module_name", "record_compiled", "verify_artefacts",
 ]
 
 ENV_VAR = "GRAPHCOMP_CACHE_DIR"
@@ -144,6 +144,15 @@ def module_key(source: str) -> str:
     digest.update(b"\0")
     digest.update(source.encode())
     return digest.hexdigest()
+
+
+def module_name(source: str) -> str:
+    """The module (and file stem) name of ``source``'s cache entry: ``gc_<module_key>``.
+
+    >>> module_name("x = 1\\n").startswith(PREFIX)
+    True
+    """
+    return f"{PREFIX}{module_key(source)}"
 
 
 def _numba_cache_path(entry: Path) -> Path:
@@ -587,21 +596,28 @@ class _HealingCache:
 def _heal_dispatchers(module: types.ModuleType, entry: Path) -> None:
     """Give each cached numba function of ``module`` a ``_HealingCache``."""
     from numba.core.caching import Cache
+
+    for value in own_dispatchers(module):
+        inner = getattr(value, "_cache", None)  # numba's per-function disk cache
+        if isinstance(inner, Cache):
+            value._cache = _HealingCache(inner, entry, value.py_func.__qualname__)
+
+
+def own_dispatchers(module: types.ModuleType) -> list[Any]:
+    """The numba functions ``module`` defines (not those it imports from other modules,
+    whose artefacts are their own module's)."""
     from numba.core.dispatcher import Dispatcher
 
-    for value in vars(module).values():
-        inner = getattr(value, "_cache", None)  # numba's per-function disk cache
-        if isinstance(value, Dispatcher) and isinstance(inner, Cache):
-            value._cache = _HealingCache(inner, entry, value.py_func.__qualname__)  # type: ignore[attr-defined]
+    return [value for value in vars(module).values()
+            if isinstance(value, Dispatcher)
+            and getattr(value.py_func, "__module__", None) == module.__name__]
 
 
 def _uncached_functions(module: types.ModuleType, entry: Path) -> list[str]:
-    from numba.core.dispatcher import Dispatcher
-
     indexes = {p.name for p in _artefacts(entry) if p.suffix == ".nbi"}
     missing = []
-    for value in vars(module).values():
-        if isinstance(value, Dispatcher) and value.signatures:
+    for value in own_dispatchers(module):
+        if value.signatures:
             qualname = value.py_func.__qualname__
             if not any(n.startswith(f"{entry.stem}.{qualname}-") for n in indexes):
                 missing.append(qualname)

@@ -7,7 +7,8 @@
    and which kernel or BLAS helper computes each kernel of the fusion plan;
 3. ``placement``: the driver's form (njit or Python), the lanes, what a Python driver makes
    once per binding, and the row segments;
-4. ``render``: the text. No stage parses text another stage wrote.
+4. ``render``: the texts: the driver's module and the library modules it imports (each
+   kernel and helper a cached module of its own). No stage parses text another stage wrote.
 
 The driver ``step`` receives the inputs, parameters, array constants, one flat arena per dtype
 with the slot offsets for the current binding, the bound dims and a scratch vector. It carves
@@ -32,7 +33,7 @@ from graphcomp.backends.numba.placement import (
     wants_lanes,
 )
 from graphcomp.backends.numba.program import Buffer, Call, DriverArgument, StepProgram, ValueType
-from graphcomp.backends.numba.render import render_module
+from graphcomp.backends.numba.render import render_modules
 from graphcomp.passes.fusion import FusionPlan
 from graphcomp.passes.lowered import LoweredProgram
 from graphcomp.passes.memory import MemoryPlan
@@ -48,7 +49,7 @@ _RESERVED = ("math", "np", "njit", "prange", "numba_config", "step", "bind", "la
 class GeneratedModule:
     """The module text and what the runtime needs to call its driver."""
 
-    source: str
+    source: str  # the driver's module: what runs (it imports ``libraries``)
     arguments: list[DriverArgument]
     arena_dtypes: list[np.dtype]
     kernel_count: int = 0
@@ -60,6 +61,9 @@ class GeneratedModule:
     uses_lanes: bool = False  # the driver takes a lanes array (lanes.py) after the parameters
     program: StepProgram | None = None  # the records the text was rendered from
     names: Names | None = None
+    # The modules the driver's module imports (kernels, helpers), each after its own imports.
+    libraries: tuple[str, ...] = ()
+    display: str = ""  # the whole program as one text, for reading (f.source)
 
 
 def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
@@ -93,9 +97,11 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
         kernel_calls=len(plan.kernels), driver="njit" if njit_driver else "python")
     if not njit_driver:
         place_statements(program)
-    return GeneratedModule(render_module(program, names, blas), program.arguments,
+    rendered = render_modules(program, names, blas)
+    return GeneratedModule(rendered.source, program.arguments,
                            arena_dtypes, len(program.kernels), len(plan.kernels),
-                           njit_driver, program.signatures(), ctx.uses_lanes, program, names)
+                           njit_driver, program.signatures(), ctx.uses_lanes, program, names,
+                           rendered.libraries, rendered.display)
 
 
 def _driver_arguments(lp: LoweredProgram, statements: list[Buffer | Call],

@@ -1,6 +1,7 @@
 """What Numba compiles for one generated module, as plain data, and compiling it.
 
-A ``CompileJob`` is the module's source and the entry points to compile with their argument
+A ``CompileJob`` is the driver module's source, the library modules it imports (kernels and
+helpers, each cached on its own: codegen) and the entry points to compile with their argument
 types (the njit driver's, or each kernel's for a Python driver). It is JSON, so the same job
 runs in this process (``compile_job``) or in another one
 (``python -m graphcomp.backends.numba.compile_job JOB.json``, the background compile of
@@ -21,7 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from graphcomp.backends.numba.cache import load_generated_module, record_compiled
+from graphcomp.backends.numba.cache import (
+    load_generated_module,
+    own_dispatchers,
+    record_compiled,
+)
 from graphcomp.backends.numba.program import ValueType
 
 ArraySpec = tuple[str, int]  # dtype name, ndim (C-contiguous)
@@ -35,6 +40,8 @@ class CompileJob:
     driver_jit: bool
     driver_arguments: list[ArraySpec]  # the njit driver's parameters
     kernel_signatures: dict[str, list[tuple[ValueType, ...]]] = field(default_factory=dict)
+    # The modules ``source`` imports, each after every module it imports (codegen).
+    libraries: list[str] = field(default_factory=list)
 
     @staticmethod
     def of(module: Any) -> CompileJob:
@@ -42,12 +49,14 @@ class CompileJob:
         kernels = {name: sorted(signatures, key=repr)
                    for name, signatures in sorted(module.kernel_signatures.items())}
         return CompileJob(module.source, module.driver_jit,
-                          [(np.dtype(a.dtype).name, a.ndim) for a in module.arguments], kernels)
+                          [(np.dtype(a.dtype).name, a.ndim) for a in module.arguments], kernels,
+                          list(module.libraries))
 
     def to_json(self) -> str:
         return json.dumps({"source": self.source, "driver_jit": self.driver_jit,
                            "driver_arguments": self.driver_arguments,
-                           "kernel_signatures": self.kernel_signatures})
+                           "kernel_signatures": self.kernel_signatures,
+                           "libraries": self.libraries})
 
     @staticmethod
     def from_json(text: str) -> CompileJob:
@@ -60,7 +69,8 @@ class CompileJob:
             data["source"], bool(data["driver_jit"]),
             [(str(d), int(n)) for d, n in data["driver_arguments"]],
             {name: [tuple(value_type(t) for t in types) for types in signatures]
-             for name, signatures in data["kernel_signatures"].items()})
+             for name, signatures in data["kernel_signatures"].items()},
+            [str(text) for text in data.get("libraries", [])])
 
 
 def driver_signature(arguments: list[ArraySpec]) -> tuple:
@@ -81,42 +91,75 @@ def kernel_signature(types: tuple) -> tuple:
 
 def compile_job(job: CompileJob) -> tuple[Any, Any, bool]:
     """Compile the job's entry points (or load them from the cache): (module, driver, whether
-    everything came from the cache)."""
+    everything came from the cache). The library modules load first (each after those it
+    imports), then the driver's module; at the end, the artefacts of the driver's module and
+    of every library this job compiled something in are recorded."""
+    libraries = [load_generated_module(text) for text in job.libraries]
+    # Library functions may be shared with a program compiled before, which closed its
+    # kernels to new types: open them again (a row segment's C entry compiles its callees
+    # while the driver's module runs).
+    for module, _ in libraries:
+        for function in own_dispatchers(module):
+            function.disable_compile(False)
+    compiled_before = [_compiles(module) for module, _ in libraries]
     loaded, path = load_generated_module(job.source)
     driver = loaded.step if job.driver_jit else loaded.bind
     cache_hit = False
     if hasattr(driver, "compile"):
-        signature = driver_signature(job.driver_arguments)
-        if signature in driver.signatures:  # this process compiled the same module already
-            cache_hit = True
-        else:
-            driver.compile(signature)
-            cache_hit = sum(driver.stats.cache_hits.values()) > 0
-            driver.disable_compile()
-            record_compiled(path)
-    elif not job.driver_jit and hasattr(loaded.copy_flat, "compile"):
+        cache_hit = _compile_driver(driver, job)
+    elif not job.driver_jit and not _jit_disabled():
         cache_hit = _compile_kernels(loaded, job)
-        record_compiled(path)
+    for (module, library_path), before in zip(libraries, compiled_before, strict=True):
+        if _compiles(module) > before:  # new artefacts (a module used as it was: none)
+            record_compiled(library_path)
+    record_compiled(path)
     return loaded, driver, cache_hit
 
 
+def _compiles(module: Any) -> int:
+    """How many signatures the functions of ``module`` compiled (not loaded) so far."""
+    return sum(sum(f.stats.cache_misses.values()) for f in own_dispatchers(module))
+
+
+def _jit_disabled() -> bool:
+    """Whether numba runs everything as plain Python (``NUMBA_DISABLE_JIT=1``)."""
+    from numba.core import config
+
+    return bool(getattr(config, "DISABLE_JIT", False))
+
+
+def _compile_driver(driver: Any, job: CompileJob) -> bool:
+    """Compile an njit driver; whether it came from the cache (or this process had it)."""
+    signature = driver_signature(job.driver_arguments)
+    if signature in driver.signatures:  # this process compiled the same module already
+        return True
+    driver.compile(signature)
+    driver.disable_compile()
+    return sum(driver.stats.cache_hits.values()) > 0
+
+
 def _compile_kernels(loaded: Any, job: CompileJob) -> bool:
-    hits = misses = 0
-    compiled = []
+    """Compile every kernel signature a Python driver calls; whether nothing was compiled
+    anew (everything loaded from the cache, or compiled already by this process)."""
+    loaded_or_known = misses = 0
     for name, signatures in job.kernel_signatures.items():
         if not signatures:
             continue
         kernel = getattr(loaded, name)
         for types in signatures:
             signature = kernel_signature(types)
-            if signature not in kernel.signatures:
-                kernel.compile(signature)
-        hits += sum(kernel.stats.cache_hits.values())
-        misses += sum(kernel.stats.cache_misses.values())
-        compiled.append(kernel)
-    for kernel in compiled:  # only now: one helper may call another with new types
-        kernel.disable_compile()
-    return hits > 0 and misses == 0
+            if signature in kernel.signatures:  # shared with a program compiled before
+                loaded_or_known += 1
+                continue
+            hits_before = sum(kernel.stats.cache_hits.values())
+            misses_before = sum(kernel.stats.cache_misses.values())
+            kernel.compile(signature)
+            loaded_or_known += sum(kernel.stats.cache_hits.values()) - hits_before
+            misses += sum(kernel.stats.cache_misses.values()) - misses_before
+    for name, signatures in job.kernel_signatures.items():
+        if signatures:  # only now: one helper may call another with new types
+            getattr(loaded, name).disable_compile()
+    return loaded_or_known > 0 and misses == 0
 
 
 def main(argv: list[str]) -> int:

@@ -1,15 +1,17 @@
 """Fixed helper functions of a generated module: the flat copy and the BLAS products.
 
 Their text depends only on the dtypes a program multiplies and on the BLAS library numpy
-loaded (its path, symbol names and integer width), so it is written here once and placed in
-every module that needs it (a module never imports code numba would cache elsewhere: see
-docs/architecture.md, "The kernel cache").
+loaded (its path, symbol names and integer width), so it is written here once; each is a
+library module of its own in the kernel cache, imported by the drivers and kernels that call
+it (below, and docs/architecture.md, "Module layout of generated code").
 
 >>> copy_kernel("@njit").splitlines()[1]
 'def copy_flat(source, target):'
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -101,3 +103,51 @@ def split_gemm_helpers(blas: BlasLibrary) -> list[str]:
     """The lanes' functions (lanes/code.py, copied by ``lanes.module_text``): ``gemm_split``
     for every dtype, and ``rows_first``/``rows_next`` for row segments."""
     return ["", L.module_text(blas), ""]
+
+
+# ---------------------------------------------------------------- library modules
+#
+# A generated program is a driver module plus the modules it imports: each distinct kernel,
+# the copy helper, the BLAS helpers of one dtype, the fast-math library, the random generator
+# and the lanes are a module of their own, cached as ``gc_<hash of its text>.py``. An importer
+# names the module it imports by that hash, so when a callee's text changes its importer's
+# text changes too and numba's cache of the importer cannot go stale (NUMBA_NOTES: "a changed
+# callee in another file leaves the caller's cache stale"). Identical pieces of two programs
+# (the training step and the evaluation function of one model) are then one module, compiled
+# once per cache.
+
+LIBRARY_IMPORTS = [
+    "import math  # noqa: F401",
+    "",
+    "import numpy as np  # noqa: F401",
+    "from numba import config as numba_config  # noqa: F401",
+    "from numba import njit, prange  # noqa: F401",
+    "",
+    "from graphcomp.errors import InputError  # noqa: F401",
+]
+
+
+def library_text(title: str, body: Sequence[str], imports: Sequence[str] = ()) -> str:
+    """A library module: a docstring line, the common imports, ``imports`` (lines importing
+    other library modules), then ``body``."""
+    lines = [f'"""graphcomp: {title} (generated; imported by generated drivers)."""', "",
+             *LIBRARY_IMPORTS, *imports, "", *body]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def import_line(module: str, names: Sequence[str]) -> str:
+    """``from <module> import a, b  # noqa: F401`` (names sorted)."""
+    return f"from {module} import {', '.join(sorted(names))}  # noqa: F401"
+
+
+def gemm_library(blas: BlasLibrary | None, dtype: str) -> str:
+    """The BLAS helpers of one dtype (``gemm_<sfx>``, ``gemm_acc_<sfx>``), or ``matmul_2d``
+    (``dtype`` "any": numpy's BLAS was not found)."""
+    imports = ["from graphcomp.backends.numba.blas import (  # noqa: F401",
+               "    BlasLibrary,", "    gemm_externals,", "    load_numpy_blas,", ")"]
+    return library_text(f"matrix products ({dtype})", gemm_helpers(blas, {dtype}), imports)
+
+
+def copy_library(head: str) -> str:
+    """``copy_flat`` alone (``head``: its decorator line)."""
+    return library_text("flat copy", [copy_kernel(head)])

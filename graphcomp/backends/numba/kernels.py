@@ -637,7 +637,7 @@ def batched_matmul_kernel(lp: LoweredProgram, kernel: Kernel, dot: str) -> Kerne
     a_ref = f"a0[{', '.join(a_idx)}]" if a_idx else "a0"
     b_ref = f"a1[{', '.join(b_idx)}]" if b_idx else "a1"
     body.append((pad + f"{dot}({a_ref}, {b_ref}, out[{', '.join(idx)}])", op.describe()))
-    return KernelText(["a0", "a1", "out"], body, [a.id, b.id])
+    return KernelText(["a0", "a1", "out"], body, [a.id, b.id], functions={dot})
 
 
 def _batch_index(idx: list[str], shape: tuple, out_shape: tuple) -> list[str]:

@@ -21,6 +21,8 @@ from graphcomp.passes.lowered import LoweredProgram
 PHILOX_FILE = Path(philox.__file__)
 PHILOX_FUNCTIONS = frozenset({"philox4x32_10", "uniform24", "uniform53", "bounded32",
                               "sincos_turns"})
+# Constants of ops/philox.py that random kernels read besides its functions.
+PHILOX_CONSTANTS = ("MASK32", "SHIFT32")
 _WORDS = "w0, w1, w2, w3 = philox4x32_10(np.uint64(j), stream, c2, c3, k0, k1)"
 
 

@@ -2,9 +2,12 @@
 
 This is the only stage that writes Python/Numba syntax (with the kernel writers of
 ``kernels.py``, which it renders through): the records say what runs, this module says how it
-reads. The module holds, in order: the kernels, the copy and BLAS helpers, the lanes' code and
-row segments when used, the driver, and the fast-math library last (so ``f.source`` opens with
-the program itself).
+reads. ``render_modules`` writes what runs: the driver's module, which imports each distinct
+kernel, the copy and BLAS helpers, the fast-math library and the lanes from library modules
+of their own (each named by the hash of its text, so identical pieces of two programs are one
+cached module). ``render_module`` writes the same program as one text for reading
+(``f.source``): the kernels, the helpers, the lanes' code and row segments when used, the
+driver, and the fast-math library last (so it opens with the program itself).
 
 >>> row_template("k3", 2, (), element_count=True)
 'k3({0}, {1}, {n})'
@@ -13,19 +16,27 @@ the program itself).
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from graphcomp.backends.numba import helpers
+from graphcomp.backends.numba import lanes as L
 from graphcomp.backends.numba.blas import BlasLibrary
-from graphcomp.backends.numba.expressions import literal
+from graphcomp.backends.numba.cache import module_name
+from graphcomp.backends.numba.expressions import DTYPE_SUFFIX, literal
 from graphcomp.backends.numba.names import Names
 from graphcomp.backends.numba.program import Arg, Buffer, Call, KernelDef, Segment, StepProgram
-from graphcomp.backends.numba.random_kernels import PHILOX_FUNCTIONS, philox_source
+from graphcomp.backends.numba.random_kernels import (
+    PHILOX_CONSTANTS,
+    PHILOX_FUNCTIONS,
+    philox_source,
+)
 from graphcomp.backends.numba.rows import RowArg, RowCall, Run, segment_source
 
 FASTMATH_FILE = Path(__file__).with_name("fastmath.py")
@@ -67,7 +78,8 @@ def row_template(function: str, arrays: int, scalars: Sequence[Arg],
 
 
 def render_module(program: StepProgram, names: Names, blas: BlasLibrary | None) -> str:
-    """The whole module text for ``program``."""
+    """The whole program as one self-contained text: each kernel and helper written out
+    where the driver's module imports it (``f.source``; ``render_modules`` makes what runs)."""
     decorator = kernel_decorator(program.fastmath)
     lines = [*_docstring(program), "", *_IMPORTS, "", "# ---- kernels", ""]
     for kernel in program.kernels:
@@ -77,22 +89,9 @@ def render_module(program: StepProgram, names: Names, blas: BlasLibrary | None) 
     if program.uses_lanes:
         assert blas is not None
         lines += helpers.split_gemm_helpers(blas)
-    writer = _Writer(program, names)
-    if program.driver == "python":
-        segment_decorator = decorator.format(parallel="")[:-1] + ", nogil=True)"
-        if program.segments:
-            lines += ["", "# ---- row segments (graphcomp/backends/numba/rows.py)", "",
-                      *_SEGMENT_IMPORTS]
-        natives = []
-        for segment in program.segments:
-            source, native = segment_source(segment.name, list(segment.calls), segment.run,
-                                            segment.columns, segment_decorator)
-            lines += ["", source, ""]
-            natives.append(native)
-        lines += ["", "# ---- driver", "", *writer.python_driver()]
-    else:
-        lines += ["", "# ---- driver", "", *writer.njit_driver()]
-    if program.functions - PHILOX_FUNCTIONS:
+    segments, driver, natives = _driver_sections(program, names)
+    lines += [*segments, *driver]
+    if _fastmath_names(program.functions):
         # Last, so a reader meets the kernels and the driver first; numba resolves these
         # globals when it compiles the kernels, after the whole module has run.
         banner = "# ---- vectorisable transcendentals (graphcomp/backends/numba/fastmath.py)"
@@ -100,11 +99,144 @@ def render_module(program: StepProgram, names: Names, blas: BlasLibrary | None) 
     if program.functions & PHILOX_FUNCTIONS:
         lines += ["", "", "# ---- the random generator (graphcomp/ops/philox.py)", "",
                   philox_source(), ""]
-    if program.driver == "python" and program.segments:
-        # Compiled as the module runs (cfuncs): last, after every function they call.
-        lines += ["", "", "# ---- row segments as C functions for the lane helper", ""]
-        for native in natives:
-            lines += ["", native, ""]
+    lines += natives
+    return _tidy(lines)
+
+
+@dataclass(frozen=True)
+class RenderedModules:
+    """What runs: the driver's module ``source`` and the library modules it imports
+    (``libraries``, each after every module it imports itself); ``display`` is the same
+    program as one text, for reading (``f.source``)."""
+
+    source: str
+    libraries: tuple[str, ...]
+    display: str
+
+
+def render_modules(program: StepProgram, names: Names, blas: BlasLibrary | None
+                   ) -> RenderedModules:
+    """The driver's module and its libraries (helpers.py, "library modules"): every kernel,
+    the copy and BLAS helpers, the fast-math library, the random generator and the lanes in
+    a cached module of its own, named by the hash of its text."""
+    decorator = kernel_decorator(program.fastmath)
+    libraries = _Libraries(program, blas, decorator)
+    lines = [*_docstring(program), "", *_IMPORTS, "",
+             "# ---- kernels: each a cached module of its own, named by its text's hash", ""]
+    for kernel in program.kernels:
+        module = libraries.kernel(kernel, decorator)
+        lines.append(f"from {module} import kernel as {kernel.name}  # {kernel.comment}")
+    lines += ["", "# ---- helpers", "", *libraries.driver_imports()]
+    segments, driver, natives = _driver_sections(program, names)
+    lines += [*segments, *driver, *natives]
+    return RenderedModules(_tidy(lines), tuple(libraries.texts.values()),
+                           render_module(program, names, blas))
+
+
+class _Libraries:
+    """The library modules of one program, in load order (a module after those it imports),
+    made when something imports from them."""
+
+    def __init__(self, program: StepProgram, blas: BlasLibrary | None, decorator: str) -> None:
+        self.texts: dict[str, str] = {}  # module name -> text
+        self._modules: dict[str, str] = {}  # function name -> module name
+        self._makers: dict[str, Callable[[], str]] = {}  # function name -> its module's text
+        self.program = program
+        fastmath = _fastmath_names(program.functions)
+        self._offer(fastmath, lambda: helpers.library_text(
+            "vectorisable transcendentals",
+            ["# graphcomp/backends/numba/fastmath.py", "", fastmath_source()]))
+        self._offer(PHILOX_FUNCTIONS | set(PHILOX_CONSTANTS), lambda: helpers.library_text(
+            "the random generator", ["# graphcomp/ops/philox.py", "", philox_source()]))
+        if blas is None:
+            self._offer(["matmul_2d"], lambda: helpers.gemm_library(None, "any"))
+        else:
+            for dtype, suffix in DTYPE_SUFFIX.items():
+                self._offer([f"gemm_{suffix}", f"gemm_acc_{suffix}"],
+                            functools.partial(helpers.gemm_library, blas, dtype))
+        copy_head = decorator.format(parallel="")
+        self._offer(["copy_flat"], lambda: helpers.copy_library(copy_head))
+        if blas is not None:
+            self._offer(_LANE_FUNCTIONS, lambda: L.helper_text(blas))
+
+    def _offer(self, functions: Iterable[str], make: Callable[[], str]) -> None:
+        for function in functions:
+            self._makers[function] = make
+
+    def _add(self, text: str) -> str:
+        name = module_name(text)
+        self.texts.setdefault(name, text)
+        return name
+
+    def imports(self, functions: Iterable[str]) -> list[str]:
+        """Lines importing ``functions`` from the modules that provide them."""
+        by_module: dict[str, list[str]] = {}
+        for function in sorted(functions):
+            if function not in self._modules:
+                self._modules[function] = self._add(self._makers[function]())
+            by_module.setdefault(self._modules[function], []).append(function)
+        return [helpers.import_line(m, f) for m, f in sorted(by_module.items())]
+
+    def kernel(self, kernel: KernelDef, decorator: str) -> str:
+        """The module of one kernel: its code as ``kernel``, without the notes naming the
+        nodes (the same code in another program is the same module)."""
+        text = kernel.text
+        head = decorator.format(parallel=", parallel=True" if text.parallel else "")
+        functions = set(text.functions)
+        if functions & PHILOX_FUNCTIONS:
+            functions |= set(PHILOX_CONSTANTS)
+        imports = self.imports(functions)
+        body = [head, f"def kernel({', '.join(text.params)}):",
+                *[f"    {line}" for line, _ in text.body]]
+        return self._add(helpers.library_text("a kernel", body, imports))
+
+    def driver_imports(self) -> list[str]:
+        """What the driver and its row segments call besides the kernels."""
+        functions = {call.function for call in self.program.calls
+                     if call.target in ("gemm", "gemm_acc", "gemm_split", "copy")}
+        if self.program.segments:
+            functions |= set(_LANE_FUNCTIONS)
+            # A segment runs its share of a split product's rows with gemm_acc
+            # (calls._gemm_row_call).
+            functions |= {f"gemm_acc_{DTYPE_SUFFIX[d]}" for d in self.program.blas_dtypes
+                          if d in DTYPE_SUFFIX}
+        return self.imports(functions)
+
+
+# What generated drivers and row segments call in the lanes' module (lanes/code.py).
+_LANE_FUNCTIONS = ("address_pointer", "gemm_split", "rows_first", "rows_next")
+
+
+def _fastmath_names(functions: set[str]) -> set[str]:
+    """The fast-math helpers among the functions kernels call."""
+    return {f for f in functions
+            if f not in PHILOX_FUNCTIONS and not f.startswith(("gemm_", "matmul"))}
+
+
+def _driver_sections(program: StepProgram, names: Names
+                     ) -> tuple[list[str], list[str], list[str]]:
+    """The row segments, the driver, and the segments' C entries (compiled as the module
+    runs: they go last, after every function they call)."""
+    writer = _Writer(program, names)
+    if program.driver != "python":
+        return [], ["", "# ---- driver", "", *writer.njit_driver()], []
+    decorator = kernel_decorator(program.fastmath)
+    segment_decorator = decorator.format(parallel="")[:-1] + ", nogil=True)"
+    segments: list[str] = []
+    natives: list[str] = []
+    if program.segments:
+        segments += ["", "# ---- row segments (graphcomp/backends/numba/rows.py)", "",
+                     *_SEGMENT_IMPORTS]
+        natives += ["", "", "# ---- row segments as C functions for the lane helper", ""]
+    for segment in program.segments:
+        source, native = segment_source(segment.name, list(segment.calls), segment.run,
+                                        segment.columns, segment_decorator)
+        segments += ["", source, ""]
+        natives += ["", native, ""]
+    return segments, ["", "# ---- driver", "", *writer.python_driver()], natives
+
+
+def _tidy(lines: list[str]) -> str:
     source = "\n".join(lines) + "\n"
     return re.sub(r"\n{4,}", "\n\n\n", source)
 

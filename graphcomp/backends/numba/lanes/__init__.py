@@ -38,8 +38,8 @@ The package:
   declarations (imports numba).
 - ``code.py``: the compiled code, a real module: ``gemm_split``, ``rows_first``/
   ``rows_next``, the helper's ``serve``.
-- ``source.py``: ``module_text(blas)``, the copy of ``code.py`` that a generated module (and
-  the helper's module) carries, so numba's cache never mixes old and new code.
+- ``source.py``: ``helper_text(blas)``, the copy of ``code.py`` in the kernel cache that the
+  helper thread and generated drivers use, so numba's cache never mixes old and new code.
 - ``worker.py``: ``LaneWorker`` (the helper thread) and ``lanes_array``.
 
 >>> LANE_MIN_WORK >= 2**18

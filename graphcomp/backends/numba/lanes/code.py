@@ -1,10 +1,10 @@
 """The lanes' compiled code: split products, the row-task hand-over, and the helper's loop.
 
-The single source of this code. Generated modules and the helper's module carry a copy of the
-text below the marker line (``source.module_text``), compiled there with ``cache=True``: numba
-keys its cache by a file's own text, so a cached module must not call into another file that
-may have changed. Here, imported as itself, the functions compile uncached (for tests and
-debugging) against numpy's BLAS.
+The single source of this code. The lanes' module in the kernel cache (``source.helper_text``,
+which generated drivers import by its hashed name) is a copy of the text below the marker line,
+compiled there with ``cache=True``: numba keys its cache by a file's own text, so a cached
+module must not call into a file that may change under the same name. Here, imported as
+itself, the functions compile uncached (for tests and debugging) against numpy's BLAS.
 
 What differs between modules stays out of the text: ``_LANES_BLAS``, the ``BlasLibrary`` the
 module calls, is defined before the copy, and ``blas_at(_LANES_BLAS)`` makes its GEMMs and its

@@ -1,11 +1,12 @@
-"""The lanes' text in generated modules: a copy of ``code.py``, for the modules' own cache.
+"""The lanes' text in the kernel cache: a copy of ``code.py``, compiled there with ``cache=True``.
 
 numba keys a cached function by its file's text; a function that calls into another file keeps
-running that file's old code after it changes. So every module that uses the lanes (a generated
-module that splits products, the helper's module) carries its own copy of ``code.py``'s
-functions, compiled there with ``cache=True``, the way fastmath.py's kernels are inlined. What
-the copy still takes from other files (the protocol's constants, the intrinsics, the BLAS
-declarations) is compiled into it too, so their texts' hash goes into the copy's text.
+running that file's old code after it changes. So nothing imports ``code.py`` itself: the
+lanes' module in the kernel cache (``helper_text``) is a copy of its functions, and generated
+drivers import ``gemm_split`` and the row hand-over from that module by its name, which is the
+hash of its text (render.py), so a changed copy is a new module and its importers change too.
+What the copy still takes from other files (the protocol's constants, the intrinsics, the BLAS
+declarations) is compiled into it, so their texts' hash goes into the copy's text.
 
 >>> from graphcomp.backends.numba.blas import BlasLibrary
 >>> text = module_text(BlasLibrary("/lib/libopenblas.so", "cblas_sgemm", "cblas_dgemm", 32))
@@ -72,8 +73,9 @@ def module_text(blas: BlasLibrary) -> str:
 
 
 def helper_text(blas: BlasLibrary) -> str:
-    """The helper thread's module: written to and loaded from graphcomp's cache like a
-    generated module, so its functions compile once per machine."""
+    """The lanes' module: written to and loaded from graphcomp's cache like a generated
+    module (the helper thread runs its ``serve``, drivers import ``gemm_split`` from it), so
+    its functions compile once per cache."""
     return "\n".join([
         '"""graphcomp\'s lane helper (graphcomp/backends/numba/lanes/worker.py)."""',
         "",
