@@ -455,7 +455,7 @@ def computes_gradients(program: Program) -> bool:
     step of the same model (each distinct kernel is a cached module of its own), and an njit
     driver would link and re-optimise all of them again. Measured on mlp-digits
     (docs/performance.md, "Kernels shared across functions"): the evaluation function's
-    compile after the step's fell from ~as long as the step's to ~10% of it."""
+    compile after the step's went from 4.38 s to 0.50 s (the step: 3.6 s)."""
     return any(node.role == "adjoint" for node in program.schedule)
 
 

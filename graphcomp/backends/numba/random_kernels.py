@@ -3,7 +3,7 @@
 A kernel loops over the Philox blocks of its output (flat), computes each block's four words
 with ``philox4x32_10`` and writes the block's elements (4 per block for float32 uniforms and
 integers, 2 for float64 uniforms and normals), then the partial last block. The arithmetic is
-``ops/philox.py``'s, whose text the module carries (``PHILOX_FUNCTIONS``); normals take the
+``ops/philox.py``'s, whose text a library module carries (``PHILOX_FUNCTIONS``); normals take the
 logarithm from ``fastmath.py`` (``log_f64``), numpy's backend from ``np.log``: the only
 source of a difference (a few ulp of float64) between the two backends.
 """
