@@ -81,6 +81,9 @@ HOST_FALLBACK: dict[str, str] = {
     "max_pool2d_gather": _LOOP_NEST,
     "avg_pool2d": _LOOP_NEST,
     "avg_pool2d_grad": _LOOP_NEST,
+    "sparse_sgd": "row updates in place with checked ids: needs a device error flag",
+    "sparse_moment": "row updates in place with checked ids: needs a device error flag",
+    "sparse_adam_step": "row updates in place with checked ids: needs a device error flag",
 }
 
 
