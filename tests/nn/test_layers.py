@@ -234,14 +234,15 @@ def test_fit_trains_with_batch_norm_and_its_running_statistics_move():
         training = gc.placeholder((), "bool", name="training")
         pred = gc.nn.dense(gc.nn.batch_norm(x, training), 1)[:, 0]
         loss = gc.mean(gc.square(pred - y))
-        step = gc.compile([x, y, training], loss, updates=gc.optim.SGD(0.05).updates(loss),
+        step = gc.compile([x, y, training], loss, updates=gc.optim.SGD(0.02).updates(loss),
                           backend="numpy")
-    data_x = RNG.standard_normal((32, 4)) * 3 + 1
+    rng = np.random.default_rng(3)  # its own data: the module's RNG depends on test order
+    data_x = rng.standard_normal((32, 4)) * 3 + 1
     data_y = data_x @ np.array([1.0, -2.0, 0.5, 0.0])
     on = np.array(True)
-    history = gc.fit(lambda a, b: step(a, b, on), (data_x, data_y), epochs=3, batch_size=8,
-                     progress=False)
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    history = gc.fit(lambda a, b: step(a, b, on), (data_x, data_y), epochs=10, batch_size=8,
+                     shuffle=True, seed=0, progress=False)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
     running = _by_name(g)["batch_norm/running_mean"].value
     assert np.all(np.abs(running - 0) > 0.1)
 
