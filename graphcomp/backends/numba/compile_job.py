@@ -27,6 +27,7 @@ from graphcomp.backends.numba.cache import (
     own_dispatchers,
     record_compiled,
 )
+from graphcomp.backends.numba.parallel import Helper, compile_share, start_helper
 from graphcomp.backends.numba.program import ValueType
 
 ArraySpec = tuple[str, int]  # dtype name, ndim (C-contiguous)
@@ -108,7 +109,14 @@ def compile_job(job: CompileJob) -> tuple[Any, Any, bool]:
     if hasattr(driver, "compile"):
         cache_hit = _compile_driver(driver, job)
     elif not job.driver_jit and not _jit_disabled():
-        cache_hit = _compile_kernels(loaded, job)
+        busy = {module.__name__ for (module, _), before
+                in zip(libraries, compiled_before, strict=True) if _compiles(module) > before}
+        helper = start_helper(loaded, job, libraries, busy)
+        try:
+            cache_hit = _compile_kernels(loaded, job, helper)
+        finally:
+            if helper is not None:
+                helper.stop()
     for (module, library_path), before in zip(libraries, compiled_before, strict=True):
         if _compiles(module) > before:  # new artefacts (a module used as it was: none)
             record_compiled(library_path)
@@ -138,13 +146,21 @@ def _compile_driver(driver: Any, job: CompileJob) -> bool:
     return sum(driver.stats.cache_hits.values()) > 0
 
 
-def _compile_kernels(loaded: Any, job: CompileJob) -> bool:
+def _compile_kernels(loaded: Any, job: CompileJob, helper: Helper | None = None) -> bool:
     """Compile every kernel signature a Python driver calls; whether nothing was compiled
-    anew (everything loaded from the cache, or compiled already by this process)."""
+    anew (everything loaded from the cache, or compiled already by this process). With a
+    ``helper`` process, this process compiles the other kernels first, then waits for the
+    helper and loads its share from the cache (or compiles it, if the helper failed)."""
     loaded_or_known = misses = 0
-    for name, signatures in job.kernel_signatures.items():
+    names = [n for n in job.kernel_signatures if helper is None or n not in helper.names]
+    if helper is not None:
+        names += [n for n in job.kernel_signatures if n in helper.names]
+    for name in names:
+        signatures = job.kernel_signatures[name]
         if not signatures:
             continue
+        if helper is not None and name in helper.names:
+            helper.wait()
         kernel = getattr(loaded, name)
         for types in signatures:
             signature = kernel_signature(types)
@@ -163,7 +179,10 @@ def _compile_kernels(loaded: Any, job: CompileJob) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    """Compile the job in the file ``argv[0]`` (the background compile's process)."""
+    """Compile the job in the file ``argv[0]`` (the background compile's process), or with
+    ``--share FILE``, a helper's share of another process's job."""
+    if argv[:1] == ["--share"]:
+        return compile_share(Path(argv[1]))
     path = Path(argv[0])
     job = CompileJob.from_json(path.read_text())
     path.unlink(missing_ok=True)  # read: the folder may go once the caller has stopped
