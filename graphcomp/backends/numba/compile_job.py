@@ -149,20 +149,37 @@ def _compile_driver(driver: Any, job: CompileJob) -> bool:
 def _compile_kernels(loaded: Any, job: CompileJob, helper: Helper | None = None) -> bool:
     """Compile every kernel signature a Python driver calls; whether nothing was compiled
     anew (everything loaded from the cache, or compiled already by this process). With a
-    ``helper`` process, this process compiles the other kernels first, then waits for the
-    helper and loads its share from the cache (or compiles it, if the helper failed)."""
-    loaded_or_known = misses = 0
-    names = [n for n in job.kernel_signatures if helper is None or n not in helper.names]
-    if helper is not None:
-        names += [n for n in job.kernel_signatures if n in helper.names]
-    for name in names:
-        signatures = job.kernel_signatures[name]
-        if not signatures:
+    ``helper`` process (parallel.py), this process compiles the kernels outside its groups,
+    then claims groups from the first one up; once the helper has one, it waits for the
+    helper and loads the rest from the cache (or compiles them, if the helper failed)."""
+    groups = helper.groups if helper is not None else []
+    shared = set().union(*groups)
+    counts = _compile_names(loaded, job, [n for n in job.kernel_signatures if n not in shared])
+    left: list[str] = []
+    for index, names in enumerate(groups):
+        if left or not helper.claim(index):  # type: ignore[union-attr]
+            left += sorted(names)
             continue
-        if helper is not None and name in helper.names:
-            helper.wait()
+        counts = [a + b for a, b in zip(counts, _compile_names(loaded, job, sorted(names)),
+                                        strict=True)]
+    if helper is not None:
+        helper.wait()
+        counts = [a + b for a, b in zip(counts, _compile_names(loaded, job, left), strict=True)]
+    for name, signatures in job.kernel_signatures.items():
+        if signatures:  # only now: one helper may call another with new types
+            getattr(loaded, name).disable_compile()
+    loaded_or_known, misses = counts
+    return loaded_or_known > 0 and misses == 0
+
+
+def _compile_names(loaded: Any, job: CompileJob, names: list[str]) -> list[int]:
+    """Compile the signatures of kernels ``names``: [loaded or known, compiled] counts."""
+    loaded_or_known = misses = 0
+    for name in names:
+        if not job.kernel_signatures[name]:
+            continue
         kernel = getattr(loaded, name)
-        for types in signatures:
+        for types in job.kernel_signatures[name]:
             signature = kernel_signature(types)
             if signature in kernel.signatures:  # shared with a program compiled before
                 loaded_or_known += 1
@@ -172,10 +189,7 @@ def _compile_kernels(loaded: Any, job: CompileJob, helper: Helper | None = None)
             kernel.compile(signature)
             loaded_or_known += sum(kernel.stats.cache_hits.values()) - hits_before
             misses += sum(kernel.stats.cache_misses.values()) - misses_before
-    for name, signatures in job.kernel_signatures.items():
-        if signatures:  # only now: one helper may call another with new types
-            getattr(loaded, name).disable_compile()
-    return loaded_or_known > 0 and misses == 0
+    return [loaded_or_known, misses]
 
 
 def main(argv: list[str]) -> int:

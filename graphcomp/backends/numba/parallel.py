@@ -15,9 +15,13 @@ against the manifests the helper wrote before loading them. A helper that fails 
 costs a ``CompileWarning``, and its share is compiled here.
 
 When it pays (``HELPER_POLICY``): a new process costs ~1 s before it compiles anything
-(Python, numpy, numba and graphcomp imports), so the helper starts only with >= 2 usable
-cores, a writable cache folder, and an estimated >= ``MIN_SHARE_SECONDS`` of work to hand it.
-``GRAPHCOMP_COMPILE_HELPER=0`` turns it off, ``=1`` starts one whenever there are two groups.
+(Python, numpy, numba and graphcomp imports), and on a machine whose cores are all busy a
+second compiling process only competes with this one (cnn-digits' step at load 6-9 on 2
+cores: 22.7 s alone, 40.6 s with a helper, 2026-12-07). So the helper starts only with >= 2
+usable cores of which ``MIN_IDLE_CORES`` are idle by the 1-minute load average (which counts
+this process), a writable cache folder, and an estimated >= ``MIN_SHARE_SECONDS`` of work to
+hand it. ``GRAPHCOMP_COMPILE_HELPER=0`` turns it off, ``=1`` starts one whenever the kernels
+form two groups.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,24 +50,37 @@ SECONDS_PER_MODULE = 0.15
 SECONDS_PER_LINE = 0.01
 STARTUP_SECONDS = 1.0  # a helper's start: interpreter and imports, before its first compile
 MIN_SHARE_SECONDS = 1.5
+MIN_IDLE_CORES = 0.75
 HELPER_TIMEOUT_SECONDS = 600.0
-HELPER_POLICY = (f">= 2 usable cores, a writable cache, >= {MIN_SHARE_SECONDS} s of estimated "
-                 f"work for the helper after its {STARTUP_SECONDS} s start")
+HELPER_POLICY = (f">= 2 usable cores, >= {MIN_IDLE_CORES} of them idle, a writable cache, "
+                 f">= {MIN_SHARE_SECONDS} s of estimated work for the helper after its "
+                 f"{STARTUP_SECONDS} s start")
 _IMPORT = re.compile(r"^from (gc_[0-9a-f]+) import ", re.MULTILINE)
 
 
 @dataclass
 class Helper:
-    """A helper process compiling the kernels ``names`` (the driver's names for them)."""
+    """A helper process that compiles ``groups`` of kernels (the driver's names for them)
+    from the last one down, while this process compiles them from the first one up; each
+    group is compiled by the process that claims it first (``claim``)."""
 
     process: subprocess.Popen
-    names: set[str]
-    entries: list[Path]  # the cache entries of the modules it compiles
+    groups: list[set[str]]
+    entries: list[list[Path]]  # per group, the cache entries of its modules
     folder: Path
     done: bool = field(default=False)
+    mine: set[int] = field(default_factory=set)  # the groups this process claimed
+
+    def claim(self, index: int) -> bool:
+        """Claim group ``index`` for this process; False when the helper has it."""
+        if not claim(self.folder, index):
+            return False
+        self.mine.add(index)
+        return True
 
     def wait(self) -> None:
-        """Wait for the helper (once); on failure warn, and this process compiles its share."""
+        """Wait for the helper (once); on failure warn: the groups it claimed and did not
+        compile are compiled here, as they miss the cache."""
         if self.done:
             return
         self.done = True
@@ -75,14 +93,17 @@ class Helper:
         if code != 0:
             how = ("did not finish in time" if code is None else
                    f"was killed by signal {-code}" if code < 0 else f"exited with {code}")
-            warnings.warn(f"graphcomp's compile helper process {how}{self._errors()}; its "
-                          f"{len(self.names)} kernel(s) are compiled in this process",
+            warnings.warn(f"graphcomp's compile helper process {how}{self._errors()}; the "
+                          f"kernels it claimed are compiled in this process",
                           CompileWarning, stacklevel=4)
         from graphcomp.backends.numba.cache import verify_artefacts
 
-        for entry in self.entries:  # numba then loads only what the helper recorded
-            verify_artefacts(entry)
-        self._clean()
+        for index, entries in enumerate(self.entries):
+            if index in self.mine:
+                continue
+            for entry in entries:  # numba then loads only what the helper recorded
+                verify_artefacts(entry)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def stop(self) -> None:
         """End the helper if it still runs (this process failed first) and clean up."""
@@ -90,7 +111,7 @@ class Helper:
             self.done = True
             self.process.kill()
             self.process.wait()
-        self._clean()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def _errors(self) -> str:
         try:
@@ -99,13 +120,15 @@ class Helper:
             return ""
         return f": {text.splitlines()[-1]}" if text else ""
 
-    def _clean(self) -> None:
-        for name in ("share.json", "errors.txt"):
-            (self.folder / name).unlink(missing_ok=True)
-        try:
-            self.folder.rmdir()
-        except OSError:
-            pass
+
+def claim(folder: Path, index: int) -> bool:
+    """Claim group ``index`` of the share in ``folder`` (atomic: a new folder); whether this
+    process got it."""
+    try:
+        os.mkdir(folder / f"claim-{index}")
+    except FileExistsError:
+        return False
+    return True
 
 
 def _usable_cores() -> int:
@@ -113,6 +136,16 @@ def _usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def _cores_free() -> bool:
+    """Whether >= 2 cores are usable and >= ``MIN_IDLE_CORES`` of them idle."""
+    cores = _usable_cores()
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # no load average on this system: trust the core count
+        load = 1.0
+    return cores >= 2 and cores - load >= MIN_IDLE_CORES
 
 
 def _estimate(text: str) -> float:
@@ -149,23 +182,14 @@ def _groups(loaded: Any, job: Any, libraries: list[tuple[Any, Path]], busy: set[
             for names, modules in merged if not modules & busy]
 
 
-def _choose_share(groups: list[tuple[float, set[str], set[str]]], forced: bool
-                  ) -> tuple[set[str], set[str]]:
-    """The helper's share (driver names, module names): whole groups, largest first, up to
-    half of the work left after the helper's start."""
-    total = sum(cost for cost, _, _ in groups)
-    target = (total - STARTUP_SECONDS) / 2
-    names: set[str] = set()
-    modules: set[str] = set()
-    share = 0.0
-    for cost, group_names, group_modules in sorted(groups, key=lambda g: -g[0])[1:]:
-        if share + cost <= target or (forced and not names):
-            names |= group_names
-            modules |= group_modules
-            share += cost
-    if not forced and share < MIN_SHARE_SECONDS:
-        return set(), set()
-    return names, modules
+def _worth_it(groups: list[tuple[float, set[str], set[str]]], forced: bool) -> bool:
+    """Whether the groups are enough work for two processes: >= 2 groups and, unless forced,
+    >= ``MIN_SHARE_SECONDS`` of estimated work besides the largest group after the helper's
+    start."""
+    if len(groups) < 2:
+        return False
+    costs = sorted(cost for cost, _, _ in groups)
+    return forced or sum(costs[:-1]) - STARTUP_SECONDS >= MIN_SHARE_SECONDS
 
 
 def start_helper(loaded: Any, job: Any, libraries: list[tuple[Any, Path]],
@@ -176,25 +200,28 @@ def start_helper(loaded: Any, job: Any, libraries: list[tuple[Any, Path]],
     from graphcomp.backends.numba.cache import has_compiled, writable_cache
 
     setting = os.environ.get(ENV_VAR, "")
-    if setting == "0" or (setting != "1" and _usable_cores() < 2) or not writable_cache():
+    if setting == "0" or (setting != "1" and not _cores_free()) or not writable_cache():
         return None
     busy = busy | {module.__name__ for (module, _), text in zip(libraries, job.libraries,
                                                                  strict=True)
                    if has_compiled(text)}
-    names, modules = _choose_share(_groups(loaded, job, libraries, busy), setting == "1")
-    if not names:
+    groups = sorted(_groups(loaded, job, libraries, busy), key=lambda g: -g[0])
+    if not _worth_it(groups, setting == "1"):
         return None
-    share = {"libraries": [text for (module, _), text in zip(libraries, job.libraries,
-                                                              strict=True)
-                           if module.__name__ in modules],
-             "functions": [[getattr(loaded, n).py_func.__module__,
-                            getattr(loaded, n).py_func.__name__, job.kernel_signatures[n]]
-                           for n in sorted(names)]}
-    return _spawn(share, names, [path for module, path in libraries
-                                 if module.__name__ in modules])
+    texts = {module.__name__: text for (module, _), text in zip(libraries, job.libraries,
+                                                                strict=True)}
+    paths = {module.__name__: path for module, path in libraries}
+    order = [module.__name__ for module, _ in libraries]
+    share = [{"libraries": [texts[m] for m in order if m in modules],
+              "functions": [[getattr(loaded, n).py_func.__module__,
+                             getattr(loaded, n).py_func.__name__, job.kernel_signatures[n]]
+                            for n in sorted(names)]}
+             for _, names, modules in groups]
+    return _spawn(share, [names for _, names, _ in groups],
+                  [[paths[m] for m in order if m in modules] for _, _, modules in groups])
 
 
-def _spawn(share: dict, names: set[str], entries: list[Path]) -> Helper:
+def _spawn(share: list[dict], groups: list[set[str]], entries: list[list[Path]]) -> Helper:
     from graphcomp.backends.numba.cache import cache_dir
 
     folder = Path(tempfile.mkdtemp(prefix="graphcomp-share-"))
@@ -208,25 +235,26 @@ def _spawn(share: dict, names: set[str], entries: list[Path]) -> Helper:
             [PYTHON, "-m", "graphcomp.backends.numba.compile_job", "--share",
              str(folder / "share.json")],
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
-    return Helper(process, names, entries, folder)
+    return Helper(process, groups, entries, folder)
 
 
 def compile_share(path: Path) -> int:
-    """The helper's side: load the share's modules, compile its functions' signatures, record
-    the artefacts."""
+    """The helper's side: claim groups from the last one down until one is taken; load each
+    claimed group's modules, compile its functions' signatures, record the artefacts."""
     from graphcomp.backends.numba.cache import load_generated_module, record_compiled
     from graphcomp.backends.numba.compile_job import kernel_signature
 
-    share = json.loads(path.read_text())
-    modules = {}
-    for text in share["libraries"]:
-        module, entry = load_generated_module(text)
-        modules[module.__name__] = entry
-    for module_name, function_name, signatures in share["functions"]:
-        function = getattr(sys.modules[module_name], function_name)
-        for types in signatures:
-            function.compile(kernel_signature(tuple(
-                t if isinstance(t, str) else (str(t[0]), int(t[1]), str(t[2])) for t in types)))
-    for entry in modules.values():
-        record_compiled(entry)
+    groups = json.loads(path.read_text())
+    for index in reversed(range(len(groups))):
+        if not claim(path.parent, index):
+            break
+        entries = [load_generated_module(text)[1] for text in groups[index]["libraries"]]
+        for module_name, function_name, signatures in groups[index]["functions"]:
+            function = getattr(sys.modules[module_name], function_name)
+            for types in signatures:
+                function.compile(kernel_signature(tuple(
+                    t if isinstance(t, str) else (str(t[0]), int(t[1]), str(t[2]))
+                    for t in types)))
+        for entry in entries:
+            record_compiled(entry)
     return 0
