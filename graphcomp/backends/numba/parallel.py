@@ -163,10 +163,11 @@ def _groups(loaded: Any, job: Any, libraries: list[tuple[Any, Path]], busy: set[
     merged: list[tuple[set[str], set[str]]] = []  # (driver names, module names)
     for name, signatures in job.kernel_signatures.items():
         function = getattr(loaded, name, None)
-        module = getattr(getattr(function, "py_func", None), "__module__", None)
+        module = str(getattr(getattr(function, "py_func", None), "__module__", ""))
         if module not in texts or not signatures:
             continue
-        modules, todo = set(), [module]
+        modules: set[str] = set()
+        todo = [module]
         while todo:  # the module and every library module it imports, transitively
             current = todo.pop()
             if current not in modules:
