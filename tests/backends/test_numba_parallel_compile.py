@@ -93,6 +93,13 @@ def test_a_failing_helper_warns_and_its_share_is_compiled_here(forced, monkeypat
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+def test_a_helper_that_cannot_start_warns_and_everything_compiles_here(forced, monkeypatch):
+    monkeypatch.setattr(parallel, "PYTHON", "/no/such/python")
+    with pytest.warns(CompileWarning, match="could not start its compile helper"):
+        compiled, reference = _compile()
+    np.testing.assert_allclose(compiled(X)[2], reference(X)[2], rtol=1e-12)
+
+
 def test_no_helper_when_turned_off(forced, monkeypatch):
     monkeypatch.setenv(parallel.ENV_VAR, "0")
     compiled, reference = _compile()

@@ -218,8 +218,13 @@ def start_helper(loaded: Any, job: Any, libraries: list[tuple[Any, Path]],
                              getattr(loaded, n).py_func.__name__, job.kernel_signatures[n]]
                             for n in sorted(names)]}
              for _, names, modules in groups]
-    return _spawn(share, [names for _, names, _ in groups],
-                  [[paths[m] for m in order if m in modules] for _, _, modules in groups])
+    try:
+        return _spawn(share, [names for _, names, _ in groups],
+                      [[paths[m] for m in order if m in modules] for _, _, modules in groups])
+    except OSError as exc:  # no interpreter, no process: compile everything here
+        warnings.warn(f"graphcomp could not start its compile helper process ({exc}); "
+                      f"compiling in this process", CompileWarning, stacklevel=3)
+        return None
 
 
 def _spawn(share: list[dict], groups: list[set[str]], entries: list[list[Path]]) -> Helper:
