@@ -45,7 +45,8 @@ __all__ = ["Helper", "compile_share", "start_helper"]
 ENV_VAR = "GRAPHCOMP_COMPILE_HELPER"
 PYTHON = sys.executable  # the helper's interpreter (a test may replace it)
 # Estimated compile seconds of a kernel module: a fixed part plus a part per line of its text
-# (fitted on cnn-digits' and mlp-dropout-bn-digits' kernels, docs/performance.md).
+# (a rough scale, not a fit: cnn-digits' kernels took 0.15-0.7 s each, docs/performance.md).
+# It only orders the groups and decides whether a helper is worth starting.
 SECONDS_PER_MODULE = 0.15
 SECONDS_PER_LINE = 0.01
 STARTUP_SECONDS = 1.0  # a helper's start: interpreter and imports, before its first compile
@@ -236,11 +237,15 @@ def _spawn(share: list[dict], groups: list[set[str]], entries: list[list[Path]])
     path = os.environ.get("PYTHONPATH")
     env = {**os.environ, "GRAPHCOMP_CACHE_DIR": str(cache_dir()), ENV_VAR: "0",
            "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
-    with open(folder / "errors.txt", "wb") as errors:
-        process = subprocess.Popen(
-            [PYTHON, "-m", "graphcomp.backends.numba.compile_job", "--share",
-             str(folder / "share.json")],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+    try:
+        with open(folder / "errors.txt", "wb") as errors:
+            process = subprocess.Popen(
+                [PYTHON, "-m", "graphcomp.backends.numba.compile_job", "--share",
+                 str(folder / "share.json")],
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return Helper(process, groups, entries, folder)
 
 
