@@ -64,13 +64,22 @@ def _kernel(function: gc.Function, name: str):  # type: ignore[no-untyped-def]
     return getattr(driver, "py_func", driver).__globals__.get(name)
 
 
-def test_the_helper_compiles_its_share_once_and_this_process_loads_it(forced):
+def test_the_helper_compiles_its_share_once_and_this_process_loads_it(forced, monkeypatch):
+    claim = parallel.Helper.claim
+
+    def first_only(self, index):  # type: ignore[no-untyped-def]
+        # This process stops after the first group, as if the helper had reached the second:
+        # the helper then compiles every other group, however fast this process is.
+        return index == 0 and claim(self, index)
+
+    monkeypatch.setattr(parallel.Helper, "claim", first_only)
     compiled, reference = _compile()
     helper = forced[0] if forced else None
     assert helper is not None and len(helper.groups) >= 2 and helper.done
     for got, want in zip(compiled(X), reference(X), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12)
     theirs = {n for i, names in enumerate(helper.groups) if i not in helper.mine for n in names}
+    assert helper.mine == {0} and theirs
     # Each group compiled by one process: the helper's loaded here from the cache it wrote.
     for name in theirs:
         kernel = _kernel(compiled, name)
@@ -88,6 +97,32 @@ def test_a_failing_helper_warns_and_its_share_is_compiled_here(forced, monkeypat
         compiled, reference = _compile()
     assert len(forced) == 1
     for name in set().union(*forced[0].groups):  # compiled here, whoever claimed them
+        assert sum(_kernel(compiled, name).stats.cache_misses.values()) >= 1
+    for got, want in zip(compiled(X), reference(X), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_a_helper_that_claims_groups_and_dies_leaves_them_to_this_process(forced, monkeypatch,
+                                                                        tmp_path):
+    # The stand-in helper claims every group but the first, then fails without compiling.
+    script = tmp_path / "dying-helper"
+    script.write_text("#!/bin/sh\nshare=\"$4\"\nfolder=$(dirname \"$share\")\n"
+                      "for i in 1 2 3 4 5 6 7 8; do mkdir \"$folder/claim-$i\"; done\n"
+                      "echo 'helper: something went wrong' >&2\nexit 3\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(parallel, "PYTHON", str(script))
+    claim = parallel.Helper.claim
+
+    def after_the_helper(self, index):  # type: ignore[no-untyped-def]
+        self.process.wait()  # let the stand-in claim first
+        return claim(self, index)
+
+    monkeypatch.setattr(parallel.Helper, "claim", after_the_helper)
+    with pytest.warns(CompileWarning, match="exited with 3: helper: something went wrong"):
+        compiled, reference = _compile()
+    helper = forced[0]
+    assert helper.mine == {0}
+    for name in set().union(*helper.groups[1:]):
         assert sum(_kernel(compiled, name).stats.cache_misses.values()) >= 1
     for got, want in zip(compiled(X), reference(X), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12)
