@@ -10,6 +10,11 @@ round, so two commits are measured on the same load::
     python benchmarks/bench_compile_parts.py --processes 3
     python benchmarks/bench_compile_parts.py --trees /work/main . --only mlp-digits cnn-digits
     python benchmarks/bench_compile_parts.py --warm --only mlp-digits   # and a warm start
+
+``--envs`` alternates environment settings the same way (``-`` for none), say the compile
+helper process (backends/numba/parallel.py) off and on::
+
+    python benchmarks/bench_compile_parts.py --envs GRAPHCOMP_COMPILE_HELPER=0 - --only cnn-digits
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-EXAMPLES = ["mlp-digits", "cnn-digits", "mlp-dropout-bn-digits", "autoencoder-digits",
+EXAMPLES = ["mlp-digits", "cnn-digits", "mlp-dropout-bn-digits", "autoencoder-digits", "word2vec",
             "vae-digits"]
 WORKLOADS = ["tiny_mlp", "mlp", "ewise", "rnn", "logreg", "cnn", "vae"]
 HERE = Path(__file__).resolve().parent
@@ -82,11 +87,14 @@ def child_workload(name: str) -> list[Compile]:
     return seen
 
 
-def run_child(target: str, tree: str, warm: bool = False) -> dict:
+def run_child(target: str, tree: str, warm: bool = False, setting: str = "-") -> dict:
     """One fresh process with an empty cache folder; its step and eval compile seconds (with
     ``warm``, then a second process on the filled cache: ``warm_step``, ``warm_eval``)."""
     with tempfile.TemporaryDirectory(prefix="bench-compile-") as cache:
         env = {**os.environ, "GRAPHCOMP_CACHE_DIR": cache, "PYTHONPATH": str(Path(tree))}
+        if setting != "-":
+            name, _, value = setting.partition("=")
+            env[name] = value
         started = time.perf_counter()
         result = _child(target, env)
         result["wall"] = time.perf_counter() - started
@@ -120,6 +128,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--trees", nargs="+", default=[str(HERE.parent)])
     parser.add_argument("--only", nargs="+", default=None)
+    parser.add_argument("--envs", nargs="+", default=["-"],
+                        help="NAME=VALUE settings to alternate ('-': none)")
     parser.add_argument("--child", default=None)
     parser.add_argument("--json", default=None)
     parser.add_argument("--warm", action="store_true",
@@ -135,9 +145,12 @@ def main() -> None:
     for round_number in range(args.processes):
         for target in targets:
             for tree in args.trees:
-                got = run_child(target, tree, args.warm)
-                results.setdefault((target, tree), []).append(got)
-                print(f"round {round_number} {target} {tree}: {json.dumps(got)}", flush=True)
+                for setting in args.envs:
+                    got = run_child(target, tree, args.warm, setting)
+                    label = tree if setting == "-" else f"{tree} {setting}"
+                    results.setdefault((target, label), []).append(got)
+                    print(f"round {round_number} {target} {label}: {json.dumps(got)}",
+                          flush=True)
     print(f"load average {os.getloadavg()}")
     columns = ["step", "eval", *(["warm_step", "warm_eval"] if args.warm else [])]
     print("\n| function | tree | step cold (s) | eval cold, after the step (s) |"

@@ -27,6 +27,7 @@ from graphcomp.backends.numba.cache import (
     own_dispatchers,
     record_compiled,
 )
+from graphcomp.backends.numba.parallel import Helper, compile_share, start_helper
 from graphcomp.backends.numba.program import ValueType
 
 ArraySpec = tuple[str, int]  # dtype name, ndim (C-contiguous)
@@ -108,7 +109,14 @@ def compile_job(job: CompileJob) -> tuple[Any, Any, bool]:
     if hasattr(driver, "compile"):
         cache_hit = _compile_driver(driver, job)
     elif not job.driver_jit and not _jit_disabled():
-        cache_hit = _compile_kernels(loaded, job)
+        busy = {module.__name__ for (module, _), before
+                in zip(libraries, compiled_before, strict=True) if _compiles(module) > before}
+        helper = start_helper(loaded, job, libraries, busy)
+        try:
+            cache_hit = _compile_kernels(loaded, job, helper)
+        finally:
+            if helper is not None:
+                helper.stop()
     for (module, library_path), before in zip(libraries, compiled_before, strict=True):
         if _compiles(module) > before:  # new artefacts (a module used as it was: none)
             record_compiled(library_path)
@@ -138,15 +146,40 @@ def _compile_driver(driver: Any, job: CompileJob) -> bool:
     return sum(driver.stats.cache_hits.values()) > 0
 
 
-def _compile_kernels(loaded: Any, job: CompileJob) -> bool:
+def _compile_kernels(loaded: Any, job: CompileJob, helper: Helper | None = None) -> bool:
     """Compile every kernel signature a Python driver calls; whether nothing was compiled
-    anew (everything loaded from the cache, or compiled already by this process)."""
-    loaded_or_known = misses = 0
+    anew (everything loaded from the cache, or compiled already by this process). With a
+    ``helper`` process (parallel.py), this process compiles the kernels outside its groups,
+    then claims groups from the first one up; once the helper has one, it waits for the
+    helper and loads the rest from the cache (or compiles them, if the helper failed)."""
+    groups = helper.groups if helper is not None else []
+    shared = set().union(*groups)
+    counts = _compile_names(loaded, job, [n for n in job.kernel_signatures if n not in shared])
+    left: list[str] = []
+    for index, names in enumerate(groups):
+        if left or not helper.claim(index):  # type: ignore[union-attr]
+            left += sorted(names)
+            continue
+        counts = [a + b for a, b in zip(counts, _compile_names(loaded, job, sorted(names)),
+                                        strict=True)]
+    if helper is not None:
+        helper.wait()
+        counts = [a + b for a, b in zip(counts, _compile_names(loaded, job, left), strict=True)]
     for name, signatures in job.kernel_signatures.items():
-        if not signatures:
+        if signatures:  # only now: one helper may call another with new types
+            getattr(loaded, name).disable_compile()
+    loaded_or_known, misses = counts
+    return loaded_or_known > 0 and misses == 0
+
+
+def _compile_names(loaded: Any, job: CompileJob, names: list[str]) -> list[int]:
+    """Compile the signatures of kernels ``names``: [loaded or known, compiled] counts."""
+    loaded_or_known = misses = 0
+    for name in names:
+        if not job.kernel_signatures[name]:
             continue
         kernel = getattr(loaded, name)
-        for types in signatures:
+        for types in job.kernel_signatures[name]:
             signature = kernel_signature(types)
             if signature in kernel.signatures:  # shared with a program compiled before
                 loaded_or_known += 1
@@ -156,14 +189,14 @@ def _compile_kernels(loaded: Any, job: CompileJob) -> bool:
             kernel.compile(signature)
             loaded_or_known += sum(kernel.stats.cache_hits.values()) - hits_before
             misses += sum(kernel.stats.cache_misses.values()) - misses_before
-    for name, signatures in job.kernel_signatures.items():
-        if signatures:  # only now: one helper may call another with new types
-            getattr(loaded, name).disable_compile()
-    return loaded_or_known > 0 and misses == 0
+    return [loaded_or_known, misses]
 
 
 def main(argv: list[str]) -> int:
-    """Compile the job in the file ``argv[0]`` (the background compile's process)."""
+    """Compile the job in the file ``argv[0]`` (the background compile's process), or with
+    ``--share FILE``, a helper's share of another process's job."""
+    if argv[:1] == ["--share"]:
+        return compile_share(Path(argv[1]))
     path = Path(argv[0])
     job = CompileJob.from_json(path.read_text())
     path.unlink(missing_ok=True)  # read: the folder may go once the caller has stopped
