@@ -296,16 +296,20 @@ def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: 
     read = {v.id: v.attrs["index"] for v in lp.ops.values()
             if v.op == SCAN_OUTPUT and v.inputs == [scan_id] and v.id in later}
     # Only the ys something reads are computed (a reverse scan's gradients of xs often
-    # are not): results hold the carry, those ys, then the stacked carries.
+    # are not), and the residuals a gradient reads are stacked as more ys: results hold the
+    # carry, those ys, those residuals, then the stacked carries.
     n_carry, n_y = len(body.carry_out), len(body.y_out)
+    first_res = 2 * n_carry + n_y
     kept = [k for k in range(n_y) if n_carry + k in read.values()]
-    y_out = [body.y_out[k] for k in kept]
+    stacked = [r for r in range(len(body.residuals)) if first_res + r in read.values()]
+    y_out = [body.y_out[k] for k in kept] + [body.residuals[r] for r in stacked]
     position = {**{i: i for i in range(n_carry)},
                 **{n_carry + k: n_carry + j for j, k in enumerate(kept)},
-                **{n_carry + n_y + i: n_carry + len(kept) + i for i in range(n_carry)}}
+                **{first_res + r: n_carry + len(kept) + j for j, r in enumerate(stacked)},
+                **{n_carry + n_y + i: n_carry + len(y_out) + i for i in range(n_carry)}}
     outputs = {value: position[index] for value, index in read.items()}
     program = Program(body.graph, list(body.inputs), [*body.carry_out, *y_out], [],
-                      list(body.schedule), body.dims)
+                      body.graph.schedule([*body.carry_out, *y_out]), body.dims)
     ranks = [n.ndim for n in (*body.carry_in, *body.x_in, *y_out)]
     native: list[bool] = []
 
@@ -321,7 +325,7 @@ def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: 
         raise CompileError(f"{op.describe()} (body traced at {body.source}): {exc}") from None
     if native and native[0]:
         _compile_loop(executable, body, y_out)
-    stack_carries = any(index >= n_carry + n_y for index in read.values())
+    stack_carries = any(n_carry + n_y <= index < first_res for index in read.values())
     return ScanLoop(op, body, y_out, executable, list(op.inputs), outputs, stack_carries,
                     bool(native and native[0]))
 
