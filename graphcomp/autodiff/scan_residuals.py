@@ -289,10 +289,10 @@ def _backward_scan(node: Node, adj: _Adjoint, order: list[Node], outside: _Outsi
         result[i] = g
     for i, g in zip(float_xs, ys[:len(adj.g_xs)], strict=True):
         result[n_carry + i] = g
-    accumulated = dict(zip(accumulating, g_acc, strict=True))
+    sums = dict(zip(accumulating, g_acc, strict=True))
     for k, index in enumerate(float_inv):
         parts = [_contract(form, outside, stacked) for form in hoisted[k]]
-        parts += [accumulated[k]] if k in accumulated else []
+        parts += [sums[k]] if k in sums else []
         result[n_carry + n_xs + index] = _sum(parts)
     return result
 
