@@ -153,3 +153,35 @@ def test_reported_residual_bytes_equal_the_bytes_the_scan_stores():
         assert array.nbytes == 5 * _bytes_at(reported[index]["bytes_per_step"], binding)
     per_step, total = (_bytes_at(format_bytes(b), binding) for b in scan_residual_bytes(scan))
     assert total == 5 * per_step == sum(a.nbytes for a in stored)
+
+
+@gc.custom_vjp
+def _scaled_tanh(x: gc.Tensor) -> gc.Tensor:
+    return gc.tanh(x)
+
+
+@_scaled_tanh.defvjp
+def _scaled_tanh_vjp(x: gc.Tensor, out: gc.Tensor, g: gc.Tensor) -> gc.Tensor:
+    return 3.0 * g * (1.0 - out * out)  # three times the true gradient: the rule must be kept
+
+
+def test_a_custom_vjp_rule_inside_the_body_is_what_the_gradient_uses():
+    v = _values(3)
+    results = []
+    for use_scan in (True, False):
+        with gc.Graph():
+            xs = gc.placeholder((3, B, H), "float64", name="xs")
+            W = gc.parameter(v["W"], name="W")
+            step = lambda h, x: (_scaled_tanh(h @ W + x),) * 2  # noqa: E731
+            if use_scan:
+                _, hs = gc.scan(step, gc.constant(v["h0"]), xs)
+            else:
+                h, outs = gc.constant(v["h0"]), []
+                for t in range(3):
+                    h, y = step(h, xs[t])
+                    outs.append(y)
+                hs = gc.stack(outs)
+            results.append(gc.compile([xs], gc.grad(gc.sum(hs), [W, xs]),
+                                      backend="numpy")(v["xs"]))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-14)
