@@ -185,3 +185,30 @@ def test_a_custom_vjp_rule_inside_the_body_is_what_the_gradient_uses():
                                       backend="numpy")(v["xs"]))
     for a, b in zip(*results, strict=True):
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-14)
+
+
+@pytest.mark.parametrize("driver_jit", [False, True], ids=["python-loop", "scan_loop"])
+def test_numba_stacks_only_the_carries_the_gradient_reads(driver_jit: bool):
+    from graphcomp.backends.numba.stages import ScanLoop
+
+    v = _values(4)
+    with gc.Graph():
+        xs = gc.placeholder(("T", B, H), "float64", name="xs")
+        W = gc.parameter(v["W"], name="W")
+
+        def step(c: tuple, x: gc.Tensor) -> tuple:
+            h = gc.tanh(c[0] @ W + x)
+            return (h, c[1] + h), None
+
+        (h, s), _ = gc.scan(step, (gc.constant(v["h0"]), gc.constant(v["h0"])), xs)
+        outputs = [h, s, gc.grad(gc.sum(s * s), W)]
+        expected = gc.compile([xs], outputs, backend="numpy")(v["xs"])
+        f = gc.compile([xs], outputs, backend="numba", driver_jit=driver_jit)
+    got = f(v["xs"])
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-13)
+    (forward,) = [stage for stage in f._executable.stages
+                  if isinstance(stage, ScanLoop) and not stage.op.attrs["reverse"]]
+    assert forward.stacked == (0,)  # h_{t-1} for W's gradient; s is never read
+    (bound,) = forward._bound.values()
+    assert [len(stack) for stack in bound.stacks] == [4, 0]
