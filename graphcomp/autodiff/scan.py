@@ -38,6 +38,16 @@ def scan_vjp(node: Node, cotangents: Mapping[int, Tensor]) -> list[Tensor | None
     """Gradients for the inputs of scan ``node`` (init, xs, invariants), given the cotangents
     of some of its outputs by output index."""
     body: ScanBody = node.attrs["body"]
+    if any(n.op == SCAN for n in body.schedule):
+        return _replay_vjp(node, cotangents)
+    from graphcomp.autodiff.scan_residuals import residual_vjp  # it builds on this module
+
+    return residual_vjp(node, cotangents)
+
+
+def _replay_vjp(node: Node, cotangents: Mapping[int, Tensor]) -> list[Tensor | None]:
+    """The VJP of a body holding a scan: each backward step replays the body."""
+    body: ScanBody = node.attrs["body"]
     graph = node.graph
     n_carry, n_ys = output_count(node)
     n_xs = len(body.x_in)
@@ -101,6 +111,13 @@ def _plus(a: Tensor, b: Tensor | None) -> Tensor:
 def replay(graph: Graph, body: ScanBody, inputs: Sequence[Tensor]) -> list[Tensor]:
     """Copy the body's computation into ``graph`` on ``inputs`` (one per body placeholder);
     return its outputs (carry leaves, then y leaves)."""
+    value = replay_values(graph, body, inputs)
+    return [value[n.id] for n in body.outputs]
+
+
+def replay_values(graph: Graph, body: ScanBody, inputs: Sequence[Tensor]) -> dict[int, Tensor]:
+    """Copy the body's computation into ``graph`` on ``inputs`` (one per body placeholder);
+    return the copy of each body node (its schedule and residuals), by body node id."""
     value: dict[int, Tensor] = {n.id: t for n, t in zip(body.inputs, inputs, strict=True)}
     for node in body.schedule:
         if node.id in value:
@@ -119,7 +136,7 @@ def replay(graph: Graph, body: ScanBody, inputs: Sequence[Tensor]) -> list[Tenso
             mark_custom_call(CustomCall(custom.name, tuple(value[x.node.id] for x in
                                                            custom.inputs), out, custom.rule))
         value[node.id] = out
-    return [value[n.id] for n in body.outputs]
+    return value
 
 
 def _replay_scan(graph: Graph, body: ScanBody, node: Node, args: Sequence[Tensor]) -> Tensor:

@@ -100,13 +100,16 @@ Plan = list[tuple[Any, Any, tuple[int, ...]]]
 
 def make_plan(program: Program) -> Plan:
     """(node, numpy implementation, input ids) of each scheduled node, looked up once."""
-    # A scan stacks the carries of its steps only when a gradient reads them.
-    stacking = {n.inputs[0].id for n in program.schedule if is_residual(n)}
+    # A scan stacks its carries and residuals only when a gradient reads them.
+    stacking: dict[int, set[int]] = {}
+    for n in program.schedule:
+        if is_residual(n):
+            stacking.setdefault(n.inputs[0].id, set()).add(n.attrs["index"])
     plan: Plan = []
     for node in program.schedule:
         impl: Any = None
         if node.op == SCAN:
-            impl = functools.partial(run_scan, stack_carries=node.id in stacking)
+            impl = functools.partial(run_scan, stacked=frozenset(stacking.get(node.id, ())))
         elif node.op == SCAN_OUTPUT:
             impl = _pick_output
         elif node.op not in ("parameter", "constant", "placeholder"):
@@ -120,31 +123,43 @@ def _pick_output(arrays: Sequence[Any], attrs: dict[str, Any], shape: tuple) -> 
 
 
 def run_scan(arrays: Sequence[np.ndarray], attrs: dict[str, Any], shape: tuple[int, ...],
-             stack_carries: bool = False) -> tuple[np.ndarray, ...]:
-    """A scan node's outputs: final carry leaves, stacked ys, then (``stack_carries``) the
-    carry each step started from, stacked. ``shape`` is ``(T,)``."""
+             stacked: frozenset[int] = frozenset()) -> tuple[np.ndarray, ...]:
+    """A scan node's outputs: final carry leaves, stacked ys, then the stacked carries (the
+    carry each step started from) and the stacked residuals; of those last two, only the
+    outputs in ``stacked`` are filled, the others are empty. ``shape`` is ``(T,)``."""
     body: ScanBody = attrs["body"]
     trip = shape[0]
-    n_carry, n_xs = len(body.carry_in), len(body.x_in)
+    n_carry, n_xs, n_ys = len(body.carry_in), len(body.x_in), len(body.y_out)
     carry = list(arrays[:n_carry])
     xs = arrays[n_carry:n_carry + n_xs]
     invariants = list(arrays[n_carry + n_xs:])
+    residuals = list(body.residuals)
+    schedule = body.schedule
+    if not {n.id for n in residuals} <= {n.id for n in schedule}:
+        schedule = tuple(body.graph.schedule([*body.outputs, *residuals]))
     program = Program(body.graph, list(body.inputs), list(body.outputs), [],
-                      list(body.schedule), body.dims)
+                      list(schedule), body.dims)
     one_step = [x[0] if trip else np.empty(x.shape[1:], x.dtype) for x in xs]
     _, binding = check_inputs(body.inputs, carry + one_step + invariants, body.dims)
     shapes, plan = node_shapes(program, binding), make_plan(program)
     ys = [np.empty((trip, *resolve_shape(y, binding, body.dims)), y.dtype) for y in body.y_out]
-    stacks = ([np.empty((trip, *c.shape), c.dtype) for c in carry] if stack_carries else [])
+    first = n_carry + n_ys  # output index of the first stacked carry
+    leaves = [*body.carry_in, *residuals]
+    stacks = [np.empty((trip if first + i in stacked else 0,
+                        *resolve_shape(leaf, binding, body.dims)), leaf.dtype)
+              for i, leaf in enumerate(leaves)]
+    carry_stacks = [(stacks[i], i) for i in range(n_carry) if first + i in stacked]
+    residual_stacks = [(stacks[n_carry + r], node.id) for r, node in enumerate(residuals)
+                       if first + n_carry + r in stacked]
     for t in range(trip - 1, -1, -1) if attrs["reverse"] else range(trip):
-        for stack, value in zip(stacks, carry if stack_carries else [], strict=True):
-            stack[t] = value
+        for stack, i in carry_stacks:
+            stack[t] = carry[i]
         values = evaluate(program, carry + [x[t] for x in xs] + invariants, binding, shapes, plan)
         carry = [values[n.id] for n in body.carry_out]
         for y, node in zip(ys, body.y_out, strict=True):
             y[t] = values[node.id]
-    if not stack_carries:  # outputs nobody reads still need a value of their shape
-        stacks = [np.empty((0, *c.shape), c.dtype) for c in carry]
+        for stack, node_id in residual_stacks:
+            stack[t] = values[node_id]
     return tuple(carry + ys + stacks)
 
 

@@ -10,7 +10,7 @@ import networkx as nx
 
 from graphcomp import dtypes
 from graphcomp.autodiff import grad
-from graphcomp.inspect.bytes import ByteCount, byte_count, format_bytes, scan_residual_bytes
+from graphcomp.inspect.bytes import ByteCount, byte_count, format_bytes, stacked_bytes_per_step
 from graphcomp.ir import Node
 from graphcomp.loops import is_residual
 from graphcomp.ops import Tensor
@@ -27,9 +27,10 @@ def adjoint_graph(loss: Tensor, wrt: Tensor | Sequence[Tensor]) -> nx.DiGraph:
     the forward nodes they read, their *residuals* (``role="residual"``): what the backward
     pass keeps alive. Node attributes: op, shape, dtype, name, role, forward_of, and for each
     residual ``bytes``: an int for a static shape, else a formula such as ``"256*N"`` (bytes
-    per unit of the symbolic dim N); a scan's stacked carries (``scan_output`` residuals) also
-    ``bytes_per_step``. Graph attributes: ``gradients`` and ``wrt`` (node ids)
-    and ``residual_bytes`` (the residuals' total, same form).
+    per unit of the symbolic dim N); what a scan stacks for the gradient (``scan_output``
+    residuals: carries, body values) also ``bytes_per_step``. Graph attributes:
+    ``gradients`` and ``wrt`` (node ids) and ``residual_bytes`` (the residuals' total, same
+    form).
 
     >>> import graphcomp as gc, numpy as np
     >>> with gc.Graph():
@@ -63,7 +64,8 @@ def adjoint_graph(loss: Tensor, wrt: Tensor | Sequence[Tensor]) -> nx.DiGraph:
             total.update(count)
             attrs["bytes"] = format_bytes(count)
             if is_residual(node):
-                attrs["bytes_per_step"] = format_bytes(scan_residual_bytes(node.inputs[0])[0])
+                per_step = stacked_bytes_per_step(node.inputs[0], node.attrs["index"])
+                attrs["bytes_per_step"] = format_bytes(per_step)
         out.add_node(node_id, **attrs)
     for a, b, data in graph.nx.subgraph(built | residuals).edges(data=True):
         if b in built:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from graphcomp.ir import Node
-from graphcomp.loops import ScanBody
+from graphcomp.loops import is_residual, stacked_leaf
 
 # A byte count: {symbols: coefficient}; () is the static part. {(): 64, ("N",): 32} = 64 + 32*N.
 ByteCount = dict[tuple[str, ...], int]
@@ -35,22 +35,25 @@ def format_bytes(count: ByteCount) -> int | str:
 
 
 def scan_residual_bytes(scan: Node) -> tuple[ByteCount, ByteCount]:
-    """(per step, in total) bytes a scan's gradient keeps: the carry each step started from,
-    stacked over the ``T`` steps.
+    """(per step, in total) bytes a scan stores for gradients: the stacked carries and body
+    values (``scan_output`` residuals) that nodes of its graph read, over the ``T`` steps.
 
     >>> import graphcomp as gc, numpy as np
     >>> with gc.Graph():
     ...     xs = gc.placeholder(("T", "B", 4), "float64", name="xs")
     ...     h0 = gc.placeholder(("B", 4), "float64", name="h0")
     ...     h, _ = gc.scan(lambda c, x: (gc.tanh(c + x), None), h0, xs)
+    ...     g = gc.grad(gc.sum(h), h0)
     >>> [format_bytes(b) for b in scan_residual_bytes(h.node.inputs[0])]
     ['32*B', '32*B*T']
     """
-    body: ScanBody = scan.attrs["body"]
+    graph = scan.graph
+    indices = {graph.node(i).attrs["index"] for i in graph.nx.successors(scan.id)
+               if is_residual(graph.node(i))}
     per_step: ByteCount = Counter()
-    for node in body.carry_in:
-        per_step.update(byte_count(node))
-    trip = scan.graph.dims.resolve(scan.shape[0])
+    for index in sorted(indices):
+        per_step.update(stacked_bytes_per_step(scan, index))
+    trip = graph.dims.resolve(scan.shape[0])
     total: ByteCount = Counter()
     for symbols, value in per_step.items():
         if isinstance(trip, int):
@@ -58,3 +61,8 @@ def scan_residual_bytes(scan: Node) -> tuple[ByteCount, ByteCount]:
         else:
             total[tuple(sorted((*symbols, trip)))] += value
     return dict(per_step), dict(total)
+
+
+def stacked_bytes_per_step(scan: Node, index: int) -> ByteCount:
+    """Bytes one step adds to output ``index`` of ``scan`` (a stacked y, carry or residual)."""
+    return byte_count(stacked_leaf(scan, index))

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from graphcomp import dtypes
-from graphcomp.inspect.bytes import format_bytes, scan_residual_bytes
+from graphcomp.inspect.bytes import format_bytes, stacked_bytes_per_step
 from graphcomp.ir import Node, shape_str
-from graphcomp.loops import SCAN, ScanBody, is_residual, output_count, output_type
+from graphcomp.loops import SCAN, ScanBody, is_residual, output_count, output_type, stacked_leaf
 from graphcomp.ops import Tensor
 
 
@@ -58,11 +58,19 @@ def format_node(node: Node) -> str:
     if node.role == "adjoint":
         notes.append(_adjoint_note(node))
     if is_residual(node):
-        per_step = format_bytes(scan_residual_bytes(node.inputs[0])[0])
-        notes.append(f"residual: the carry each step started from ({per_step} bytes per step)")
+        notes.append(_residual_note(node))
     if notes:
         line = f"{line:<60}  # {'; '.join(notes)}"
     return line
+
+
+def _residual_note(node: Node) -> str:
+    scan, index = node.inputs[0], node.attrs["index"]
+    per_step = format_bytes(stacked_bytes_per_step(scan, index))
+    carries, ys = output_count(scan)
+    what = ("the carry each step started from" if index < 2 * carries + ys
+            else f"body %{stacked_leaf(scan, index).id} of each step")
+    return f"residual: {what} ({per_step} bytes per step)"
 
 
 def _scan_line(node: Node) -> str:

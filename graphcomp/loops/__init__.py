@@ -9,8 +9,10 @@ from graphcomp.loops.scan import (
     make_scan_node,
     output_count,
     output_type,
+    residual_output,
     scan,
     scan_output,
+    stacked_leaf,
 )
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "make_scan_node",
     "output_count",
     "output_type",
+    "residual_output",
     "scan",
     "scan_output",
+    "stacked_leaf",
 ]

@@ -6,7 +6,8 @@ graphs that ``fn`` uses, captured as placeholders when an op first meets them
 (``Graph.adopt``). The enclosing graph gets one ``scan`` node, inputs ``init leaves + xs leaves
 + invariants``, shape ``(T,)`` (its trip count), and ``scan_output`` nodes that pick its
 outputs: the final carry leaves, the stacked ``y`` leaves and, for the gradient, the stacked
-carry each step started from (residuals, made only when the VJP asks for them).
+carry each step started from and the stacked values of the body nodes in ``body.residuals``
+(residuals, made only when the VJP asks for them).
 
 Neither op is a registry primitive: the numpy backend runs the body step by step
 (``backends/numpy_backend.py``), the VJP is a reverse scan (``autodiff/scan.py``), and the
@@ -16,7 +17,7 @@ numba backend compiles the body once and runs the loop natively (``backends/numb
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,9 @@ class ScanBody:
     dims: DimTable  # the body's symbols as traced (later ops in other graphs cannot tie them)
     schedule: tuple[Node, ...]
     source: str
+    # Body nodes whose per-step values a gradient reads, stacked by the scan as outputs past
+    # the stacked carries. Gradients append to it (never remove), so output indices stay valid.
+    residuals: list[Node] = field(default_factory=list)
 
     @property
     def inputs(self) -> tuple[Node, ...]:
@@ -244,27 +248,47 @@ def make_scan_node(
 
 
 def output_count(node: Node) -> tuple[int, int]:
-    """(carry leaves, y leaves) of a scan node; residual carries follow them."""
+    """(carry leaves, y leaves) of a scan node; stacked carries, then stacked residuals,
+    follow them."""
     body: ScanBody = node.attrs["body"]
     return len(body.carry_out), len(body.y_out)
 
 
 def output_type(node: Node, index: int) -> tuple[tuple[Dim, ...], np.dtype]:
     """Shape and dtype of output ``index`` of a scan node: a final carry leaf, a stacked y
-    leaf, or (index past those) a stacked carry: the residual the gradient reads."""
+    leaf, or (index past those) a stacked carry or a stacked residual: what the gradient reads."""
+    body: ScanBody = node.attrs["body"]
+    carries, _ = output_count(node)
+    leaf = stacked_leaf(node, index)
+    if index < carries:
+        return body.dims.resolve_shape(leaf.shape), leaf.dtype
+    return (node.shape[0], *body.dims.resolve_shape(leaf.shape)), leaf.dtype
+
+
+def stacked_leaf(node: Node, index: int) -> Node:
+    """The body node whose per-step value output ``index`` of scan ``node`` holds (for a final
+    carry leaf: the carry placeholder)."""
     body: ScanBody = node.attrs["body"]
     carries, ys = output_count(node)
-    trip = node.shape[0]
     if index < carries:
-        leaf = body.carry_in[index]
-        return body.dims.resolve_shape(leaf.shape), leaf.dtype
+        return body.carry_in[index]
     if index < carries + ys:
-        leaf = body.y_out[index - carries]
-    elif index < 2 * carries + ys:
-        leaf = body.carry_in[index - carries - ys]
-    else:
-        raise IndexError(f"scan {node.label()} has no output {index}")
-    return (trip, *body.dims.resolve_shape(leaf.shape)), leaf.dtype
+        return body.y_out[index - carries]
+    if index < 2 * carries + ys:
+        return body.carry_in[index - carries - ys]
+    if index < 2 * carries + ys + len(body.residuals):
+        return body.residuals[index - 2 * carries - ys]
+    raise IndexError(f"scan {node.label()} has no output {index}")
+
+
+def residual_output(node: Node, body_node: Node) -> Tensor:
+    """The stacked per-step values of ``body_node`` (a node of scan ``node``'s body) as an
+    output of the scan; the body node joins ``body.residuals`` the first time."""
+    body: ScanBody = node.attrs["body"]
+    if body_node not in body.residuals:
+        body.residuals.append(body_node)
+    carries, ys = output_count(node)
+    return scan_output(node, 2 * carries + ys + body.residuals.index(body_node))
 
 
 def scan_output(node: Node, index: int) -> Tensor:

@@ -77,6 +77,7 @@ class ScanLoop:
     outputs: dict[int, int]  # scan_output value id -> its place in the loop's results
     stack_carries: bool
     native: bool  # the body's module holds ``scan_loop`` (loop_text)
+    stacked: tuple[int, ...] = ()  # the carry leaves whose stacks something reads
     _bound: dict[tuple, _BoundLoop] = field(default_factory=dict)
 
     def run(self, env: dict[int, np.ndarray], binding: dict[str, int]) -> None:
@@ -111,8 +112,8 @@ class ScanLoop:
         one_step = [x[0] if trip else np.empty(x.shape[1:], x.dtype) for x in xs]
         _, binding = check_inputs(body.inputs, carry + one_step + invariants, body.dims)
         ys = [np.empty((trip, *_shape(y.shape, binding)), y.dtype) for y in self.y_out]
-        stacks = [np.empty((trip if self.stack_carries else 0, *c.shape), c.dtype)
-                  for c in carry]
+        stacks = [np.empty((trip if i in self.stacked else 0, *c.shape), c.dtype)
+                  for i, c in enumerate(carry)]
         carries = [[np.empty_like(c) for c in carry] for _ in range(2)]
         bound = _BoundLoop(self._step(binding), carries, ys, stacks, self.stack_carries)
         if self.native:
@@ -154,11 +155,10 @@ class _BoundLoop:
                      *self.ys, *self.stacks, *buffers)
             return [*(carry if trip % 2 == 0 else spare), *self.ys, *self.stacks]
         step, ys, n_carry = self.step, self.ys, len(carry)
-        stacking = self.stack_carries
+        stacking = [(self.stacks[i], i) for i in range(n_carry) if len(self.stacks[i])]
         for t in range(trip - 1, -1, -1) if reverse else range(trip):
-            if stacking:
-                for stack, value in zip(self.stacks, carry, strict=True):
-                    stack[t] = value
+            for stack, i in stacking:
+                stack[t] = carry[i]
             outputs = step([*carry, *[x[t, ...] for x in xs], *invariants])  # views, 0-d too
             for y, value in zip(ys, outputs[n_carry:], strict=True):
                 y[t] = value
@@ -296,24 +296,29 @@ def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: 
     read = {v.id: v.attrs["index"] for v in lp.ops.values()
             if v.op == SCAN_OUTPUT and v.inputs == [scan_id] and v.id in later}
     # Only the ys something reads are computed (a reverse scan's gradients of xs often
-    # are not): results hold the carry, those ys, then the stacked carries.
+    # are not), and the residuals a gradient reads are stacked as more ys: results hold the
+    # carry, those ys, those residuals, then the stacked carries.
     n_carry, n_y = len(body.carry_out), len(body.y_out)
+    first_res = 2 * n_carry + n_y
     kept = [k for k in range(n_y) if n_carry + k in read.values()]
-    y_out = [body.y_out[k] for k in kept]
+    stacked = [r for r in range(len(body.residuals)) if first_res + r in read.values()]
+    y_out = [body.y_out[k] for k in kept] + [body.residuals[r] for r in stacked]
     position = {**{i: i for i in range(n_carry)},
                 **{n_carry + k: n_carry + j for j, k in enumerate(kept)},
-                **{n_carry + n_y + i: n_carry + len(kept) + i for i in range(n_carry)}}
+                **{first_res + r: n_carry + len(kept) + j for j, r in enumerate(stacked)},
+                **{n_carry + n_y + i: n_carry + len(y_out) + i for i in range(n_carry)}}
     outputs = {value: position[index] for value, index in read.items()}
     program = Program(body.graph, list(body.inputs), [*body.carry_out, *y_out], [],
-                      list(body.schedule), body.dims)
+                      body.graph.schedule([*body.carry_out, *y_out]), body.dims)
     ranks = [n.ndim for n in (*body.carry_in, *body.x_in, *y_out)]
     native: list[bool] = []
+    carry_stacks = tuple(i for i in range(n_carry) if n_carry + n_y + i in read.values())
 
     def text(module: Any) -> str:
         native.append(NATIVE_LOOP and module.driver_jit and not module.uses_lanes
                       and 0 not in ranks)
         tail = len(module.arguments) - len(body.inputs)
-        return loop_text(body, y_out, tail) if native[0] else ""
+        return loop_text(body, y_out, tail, carry_stacks) if native[0] else ""
 
     try:
         executable = compile_body(program, text)
@@ -321,9 +326,8 @@ def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: 
         raise CompileError(f"{op.describe()} (body traced at {body.source}): {exc}") from None
     if native and native[0]:
         _compile_loop(executable, body, y_out)
-    stack_carries = any(index >= n_carry + n_y for index in read.values())
-    return ScanLoop(op, body, y_out, executable, list(op.inputs), outputs, stack_carries,
-                    bool(native and native[0]))
+    return ScanLoop(op, body, y_out, executable, list(op.inputs), outputs, bool(carry_stacks),
+                    bool(native and native[0]), carry_stacks)
 
 
 def _compile_loop(executable: Any, body: ScanBody, y_out: list[Any]) -> None:
@@ -345,12 +349,13 @@ def _compile_loop(executable: Any, body: ScanBody, y_out: list[Any]) -> None:
     function.disable_compile()
 
 
-def loop_text(body: ScanBody, y_out: list[Any], tail: int) -> str:
+def loop_text(body: ScanBody, y_out: list[Any], tail: int, stacked: Sequence[int] = ()) -> str:
     """``scan_loop``, appended to a body's module: the whole loop in one native call.
 
     Its arguments: the trip count, the direction, whether carries are stacked, the carry
     buffers and their spares (the two swap each step), the stacked xs, the invariants, the
     stacked ys and carries, the driver's output views, then the driver's trailing arguments.
+    Only the carry leaves in ``stacked`` are stacked (the others' stacks have length 0).
     """
     def names(prefix: str, count: int) -> list[str]:
         return [f"{prefix}{i}" for i in range(count)]
@@ -368,8 +373,8 @@ def loop_text(body: ScanBody, y_out: list[Any], tail: int) -> str:
         f"def scan_loop({args}):",
         "    for i in range(trip):",
         "        t = trip - 1 - i if reverse else i",
-        "        if stacking:",
-        *[f"            {k}[t] = {c}" for k, c in zip(stacks, carry, strict=True)],
+        *(["        if stacking:"] if stacked else []),
+        *[f"            {stacks[i]}[t] = {carry[i]}" for i in stacked],
         f"        step({step_args})",
         *[f"        {y}[t] = {o}" for y, o in zip(ys, outs[len(carry):], strict=True)],
         *[f"        {s}[:] = {o}" for s, o in zip(spare, outs[:len(carry)], strict=True)],
