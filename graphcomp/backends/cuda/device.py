@@ -71,8 +71,16 @@ def device_zeros(size: int, dtype: np.dtype, stream: Any = 0) -> Any:
 
 
 def as_device_array(array: Any) -> Any:
-    """A device view of an object with ``__cuda_array_interface__`` (no copy)."""
+    """A device view of an object with ``__cuda_array_interface__`` (no copy); a simulator
+    array as it is."""
+    if type(array).__name__ == "FakeCUDAArray":
+        return array
     return load_cuda().as_cuda_array(array)
+
+
+def copy_to_host(array: Any) -> np.ndarray:
+    """A host copy of a device array (numba-cuda's, or any ``__cuda_array_interface__``)."""
+    return np.asarray(as_device_array(array).copy_to_host())
 
 
 def has_device_interface(array: Any) -> bool:
