@@ -30,7 +30,7 @@ def program_ptx(program: Program, cc: tuple[int, int]) -> dict[str, str]:
     for call in records.calls:
         if call.target != "kernel" or call.function in found:
             continue
-        args = [types.int64 if t == "int64"
+        args = [types.int64 if isinstance(t, str)
                 else types.Array(from_dtype(np.dtype(t[0])), t[1], "A")
                 for t in argument_types(lp, call)]
         found[call.function] = device.compile_ptx(functions[call.function].py_func,
