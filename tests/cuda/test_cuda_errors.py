@@ -52,3 +52,15 @@ def test_the_cuda_backend_is_registered() -> None:
     from graphcomp.backends.base import available_backends
 
     assert "cuda" in available_backends()
+
+
+def test_cublas_is_chosen_only_on_a_real_device(monkeypatch) -> None:
+    monkeypatch.setattr(device, "simulator_requested", lambda: True)
+    assert device.gemm_library() is None  # the simulator runs the tiled kernel
+    monkeypatch.setattr(device, "simulator_requested", lambda: False)
+    monkeypatch.setenv("GRAPHCOMP_CUDA_GEMM", "tiled")
+    assert device.gemm_library() is None  # asked for the tiled kernel
+    monkeypatch.delenv("GRAPHCOMP_CUDA_GEMM")
+    monkeypatch.setattr(device.importlib.util, "find_spec",
+                        lambda name: None if name == "cupy" else object())
+    assert device.gemm_library() is None  # no CuPy

@@ -91,12 +91,16 @@ def load_module(source: str, cuda: Any, simulated: bool = False) -> dict[str, An
     return namespace
 
 
+# A kernel launch (function, grid, block, arguments), or a cuBLAS product.
+Launch = tuple[Any, tuple, tuple, tuple] | device.CublasProduct
+
+
 @dataclass
 class _Bound:
     """Device buffers and launch arguments for one binding of the dims."""
 
     views: dict[int, Any]
-    launches: list[tuple[Any, tuple, tuple, tuple] | DeviceCall]
+    launches: list[Launch | DeviceCall]
     inputs: list[Any]
     staging: dict[int, Any]
     binding: dict[str, int]
@@ -122,6 +126,8 @@ class CudaExecutable:
                            for op in lp.ops.values() if op.op == "constant"}
         self._parameters: dict[int, tuple[Any, np.ndarray]] = {}  # storage id -> (dev, host)
         self._transposed: set[int] = set()  # 2-D transposes a product reads as base.T
+        self._cupy = device.gemm_library()
+        self.gemm = "tiled kernel" if self._cupy is None else "cuBLAS (CuPy)"
         self._parameter_ids = list(dict.fromkeys(
             lp.ops[p].attrs["storage_id"] for p in lp.parameters()))
         self._updated = [lp.ops[p].attrs["storage_id"] for p, _ in lp.updates]
@@ -204,6 +210,8 @@ class CudaExecutable:
         for launch in state.launches:
             if isinstance(launch, DeviceCall):
                 self._run_on_host(launch, state, state.binding)
+            elif isinstance(launch, device.CublasProduct):
+                launch()
             else:
                 function, grid, block, args = launch
                 function[grid, block, stream](*args)
@@ -276,7 +284,7 @@ class CudaExecutable:
         views, arenas = self._views(binding)
         inputs = [views[v] for v in self.lp.inputs]
         dims = device.to_device(np.array(key or (0,), dtype=np.int64))
-        launches: list[tuple[Any, tuple, tuple, tuple] | DeviceCall] = []
+        launches: list[Launch | DeviceCall] = []
         for call in self.records.calls:
             if call.target == "host" or call.kernel is None:
                 launches.append(call)
@@ -341,7 +349,7 @@ class CudaExecutable:
         return flat[start:start + size].reshape(shape)
 
     def _launch(self, kernel: DeviceKernel, call: DeviceCall, views: dict[int, Any],
-                binding: dict[str, int], dims: Any) -> tuple[Any, tuple, tuple, tuple] | None:
+                binding: dict[str, int], dims: Any) -> Launch | None:
         function = self._functions[call.function]
         reads = [views[v] for v in kernel.reads]
         out = views[call.node]
@@ -359,6 +367,9 @@ class CudaExecutable:
             inner = math.prod(_shape(source.shape, binding)) // count
             return function, (min(count, MAX_BLOCKS),), (kernel.block,), (
                 *reads, out.reshape(out.size), *extents, count, inner, *tail)
+        if self._cupy is not None:  # a GPU with CuPy: cuBLAS
+            return device.CublasProduct(self._cupy, self._stream, reads[0], reads[1], out,
+                                        kernel.transposed)
         tile = kernel.block
         tiles = (-(-extents[2] // tile), -(-extents[0] // tile))
         return function, tiles, (tile, tile), (*reads, out, *extents)
