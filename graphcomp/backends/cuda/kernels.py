@@ -50,8 +50,10 @@ class DeviceKernel:
     block: int = 0  # threads per block of a reduction, or the tile edge of a product
 
     def code_key(self) -> str:
-        """The code without comments: equal keys share one compiled kernel."""
-        return ",".join(self.params) + "\n" + "\n".join(self.body)
+        """The code without comments (they name the nodes of one use): equal keys share one
+        compiled kernel."""
+        return ",".join(self.params) + "\n" + "\n".join(
+            line.split("  # ", 1)[0] for line in self.body)
 
 
 class _Reads:

@@ -9,7 +9,7 @@ kernel cannot call): those are written here with numpy's scalar functions. Reduc
 
 Every other computing op runs on the host through its registry numpy implementation
 (``HOST_FALLBACK``, each with the reason): its operands are copied to the host, the result
-back to the device. ``tests/cuda/test_cuda_op_table.py`` checks that every registry op is
+back to the device. ``tests/cuda/test_cuda_errors.py`` checks that every registry op is
 covered by exactly one of these.
 
 >>> CUDA_TEMPLATES["tanh"].format("x", dtype="float32")
