@@ -197,10 +197,28 @@ def _device_argument(value: Any, described: tuple[tuple[int, ...], np.dtype], no
         raise InputError(f"{title}: expected dtype {node.dtype}, got a device array of dtype "
                          f"{dtype} (a device array is not converted)")
     if keep:
+        if not _device_contiguous(value, shape, dtype):
+            raise InputError(f"{title}: a device array must be C-contiguous (copy it on the "
+                             "device first)")
         return DeviceArgument(value, shape, dtype)
     from graphcomp.backends.cuda import device  # only reached with a device array
 
     return device.copy_to_host(value).reshape(shape)
+
+
+def _device_contiguous(value: Any, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    interface = getattr(value, "__cuda_array_interface__", None)
+    if not isinstance(interface, dict):  # a simulator array
+        return bool(value.is_c_contiguous())
+    strides = interface.get("strides")
+    if strides is None:
+        return True
+    expected, step = [], dtype.itemsize
+    for size in reversed(shape):
+        expected.append(step)
+        step *= size
+    return all(s == e for s, e, n in zip(strides, reversed(expected), shape, strict=True)
+               if n > 1)
 
 
 def _as_array(value: Any, node: Node, title: str) -> np.ndarray:

@@ -95,5 +95,7 @@ def test_device_arrays_in_and_out() -> None:
     np.testing.assert_allclose(via_function[0], np.exp(xv) + [4.0, -4.0], rtol=1e-5)
     with pytest.raises(gc.InputError, match="device array of dtype float64"):
         on_device(cuda.to_device(xv.astype("float64")))
+    with pytest.raises(gc.InputError, match="C-contiguous"):
+        on_device(cuda.to_device(np.ones((2, 3), "float32")).T)
     with pytest.raises(gc.CompileError, match="backend='cuda'"):
         device_call(reference)
