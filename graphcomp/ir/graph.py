@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,78 @@ from graphcomp.ir.node import Node, NodeRole, freeze_attrs, user_source_line
 _graph_stack: list[Graph] = []
 _default_graph: Graph | None = None
 _graph_names = itertools.count()
+
+
+class ParameterStore(dict[int, np.ndarray]):
+    """The graph's parameter values by node id: a dict whose reads first fetch a value that
+    a device holds newer than the host array (``defer``).
+
+    A backend that keeps parameters on a device (``backend="cuda"``) registers a fetch
+    after a step instead of copying every new value back; any read of the value (``.value``,
+    ``assign``, checkpoints, another backend's call) runs the fetch first, which writes the
+    device's value into the same host array. Writes go to that array, as before.
+
+    >>> store = ParameterStore({0: np.zeros(2)})
+    >>> store.defer(0, lambda: store.raw(0).fill(1.0))
+    >>> store[0], store.pending
+    (array([1., 1.]), False)
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._fetch: dict[int, tuple[object, Callable[[], None]]] = {}
+
+    def defer(self, key: int, fetch: Callable[[], None], owner: object = None) -> None:
+        """Run ``fetch`` (which fills ``raw(key)``) before the next read of ``key``."""
+        self._fetch[key] = (owner, fetch)
+
+    def deferred_by(self, key: int) -> object:
+        """The owner of the fetch pending for ``key``, or None."""
+        entry = self._fetch.get(key)
+        return entry[0] if entry is not None else None
+
+    def cancel(self, key: int) -> None:
+        """Drop the fetch pending for ``key`` (its owner wrote the host array itself)."""
+        self._fetch.pop(key, None)
+
+    @property
+    def pending(self) -> bool:
+        """Whether some value is newer on a device than in its host array."""
+        return bool(self._fetch)
+
+    def fetch_all(self) -> None:
+        """Run every pending fetch (host arrays current)."""
+        for key in list(self._fetch):
+            self._run(key)
+
+    def raw(self, key: int) -> np.ndarray:
+        """The host array, without fetching (for the fetch itself)."""
+        return dict.__getitem__(self, key)
+
+    def _run(self, key: int) -> None:
+        entry = self._fetch.pop(key, None)
+        if entry is not None:
+            entry[1]()
+
+    def __getitem__(self, key: int) -> np.ndarray:
+        if self._fetch:
+            self._run(key)
+        return dict.__getitem__(self, key)
+
+    def get(self, key: int, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def __iter__(self) -> Iterator[int]:
+        self.fetch_all()
+        return super().__iter__()
+
+    def values(self) -> Any:
+        self.fetch_all()
+        return super().values()
+
+    def items(self) -> Any:
+        self.fetch_all()
+        return super().items()
 
 
 @dataclass(frozen=True)
@@ -50,7 +122,7 @@ class Graph:
         self.name = name or f"graph{next(_graph_names)}"
         self.nx = nx.DiGraph()
         self.dims = DimTable()
-        self.parameter_values: dict[int, np.ndarray] = {}
+        self.parameter_values = ParameterStore()
         self.parameter_names: dict[str, Node] = {}  # the first parameter given each name
         self.non_trainable: set[int] = set()  # parameter ids that optimizers leave alone
         self.implicit_updates: list[ImplicitUpdate] = []

@@ -41,10 +41,41 @@ def match_arguments(
     return values
 
 
+@dataclass(frozen=True)
+class DeviceArgument:
+    """An input in device memory, checked but not copied: ``array`` is the caller's object
+    (``__cuda_array_interface__``, or a numba-cuda simulator array)."""
+
+    array: Any
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def device_description(value: Any) -> tuple[tuple[int, ...], np.dtype] | None:
+    """Shape and dtype of an array in device memory, or None for anything else.
+
+    >>> device_description(np.zeros(2)) is None
+    True
+    """
+    interface = getattr(value, "__cuda_array_interface__", None)
+    if isinstance(interface, dict):
+        return tuple(interface["shape"]), np.dtype(interface["typestr"])
+    if type(value).__name__ == "FakeCUDAArray":  # numba-cuda's simulator
+        return tuple(value.shape), np.dtype(value.dtype)
+    return None
+
+
 def check_inputs(
-    inputs: Sequence[Node], values: Sequence[Any], dims: DimTable
-) -> tuple[list[np.ndarray], dict[str, int]]:
+    inputs: Sequence[Node], values: Sequence[Any], dims: DimTable, device_arrays: bool = False
+) -> tuple[list[Any], dict[str, int]]:
     """Validate dtype and shape of each value; return C-contiguous arrays and the dim binding.
+
+    Arrays in device memory are copied to the host, unless ``device_arrays``: then they are
+    returned as ``DeviceArgument`` (the CUDA backend's device calls read them in place).
 
     ``dims`` is the program's dim table (frozen at compile time). Symbols are bound from the
     axes that are a lone symbol first; product axes (``N*64``) are then checked, or bind the
@@ -56,7 +87,11 @@ def check_inputs(
     arrays = []
     for node, value in zip(inputs, values, strict=True):
         title = placeholder_title(node)
-        array = _as_array(value, node, title)
+        described = device_description(value)
+        if described is None:
+            array: Any = _as_array(value, node, title)
+        else:
+            array = _device_argument(value, described, node, title, device_arrays)
         declared = dims.resolve_shape(node.shape)
         if array.ndim != len(declared):
             raise InputError(
@@ -153,6 +188,37 @@ def _check_pending(dims: DimTable, binding: Mapping[str, int]) -> None:
                 f"the graph requires {a} == {b}, but the inputs give {given} "
                 f"({dim_value(a, binding)} != {dim_value(b, binding)})"
             )
+
+
+def _device_argument(value: Any, described: tuple[tuple[int, ...], np.dtype], node: Node,
+                     title: str, keep: bool) -> Any:
+    shape, dtype = described
+    if dtype != node.dtype:
+        raise InputError(f"{title}: expected dtype {node.dtype}, got a device array of dtype "
+                         f"{dtype} (a device array is not converted)")
+    if keep:
+        if not _device_contiguous(value, shape, dtype):
+            raise InputError(f"{title}: a device array must be C-contiguous (copy it on the "
+                             "device first)")
+        return DeviceArgument(value, shape, dtype)
+    from graphcomp.backends.cuda import device  # only reached with a device array
+
+    return device.copy_to_host(value).reshape(shape)
+
+
+def _device_contiguous(value: Any, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    interface = getattr(value, "__cuda_array_interface__", None)
+    if not isinstance(interface, dict):  # a simulator array
+        return bool(value.is_c_contiguous())
+    strides = interface.get("strides")
+    if strides is None:
+        return True
+    expected, step = [], dtype.itemsize
+    for size in reversed(shape):
+        expected.append(step)
+        step *= size
+    return all(s == e for s, e, n in zip(strides, reversed(expected), shape, strict=True)
+               if n > 1)
 
 
 def _as_array(value: Any, node: Node, title: str) -> np.ndarray:

@@ -3,9 +3,14 @@
 Command (docs/cuda.md): ``NUMBA_ENABLE_CUDASIM=1 pytest -n0 tests/cuda`` in an environment
 with ``pip install -e '.[test,cuda]'``. Tests marked ``needs_numba_cuda`` skip, with the
 reason, where the package is absent; the others (op table, error messages) run everywhere.
+
+``GRAPHCOMP_REQUIRE_CUDA=1`` (set by .ci/run once the CUDA extra is installed) turns every
+such skip into an error: there, a skipped CUDA test would hide a broken install.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -23,9 +28,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             reason = "no GPU here and NUMBA_ENABLE_CUDASIM is not set (set it to 1 to simulate)"
     if reason is None:
         return
-    for item in items:
-        if item.get_closest_marker("needs_numba_cuda"):
-            item.add_marker(pytest.mark.skip(reason=reason))
+    marked = [item for item in items if item.get_closest_marker("needs_numba_cuda")]
+    if marked and os.environ.get("GRAPHCOMP_REQUIRE_CUDA") == "1":
+        raise pytest.UsageError(f"GRAPHCOMP_REQUIRE_CUDA=1, but the CUDA tests cannot run: "
+                                f"{reason}")
+    for item in marked:
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def pytest_configure(config: pytest.Config) -> None:

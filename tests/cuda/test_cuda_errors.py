@@ -52,3 +52,41 @@ def test_the_cuda_backend_is_registered() -> None:
     from graphcomp.backends.base import available_backends
 
     assert "cuda" in available_backends()
+
+
+def test_cublas_is_chosen_only_on_a_real_device(monkeypatch) -> None:
+    monkeypatch.setattr(device, "simulator_requested", lambda: True)
+    assert device.gemm_library() is None  # the simulator runs the tiled kernel
+    monkeypatch.setattr(device, "simulator_requested", lambda: False)
+    monkeypatch.setenv("GRAPHCOMP_CUDA_GEMM", "tiled")
+    assert device.gemm_library() is None  # asked for the tiled kernel
+    monkeypatch.delenv("GRAPHCOMP_CUDA_GEMM")
+    monkeypatch.setattr(device.importlib.util, "find_spec",
+                        lambda name: None if name == "cupy" else object())
+    assert device.gemm_library() is None  # no CuPy
+
+
+class _Described:
+    """An object that describes device memory the way CuPy or PyTorch arrays do."""
+
+    def __init__(self, shape, typestr, strides=None) -> None:
+        self.__cuda_array_interface__ = {"shape": shape, "typestr": typestr, "strides": strides,
+                                         "data": (0, False), "version": 3}
+
+
+def test_device_array_arguments_are_checked_not_converted() -> None:
+    from graphcomp.runtime.binding import DeviceArgument, check_inputs
+
+    with gc.Graph():
+        x = gc.placeholder((None, 3), "float32", name="x")
+    nodes, dims = [x.node], x.graph.dims
+    arrays, binding = check_inputs(nodes, [_Described((4, 3), "<f4")], dims, device_arrays=True)
+    assert isinstance(arrays[0], DeviceArgument) and list(binding.values()) == [4]
+    assert arrays[0].shape == (4, 3) and arrays[0].ndim == 2
+    check_inputs(nodes, [_Described((4, 3), "<f4", (12, 4))], dims, device_arrays=True)
+    with pytest.raises(gc.InputError, match="C-contiguous"):
+        check_inputs(nodes, [_Described((4, 3), "<f4", (4, 16))], dims, device_arrays=True)
+    with pytest.raises(gc.InputError, match="device array of dtype float64"):
+        check_inputs(nodes, [_Described((4, 3), "<f8")], dims, device_arrays=True)
+    with pytest.raises(gc.InputError, match="axis 1 must be 3"):
+        check_inputs(nodes, [_Described((4, 2), "<f4")], dims, device_arrays=True)

@@ -9,7 +9,7 @@ import hashlib
 import linecache
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from graphcomp.passes.simplify import (
     isolate_outputs,
     simplify_powers,
 )
+from graphcomp.runtime.binding import DeviceArgument
 from graphcomp.runtime.program import Program
 
 ELEMENT_THREADS = 256  # threads per block of an elementwise kernel (32 on the simulator)
@@ -90,14 +91,19 @@ def load_module(source: str, cuda: Any, simulated: bool = False) -> dict[str, An
     return namespace
 
 
+# A kernel launch (function, grid, block, arguments), or a cuBLAS product.
+Launch = tuple[Any, tuple, tuple, tuple] | device.CublasProduct
+
+
 @dataclass
 class _Bound:
     """Device buffers and launch arguments for one binding of the dims."""
 
     views: dict[int, Any]
-    launches: list[tuple[Any, tuple, tuple, tuple] | DeviceCall]
+    launches: list[Launch | DeviceCall]
     inputs: list[Any]
     staging: dict[int, Any]
+    binding: dict[str, int]
 
 
 class CudaExecutable:
@@ -120,6 +126,12 @@ class CudaExecutable:
                            for op in lp.ops.values() if op.op == "constant"}
         self._parameters: dict[int, tuple[Any, np.ndarray]] = {}  # storage id -> (dev, host)
         self._transposed: set[int] = set()  # 2-D transposes a product reads as base.T
+        self._cupy = device.gemm_library()
+        self.gemm = "tiled kernel" if self._cupy is None else "cuBLAS (CuPy)"
+        self._parameter_ids = list(dict.fromkeys(
+            lp.ops[p].attrs["storage_id"] for p in lp.parameters()))
+        self._updated = [lp.ops[p].attrs["storage_id"] for p, _ in lp.updates]
+        self._fetchers = {sid: self._fetcher(sid) for sid in self._updated}
 
     @property
     def host_calls(self) -> list[DeviceCall]:
@@ -128,39 +140,96 @@ class CudaExecutable:
 
     def run(self, inputs: Sequence[Any], binding: dict[str, int]
             ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The Function's checked call: outputs and new parameter values on the host (the
+        Function writes the new values into the parameters' storage)."""
+        state = self._state(binding)
+        self._step(state, inputs)
+        outputs = [self._to_host(state.views[v], v, binding) for v in self.lp.outputs]
+        news = [self._to_host(state.views[p], p, binding) for p, _ in self.lp.updates]
+        self._stream.synchronize()
+        storage = self.program.graph.parameter_values
+        for sid, value in zip(self._updated, news, strict=True):
+            if storage.deferred_by(sid) is self:
+                storage.cancel(sid)
+            self._parameters[sid] = (self._parameters[sid][0], value.copy())
+        return outputs, news
+
+    def runner(self, binding: dict[str, int]) -> Callable[[Sequence[Any]], list[np.ndarray]]:
+        """The Function's call for arrays that passed its checks once: outputs copied into
+        host buffers of this binding (the Function copies them or returns read-only views);
+        new parameter values stay on the device until read (``ParameterStore.defer``)."""
+        state = self._state(binding)
+        buffers = [np.empty(state.views[v].shape, self.lp.ops[v].dtype)
+                   for v in self.lp.outputs]
+        outputs = [b.reshape(_shape(self.lp.ops[v].shape, binding))
+                   for b, v in zip(buffers, self.lp.outputs, strict=True)]
+        views = [state.views[v] for v in self.lp.outputs]
+
+        def run(inputs: Sequence[Any]) -> list[np.ndarray]:
+            self._step(state, inputs)
+            for view, buffer in zip(views, buffers, strict=True):
+                view.copy_to_host(buffer, stream=self._stream)
+            self._stream.synchronize()
+            self._defer_updates()
+            return outputs
+
+        run.outputs_share_parameters = False  # type: ignore[attr-defined]
+        return run
+
+    def run_on_device(self, inputs: Sequence[Any], binding: dict[str, int],
+                      host: bool = False) -> list[Any]:
+        """The step with outputs left on the device (views of this function's device
+        buffers, valid until its next call) or, with ``host``, copied to fresh host arrays;
+        new parameter values stay on the device until read."""
+        state = self._state(binding)
+        self._step(state, inputs)
+        if host:
+            results = [self._to_host(state.views[v], v, binding) for v in self.lp.outputs]
+        else:
+            results = [_device_shaped(state.views[v], _shape(self.lp.ops[v].shape, binding))
+                       for v in self.lp.outputs]
+        self._stream.synchronize()
+        self._defer_updates()
+        return results
+
+    def _state(self, binding: dict[str, int]) -> _Bound:
         key = tuple(binding.get(s, 0) for s in self.lp.symbols)
-        state = self._states.get(key) or self._bind(binding, key)
+        return self._states.get(key) or self._bind(binding, key)
+
+    def _step(self, state: _Bound, inputs: Sequence[Any]) -> None:
+        """Parameters synchronised, inputs copied in (device to device for device arrays),
+        every call launched in order, new values written into the parameters."""
         stream = self._stream
         self._sync_parameters()
         for target, array in zip(state.inputs, inputs, strict=True):
-            target.copy_to_device(_at_least_1d(array) if not device.has_device_interface(array)
-                                  else array, stream=stream)
+            if isinstance(array, DeviceArgument):
+                source = device.as_device_array(array.array)
+                target.copy_to_device(source.reshape(target.shape), stream=stream)
+            else:
+                target.copy_to_device(_at_least_1d(array), stream=stream)
         for launch in state.launches:
             if isinstance(launch, DeviceCall):
-                self._run_on_host(launch, state, binding)
+                self._run_on_host(launch, state, state.binding)
+            elif isinstance(launch, device.CublasProduct):
+                launch()
             else:
                 function, grid, block, args = launch
                 function[grid, block, stream](*args)
         self._write_updates(state)
-        outputs = [self._to_host(state.views[v], v, binding) for v in self.lp.outputs]
-        news = [self._to_host(state.views[p], p, binding) for p, _ in self.lp.updates]
-        stream.synchronize()
-        for (param, _), value in zip(self.lp.updates, news, strict=True):
-            self._parameters[self.lp.ops[param].attrs["storage_id"]] = (
-                self._parameters[self.lp.ops[param].attrs["storage_id"]][0], value.copy())
-        return outputs, news
 
     def _to_host(self, view: Any, value: int, binding: dict[str, int]) -> np.ndarray:
         shape = _shape(self.lp.ops[value].shape, binding)
         return np.asarray(view.copy_to_host(stream=self._stream)).reshape(shape)
 
     def _sync_parameters(self) -> None:
-        """Upload a parameter whose host storage changed since the device copy was made (a
-        load, another function's update); otherwise the device copy is current."""
+        """Upload a parameter whose host storage changed since the device copy was made (an
+        ``assign``, a load, another function's update). A value this function left newer on
+        the device (a fetch pending in the store) is current as it is."""
         storage = self.program.graph.parameter_values
-        for param in self.lp.parameters():
-            sid = self.lp.ops[param].attrs["storage_id"]
-            host = storage[sid]
+        for sid in self._parameter_ids:
+            if storage.deferred_by(sid) is self:
+                continue
+            host = storage[sid]  # runs another function's pending fetch first
             known = self._parameters.get(sid)
             if known is None or not np.array_equal(known[1], host, equal_nan=True):
                 target = device.to_device(_at_least_1d(host), self._stream)
@@ -168,6 +237,23 @@ class CudaExecutable:
                     known[0].copy_to_device(target, stream=self._stream)
                     target = known[0]
                 self._parameters[sid] = (target, np.array(host, copy=True))
+
+    def _defer_updates(self) -> None:
+        storage = self.program.graph.parameter_values
+        for sid in self._updated:
+            storage.defer(sid, self._fetchers[sid], self)
+
+    def _fetcher(self, sid: int) -> Callable[[], None]:
+        def fetch() -> None:
+            """Copy the device's value into the host storage (run by the store on a read)."""
+            host = self.program.graph.parameter_values.raw(sid)
+            target = self._parameters[sid][0]
+            value = np.asarray(target.copy_to_host(stream=self._stream))
+            self._stream.synchronize()
+            np.copyto(host, value.reshape(host.shape))
+            self._parameters[sid] = (target, host.copy())
+
+        return fetch
 
     def _write_updates(self, state: _Bound) -> None:
         """New parameter values not computed in place: staged first (two updates may swap
@@ -198,7 +284,7 @@ class CudaExecutable:
         views, arenas = self._views(binding)
         inputs = [views[v] for v in self.lp.inputs]
         dims = device.to_device(np.array(key or (0,), dtype=np.int64))
-        launches: list[tuple[Any, tuple, tuple, tuple] | DeviceCall] = []
+        launches: list[Launch | DeviceCall] = []
         for call in self.records.calls:
             if call.target == "host" or call.kernel is None:
                 launches.append(call)
@@ -208,7 +294,7 @@ class CudaExecutable:
                 launches.append(launch)
         staging = {v: self._zeros(self.lp.ops[v].shape, self.lp.ops[v].dtype, binding)
                    for _, v in self.lp.updates if v not in self.memory.in_place}
-        state = _Bound(views, launches, inputs, staging)
+        state = _Bound(views, launches, inputs, staging, dict(binding))
         state.views["arenas"] = arenas  # type: ignore[index]  # kept alive with the views
         self._states[key] = state
         return state
@@ -263,7 +349,7 @@ class CudaExecutable:
         return flat[start:start + size].reshape(shape)
 
     def _launch(self, kernel: DeviceKernel, call: DeviceCall, views: dict[int, Any],
-                binding: dict[str, int], dims: Any) -> tuple[Any, tuple, tuple, tuple] | None:
+                binding: dict[str, int], dims: Any) -> Launch | None:
         function = self._functions[call.function]
         reads = [views[v] for v in kernel.reads]
         out = views[call.node]
@@ -281,6 +367,9 @@ class CudaExecutable:
             inner = math.prod(_shape(source.shape, binding)) // count
             return function, (min(count, MAX_BLOCKS),), (kernel.block,), (
                 *reads, out.reshape(out.size), *extents, count, inner, *tail)
+        if self._cupy is not None:  # a GPU with CuPy: cuBLAS
+            return device.CublasProduct(self._cupy, self._stream, reads[0], reads[1], out,
+                                        kernel.transposed)
         tile = kernel.block
         tiles = (-(-extents[2] // tile), -(-extents[0] // tile))
         return function, tiles, (tile, tile), (*reads, out, *extents)
@@ -293,3 +382,9 @@ def _shape(shape: Sequence[Dim], binding: dict[str, int]) -> tuple[int, ...]:
 def _at_least_1d(array: Any) -> Any:
     array = np.asarray(array)
     return array.reshape(1) if array.ndim == 0 else array
+
+
+def _device_shaped(view: Any, shape: tuple[int, ...]) -> Any:
+    """A device buffer in its value's shape (rank-0 values are kept as one-element arrays
+    by the backend)."""
+    return view.reshape(shape) if shape and view.shape != shape else view

@@ -71,8 +71,16 @@ def device_zeros(size: int, dtype: np.dtype, stream: Any = 0) -> Any:
 
 
 def as_device_array(array: Any) -> Any:
-    """A device view of an object with ``__cuda_array_interface__`` (no copy)."""
+    """A device view of an object with ``__cuda_array_interface__`` (no copy); a simulator
+    array as it is."""
+    if type(array).__name__ == "FakeCUDAArray":
+        return array
     return load_cuda().as_cuda_array(array)
+
+
+def copy_to_host(array: Any) -> np.ndarray:
+    """A host copy of a device array (numba-cuda's, or any ``__cuda_array_interface__``)."""
+    return np.asarray(as_device_array(array).copy_to_host())
 
 
 def has_device_interface(array: Any) -> bool:
@@ -108,3 +116,40 @@ def compile_ptx(function: Any, signature: Any, cc: tuple[int, int]) -> str:
         raise CompileError(f"compile_ptx failed for cc {cc}: {type(exc).__name__}: "
                            f"{str(exc)[:300]}") from None
     return str(ptx)
+
+
+def gemm_library() -> ModuleType | None:
+    """CuPy, whose ``matmul`` calls cuBLAS, where kernels run on a real GPU and CuPy is
+    installed (``pip install 'graphcomp[cublas]'``); None on the simulator, without CuPy or
+    with ``GRAPHCOMP_CUDA_GEMM=tiled``: then 2-D products run our tiled kernel."""
+    if simulator_requested() or os.environ.get("GRAPHCOMP_CUDA_GEMM") == "tiled":
+        return None
+    if importlib.util.find_spec("cupy") is None:
+        return None
+    try:
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # CuPy for another CUDA version, or no device: the tiled kernel
+        return None
+    return cupy
+
+
+class CublasProduct:
+    """``out = a @ b`` for 2-D device arrays through cuBLAS (CuPy's ``matmul``) on
+    ``stream``: CuPy views of the same device memory (``__cuda_array_interface__``, no
+    copy); ``transposed`` operands are read as their base's ``.T``. Unverified until
+    benchmarks/gpu/check.sh runs on a GPU."""
+
+    def __init__(self, cupy: ModuleType, stream: Any, a: Any, b: Any, out: Any,
+                 transposed: tuple[bool, bool]) -> None:
+        left, right = cupy.asarray(a), cupy.asarray(b)
+        self._a = left.T if transposed[0] else left
+        self._b = right.T if transposed[1] else right
+        self._out = cupy.asarray(out)
+        self._matmul = cupy.matmul
+        self._stream = cupy.cuda.ExternalStream(int(stream.handle))
+
+    def __call__(self) -> None:
+        with self._stream:
+            self._matmul(self._a, self._b, out=self._out)

@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from graphcomp.backends.cuda.op_table import template_for
+from graphcomp.backends.cuda.op_table import ROUNDING_BIAS, template_for
 from graphcomp.backends.numba.expressions import ExpressionWriter, Index, literal
 from graphcomp.passes.fusion import Kernel
 from graphcomp.passes.lowered import Dim, LOp, LoweredProgram
@@ -50,8 +50,10 @@ class DeviceKernel:
     block: int = 0  # threads per block of a reduction, or the tile edge of a product
 
     def code_key(self) -> str:
-        """The code without comments: equal keys share one compiled kernel."""
-        return ",".join(self.params) + "\n" + "\n".join(self.body)
+        """The code without comments (they name the nodes of one use): equal keys share one
+        compiled kernel."""
+        return ",".join(self.params) + "\n" + "\n".join(
+            line.split("  # ", 1)[0] for line in self.body)
 
 
 class _Reads:
@@ -76,7 +78,8 @@ class CudaExpressionWriter(ExpressionWriter):
             template = "({0} != 0)"
         args = [self.value_at(i, self._operand_index(index, self.lp.ops[i].shape, op.shape))
                 for i in op.inputs]
-        code = template.format(*args, to=op.dtype.name, dtype=op.dtype.name)
+        code = template.format(*args, to=op.dtype.name, dtype=op.dtype.name,
+                               big=ROUNDING_BIAS.get(op.dtype.name, 0.0))
         return self._temp(code, op.describe())
 
 

@@ -9,7 +9,7 @@ kernel cannot call): those are written here with numpy's scalar functions. Reduc
 
 Every other computing op runs on the host through its registry numpy implementation
 (``HOST_FALLBACK``, each with the reason): its operands are copied to the host, the result
-back to the device. ``tests/cuda/test_cuda_op_table.py`` checks that every registry op is
+back to the device. ``tests/cuda/test_cuda_errors.py`` checks that every registry op is
 covered by exactly one of these.
 
 >>> CUDA_TEMPLATES["tanh"].format("x", dtype="float32")
@@ -40,7 +40,20 @@ _OWN_TEMPLATES.update({
     "sigmoid": "np.{dtype}(1.0) / (np.{dtype}(1.0) + np.{dtype}(fm.exp(-{0})))",
     "isnan": "fm.isnan({0})", "isinf": "fm.isinf({0})", "isfinite": "fm.isfinite({0})",
     "arctan2": "np.{dtype}(fm.atan2({0}, {1}))", "hypot": "np.{dtype}(fm.hypot({0}, {1}))",
+    # numpy's ufuncs on scalars do not compile for a device: these three in arithmetic.
+    # sign: zeros and NaN pass through; integers and floats alike.
+    "sign": "(np.{dtype}(1) if {0} > 0 else (np.{dtype}(-1) if {0} < 0 else {0}))",
+    # rint, halves to even: adding and subtracting 2**52 (2**23 for float32) rounds in the
+    # current (nearest-even) mode; larger magnitudes, infinities and NaN are already integral
+    # or pass through the comparison unchanged.
+    "rint": "({0} if not (abs({0}) < np.{dtype}({big})) else "
+            "(np.{dtype}(({0} + np.{dtype}({big})) - np.{dtype}({big})) if {0} >= 0 else "
+            "-np.{dtype}(((-{0}) + np.{dtype}({big})) - np.{dtype}({big}))))",
+    "sinc": "(np.{dtype}(fm.sin(np.{dtype}(3.141592653589793) * {0})) / "
+            "(np.{dtype}(3.141592653589793) * {0}) if {0} != 0 else np.{dtype}(1.0))",
 })
+# The rint template's 2**(mantissa bits), by dtype.
+ROUNDING_BIAS = {"float64": 4503599627370496.0, "float32": 8388608.0, "float16": 1024.0}
 # The simulator's ``fm``: numpy's functions under math's names.
 SIMULATOR_MATH = SimpleNamespace(
     **{name: getattr(np, op) for op, name in _MATH.items() if op != "erf"},

@@ -304,7 +304,11 @@ class NumbaExecutable:
         else:
             step, bound = self._driver, (*params, *state.tail)
 
+        storage = self._storage
+
         def run(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+            if storage.pending:  # a device (backend="cuda") holds newer parameter values
+                storage.fetch_all()
             try:
                 step(*inputs, *bound)
             except InputError as exc:  # an index out of range: name the node and placeholder
