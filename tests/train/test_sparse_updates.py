@@ -1,6 +1,8 @@
 """Row-wise updates of gathered tables: sparse SGD against dense SGD (bit for bit), LazyAdam
 against a numpy reference, numba against numpy, and no table-sized buffer in the numba step."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -134,13 +136,18 @@ def _numba_memory(vocab):
                           backend="numba")
     step(np.array([[1, 2], [2, 2], [vocab - 1, 0]]))
     executable = step._executable
-    return executable.lp, executable.memory
+    return executable.lp, executable.memory, step.source
 
 
 def test_numba_step_allocates_nothing_of_the_tables_size():
-    lp, memory = _numba_memory(vocab=5000)
+    lp, memory, source = _numba_memory(vocab=5000)
     sizes = [slot.size[0] for slot in memory.slots if not slot.size[1]]
     assert sizes and max(sizes) < 5000, sizes
+    # Nor do the kernels: their scratch (the ids' hash table and chains, a row of sums)
+    # follows the ids and the row length, never the table's rows (``size``).
+    allocations = re.findall(r"np\.(?:empty|full|zeros)\((.*)", source)
+    assert any("bits" in a for a in allocations)
+    assert not [a for a in allocations if re.search(r"\bsize\b", a)], allocations
     # Every table and moment is updated in place by its row-wise kernel.
     in_place_ops = sorted(lp.ops[value].op for value in memory.in_place)
     assert in_place_ops.count("sparse_moment") == 4
