@@ -163,6 +163,27 @@ def step_table(runs: dict[str, list[tuple[dict, dict]]], backend: str) -> str:
     return table(header, rows) + "\n\n" + note
 
 
+def cpu_table(runs: dict[str, list[tuple[dict, dict]]]) -> str:
+    """Each side's step: wall time, the calling thread's CPU time, and the share of steps that
+    waited for a core (wall above CPU by more than 0.2 ms): on a shared machine the wall
+    medians move with the other processes, the CPU medians much less."""
+    rows = []
+    for name, pairs in runs.items():
+        cold = [c for c, _ in pairs if "graphcomp_cpu_ms" in c]
+        if not cold:
+            continue
+        row = [name]
+        for side in ("numpy", "graphcomp"):
+            digits = ms_digits(statistics.median(r[f"{side}_cpu_ms"] for r in cold))
+            row += [spread([r[f"{side}_ms"] for r in cold], digits),
+                    spread([r[f"{side}_cpu_ms"] for r in cold], digits),
+                    spread([100 * r[f"{side}_waited"] for r in cold], 0)]
+        rows.append(row)
+    header = ["workload", "numpy wall (ms)", "numpy CPU (ms)", "numpy steps waited (%)",
+              "graphcomp wall (ms)", "graphcomp CPU (ms)", "graphcomp steps waited (%)"]
+    return table(header, rows)
+
+
 def compile_table(runs: dict[str, list[tuple[dict, dict]]], label: str = "workload") -> str:
     rows = []
     for name, pairs in runs.items():
@@ -278,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"measured {workload}", file=sys.stderr, flush=True)
         print("## Training step\n")
         print(step_table(runs, args.backend))
+        print("\n## Wall and CPU time of the steps (the calling thread's, per process)\n")
+        print(cpu_table(runs))
         print("\n## Compile and start\n")
         print(compile_table(runs))
         gemms = gemm_table(runs)

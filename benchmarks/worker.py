@@ -71,26 +71,36 @@ def _limit_threads(threads: int):
 
 
 def _time_blocks(sides: dict[str, object], args: list[np.ndarray], repeats: int,
-                 pause: float, blocks: int = 5) -> dict[str, list[float]]:
-    """Per-step seconds of each side, alternating blocks so drift hits both alike.
+                 pause: float, blocks: int = 5) -> dict[str, list[tuple[float, float]]]:
+    """Per-step (wall, CPU) seconds of each side, alternating blocks so drift hits both alike.
 
-    Each block starts after ``pause`` seconds of sleep: numpy and numba (through scipy) use two
-    OpenBLAS copies whose idle threads spin for a while after a call, so without the pause
-    one side's spinning threads steal the cores from the other's first steps.
+    The CPU time is the calling thread's (``time.thread_time``): a step that waited for a core
+    (another process ran) shows a wall time above it. Each block starts after ``pause`` seconds
+    of sleep: numpy and numba (through scipy) use two OpenBLAS copies whose idle threads spin
+    for a while after a call, so without the pause one side's spinning threads steal the cores
+    from the other's first steps.
     """
-    times: dict[str, list[float]] = {name: [] for name in sides}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
     per_block = -(-repeats // blocks)
-    clock = time.perf_counter
+    clock, cpu = time.perf_counter, time.thread_time
     for _ in range(blocks):
         for name, step in sides.items():
             time.sleep(pause)
             step(*args)  # one untimed step after the pause
             samples = times[name]
             for _ in range(per_block):
-                start = clock()
+                start, start_cpu = clock(), cpu()
                 step(*args)
-                samples.append(clock() - start)
+                samples.append((clock() - start, cpu() - start_cpu))
     return times
+
+
+def _summary(samples: list[tuple[float, float]]) -> dict[str, float]:
+    """Median wall and CPU milliseconds of a side's steps, and the share of steps whose wall
+    time exceeds their CPU time by more than 0.2 ms (they waited for a core)."""
+    wall, cpu = (np.array(column) * 1e3 for column in zip(*samples, strict=True))
+    return {"ms": float(np.median(wall)), "cpu_ms": float(np.median(cpu)),
+            "waited": float(np.mean(wall - cpu > 0.2))}
 
 
 def _gemm_seconds(problem: Problem, repeats: int, pause: float) -> float | None:
@@ -144,8 +154,9 @@ def main() -> None:
                 step(*problem.inputs)
             times = _time_blocks({"numpy": by_hand, "graphcomp": step}, problem.inputs,
                                  ARGS.repeats, ARGS.pause)
-            result["numpy_ms"] = float(np.median(times["numpy"])) * 1e3
-            result["graphcomp_ms"] = float(np.median(times["graphcomp"])) * 1e3
+            for side in ("numpy", "graphcomp"):
+                for key, value in _summary(times[side]).items():
+                    result[f"{side}_{key}"] = value
             result["steps"] = len(times["graphcomp"])
             gemm = _gemm_seconds(problem, ARGS.repeats, ARGS.pause)
             result["gemm_ms"] = None if gemm is None else gemm * 1e3

@@ -1,11 +1,17 @@
 """Row-wise updates of gathered tables: sparse SGD against dense SGD (bit for bit), LazyAdam
 against a numpy reference, numba against numpy, and no table-sized buffer in the numba step."""
 
+import re
+
 import numpy as np
 import pytest
 
 import graphcomp as gc
+from graphcomp.backends.numba.backend import prepare
+from graphcomp.backends.numba.kernels import PREFETCH_AHEAD
+from graphcomp.backends.numba.placement import known_work
 from graphcomp.ops import apply
+from graphcomp.runtime.program import build_program
 
 VOCAB, DIM = 12, 3
 # Repeated ids (3 three times), a negative one (-1 is row 11) and rows never touched.
@@ -130,17 +136,81 @@ def _numba_memory(vocab):
                           backend="numba")
     step(np.array([[1, 2], [2, 2], [vocab - 1, 0]]))
     executable = step._executable
-    return executable.lp, executable.memory
+    return executable.lp, executable.memory, step.source
 
 
 def test_numba_step_allocates_nothing_of_the_tables_size():
-    lp, memory = _numba_memory(vocab=5000)
+    lp, memory, source = _numba_memory(vocab=5000)
     sizes = [slot.size[0] for slot in memory.slots if not slot.size[1]]
     assert sizes and max(sizes) < 5000, sizes
+    # Nor do the kernels: their scratch (the ids' hash table and chains, a row of sums)
+    # follows the ids and the row length, never the table's rows (``size``).
+    allocations = re.findall(r"np\.(?:empty|full|zeros)\((.*)", source)
+    assert any("bits" in a for a in allocations)
+    assert not [a for a in allocations if re.search(r"\bsize\b", a)], allocations
     # Every table and moment is updated in place by its row-wise kernel.
     in_place_ops = sorted(lp.ops[value].op for value in memory.in_place)
     assert in_place_ops.count("sparse_moment") == 4
     assert in_place_ops.count("sparse_adam_step") == 2
+
+
+def _work_of_embedding_step(vocab):
+    with gc.Graph():
+        ids = gc.placeholder((64,), "int64", name="ids")
+        table = gc.parameter(np.zeros((vocab, 4), "float32"), name="table")
+        loss = gc.sum(gc.tanh(gc.take(table, ids, axis=0)))
+        updates = gc.optim.SGD(lr=0.1).updates(loss, [table])
+        program = build_program([ids], [loss], updates)
+    lp, plan, memory = prepare(program)
+    assert "sparse_sgd" in [lp.ops[v].op for v in memory.in_place]
+    return known_work(lp, plan, memory.in_place), known_work(lp, plan)
+
+
+def test_the_step_driver_does_not_depend_on_the_tables_size():
+    # A row update in place counts the rows it touches; the njit/Python driver choice
+    # (placement.choose_driver) then does not flip with the vocabulary.
+    small, large = _work_of_embedding_step(50), _work_of_embedding_step(50_000)
+    assert small[0] == large[0] < 64 * 4 * 10
+    assert large[1] >= 50_000 * 4 > small[1]  # counting the table (not in place) would
+
+
+# Wide rows (a cache line or more: the kernels hint rows ahead) and many ids: hash-table
+# probing, long chains of repeated ids, negative ids, ids of the last rows.
+WIDE_TABLE = np.random.default_rng(3).standard_normal((40, 20))
+WIDE_IDS = np.random.default_rng(4).integers(-40, 40, 300)
+
+
+def _row_update_outputs(backend):
+    with gc.Graph():
+        table = gc.placeholder((40, 20), "float64", name="table")
+        ids = gc.placeholder((300,), "int64", name="ids")
+        rows = gc.placeholder((300, 20), "float64", name="rows")
+        scalar = gc.constant(np.float64(0.3))
+        outputs = [gc.take(table, ids, axis=0), apply("sparse_sgd", table, ids, rows, scalar),
+                   apply("sparse_moment", table, ids, rows, beta=0.9, power=2),
+                   apply("sparse_adam_step", table, table * table, table * table + 1.0, ids,
+                         scalar, scalar, scalar, eps=1e-8)]
+        return gc.compile([table, ids, rows], outputs, backend=backend)
+
+
+@pytest.fixture(scope="module")
+def row_update_functions():
+    return {backend: _row_update_outputs(backend) for backend in BACKENDS}
+
+
+def test_wide_row_gathers_and_updates_match_numpy(row_update_functions):
+    rows = np.random.default_rng(5).standard_normal((300, 20))
+    got, want = (row_update_functions[b](WIDE_TABLE, WIDE_IDS, rows) for b in ("numba", "numpy"))
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    assert "prefetch(" in row_update_functions["numba"].source
+
+
+def test_a_bad_id_within_the_prefetch_distance_still_raises(row_update_functions):
+    ids = WIDE_IDS.copy()
+    ids[PREFETCH_AHEAD + 2] = 40  # hinted while earlier rows are copied, then checked
+    with pytest.raises(gc.InputError, match="out of range"):
+        row_update_functions["numba"](WIDE_TABLE, ids, np.zeros((300, 20)))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -75,7 +75,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
     """
     names = Names(lp, reserved=_RESERVED)
     blas = numpy_blas()
-    njit_driver = choose_driver(lp, plan, driver_jit)
+    njit_driver = choose_driver(lp, plan, driver_jit, memory.in_place)
     arena_dtypes = sorted({s.dtype for s in memory.slots}, key=lambda d: d.str)
     ctx = CallContext(lp, plan, memory, names, njit_driver, uses_blas=blas is not None,
                       uses_lanes=lanes and wants_lanes(lp, plan, blas is not None),

@@ -36,6 +36,10 @@ LOOP_MAX_BLOCKS = 16
 # The scratch vector the runtime passes: per block and per sum a chunk, then one partial sum
 # per block and sum.
 SCRATCH_SIZE = LOOP_MAX_BLOCKS * MAX_LOOP_SUMS * (REDUCE_CHUNK + 1)
+# Gathers and row updates hint the rows this many ids ahead into the caches (prefetch.py):
+# 4, 8 and 16 did alike on 512-byte rows of a 51 MB table (docs/performance.md, "word2vec").
+PREFETCH_AHEAD = 8
+CACHE_LINE_BYTES = 64
 
 
 @dataclass
@@ -503,11 +507,32 @@ def take_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     op = lp.ops[kernel.root]
     x, indices = lp.ops[op.inputs[0]], lp.ops[op.inputs[1]]
     body = _row_views(x.ndim, op.attrs["axis"], "a0", "out")
-    body += [("for j in range(n):", ""), ("    k = ids[j]", "")]
+    line = max(1, CACHE_LINE_BYTES // x.dtype.itemsize)
+    body += [("flat = a0.reshape(a0.size)", ""), ("for j in range(n):", "")]
+    body += _prefetch_ahead("    ", line)
+    body += [("    k = ids[j]", "")]
     body += _wrapped_index("    ", "take: an index is out of range for the gathered axis")
     body += [("    for o in range(outer):", ""), ("        for c in range(inner):", ""),
              ("            rows[o, j, c] = src[o, k, c]", op.describe())]
-    return KernelText(["a0", "a1", "out"], body, [x.id, indices.id])
+    return KernelText(["a0", "a1", "out"], body, [x.id, indices.id], functions={"prefetch"})
+
+
+def _prefetch_ahead(pad: str, line: int) -> list[tuple[str, str]]:
+    """Lines hinting the slices of the id ``PREFETCH_AHEAD`` places after ``j`` into the
+    caches (``flat``: the table's elements), when a slice spans at least a cache line
+    (``line`` elements): the loads of several rows then overlap (prefetch.py)."""
+    return [
+        (pad + f"if inner >= {line} and j + {PREFETCH_AHEAD} < n:", "rows a few ids ahead"),
+        (pad + f"    ahead = ids[j + {PREFETCH_AHEAD}]", ""),
+        (pad + "    if ahead < 0:", ""),
+        (pad + "        ahead += size", ""),
+        (pad + "    if ahead >= 0 and ahead < size:", "a bad id raises below, when reached"),
+        (pad + "        for o in range(outer):", ""),
+        (pad + "            first = (o * size + ahead) * inner", ""),
+        (pad + f"            for c in range(0, inner, {line}):", ""),
+        (pad + "                prefetch(flat, first + c)", ""),
+        (pad + "            prefetch(flat, first + inner - 1)", "a slice may end in one more line"),
+    ]
 
 
 def scatter_add_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:

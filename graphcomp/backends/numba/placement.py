@@ -13,10 +13,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from graphcomp.backends.numba import lanes as L
 from graphcomp.backends.numba import rows as R
 from graphcomp.backends.numba.calls import direct_matmul, gemm_work
 from graphcomp.backends.numba.program import Buffer, Call, Segment, StepProgram
+from graphcomp.ops.sparse_updates import SPARSE_UPDATE_OPS
 from graphcomp.passes.fusion import FusionPlan
 from graphcomp.passes.lowered import LoweredProgram, size_key
 
@@ -31,12 +34,14 @@ JIT_DRIVER_MAX_KERNELS = 32
 JIT_DRIVER_MAX_WORK = 20_000_000
 
 
-def choose_driver(lp: LoweredProgram, plan: FusionPlan, driver_jit: bool | None) -> bool:
-    """True for an njit driver (``driver_jit`` forces the choice when not None)."""
+def choose_driver(lp: LoweredProgram, plan: FusionPlan, driver_jit: bool | None,
+                  in_place: Collection[int] = ()) -> bool:
+    """True for an njit driver (``driver_jit`` forces the choice when not None; ``in_place``:
+    the values written into their parameter's storage, as ``MemoryPlan.in_place``)."""
     if driver_jit is not None:
         return driver_jit
     return (len(plan.kernels) <= JIT_DRIVER_MAX_KERNELS
-            and known_work(lp, plan) <= JIT_DRIVER_MAX_WORK)
+            and known_work(lp, plan, in_place) <= JIT_DRIVER_MAX_WORK)
 
 
 def wants_lanes(lp: LoweredProgram, plan: FusionPlan, uses_blas: bool) -> bool:
@@ -47,8 +52,10 @@ def wants_lanes(lp: LoweredProgram, plan: FusionPlan, uses_blas: bool) -> bool:
         or (kernel.kind == "matmul" and direct_matmul(lp, plan, kernel)))
 
 
-def known_work(lp: LoweredProgram, plan: FusionPlan) -> int:
+def known_work(lp: LoweredProgram, plan: FusionPlan, in_place: Collection[int] = ()) -> int:
     """A step's work as matmul flops plus elements its kernels write, symbols counted as 1.
+    A row-wise update written in place (its value in ``in_place``) counts the rows its ids
+    touch, so a step's driver does not change with the size of an embedding table.
 
     >>> # known_work(lp, plan) > JIT_DRIVER_MAX_WORK  # a long step: a Python driver
     """
@@ -59,12 +66,21 @@ def known_work(lp: LoweredProgram, plan: FusionPlan) -> int:
     for kernel in plan.kernels:
         if kernel.kind in ("matmul", "matmul_acc"):
             work += 2 * gemm_work(lp, kernel)
+        elif kernel.kind in SPARSE_UPDATE_OPS and kernel.root in in_place:
+            work += _touched_elements(lp, kernel.root)
         elif kernel.kind != "alias":
             work += sum(count(lp.ops[v].shape) for v in kernel.results)
             if kernel.kind == "loop":  # a sum's loop runs over its operand, not its result
                 work += sum(count(lp.ops[lp.ops[m.root].inputs[0]].shape)
                             for m in kernel.members if lp.ops[m.root].op == "reduce_sum")
     return work
+
+
+def _touched_elements(lp: LoweredProgram, value: int) -> int:
+    """Elements a row-wise update writes: one row of the table per id (sparse_kernels.py)."""
+    op = lp.ops[value]
+    ids = lp.ops[op.inputs[3 if op.op == "sparse_adam_step" else 1]]
+    return size_key(ids.shape)[0] * size_key(op.shape[1:])[0]
 
 
 def place_statements(program: StepProgram) -> None:

@@ -40,6 +40,9 @@ from graphcomp.backends.numba.random_kernels import (
 from graphcomp.backends.numba.rows import RowArg, RowCall, Run, segment_source
 
 FASTMATH_FILE = Path(__file__).with_name("fastmath.py")
+PREFETCH_FILE = Path(__file__).with_name("prefetch.py")
+# What kernels call from prefetch.py.
+PREFETCH_FUNCTIONS = frozenset({"prefetch"})
 # Never "nnan"/"ninf": graphcomp keeps IEEE semantics for NaN and infinity even when opted in.
 FASTMATH_FLAGS = ("nsz", "arcp", "contract", "afn", "reassoc")
 
@@ -99,6 +102,9 @@ def render_module(program: StepProgram, names: Names, blas: BlasLibrary | None) 
     if program.functions & PHILOX_FUNCTIONS:
         lines += ["", "", "# ---- the random generator (graphcomp/ops/philox.py)", "",
                   philox_source(), ""]
+    if program.functions & PREFETCH_FUNCTIONS:
+        lines += ["", "", "# ---- the prefetch hint (graphcomp/backends/numba/prefetch.py)", "",
+                  prefetch_source(), ""]
     lines += natives
     return _tidy(lines)
 
@@ -148,6 +154,9 @@ class _Libraries:
             ["# graphcomp/backends/numba/fastmath.py", "", fastmath_source()]))
         self._offer(PHILOX_FUNCTIONS | set(PHILOX_CONSTANTS), lambda: helpers.library_text(
             "the random generator", ["# graphcomp/ops/philox.py", "", philox_source()]))
+        self._offer(PREFETCH_FUNCTIONS, lambda: helpers.library_text(
+            "the prefetch hint", ["# graphcomp/backends/numba/prefetch.py", "",
+                                  prefetch_source()]))
         if blas is None:
             self._offer(["matmul_2d"], lambda: helpers.gemm_library(None, "any"))
         else:
@@ -209,8 +218,8 @@ _LANE_FUNCTIONS = ("address_pointer", "gemm_split", "rows_first", "rows_next")
 
 def _fastmath_names(functions: set[str]) -> set[str]:
     """The fast-math helpers among the functions kernels call."""
-    return {f for f in functions
-            if f not in PHILOX_FUNCTIONS and not f.startswith(("gemm_", "matmul"))}
+    return {f for f in functions if f not in PHILOX_FUNCTIONS and f not in PREFETCH_FUNCTIONS
+            and not f.startswith(("gemm_", "matmul"))}
 
 
 def _driver_sections(program: StepProgram, names: Names
@@ -267,14 +276,22 @@ def render_kernel(kernel: KernelDef, decorator: str) -> str:
 
 def fastmath_source() -> str:
     """fastmath.py's text without its docstring, made cacheable, for inlining."""
-    text = FASTMATH_FILE.read_text()
+    return _without_docstring(FASTMATH_FILE).replace("cache=False", "cache=True")
+
+
+def prefetch_source() -> str:
+    """prefetch.py's text without its docstring, for inlining."""
+    return _without_docstring(PREFETCH_FILE)
+
+
+def _without_docstring(path: Path) -> str:
+    text = path.read_text()
     tree = ast.parse(text)
     lines = text.splitlines()
     first = tree.body[0] if tree.body else None
     if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
         lines = lines[first.end_lineno:]
-    body = "\n".join(lines).strip("\n")
-    return body.replace("cache=False", "cache=True")
+    return "\n".join(lines).strip("\n")
 
 
 def _docstring(program: StepProgram) -> list[str]:

@@ -1,29 +1,32 @@
 """Kernels of the row-wise optimizer updates (``ops/sparse_updates.py``).
 
 Each kernel touches only the rows its ids name: it normalises the ids (negative ones count
-from the end, out of range raises), orders their positions stably (a sort of the packed
-``id * n + position``, or a merge argsort where that could overflow), and walks the groups of
-equal ids. ``sparse_sgd`` and ``sparse_moment`` sum each group's rows in the order they come
-(as ``scatter_add`` does) into one row of scratch, then write the row update;
-``sparse_adam_step`` needs no sum. Work and scratch are proportional to the number of ids,
-never to the table: with the update written in place (``memory._in_place_updates``), a step
-touches the same number of rows for 1,000 rows as for 100,000 (each touched row of a table
-larger than the caches costs more). Written elsewhere, the kernel first copies the whole
-table (the value of every untouched row).
+from the end, out of range raises), groups the positions of equal ids with a small hash
+table (each distinct id's first position, in the order the ids come, and a chain from each
+position to the next one holding the same id), and walks the groups. ``sparse_sgd`` and
+``sparse_moment`` sum each group's rows in the order they come (as ``scatter_add`` does)
+into one row of scratch, then write the row update; ``sparse_adam_step`` needs no sum. While
+it works on one group it hints the table row (and Adam's moment rows) of a group a few
+ahead into the caches, so the misses on a table larger than the caches overlap (prefetch.py).
+Work and scratch are proportional to the number of ids, never to the table: with the update
+written in place (``memory._in_place_updates``), a step touches the same number of rows for
+1,000 rows as for 100,000 (each touched row of a table larger than the caches costs more).
+Written elsewhere, the kernel first copies the whole table (the value of every untouched
+row). The rows are written in the order their ids first come; each row's new value depends
+only on its own group, so the order does not change the result.
 """
 
 from __future__ import annotations
 
 from graphcomp.backends.numba.expressions import literal
-from graphcomp.backends.numba.kernels import KernelText
+from graphcomp.backends.numba.kernels import CACHE_LINE_BYTES, PREFETCH_AHEAD, KernelText
 from graphcomp.passes.fusion import Kernel
 from graphcomp.passes.lowered import LoweredProgram
 
 # Where each op reads its table, ids and (for the sums) rows.
 _OPERANDS = {"sparse_sgd": (0, 1, 2), "sparse_moment": (0, 1, 2), "sparse_adam_step": (0, 3, None)}
-# Ids are ordered by sorting ``id * n + position`` (unique values, so any sort gives the
-# stable order) while that product stays below this bound; above it, a merge argsort.
-PACK_LIMIT = 1 << 62
+# 2**64 / the golden ratio: Fibonacci hashing spreads consecutive ids over the slots.
+_FIBONACCI = 11400714819323198485
 # Where each op reads its scalars (learning rate, bias corrections), by name.
 _SCALARS = {"sparse_sgd": {3: "lr"}, "sparse_moment": {}, "sparse_adam_step": {4: "lr", 5: "c1",
                                                                                6: "c2"}}
@@ -52,40 +55,41 @@ def sparse_update_kernel(lp: LoweredProgram, kernel: Kernel, in_place: bool) -> 
     if not in_place:
         body += [("for r in range(size):", ""), ("    for c in range(inner):", ""),
                  ("        target[r, c] = table[r, c]", "the untouched rows")]
-    body += _ordered_keys(f"a{ids_at}", op.op)
+    body += _grouped_positions(f"a{ids_at}", op.op)
     if rows_at is not None:
         body += [(f"rows = a{rows_at}.reshape((n, inner))", ""),
                  (f"acc = np.empty(inner, dtype=np.{dt})", "")]
     body += [(f"{name} = {literals.get(k, f'a{k}[()]')}", "")
              for k, name in _SCALARS[op.op].items()]
+    hinted = ["a0"]
     if op.op == "sparse_adam_step":
         body += [("m = a1.reshape((size, inner))", ""), ("v = a2.reshape((size, inner))", "")]
-    body += [
-        ("start = 0", ""),
-        ("while start < n:", ""),
-        ("    r = keys[order[start]]", ""),
-        ("    stop = start + 1", ""),
-        ("    while stop < n and keys[order[stop]] == r:", ""),
-        ("        stop += 1", ""),
-    ]
+        hinted += ["a1", "a2"]
+    body += [(f"hint{k} = {name}.reshape({name}.size)", "") for k, name in enumerate(hinted)]
+    body += [("for g in range(groups):", ""), ("    q = heads[g]", ""), ("    r = keys[q]", "")]
+    body += _prefetch_group(len(hinted), op.dtype.itemsize)
     if rows_at is not None:
         body += [
-            ("    q = order[start]", ""),
             ("    for c in range(inner):", ""),
             (f"        acc[c] = np.{dt}(0.0) + rows[q, c]", "0 + first row, as scatter_add"),
-            ("    for j in range(start + 1, stop):", ""),
-            ("        q = order[j]", ""),
+            ("    q = following[q]", ""),
+            ("    while q >= 0:", ""),
             ("        for c in range(inner):", ""),
             ("            acc[c] += rows[q, c]", "repeated ids add up in order"),
+            ("        q = following[q]", ""),
         ]
     body += [("    for c in range(inner):", ""),
-             (f"        target[r, c] = {_row_update(op.op, op.attrs, dt)}", op.describe()),
-             ("    start = stop", "")]
+             (f"        target[r, c] = {_row_update(op.op, op.attrs, dt)}", op.describe())]
     return KernelText([f"a{k}" for k in arrays] + ["out"], body,
-                      [op.inputs[k] for k in arrays])
+                      [op.inputs[k] for k in arrays], functions={"prefetch"})
 
 
-def _ordered_keys(ids: str, op_name: str) -> list[tuple[str, str]]:
+def _grouped_positions(ids: str, op_name: str) -> list[tuple[str, str]]:
+    """Lines checking the ids into ``keys`` and grouping equal ones: ``heads[:groups]``, the
+    first position of each distinct id in the order they come; ``following[p]``, the next
+    position holding ``keys[p]`` (-1 after the last). An open-addressing hash table of at
+    least ``2 n`` slots (Fibonacci hashing, linear probing) finds the group of each id: time
+    and scratch follow the number of ids, never the table's size."""
     return [
         (f"flat_ids = {ids}.reshape(n)", ""),
         ("keys = np.empty(n, dtype=np.int64)", ""),
@@ -96,17 +100,41 @@ def _ordered_keys(ids: str, op_name: str) -> list[tuple[str, str]]:
         ("    if k < 0 or k >= size:", ""),
         (f"        raise InputError('{op_name}: an id is out of range for the table')", ""),
         ("    keys[i] = k", ""),
-        (f"if n == 0 or size <= {PACK_LIMIT} // n:", "id * n + position fits in int64"),
-        ("    packed = np.empty(n, dtype=np.int64)", ""),
-        ("    for i in range(n):", ""),
-        ("        packed[i] = keys[i] * n + i", ""),
-        ("    packed.sort()", "unique values: the order is stable"),
-        ("    order = np.empty(n, dtype=np.int64)", ""),
-        ("    for i in range(n):", ""),
-        ("        order[i] = packed[i] % n", ""),
-        ("else:", ""),
-        ("    order = np.argsort(keys, kind='mergesort')", "stable: equal ids keep their order"),
+        ("bits = 1", ""),
+        ("while (1 << bits) < 2 * n:", ""),
+        ("    bits += 1", ""),
+        ("mask = (1 << bits) - 1", ""),
+        ("last = np.full(1 << bits, -1, dtype=np.int64)", "per slot: the id's latest position"),
+        ("following = np.full(max(n, 1), -1, dtype=np.int64)", ""),
+        ("heads = np.empty(max(n, 1), dtype=np.int64)", ""),
+        ("groups = 0", ""),
+        ("for i in range(n):", ""),
+        ("    k = keys[i]", ""),
+        (f"    h = np.int64((np.uint64(k) * np.uint64({_FIBONACCI})) >> np.uint64(64 - bits))",
+         ""),
+        ("    while last[h] >= 0 and keys[last[h]] != k:", ""),
+        ("        h = (h + 1) & mask", ""),
+        ("    if last[h] < 0:", ""),
+        ("        heads[groups] = i", "a new id"),
+        ("        groups += 1", ""),
+        ("    else:", ""),
+        ("        following[last[h]] = i", ""),
+        ("    last[h] = i", ""),
     ]
+
+
+def _prefetch_group(tables: int, itemsize: int) -> list[tuple[str, str]]:
+    """Lines hinting the row of the group ``PREFETCH_AHEAD`` groups ahead of ``g`` into the
+    caches, in each of the flat views ``hint0``, ``hint1``, ... (the table, and Adam's
+    moments; prefetch.py)."""
+    line = max(1, CACHE_LINE_BYTES // itemsize)
+    body = [(f"    if inner >= {line} and g + {PREFETCH_AHEAD} < groups:", "rows ahead"),
+            (f"        first = keys[heads[g + {PREFETCH_AHEAD}]] * inner", "")]
+    for k in range(tables):
+        body += [(f"        for c in range(0, inner, {line}):", ""),
+                 (f"            prefetch(hint{k}, first + c)", ""),
+                 (f"        prefetch(hint{k}, first + inner - 1)", "")]
+    return body
 
 
 def _row_update(op_name: str, attrs: dict, dt: str) -> str:
