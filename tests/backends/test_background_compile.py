@@ -2,8 +2,8 @@
 
 The switch must not show in the results: parameters live in the graph, so a run that switches
 half-way equals a run on the numpy backend. A failed or killed compile leaves the function on
-numpy with a CompileWarning; no writable cache, or a cache that already holds the module,
-compiles in this process.
+numpy with a CompileWarning. No writable cache compiles in this process, eagerly; a cache
+that already holds the module is loaded by the compile's thread without another process.
 """
 
 from __future__ import annotations
@@ -59,11 +59,13 @@ def test_training_goes_on_across_the_switch_with_the_numpy_backend_s_values(fres
         np.testing.assert_allclose(p.value, q.value, rtol=1e-12)
 
 
-def test_a_cache_that_holds_the_module_compiles_here(fresh_cache):
+def test_a_cache_that_holds_the_module_loads_without_another_process(fresh_cache):
     first, _ = _step(width=6)
-    assert first.wait(timeout=300)
+    assert first.wait(timeout=300) and first.compiled_elsewhere
     again, _ = _step(width=6)
-    assert again.backend_in_use == "numba" and again.cache_hit
+    assert background_process_id(again) is None  # the thread found every module cached
+    assert again.wait(timeout=300)
+    assert again.backend_in_use == "numba" and again.cache_hit and not again.compiled_elsewhere
 
 
 def test_a_failing_compile_leaves_the_function_on_numpy_with_a_warning(fresh_cache, tmp_path,
@@ -118,5 +120,6 @@ def test_a_cache_holding_every_module_compiles_in_this_process(fresh_cache, driv
 
     evaluation("eager")
     warm = evaluation("background")
+    assert background_process_id(warm) is None and warm.wait(timeout=300)
     assert warm.backend_in_use == "numba" and warm.cache_hit
     np.testing.assert_allclose(warm(X), np.sum(np.tanh(X @ np.full((5, 3), 0.25))))

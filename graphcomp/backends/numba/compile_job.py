@@ -163,11 +163,15 @@ def _compile_kernels(loaded: Any, job: CompileJob) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    """Compile the job in the file ``argv[0]`` (the background compile's process)."""
-    path = Path(argv[0])
-    job = CompileJob.from_json(path.read_text())
-    path.unlink(missing_ok=True)  # read: the folder may go once the caller has stopped
-    compile_job(job)
+    """Compile the jobs in the files ``argv``, in order (the background compile's process:
+    a program with scans is several modules)."""
+    jobs = []
+    for name in argv:
+        path = Path(name)
+        jobs.append(CompileJob.from_json(path.read_text()))
+        path.unlink(missing_ok=True)  # read: the folder may go once the caller has stopped
+    for job in jobs:
+        compile_job(job)
     return 0
 
 

@@ -319,7 +319,7 @@ def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: 
         executable = compile_body(program, text)
     except CompileError as exc:
         raise CompileError(f"{op.describe()} (body traced at {body.source}): {exc}") from None
-    if native and native[0]:
+    if native and native[0] and not getattr(executable, "planned_only", False):
         _compile_loop(executable, body, y_out)
     stack_carries = any(index >= n_carry + n_y for index in read.values())
     return ScanLoop(op, body, y_out, executable, list(op.inputs), outputs, stack_carries,
