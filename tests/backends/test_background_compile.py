@@ -123,3 +123,47 @@ def test_a_cache_holding_every_module_compiles_in_this_process(fresh_cache, driv
     assert background_process_id(warm) is None and warm.wait(timeout=300)
     assert warm.backend_in_use == "numba" and warm.cache_hit
     np.testing.assert_allclose(warm(X), np.sum(np.tanh(X @ np.full((5, 3), 0.25))))
+
+
+NUMBA_IMPORT_PROBE = """
+import json, sys, threading
+import numpy as np
+
+threads = []
+
+class Probe:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numba":
+            threads.append(threading.current_thread() is threading.main_thread())
+        return None
+
+sys.meta_path.insert(0, Probe())
+import graphcomp as gc
+
+with gc.Graph():
+    x = gc.placeholder((None, 3), "float64", name="x")
+    w = gc.parameter(np.full((3, 2), 0.5), name="w")
+    f = gc.compile([x], gc.sum(gc.tanh(x @ w)), updates=[(w, w * 0.5)], backend="numba",
+                   compile_mode="background")
+first = float(f(np.ones((2, 3))))
+ready = f.wait(timeout=300)
+print(json.dumps({"threads": threads, "ready": ready, "in_use": f.backend_in_use,
+                  "values": [first, float(f(np.ones((2, 3))))]}))
+"""
+
+
+def test_the_calling_thread_never_imports_numba(tmp_path):
+    # gc.compile returns before the passes run; numba is imported (and the compiled module
+    # loaded) by the compile's thread, so a training loop never waits for either.
+    import json
+    import subprocess
+
+    env = {**os.environ, "GRAPHCOMP_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", NUMBA_IMPORT_PROBE], env=env,
+                          capture_output=True, text=True, timeout=600, check=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["threads"] == [False], report  # imported once, not by the main thread
+    assert report["ready"] and report["in_use"] == "numba"
+    # x @ w is 1.5 everywhere, then 0.75 after the update halved w
+    expected = [np.tanh(np.full((2, 2), v)).sum() for v in (1.5, 0.75)]
+    np.testing.assert_allclose(report["values"], expected, rtol=1e-12)

@@ -1,16 +1,16 @@
 """A Numba compile off the caller's path, while the numpy backend serves the calls.
 
 ``gc.compile(..., compile_mode="background")`` only checks the options and the cache folder
-here, then returns: a daemon thread of this process (``BackgroundCompile``) runs the passes
-and the code generator, writes one ``CompileJob`` per generated module (several for a program
-with scans: its segments and scan bodies) and starts
-``python -m graphcomp.backends.numba.compile_job JOB...``, which compiles them into the shared
-kernel cache. Meanwhile the thread imports numba; once the process has ended it loads the
-compiled modules from the cache (a warm start) and the function switches to them at its next
-call. A cache that holds every module already skips the process. Nothing of this runs on the
-calling thread, so it never waits for numba's import or for a module to load; the thread only
-takes its share of the interpreter lock. The process is not waited for at exit: a script that
-ends first leaves it to fill the cache for the next run.
+on the calling thread, then returns: a daemon thread of this process (``BackgroundCompile``)
+runs the passes and the code generator (importing numba: the generator's modules need it),
+writes one ``CompileJob`` per generated module (several for a program with scans: its
+segments and scan bodies) and starts ``python -m graphcomp.backends.numba.compile_job
+JOB...``, which compiles them into the shared kernel cache. Once that process has ended, the
+thread loads the compiled modules from the cache (a warm start) and the function switches to
+them at its next call; a cache that holds every module already skips the process. The calling
+thread never waits for numba's import, the passes or a module's load; the thread only takes
+its share of the interpreter lock. The process is not waited for at exit: a script that ends
+first leaves it to fill the cache for the next run.
 
 >>> # pending = start_compile(program, {}); ...; pending.done() and pending.finish()
 """
@@ -143,8 +143,6 @@ class BackgroundCompile:
             self._start_process(missing)
         self._process_known.set()
         if self._process is not None:
-            import numba  # noqa: F401  (while the process compiles: loading needs it)
-
             code = self._process.wait()
             if code != 0:
                 how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
