@@ -167,3 +167,37 @@ def test_the_calling_thread_never_imports_numba(tmp_path):
     # x @ w is 1.5 everywhere, then 0.75 after the update halved w
     expected = [np.tanh(np.full((2, 2), v)).sum() for v in (1.5, 0.75)]
     np.testing.assert_allclose(report["values"], expected, rtol=1e-12)
+
+
+PLAN_PROBE = """
+import json, sys
+import numpy as np
+import graphcomp as gc
+from graphcomp.backends.numba.background import _all_compiled
+from graphcomp.backends.numba.backend import plan_modules
+from graphcomp.runtime.program import build_program
+
+with gc.Graph():
+    xs = gc.placeholder((None, 3), "float64", name="xs")
+    w = gc.parameter(np.full((3, 3), 0.5), name="w")
+    c, ys = gc.scan(lambda c, x: (gc.tanh(c @ w + x), c), gc.constant(np.zeros(3)), xs)
+    loss = gc.sum(c * c)
+    (g,) = gc.grad(loss, [w])
+    program = build_program([xs], [loss, gc.exp(ys)], [(w, w - 0.1 * g)], True)
+_, modules = plan_modules(program)
+print(json.dumps({"modules": len(modules), "cached": [_all_compiled(m) for m in modules],
+                  "numba": "numba" in sys.modules}))
+"""
+
+
+def test_planning_the_modules_does_not_import_numba(tmp_path):
+    # The compile's thread imports numba only to load what the other process compiled, so a
+    # run that ends first never pays for the import.
+    import json
+    import subprocess
+
+    env = {**os.environ, "GRAPHCOMP_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", PLAN_PROBE], env=env, capture_output=True,
+                          text=True, timeout=600, check=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["modules"] > 1 and not any(report["cached"]) and not report["numba"], report
