@@ -201,3 +201,24 @@ def test_planning_the_modules_does_not_import_numba(tmp_path):
                           text=True, timeout=600, check=True)
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["modules"] > 1 and not any(report["cached"]) and not report["numba"], report
+
+
+def test_a_step_and_its_evaluation_switch_together(fresh_cache):
+    # Their threads load the same kernel modules (shared through the cache) one at a time.
+    rng = np.random.default_rng(1)
+    with gc.Graph():
+        x = gc.placeholder((None, 5), "float64", name="x")
+        y = gc.placeholder((None,), "int64", name="y")
+        w = gc.parameter(rng.normal(size=(5, 3)) * 0.3, name="w")
+        loss = gc.mean(gc.softmax_cross_entropy(gc.tanh(x @ w), y))
+        (gw,) = gc.grad(loss, [w])
+        step = gc.compile([x, y], loss, updates=[(w, w - 0.5 * gw)], backend="numba",
+                          compile_mode="background")
+        evaluate = gc.compile([x, y], loss, backend="numba", compile_mode="background")
+        reference = gc.compile([x, y], loss, backend="numpy")
+    before = reference(X, Y)
+    assert step.wait(timeout=300) and evaluate.wait(timeout=300)
+    assert step.backend_in_use == evaluate.backend_in_use == "numba"
+    np.testing.assert_allclose(evaluate(X, Y), before, rtol=1e-12)
+    np.testing.assert_allclose(step(X, Y), before, rtol=1e-12)
+    np.testing.assert_allclose(evaluate(X, Y), reference(X, Y), rtol=1e-12)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from graphcomp.runtime.locks import hold_during_fork
 from graphcomp.runtime.program import Program
 
 ALIGN_BYTES = 64  # every slot starts on a cache line
+_LOAD_LOCK = threading.RLock()  # compile_generated's loads (background.py runs them in threads)
 # The drivers of a program with scans (backends/numba/stages.py) unless driver_jit says:
 # Python drivers and a Python loop. An njit body driver with an njit loop (scan_loop) compiled
 # 4.7x longer for a 7% shorter step (rnn_scan, docs/loops.md "Choosing the loop").
@@ -513,8 +515,11 @@ def compile_generated(program: Program, lp: LoweredProgram, memory: MemoryPlan,
 
     # A child forked while another thread compiles would wait on numba's lock for ever.
     hold_during_fork(global_compiler_lock)
-    release_dropped()  # modules of functions dropped since the last compile
-    loaded, driver, cache_hit = compile_job(CompileJob.of(module))
+    # One module load at a time: a background compile's thread and the caller (or another
+    # such thread) may load the same library module, which runs in sys.modules half-made.
+    with _LOAD_LOCK:
+        release_dropped()  # modules of functions dropped since the last compile
+        loaded, driver, cache_hit = compile_job(CompileJob.of(module))
     seconds = time.perf_counter() - start
     executable = NumbaExecutable(program, lp, memory, module, driver, seconds, cache_hit)
     track(executable, loaded)
