@@ -222,3 +222,12 @@ def test_a_step_and_its_evaluation_switch_together(fresh_cache):
     np.testing.assert_allclose(evaluate(X, Y), before, rtol=1e-12)
     np.testing.assert_allclose(step(X, Y), before, rtol=1e-12)
     np.testing.assert_allclose(evaluate(X, Y), reference(X, Y), rtol=1e-12)
+
+
+def test_importing_graphcomp_imports_no_numba():
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, graphcomp; print('numba' in sys.modules)"],
+        capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.strip() == "False"
