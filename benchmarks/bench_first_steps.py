@@ -2,6 +2,7 @@
 
     python benchmarks/bench_first_steps.py [--workloads tiny_mlp logreg] [--processes 3]
                                            [--steps 1 100 10000] [--budget 150]
+                                           [--trees A=/path/to/main B=/path/to/branch]
 
 Three ways to train, each in a fresh process with an empty kernel cache: ``numpy`` (the step
 written by hand), ``eager`` (``gc.compile(..., compile_mode="eager")``: the numba step after
@@ -12,6 +13,10 @@ graphcomp), building the graph and compiling. The rounds alternate the three mod
 stops after ``--budget`` seconds; points it did not reach print as ``-``. After its last
 step, a background process waits for its compile to end (not timed), so the next measurement
 starts on a quiet machine.
+
+The third column is the time from the ``gc.compile`` call to the first step's result (eager
+and background; numpy by hand compiles nothing). ``--trees`` runs every process of each round
+once per checkout of graphcomp (``PYTHONPATH``), alternating their order from round to round.
 
 The last column checks the time-to-first-step issue's rule: background mode no slower than the
 better of the other two by more than 10% at any point.
@@ -48,11 +53,15 @@ def child(workload: str, mode: str, steps: list[int], budget: float, launched: f
 
         inputs, loss, params, grads = graphcomp_graph(problem)
         updates = graphcomp_updates(problem, params, grads)
+        compile_called = time.time()
         function = gc.compile(inputs, loss, updates=updates, backend="numba", compile_mode=mode)
         step = function
     stamps: dict[int, float] = {}
+    first_result = None
     for i in range(1, max(steps) + 1):
         step(*problem.inputs)
+        if i == 1 and function is not None:
+            first_result = time.time() - compile_called
         if i in steps:
             stamps[i] = time.time() - launched
         if time.time() - launched > budget:
@@ -61,12 +70,16 @@ def child(workload: str, mode: str, steps: list[int], budget: float, launched: f
     if function is not None and mode == "background":
         switched = function.interpreted_calls
         function.wait(timeout=600)
-    print(json.dumps({"stamps": stamps, "interpreted_steps": switched}))
+    print(json.dumps({"stamps": stamps, "interpreted_steps": switched,
+                      "first_result": first_result}))
 
 
-def run_child(workload: str, mode: str, args: argparse.Namespace) -> dict:
+def run_child(workload: str, mode: str, args: argparse.Namespace, tree: str | None = None
+              ) -> dict:
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "GRAPHCOMP_CACHE_DIR": cache}
+        if tree is not None:  # --trees: import graphcomp from that checkout
+            env["PYTHONPATH"] = tree
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
             env[var] = str(args.threads)
         launched = time.time()
@@ -94,7 +107,8 @@ def report(workload: str, results: dict[str, list[dict]], steps: list[int]) -> l
         per_step = {s: [r["stamps"][str(s)] for r in results[mode]
                         if "stamps" in r and str(s) in r["stamps"]] for s in steps}
         medians[mode] = {s: statistics.median(v) if v else None for s, v in per_step.items()}
-        rows.append([workload, mode, *(cell(per_step[s]) for s in steps)])
+        first = [r["first_result"] for r in results[mode] if r.get("first_result") is not None]
+        rows.append([workload, mode, cell(first), *(cell(per_step[s]) for s in steps)])
     verdicts = []
     for s in steps:
         ours = medians["background"][s]
@@ -115,25 +129,33 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=150.0,
                         help="seconds after which a process stops stepping")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--trees", nargs="+", metavar="NAME=PATH", default=[],
+                        help="compare checkouts of graphcomp (each process imports it from "
+                        "PATH); the rounds alternate them")
     args = parser.parse_args()
     if args.child:
         child(*args.child, steps=args.steps, budget=args.budget, launched=args.launched)
         return
-    header = ["workload", "mode", *(f"step {s} (s)" for s in args.steps),
-              "background within 10%"]
+    trees: list[tuple[str, str | None]] = [
+        (t.split("=", 1)[0], t.split("=", 1)[1]) for t in args.trees] or [("", None)]
+    header = ["workload", "mode", "gc.compile to 1st result (s)",
+              *(f"step {s} (s)" for s in args.steps), "background within 10%"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for workload in args.workloads:
-        results: dict[str, list[dict]] = {mode: [] for mode in MODES}
+        results = {name: {mode: [] for mode in MODES} for name, _ in trees}
         for round_ in range(args.processes):
             order = MODES if round_ % 2 == 0 else MODES[::-1]
-            for mode in order:
-                results[mode].append(run_child(workload, mode, args))
-        for line in report(workload, results, args.steps):
-            print(line, flush=True)
-        errors = [r["error"] for rs in results.values() for r in rs if "error" in r]
-        if errors:
-            print(f"  {workload}: {len(errors)} process(es) failed: {errors[0]}", flush=True)
+            for name, path in trees if round_ % 2 == 0 else trees[::-1]:
+                for mode in order:
+                    results[name][mode].append(run_child(workload, mode, args, path))
+        for name, _ in trees:
+            label = f"{workload} {name}".strip()
+            for line in report(label, results[name], args.steps):
+                print(line, flush=True)
+            errors = [r["error"] for rs in results[name].values() for r in rs if "error" in r]
+            if errors:
+                print(f"  {label}: {len(errors)} process(es) failed: {errors[0]}", flush=True)
 
 
 if __name__ == "__main__":

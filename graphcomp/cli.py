@@ -166,7 +166,9 @@ def format_summary(result: Any, args: argparse.Namespace | None = None) -> str:
                     f"{result.interpreted_steps} steps ran on numpy, and the compile goes on "
                     "to fill the cache for the next run")
     elif result.interpreted_steps:
-        compiled = (f"backend {result.backend} compiled in another process; the first "
+        how = ("compiled in another process" if result.compiled_elsewhere
+               else "loaded from the kernel cache in the background")
+        compiled = (f"backend {result.backend} {how}; the first "
                     f"{result.interpreted_steps} steps ran on numpy")
     else:
         compiled = f"backend {result.backend}, cache {'hit' if result.cache_hit else 'miss'}"

@@ -164,13 +164,15 @@ def test_inspect_reports_a_model_file_that_exits(tmp_path, capsys):
     assert done.returncode == 1 and "exited with status 3" in done.stderr
 
 
-@pytest.mark.parametrize(("backend_at_end", "interpreted_steps", "says"), [
-    ("numpy", 40, "all 40 steps ran on numpy, and the compile goes on"),
-    ("numba", 12, "compiled in another process; the first 12 steps ran on numpy"),
-    ("numba", 0, "backend numba, cache miss"),
+@pytest.mark.parametrize(("backend_at_end", "interpreted_steps", "elsewhere", "says"), [
+    ("numpy", 40, True, "all 40 steps ran on numpy, and the compile goes on"),
+    ("numba", 12, True, "compiled in another process; the first 12 steps ran on numpy"),
+    ("numba", 3, False, "loaded from the kernel cache in the background; the first 3 steps"),
+    ("numba", 0, False, "backend numba, cache miss"),
 ])
 def test_the_summary_says_how_many_steps_ran_before_the_switch(backend_at_end,
-                                                                interpreted_steps, says):
+                                                                interpreted_steps, elsewhere,
+                                                                says):
     from graphcomp.cli import format_summary
     from graphcomp.train.examples import ExampleResult
     from graphcomp.train.fit import History
@@ -180,5 +182,6 @@ def test_the_summary_says_how_many_steps_ran_before_the_switch(backend_at_end,
         name="mlp-digits", backend="numba", history=history,
         metrics={"test_loss": 0.1, "test_accuracy": 0.9}, headline="test accuracy  90.00%",
         compile_seconds=0.2, cache_hit=False, interpreted=False, wall_seconds=1.0, model=None,
-        optimizer=None, interpreted_steps=interpreted_steps, backend_at_end=backend_at_end)
+        optimizer=None, interpreted_steps=interpreted_steps, backend_at_end=backend_at_end,
+        compiled_elsewhere=elsewhere)
     assert says in format_summary(result)

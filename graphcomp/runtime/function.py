@@ -52,6 +52,8 @@ class Function:
         self._in_use = backend
         self.interpreted_calls = 0  # calls run on numpy while the compile was pending
         self.switch_seconds: float | None = None  # from gc.compile to the switch
+        # whether another process compiled the code switched to (else: loaded from the cache)
+        self.compiled_elsewhere = False
 
     @property
     def backend_in_use(self) -> str:
@@ -93,6 +95,7 @@ class Function:
         self._fast.clear()
         self._in_use = self.backend
         self.switch_seconds = time.perf_counter() - pending.started
+        self.compiled_elsewhere = pending.used_process
 
     @property
     def cache_hit(self) -> bool:
@@ -245,15 +248,14 @@ def compile(
                            f"not {compile_mode!r}")
     start = time.perf_counter()
     program = build_program(input_list, output_list, updates, implicit_updates)
-    executable: Any = None
     pending: Any = None
     if compile_mode == "background" and backend == "numba":
         from graphcomp.backends.numba.background import start_compile
 
-        executable, pending = start_compile(program, options)
+        pending = start_compile(program, options)  # None: compile here (with a warning)
     if pending is not None:
         executable = get_backend("numpy")(program)
-    elif executable is None:
+    else:
         executable = get_backend(backend)(program, **options)
     seconds = time.perf_counter() - start
     function = Function(program, executable, backend, single, seconds, copy_outputs)

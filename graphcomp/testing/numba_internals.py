@@ -160,6 +160,8 @@ def step_array_arguments(f: Function) -> int:
 
 
 def background_process_id(function: Function) -> int | None:
-    """The id of the process compiling ``function`` in the background (None when none is)."""
+    """The id of the process compiling ``function`` in the background (None when none is:
+    no background compile, or its cache held every module); waits until the compile's thread
+    has decided whether it needs one."""
     pending = function._pending
-    return None if pending is None else int(pending.pid)
+    return None if pending is None else pending.pid

@@ -2,8 +2,8 @@
 
 The switch must not show in the results: parameters live in the graph, so a run that switches
 half-way equals a run on the numpy backend. A failed or killed compile leaves the function on
-numpy with a CompileWarning; no writable cache, or a cache that already holds the module,
-compiles in this process.
+numpy with a CompileWarning. No writable cache compiles in this process, eagerly; a cache
+that already holds the module is loaded by the compile's thread without another process.
 """
 
 from __future__ import annotations
@@ -59,11 +59,13 @@ def test_training_goes_on_across_the_switch_with_the_numpy_backend_s_values(fres
         np.testing.assert_allclose(p.value, q.value, rtol=1e-12)
 
 
-def test_a_cache_that_holds_the_module_compiles_here(fresh_cache):
+def test_a_cache_that_holds_the_module_loads_without_another_process(fresh_cache):
     first, _ = _step(width=6)
-    assert first.wait(timeout=300)
+    assert first.wait(timeout=300) and first.compiled_elsewhere
     again, _ = _step(width=6)
-    assert again.backend_in_use == "numba" and again.cache_hit
+    assert background_process_id(again) is None  # the thread found every module cached
+    assert again.wait(timeout=300)
+    assert again.backend_in_use == "numba" and again.cache_hit and not again.compiled_elsewhere
 
 
 def test_a_failing_compile_leaves_the_function_on_numpy_with_a_warning(fresh_cache, tmp_path,
@@ -118,5 +120,114 @@ def test_a_cache_holding_every_module_compiles_in_this_process(fresh_cache, driv
 
     evaluation("eager")
     warm = evaluation("background")
+    assert background_process_id(warm) is None and warm.wait(timeout=300)
     assert warm.backend_in_use == "numba" and warm.cache_hit
     np.testing.assert_allclose(warm(X), np.sum(np.tanh(X @ np.full((5, 3), 0.25))))
+
+
+NUMBA_IMPORT_PROBE = """
+import json, sys, threading
+import numpy as np
+
+threads = []
+
+class Probe:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numba":
+            threads.append(threading.current_thread() is threading.main_thread())
+        return None
+
+sys.meta_path.insert(0, Probe())
+import graphcomp as gc
+
+with gc.Graph():
+    x = gc.placeholder((None, 3), "float64", name="x")
+    w = gc.parameter(np.full((3, 2), 0.5), name="w")
+    f = gc.compile([x], gc.sum(gc.tanh(x @ w)), updates=[(w, w * 0.5)], backend="numba",
+                   compile_mode="background")
+first = float(f(np.ones((2, 3))))
+ready = f.wait(timeout=300)
+print(json.dumps({"threads": threads, "ready": ready, "in_use": f.backend_in_use,
+                  "values": [first, float(f(np.ones((2, 3))))]}))
+"""
+
+
+def test_the_calling_thread_never_imports_numba(tmp_path):
+    # gc.compile returns before the passes run; numba is imported (and the compiled module
+    # loaded) by the compile's thread, so a training loop never waits for either.
+    import json
+    import subprocess
+
+    env = {**os.environ, "GRAPHCOMP_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", NUMBA_IMPORT_PROBE], env=env,
+                          capture_output=True, text=True, timeout=600, check=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["threads"] == [False], report  # imported once, not by the main thread
+    assert report["ready"] and report["in_use"] == "numba"
+    # x @ w is 1.5 everywhere, then 0.75 after the update halved w
+    expected = [np.tanh(np.full((2, 2), v)).sum() for v in (1.5, 0.75)]
+    np.testing.assert_allclose(report["values"], expected, rtol=1e-12)
+
+
+PLAN_PROBE = """
+import json, sys
+import numpy as np
+import graphcomp as gc
+from graphcomp.backends.numba.background import _all_compiled
+from graphcomp.backends.numba.backend import plan_modules
+from graphcomp.runtime.program import build_program
+
+with gc.Graph():
+    xs = gc.placeholder((None, 3), "float64", name="xs")
+    w = gc.parameter(np.full((3, 3), 0.5), name="w")
+    c, ys = gc.scan(lambda c, x: (gc.tanh(c @ w + x), c), gc.constant(np.zeros(3)), xs)
+    loss = gc.sum(c * c)
+    (g,) = gc.grad(loss, [w])
+    program = build_program([xs], [loss, gc.exp(ys)], [(w, w - 0.1 * g)], True)
+_, modules = plan_modules(program)
+print(json.dumps({"modules": len(modules), "cached": [_all_compiled(m) for m in modules],
+                  "numba": "numba" in sys.modules}))
+"""
+
+
+def test_planning_the_modules_does_not_import_numba(tmp_path):
+    # The compile's thread imports numba only to load what the other process compiled, so a
+    # run that ends first never pays for the import.
+    import json
+    import subprocess
+
+    env = {**os.environ, "GRAPHCOMP_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", PLAN_PROBE], env=env, capture_output=True,
+                          text=True, timeout=600, check=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["modules"] > 1 and not any(report["cached"]) and not report["numba"], report
+
+
+def test_a_step_and_its_evaluation_switch_together(fresh_cache):
+    # Their threads load the same kernel modules (shared through the cache) one at a time.
+    rng = np.random.default_rng(1)
+    with gc.Graph():
+        x = gc.placeholder((None, 5), "float64", name="x")
+        y = gc.placeholder((None,), "int64", name="y")
+        w = gc.parameter(rng.normal(size=(5, 3)) * 0.3, name="w")
+        loss = gc.mean(gc.softmax_cross_entropy(gc.tanh(x @ w), y))
+        (gw,) = gc.grad(loss, [w])
+        step = gc.compile([x, y], loss, updates=[(w, w - 0.5 * gw)], backend="numba",
+                          compile_mode="background")
+        evaluate = gc.compile([x, y], loss, backend="numba", compile_mode="background")
+        reference = gc.compile([x, y], loss, backend="numpy")
+    before = reference(X, Y)
+    assert step.wait(timeout=300) and evaluate.wait(timeout=300)
+    assert step.backend_in_use == evaluate.backend_in_use == "numba"
+    np.testing.assert_allclose(evaluate(X, Y), before, rtol=1e-12)
+    np.testing.assert_allclose(step(X, Y), before, rtol=1e-12)
+    np.testing.assert_allclose(evaluate(X, Y), reference(X, Y), rtol=1e-12)
+
+
+def test_importing_graphcomp_imports_no_numba():
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, graphcomp; print('numba' in sys.modules)"],
+        capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.strip() == "False"

@@ -13,7 +13,12 @@ import numpy as np
 import pytest
 
 from graphcomp.backends.numba import fastmath
-from graphcomp.backends.numba.op_table import OP_TABLE, OpKernel, register_kernel
+from graphcomp.backends.numba.op_table import (
+    FASTMATH_FUNCTIONS,
+    OP_TABLE,
+    OpKernel,
+    register_kernel,
+)
 from graphcomp.ops import REGISTRY
 
 SUFFIX = {"float32": "f32", "float64": "f64"}
@@ -39,6 +44,11 @@ def test_a_fastmath_helper_exists_in_fastmath_py_for_both_dtypes(name: str, dtyp
     helper = OP_TABLE[name].helper(np.dtype(dtype))
     assert helper in FASTMATH_DEFS
     assert helper == f"{OP_TABLE[name].fastmath}_{SUFFIX[dtype]}"
+
+
+def test_the_fastmath_names_of_the_op_table_are_fastmath_py_s_helpers():
+    # op_table keeps the names, so that generating code needs no numba (fastmath.py does)
+    assert {key: f.__name__ for key, f in fastmath.FUNCTIONS.items()} == FASTMATH_FUNCTIONS
 
 
 def test_register_kernel_refuses_a_second_entry_and_an_unregistered_op(

@@ -170,14 +170,21 @@ def test_a_training_loop_with_updates_matches_numpy():
     assert runs[0][0][0] != runs[0][0][2]  # the parameters moved between steps
 
 
-def test_a_background_compile_of_a_scan_compiles_in_this_process():
+def test_a_background_compile_of_a_scan_compiles_every_stage_in_another_process(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHCOMP_CACHE_DIR", str(tmp_path / "cache"))
     with gc.Graph():
         xs = gc.placeholder((None, H), "float64", name="xs")
         c, ys = gc.scan(lambda c, x: (c * 0.5 + x, c), gc.constant(np.zeros(H)), xs)
-        f = gc.compile([xs], [c, ys], backend="numba", compile_mode="background")
-    assert f.wait(timeout=0) and f.backend == "numba"
+        f = gc.compile([xs], [c * 2.0, ys], backend="numba", compile_mode="background")
     feed = np.arange(4 * H, dtype=np.float64).reshape(4, H)
-    _assert_close(f(feed), gc.compile([xs], [c, ys], backend="numpy")(feed))
+    expected = gc.compile([xs], [c * 2.0, ys], backend="numpy")(feed)
+    assert f.backend_in_use == "numpy"
+    _assert_close(f(feed), expected)
+    assert f.wait(timeout=300) and f.backend_in_use == "numba" and f.compiled_elsewhere
+    # Every stage came from the cache the other process filled: nothing compiled here.
+    assert f.cache_hit
+    _assert_close(f(feed), expected)
 
 
 def test_nested_scans_match_numpy():

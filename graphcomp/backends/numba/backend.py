@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from graphcomp.runtime.locks import hold_during_fork
 from graphcomp.runtime.program import Program
 
 ALIGN_BYTES = 64  # every slot starts on a cache line
+_LOAD_LOCK = threading.RLock()  # compile_generated's loads (background.py runs them in threads)
 # The drivers of a program with scans (backends/numba/stages.py) unless driver_jit says:
 # Python drivers and a Python loop. An njit body driver with an njit loop (scan_loop) compiled
 # 4.7x longer for a 7% shorter step (rnn_scan, docs/loops.md "Choosing the loop").
@@ -405,13 +407,15 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
 
 
 def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None,
-                    conv: ConvChoice) -> Any:
+                    conv: ConvChoice, finish: Callable[..., Any] | None = None) -> Any:
     """A program with scans: Python drivers (they compile faster; docs/loops.md), bodies
-    without lanes (small products); ``driver_jit=True``: njit drivers and ``scan_loop``."""
+    without lanes (small products); ``driver_jit=True``: njit drivers and ``scan_loop``.
+    ``finish`` replaces ``compile_generated`` for every module (``plan_modules``)."""
+    compile_module = compile_generated if finish is None else finish
 
     def compile_body(body: Program, loop_text: Callable[[GeneratedModule], str]) -> Any:
         if has_loops(body):
-            return _compile_staged(body, fastmath, driver_jit, conv)
+            return _compile_staged(body, fastmath, driver_jit, conv, finish)
         began = time.perf_counter()
         lp, plan, memory = prepare(body, conv)
         jit = BODY_DRIVER_JIT if driver_jit is None else driver_jit
@@ -421,16 +425,52 @@ def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None,
         module.source += loop
         if module.display:  # f.source shows the loop with the rest of the program
             module.display += loop
-        return compile_generated(body, lp, memory, module, began)
+        return compile_module(body, lp, memory, module, began)
 
     def compile_segment(segment: Program, lowered: LoweredProgram) -> NumbaExecutable:
         began = time.perf_counter()
         lp, plan, memory = prepare_lowered(lowered, conv)
         jit = SEGMENT_DRIVER_JIT if driver_jit is None else driver_jit
         module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=jit)
-        return compile_generated(segment, lp, memory, module, began)
+        return compile_module(segment, lp, memory, module, began)
 
     return compile_staged(program, compile_body, compile_segment)
+
+
+@dataclass
+class PlannedModule:
+    """A stage's generated module, not compiled (``plan_modules``)."""
+
+    memory: MemoryPlan
+    module: GeneratedModule
+    planned_only: bool = True  # stages.py compiles no scan_loop for it
+
+    @property
+    def source(self) -> str:
+        return self.module.display or self.module.source
+
+
+def plan_modules(program: Program, *, fastmath: bool = False, driver_jit: bool | None = None,
+                 conv: ConvChoice = "auto", **options: Any
+                 ) -> tuple[tuple[LoweredProgram, MemoryPlan, GeneratedModule] | None,
+                            list[GeneratedModule]]:
+    """Every module ``compile_numba`` would compile for ``program``, none compiled (a
+    background compile hands them to another process): ``(generate_module's result, [its
+    module])``, or ``(None, the stages' modules)`` for a program with scans."""
+    if not has_loops(program):
+        generated = generate_module(program, fastmath=fastmath, driver_jit=driver_jit,
+                                    conv=conv, **options)
+        return generated, [generated[2]]
+    _check_options(options, conv)
+    modules: list[GeneratedModule] = []
+
+    def plan(program: Program, lp: LoweredProgram, memory: MemoryPlan,
+             module: GeneratedModule, start: float) -> PlannedModule:
+        modules.append(module)
+        return PlannedModule(memory, module)
+
+    _compile_staged(program, fastmath, driver_jit, conv, plan)
+    return None, modules
 
 
 def _check_options(options: dict[str, Any], conv: ConvChoice) -> None:
@@ -479,8 +519,11 @@ def compile_generated(program: Program, lp: LoweredProgram, memory: MemoryPlan,
 
     # A child forked while another thread compiles would wait on numba's lock for ever.
     hold_during_fork(global_compiler_lock)
-    release_dropped()  # modules of functions dropped since the last compile
-    loaded, driver, cache_hit = compile_job(CompileJob.of(module))
+    # One module load at a time: a background compile's thread and the caller (or another
+    # such thread) may load the same library module, which runs in sys.modules half-made.
+    with _LOAD_LOCK:
+        release_dropped()  # modules of functions dropped since the last compile
+        loaded, driver, cache_hit = compile_job(CompileJob.of(module))
     seconds = time.perf_counter() - start
     executable = NumbaExecutable(program, lp, memory, module, driver, seconds, cache_hit)
     track(executable, loaded)

@@ -1,13 +1,18 @@
-"""A Numba compile in another process, while the numpy backend serves the calls.
+"""A Numba compile off the caller's path, while the numpy backend serves the calls.
 
-``gc.compile(..., compile_mode="background")`` runs the passes and the code generator here
-(fast), writes the module's ``CompileJob`` to a temporary file and starts
-``python -m graphcomp.backends.numba.compile_job JOB`` on it. That process compiles the entry
-points into the shared kernel cache; when it has ended, ``finish`` compiles the same job here,
-which loads everything from the cache (a warm start). The process is not waited for: a script
-that ends first leaves it to fill the cache for the next run.
+``gc.compile(..., compile_mode="background")`` only checks the options and the cache folder
+on the calling thread, then returns: a daemon thread of this process (``BackgroundCompile``)
+runs the passes and the code generator (importing numba: the generator's modules need it),
+writes one ``CompileJob`` per generated module (several for a program with scans: its
+segments and scan bodies) and starts ``python -m graphcomp.backends.numba.compile_job
+JOB...``, which compiles them into the shared kernel cache. Once that process has ended, the
+thread loads the compiled modules from the cache (a warm start) and the function switches to
+them at its next call; a cache that holds every module already skips the process. The calling
+thread never waits for numba's import, the passes or a module's load; the thread only takes
+its share of the interpreter lock. The process is not waited for at exit: a script that ends
+first leaves it to fill the cache for the next run.
 
->>> # executable, pending = start_compile(program, {}); ...; pending.done() and pending.finish()
+>>> # pending = start_compile(program, {}); ...; pending.done() and pending.finish()
 """
 
 from __future__ import annotations
@@ -18,51 +23,54 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-from graphcomp.backends.numba.backend import (
-    NumbaExecutable,
-    compile_generated,
-    compile_numba,
-    generate_module,
-)
-from graphcomp.backends.numba.cache import cache_dir, has_compiled, writable_cache
-from graphcomp.backends.numba.compile_job import CompileJob
-from graphcomp.backends.numba.stages import has_loops
+from graphcomp.backends.numba.cache import cache_dir, writable_cache
 from graphcomp.errors import CompileError, CompileWarning
+from graphcomp.passes.convolution import CONV_CHOICES
 from graphcomp.runtime.program import Program
 
 ERROR_TAIL = 2000  # characters of the process's error output a failure quotes
 PYTHON = sys.executable  # the interpreter that runs the compile (a test may replace it)
+OPTIONS = ("fastmath", "driver_jit", "conv")  # compile_numba's keyword options
+
+_exiting = threading.Event()  # set at exit: a thread still planning starts no process
+atexit.register(_exiting.set)
 
 
-def start_compile(program: Program, options: dict[str, Any]
-                  ) -> tuple[NumbaExecutable | None, BackgroundCompile | None]:
-    """``(executable, None)`` when compiling here is as quick (the cache holds the module: a
-    warm start) or the only way (no writable cache, with a ``CompileWarning``); else
-    ``(None, pending)`` with the compile started in another process."""
-    started = time.perf_counter()
-    if has_loops(program):  # several modules (backends/numba/stages.py): compiled here
-        return compile_numba(program, **options), None
-    generated = generate_module(program, **options)
-    lp, memory, module = generated
-    if _all_compiled(module):
-        return compile_generated(program, lp, memory, module, started), None
+def start_compile(program: Program, options: dict[str, Any]) -> BackgroundCompile | None:
+    """The compile of ``program`` started in a thread of its own, or None where it cannot
+    hand its kernels over (no writable cache: the caller compiles eagerly, warned here)."""
+    check_options(options)
     if not writable_cache():
         warnings.warn(CompileWarning(
             f"the kernel cache {cache_dir()} is not writable, so a background compile could "
             "not hand its kernels over: compiling in this process instead"), stacklevel=3)
-        return compile_generated(program, lp, memory, module, started), None
-    return None, BackgroundCompile.start(program, generated)
+        return None
+    return BackgroundCompile.start(program, options)
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """``CompileError`` for an option ``compile_numba`` does not know, as an eager compile
+    raises it (checked here: the thread's errors only become warnings)."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise CompileError(f"unknown option(s) for backend 'numba': {', '.join(unknown)}")
+    conv = options.get("conv", "auto")
+    if conv not in CONV_CHOICES:
+        raise CompileError(f"conv must be one of {', '.join(CONV_CHOICES)}, got {conv!r}")
 
 
 def _all_compiled(module: Any) -> bool:
     """Whether the cache holds the compiled code of every module of ``module`` (a
     ``GeneratedModule``): each library, and the driver's module when it compiles anything
     itself (an njit driver, row segments)."""
+    from graphcomp.backends.numba.cache import has_compiled
+
     compiled = list(module.libraries)
     if module.driver_jit or (module.program is not None and module.program.segments):
         compiled.append(module.source)
@@ -70,61 +78,100 @@ def _all_compiled(module: Any) -> bool:
 
 
 class BackgroundCompile:
-    """One module being compiled by another process."""
+    """One program being compiled by a thread of this process (and the process it starts)."""
 
-    def __init__(self, program: Program, generated: tuple[Any, Any, Any], folder: Path,
-                 process: subprocess.Popen, started: float) -> None:
+    def __init__(self, program: Program, options: dict[str, Any]) -> None:
         self._program = program
-        self._generated = generated
-        self._folder = folder
-        self._process = process
-        self.started = started
+        self._options = dict(options)
+        self._process: subprocess.Popen | None = None
+        self._folder: Path | None = None
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._process_known = threading.Event()  # started, or known not to be needed
+        self.started = time.perf_counter()
+        self.used_process = False  # whether another process compiled (else: a warm cache)
 
     @staticmethod
-    def start(program: Program, generated: tuple[Any, Any, Any]) -> BackgroundCompile:
-        """Write the generated module's job and start the process that compiles it."""
-        folder = Path(tempfile.mkdtemp(prefix="graphcomp-compile-"))
-        job = folder / "job.json"
-        job.write_text(CompileJob.of(generated[2]).to_json())
-        env = {**os.environ, "GRAPHCOMP_CACHE_DIR": str(cache_dir())}
-        with open(folder / "errors.txt", "wb") as errors:
-            process = subprocess.Popen(
-                [PYTHON, "-m", "graphcomp.backends.numba.compile_job", str(job)],
-                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
-        atexit.register(_remove_if_read, folder)
-        return BackgroundCompile(program, generated, folder, process, time.perf_counter())
+    def start(program: Program, options: dict[str, Any]) -> BackgroundCompile:
+        """Start the thread that compiles ``program``."""
+        pending = BackgroundCompile(program, options)
+        threading.Thread(target=pending._run, name="graphcomp-background-compile",
+                         daemon=True).start()
+        return pending
 
     @property
-    def pid(self) -> int:
-        """The compiling process's id."""
-        return self._process.pid
+    def pid(self) -> int | None:
+        """The compiling process's id (None when the cache held everything or the thread
+        failed before starting it); waits until the thread has decided."""
+        self._process_known.wait()
+        return None if self._process is None else self._process.pid
 
     def done(self) -> bool:
-        """Whether the compiling process has ended (successfully or not)."""
-        return self._process.poll() is not None
+        """Whether the compiled function is ready (or the compile has failed)."""
+        return self._done.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the process to end (at most ``timeout`` seconds); whether it has."""
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
+        """Wait (at most ``timeout`` seconds) for ``done``; whether it is."""
+        return self._done.wait(timeout)
 
-    def finish(self) -> NumbaExecutable:
-        """The compiled function, loaded from the cache the process filled; ``CompileError``
-        saying what went wrong when the process failed or was killed."""
-        code = self._process.wait()
+    def finish(self) -> Any:
+        """The compiled function (loaded by the thread); ``CompileError`` saying what went
+        wrong when the process failed or was killed, or the thread's own error."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def _run(self) -> None:
         try:
+            self._result = self._compile()
+        except BaseException as exc:  # reported by finish, on the caller's thread
+            self._error = exc
+        finally:
+            self._process_known.set()
+            if self._folder is not None:
+                shutil.rmtree(self._folder, ignore_errors=True)
+            self._done.set()
+
+    def _compile(self) -> Any:
+        from graphcomp.backends.numba.backend import compile_generated, compile_numba, plan_modules
+
+        generated, modules = plan_modules(self._program, **self._options)
+        missing = [m for m in modules if not _all_compiled(m)]
+        if missing and not _exiting.is_set():
+            self._start_process(missing)
+        self._process_known.set()
+        if self._process is not None:
+            code = self._process.wait()
             if code != 0:
                 how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
                 raise CompileError(f"the background compile {how}{self._errors()}")
-            lp, memory, module = self._generated
-            return compile_generated(self._program, lp, memory, module, self.started)
-        finally:
-            shutil.rmtree(self._folder, ignore_errors=True)
+        if generated is None:  # a program with scans: its stages load from the cache
+            return compile_numba(self._program, **self._options)
+        lp, memory, module = generated
+        return compile_generated(self._program, lp, memory, module, self.started)
+
+    def _start_process(self, modules: list[Any]) -> None:
+        """Write one job per module and start the process that compiles them."""
+        from graphcomp.backends.numba.compile_job import CompileJob
+
+        folder = self._folder = Path(tempfile.mkdtemp(prefix="graphcomp-compile-"))
+        jobs = []
+        for i, module in enumerate(modules):
+            job = folder / f"job{i}.json"
+            job.write_text(CompileJob.of(module).to_json())
+            jobs.append(str(job))
+        atexit.register(_remove_if_read, folder)
+        env = {**os.environ, "GRAPHCOMP_CACHE_DIR": str(cache_dir())}
+        with open(folder / "errors.txt", "wb") as errors:
+            self._process = subprocess.Popen(
+                [PYTHON, "-m", "graphcomp.backends.numba.compile_job", *jobs],
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+        self.used_process = True
 
     def _errors(self) -> str:
+        assert self._folder is not None
         try:
             text = (self._folder / "errors.txt").read_text(errors="replace").strip()
         except OSError:
@@ -133,7 +180,7 @@ class BackgroundCompile:
 
 
 def _remove_if_read(folder: Path) -> None:
-    """At exit: the job's folder, once the compiling process has read its job (it goes on
+    """At exit: the jobs' folder, once the compiling process has read every job (it goes on
     writing its errors to the open, unlinked file)."""
-    if not (folder / "job.json").exists():
+    if not any(folder.glob("job*.json")):
         shutil.rmtree(folder, ignore_errors=True)

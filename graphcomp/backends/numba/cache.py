@@ -114,16 +114,19 @@ def cache_dir() -> Path:
 
 @functools.cache
 def _environment_fingerprint() -> str:
+    # numba's version from its package metadata (the same string as numba.__version__): a
+    # background compile names its modules without importing numba (backends/numba/background.py)
+    from importlib.metadata import version
+
     import llvmlite
     import llvmlite.binding as llvm
-    import numba
     import numpy
 
     from graphcomp import __version__
 
     parts = [
         f"graphcomp={__version__}",
-        f"numba={numba.__version__}",
+        f"numba={version('numba')}",
         f"llvmlite={llvmlite.__version__}",
         f"numpy={numpy.__version__}",
         f"python={sys.version_info.major}.{sys.version_info.minor}",

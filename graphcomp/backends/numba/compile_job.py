@@ -193,14 +193,18 @@ def _compile_names(loaded: Any, job: CompileJob, names: list[str]) -> list[int]:
 
 
 def main(argv: list[str]) -> int:
-    """Compile the job in the file ``argv[0]`` (the background compile's process), or with
-    ``--share FILE``, a helper's share of another process's job."""
+    """Compile the jobs in the files ``argv``, in order (the background compile's process:
+    a program with scans is several modules), or with ``--share FILE``, a helper's share of
+    another process's job."""
     if argv[:1] == ["--share"]:
         return compile_share(Path(argv[1]))
-    path = Path(argv[0])
-    job = CompileJob.from_json(path.read_text())
-    path.unlink(missing_ok=True)  # read: the folder may go once the caller has stopped
-    compile_job(job)
+    jobs = []
+    for name in argv:
+        path = Path(name)
+        jobs.append(CompileJob.from_json(path.read_text()))
+        path.unlink(missing_ok=True)  # read: the folder may go once the caller has stopped
+    for job in jobs:
+        compile_job(job)
     return 0
 
 

@@ -15,16 +15,21 @@ every entry a registered op.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-from graphcomp.backends.numba.fastmath import FUNCTIONS as _FASTMATH
 from graphcomp.errors import CompileError
 from graphcomp.ops import REGISTRY
 
-# Values are Numba dispatchers; their Python names are what generated code calls.
-FASTMATH_FUNCTIONS: dict[tuple[str, str], Any] = _FASTMATH
+# The helpers of fastmath.py by (function, dtype name): the names generated code calls. Kept
+# here as names (tests/backends/test_numba_op_table.py checks them against fastmath.FUNCTIONS)
+# so that generating code does not import numba, which fastmath.py needs.
+FASTMATH_FUNCTIONS: dict[tuple[str, str], str] = {
+    (name, dtype): f"{name}_{'f64' if dtype == 'float64' else 'f32'}"
+    for name in ("exp", "expm1", "log", "log1p", "tanh", "sigmoid")
+    for dtype in ("float64", "float32")
+}
 
 # "elementwise": a scalar template in fused loop bodies;  "view": the input's buffer, no code;
 # "index map": index arithmetic on the input inside the consumer's loop;  "loop nest": a kernel
@@ -70,8 +75,8 @@ class OpKernel:
                              f"the entry names a fast-math helper (fastmath={self.fastmath!r})")
         for (name, _), function in FASTMATH_FUNCTIONS.items():
             # The module only carries fastmath.py when an entry says it calls a helper.
-            if f"{function.__name__}(" in self.template:
-                raise ValueError(f"template {self.template!r} calls {function.__name__} by "
+            if f"{function}(" in self.template:
+                raise ValueError(f"template {self.template!r} calls {function} by "
                                  f"name: write {{fastmath}} and fastmath={name!r}")
 
     def helper(self, dtype: np.dtype) -> str:
@@ -79,7 +84,7 @@ class OpKernel:
         key = (self.fastmath or "", dtype.name)
         if key not in FASTMATH_FUNCTIONS:
             raise CompileError(f"fastmath.py has no {self.fastmath!r} helper for {dtype}")
-        return str(FASTMATH_FUNCTIONS[key].__name__)
+        return FASTMATH_FUNCTIONS[key]
 
 
 def _scalar(template: str, fastmath: str | None = None, note: str = "") -> OpKernel:

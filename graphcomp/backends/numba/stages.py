@@ -324,7 +324,7 @@ def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: 
         executable = compile_body(program, text)
     except CompileError as exc:
         raise CompileError(f"{op.describe()} (body traced at {body.source}): {exc}") from None
-    if native and native[0]:
+    if native and native[0] and not getattr(executable, "planned_only", False):
         _compile_loop(executable, body, y_out)
     return ScanLoop(op, body, y_out, executable, list(op.inputs), outputs, bool(carry_stacks),
                     bool(native and native[0]), carry_stacks)

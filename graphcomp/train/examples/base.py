@@ -73,6 +73,7 @@ class ExampleResult:
     # when training ended first), and the backend the step ended on
     interpreted_steps: int = 0
     backend_at_end: str = ""
+    compiled_elsewhere: bool = False  # another process compiled what the step switched to
     extra_lines: list[str] = field(default_factory=list)  # printed after the summary
 
     @property
@@ -112,7 +113,7 @@ def readiness(step: Function, *others: Function) -> str:
     """One line saying whether the compiled functions are ready, and how long that took."""
     seconds = step.compile_seconds + sum(f.compile_seconds for f in others)
     if step.backend_in_use != step.backend:
-        return (f"backend {step.backend}: compiling in another process; training starts on "
+        return (f"backend {step.backend}: compiling in the background; training starts on "
                 f"numpy meanwhile ({seconds:.2f} s to start)")
     hit = step.cache_hit and all(f.cache_hit for f in others)
     how = "interpreted" if step.source is None else "kernel cache hit" if hit else "cache miss"
@@ -130,5 +131,6 @@ def result_of(name: str, step: Function, others: list[Function], history: Histor
         compile_seconds=step.compile_seconds + sum(f.compile_seconds for f in others),
         cache_hit=step.cache_hit and all(f.cache_hit for f in others),
         interpreted=step.backend == "numpy", wall_seconds=time.perf_counter() - started,
-        interpreted_steps=step.interpreted_calls, backend_at_end=step.backend_in_use, **extra,
+        interpreted_steps=step.interpreted_calls, backend_at_end=step.backend_in_use,
+        compiled_elsewhere=step.compiled_elsewhere, **extra,
     )
