@@ -31,7 +31,6 @@ from graphcomp.backends.numba.program import (
     Call,
     KernelDef,
     ValueType,
-    View,
 )
 from graphcomp.backends.numba.random_kernels import random_kernel
 from graphcomp.backends.numba.sparse_kernels import sparse_update_kernel
@@ -241,9 +240,11 @@ def _loop_nest(ctx: CallContext, kernel: Kernel, nodes: tuple[int, ...], comment
         ctx.kernels[key] = KernelDef(f"k{len(ctx.kernels)}", text, comment)
     name = ctx.kernels[key].name
     writes = [kernel.root] if text.writes is None else text.writes
-    view: View = "flat" if text.flat else "whole"
-    args = [Arg.array(v, view) for v in [*text.reads, *writes]]
-    types: list[ValueType] = [_type(ctx, v, text.flat) for v in [*text.reads, *writes]]
+    values = [*text.reads, *writes]
+    flat = [text.flat or (k in text.flat_args and v not in ctx.plan.transposed_views)
+            for k, v in enumerate(values)]
+    args = [Arg.array(v, "flat" if f else "whole") for v, f in zip(values, flat, strict=True)]
+    types: list[ValueType] = [_type(ctx, v, f) for v, f in zip(values, flat, strict=True)]
     if text.uses_scratch:
         args.append(Arg.special("scratch"))
         types.append(("float64", 1, "C"))

@@ -50,6 +50,10 @@ class KernelText:
     body: list[tuple[str, str]]  # (line, comment); lines are indented already
     reads: list[int]  # materialised values, in parameter order after the first ones
     flat: bool = False  # the driver passes 1-D views of every buffer
+    # Positions in reads + writes passed as 1-D views although ``flat`` is False: operands
+    # the kernel reshapes itself (ids, gathered rows), so the ids of a batch [N] and of a
+    # batch of windows [N, 6] call one compiled specialisation instead of two.
+    flat_args: tuple[int, ...] = ()
     # Loop extents to pass as n0, n1, ...: each the product of some dims (ints or symbols).
     extents: list[tuple] = field(default_factory=list)
     uses_dims: bool = False
@@ -514,7 +518,8 @@ def take_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     body += _wrapped_index("    ", "take: an index is out of range for the gathered axis")
     body += [("    for o in range(outer):", ""), ("        for c in range(inner):", ""),
              ("            rows[o, j, c] = src[o, k, c]", op.describe())]
-    return KernelText(["a0", "a1", "out"], body, [x.id, indices.id], functions={"prefetch"})
+    return KernelText(["a0", "a1", "out"], body, [x.id, indices.id], flat_args=(1, 2),
+                      functions={"prefetch"})
 
 
 def _prefetch_ahead(pad: str, line: int) -> list[tuple[str, str]]:
@@ -551,7 +556,8 @@ def scatter_add_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     body += _wrapped_index("    ", "scatter_add: an index is out of range for the axis")
     body += [("    for o in range(outer):", ""), ("        for c in range(inner):", ""),
              ("            src[o, k, c] += rows[o, j, c]", op.describe())]
-    return KernelText(["a0", "a1", "a2", "out"], body, [base.id, indices.id, updates.id])
+    return KernelText(["a0", "a1", "a2", "out"], body, [base.id, indices.id, updates.id],
+                      flat_args=(1, 2))
 
 
 def check_index_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:

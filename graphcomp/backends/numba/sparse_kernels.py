@@ -80,8 +80,10 @@ def sparse_update_kernel(lp: LoweredProgram, kernel: Kernel, in_place: bool) -> 
         ]
     body += [("    for c in range(inner):", ""),
              (f"        target[r, c] = {_row_update(op.op, op.attrs, dt)}", op.describe())]
+    flat_args = tuple(arrays.index(k) for k in (ids_at, rows_at) if k is not None)
     return KernelText([f"a{k}" for k in arrays] + ["out"], body,
-                      [op.inputs[k] for k in arrays], functions={"prefetch"})
+                      [op.inputs[k] for k in arrays], flat_args=flat_args,
+                      functions={"prefetch"})
 
 
 def _grouped_positions(ids: str, op_name: str) -> list[tuple[str, str]]:
