@@ -80,3 +80,21 @@ def test_a_kernel_module_holds_no_node_ids():
         texts.append({t for t in generate(*prepare(build_program([x], [loss]))).libraries
                       if "def kernel(" in t})
     assert texts[0] == texts[1]
+
+
+def test_a_gather_of_ids_of_two_ranks_compiles_one_specialisation():
+    """take's ids and rows are passed flat: ids [N] and [N, 3] call one compiled kernel."""
+    from graphcomp.testing import module_globals
+
+    with gc.Graph():
+        table = gc.parameter(RNG.normal(size=(10, 4)), name="table")
+        single = gc.placeholder((None,), "int64", name="single")
+        windows = gc.placeholder((None, 3), "int64", name="windows")
+        loss = gc.sum(gc.take(table, single, axis=0)) + gc.sum(gc.take(table, windows, axis=0))
+        step = gc.compile([single, windows], loss, backend="numba", driver_jit=False)
+        reference = gc.compile([single, windows], loss, backend="numpy")
+    ids, grouped = np.array([1, -2, 3]), np.array([[0, 9, 9], [4, 5, 1], [2, 2, 7]])
+    np.testing.assert_allclose(step(ids, grouped), reference(ids, grouped), rtol=1e-12)
+    kernels = [k for k in module_globals(step).values() if hasattr(k, "signatures")]
+    assert kernels, "the driver's namespace holds its kernels"
+    assert all(len(k.signatures) == 1 for k in kernels), [k.signatures for k in kernels]
