@@ -24,7 +24,6 @@ left alone.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,7 +47,7 @@ def batch_matmuls(lp: LoweredProgram) -> LoweredProgram:
 
     >>> # lp = eliminate_dead(batch_matmuls(lp))  # 32 x[t] @ Wx become one GEMM
     """
-    result = _reorder(copy.deepcopy(lp))
+    result = _reorder(lp.copy())
     made: set[int] = set()  # stacked products are not stacked again (chunks stay chunks)
     # One group at a time: each rewrite adds dependencies (the stacked product needs every
     # A_i), so independence is re-checked on the rewritten program.

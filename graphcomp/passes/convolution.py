@@ -29,7 +29,6 @@ the direct loop nests of ``backends/numba/conv_kernels.py`` run instead: measure
 
 from __future__ import annotations
 
-import copy
 from typing import Literal
 
 import numpy as np
@@ -59,7 +58,7 @@ def lower_convolutions(lp: LoweredProgram, choice: ConvChoice = "auto") -> Lower
     """
     if choice not in CONV_CHOICES:
         raise ValueError(f"conv must be one of {', '.join(CONV_CHOICES)}, got {choice!r}")
-    result = copy.deepcopy(lp)
+    result = lp.copy()
     if choice == "direct" or not any(_wanted(result, op, choice) for op in result.ops.values()):
         return result
     rebuilt = _Rebuilt(max(result.ops) + 1)

@@ -5,8 +5,6 @@ Each pass returns a new ``LoweredProgram`` and leaves its argument untouched.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
 from graphcomp.ir import static_shape
@@ -25,7 +23,7 @@ def eliminate_dead(lp: LoweredProgram) -> LoweredProgram:
     for op in reversed(list(lp.ops.values())):
         if op.id in live:
             live.update(op.inputs)
-    result = copy.deepcopy(lp)
+    result = lp.copy()
     result.ops = {i: op for i, op in result.ops.items() if i in live}
     return result
 
@@ -47,7 +45,7 @@ def eliminate_common(lp: LoweredProgram) -> LoweredProgram:
 
     >>> # lp = eliminate_common(lp)  # x*y computed twice becomes one value
     """
-    result = copy.deepcopy(lp)
+    result = lp.copy()
     replaced: dict[int, int] = {}
     seen: dict[tuple, int] = {}
     kept: dict[int, LOp] = {}
@@ -75,7 +73,7 @@ def fold_constants(lp: LoweredProgram) -> LoweredProgram:
 
     >>> # lp = fold_constants(lp)  # cast(constant 2.0, f32) becomes a f32 constant
     """
-    result = copy.deepcopy(lp)
+    result = lp.copy()
     for op in result.ops.values():
         if op.is_source or not op.inputs or op.op == "dim_size":
             continue
@@ -107,7 +105,7 @@ def isolate_outputs(lp: LoweredProgram) -> LoweredProgram:
     >>> # lp = isolate_outputs(lp)
     """
     targets = {p for p, _ in lp.updates}
-    result = copy.deepcopy(lp)
+    result = lp.copy()
     next_id = max(result.ops, default=-1) + 1
 
     def chain(value: int) -> tuple[int, bool]:
@@ -159,7 +157,7 @@ def simplify_powers(lp: LoweredProgram) -> LoweredProgram:
 
     >>> # lp = simplify_powers(lp)  # power(x, 2.0) becomes multiply(x, x)
     """
-    result = copy.deepcopy(lp)
+    result = lp.copy()
     for op in result.ops.values():
         if op.op == "multiply":
             for one, other in (op.inputs, op.inputs[::-1]):
@@ -201,7 +199,7 @@ def accumulate_products(lp: LoweredProgram) -> LoweredProgram:
 
     >>> # lp = accumulate_products(lp)  # subtract(W, multiply(0.1, matmul(xT, g))) -> matmul_acc
     """
-    result = copy.deepcopy(lp)
+    result = lp.copy()
     consumers = result.consumers()
     for param, value in result.updates:
         op = result.ops[value]
