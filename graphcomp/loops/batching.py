@@ -3,11 +3,12 @@
 A body node that depends on the step's ``x`` but not on the carry (``x_t @ Wx``, ``tanh(x_t)
 + b``) gives the same value whether it is computed in the loop or for every step at once. The
 body nodes that can be batched (*carry-free*: elementwise ops whose step-varying operands have
-the output's rank, and ``a_t @ W`` with a step-varying 1-d or 2-d ``a_t`` and an invariant 2-d
-``W``) are built in the enclosing graph on the stacked ``xs``, a product ``[T*B, D] @ [D, H]``
-reshaped to ``[T, B, H]`` or one elementwise op over ``[T, ...]``, and the body is traced again
-with those values as extra ``xs``; the ``xs`` only they read leave the body. Their gradient is
-then the ordinary gradient of those enclosing nodes: one product for ``Wx``, one for ``xs``.
+the output's rank, reshapes, and ``a_t @ W`` with a step-varying 1-d or 2-d ``a_t`` and an
+invariant 2-d ``W``) are built in the enclosing graph on the stacked ``xs``, a product
+``[T*B, D] @ [D, H]`` reshaped to ``[T, B, H]`` or one elementwise op over ``[T, ...]``, and the
+body is traced again with those values as extra ``xs``; the ``xs`` only they read leave the
+body. Their gradient is then the ordinary gradient of those enclosing nodes: one product for
+``Wx``, one for ``xs``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def batch_carry_free(body: Any, graph: Graph, xs: Sequence[Node]) -> tuple[list[
 
 def _carry_free(body: Any) -> set[int]:
     """Ids of the body nodes that depend on ``x`` and can be computed for all steps at once."""
+    if any(n.op in ("scan", "scan_output") for n in body.schedule):
+        return set()  # a nested scan's body lies in this body's graph: it cannot be re-traced
     step_x = {n.id for n in body.x_in}
     blocked = {n.id for n in body.carry_in}  # depends on the carry, or must stay in the loop
     free: set[int] = set()
@@ -73,6 +76,8 @@ def _batchable(node: Node, varying: set[int]) -> bool:
     if node.op == "matmul":
         a, w = node.inputs
         return moving == [True, False] and a.ndim in (1, 2) and w.ndim == 2
+    if node.op == "reshape":  # of one step's value: a reshape of every step's
+        return True
     if REGISTRY[node.op].kind != "elementwise":
         return False
     return all(i.ndim == node.ndim if m else i.ndim <= node.ndim
@@ -106,7 +111,7 @@ def _batched(node: Node, body: Any, graph: Graph, xs: Sequence[Node], outer: dic
         out = Tensor(xs[x_index[node.id]])
     elif node.id in free:
         args = [_batched(i, body, graph, xs, outer, x_index, free, done) for i in node.inputs]
-        out = _batched_op(node, args)
+        out = _batched_op(node, args, body.dims.resolve_shape(node.shape))
     elif node.op == "placeholder":
         out = Tensor(outer[node.id])
     elif node.op == "constant":
@@ -118,7 +123,9 @@ def _batched(node: Node, body: Any, graph: Graph, xs: Sequence[Node], outer: dic
     return out
 
 
-def _batched_op(node: Node, args: Sequence[Tensor]) -> Tensor:
+def _batched_op(node: Node, args: Sequence[Tensor], shape: Sequence[Any]) -> Tensor:
+    if node.op == "reshape":
+        return F.reshape(args[0], (args[0].shape[0], *shape))
     if node.op != "matmul" or args[0].ndim == 2:  # elementwise, or (T, D) @ (D, H)
         return apply(node.op, *args, name=node.name, **dict(node.attrs))
     a, w = args  # (T, B, D) @ (D, H): one (T*B, D) @ (D, H) product

@@ -126,3 +126,40 @@ def test_a_body_without_carry_free_work_is_traced_as_written():
     (scan,) = [n for n in graph.nodes() if n.op == SCAN]
     assert scan.inputs[1] is xs.node
     assert [n.op for n in graph.nodes()].count("matmul") == 0
+
+
+@pytest.mark.parametrize("steps", [3, 0])
+def test_a_1d_step_and_a_carry_free_carry_leaf_equal_the_unrolled_loop(steps: int):
+    """``x_t`` of shape (D,): the batched product is (T, D) @ (D, H) without reshapes; the
+    carry leaf ``last`` (the step's ``tanh(x_t)``) is carry-free and computed before the loop."""
+    p = _params()
+    rng = np.random.default_rng(5)
+    feed = [rng.normal(size=(steps, D)), rng.normal(size=H), rng.normal(size=D)]
+    results = []
+    for use_scan in (True, False):
+        with gc.Graph() as graph:
+            xs = gc.placeholder((steps, D), "float64", name="xs")
+            h0 = gc.placeholder((H,), "float64", name="h0")
+            l0 = gc.placeholder((D,), "float64", name="l0")
+            Wx, Wh = gc.parameter(p["Wx"], name="Wx"), gc.parameter(p["Wh"], name="Wh")
+
+            def step(c: tuple, x: gc.Tensor) -> tuple:
+                h = gc.tanh(x @ Wx + c[0] @ Wh)
+                return (h, gc.tanh(x)), None
+
+            if use_scan:
+                (h, last), _ = gc.scan(step, (h0, l0), xs)
+            else:
+                h, last = h0, l0
+                for t in range(steps):
+                    (h, last), _ = step((h, last), xs[t])
+            loss = gc.sum(h * h) + gc.sum(last * last)
+            outputs = [loss, *gc.grad(loss, [Wx, Wh, xs, h0, l0])]
+            results.append(gc.compile([xs, h0, l0], outputs, backend="numpy")(*feed))
+            if use_scan and steps:
+                (scan,) = [n for n in graph.nodes() if n.op == SCAN and not n.attrs["reverse"]]
+                body: ScanBody = scan.attrs["body"]
+                assert [n.op for n in body.schedule].count("matmul") == 1
+                assert body.carry_out[1] in body.x_in  # tanh(x_t), batched, read as x
+    for got, expected in zip(*results, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=RTOL, atol=1e-12)
