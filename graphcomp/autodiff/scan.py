@@ -120,23 +120,27 @@ def replay_values(graph: Graph, body: ScanBody, inputs: Sequence[Tensor]) -> dic
     return the copy of each body node (its schedule and residuals), by body node id."""
     value: dict[int, Tensor] = {n.id: t for n, t in zip(body.inputs, inputs, strict=True)}
     for node in body.schedule:
-        if node.id in value:
-            continue
-        args = [value[i.id] for i in node.inputs]
-        if node.op == "constant":
-            out = as_tensor(np.asarray(node.attrs["value"]), node.dtype, graph=graph)
-        elif node.op == SCAN:
-            out = _replay_scan(graph, body, node, args)
-        elif node.op == SCAN_OUTPUT:
-            out = scan_output(args[0].node, node.attrs["index"])
-        else:
-            out = apply(node.op, *args, name=node.name, **dict(node.attrs))
-        custom = custom_rule_of(node)
-        if custom is not None:  # keep the user's gradient rule of a custom_vjp call
-            mark_custom_call(CustomCall(custom.name, tuple(value[x.node.id] for x in
-                                                           custom.inputs), out, custom.rule))
-        value[node.id] = out
+        if node.id not in value:
+            value[node.id] = replay_node(graph, body, node, value)
     return value
+
+
+def replay_node(graph: Graph, body: ScanBody, node: Node, value: Mapping[int, Tensor]) -> Tensor:
+    """Copy body node ``node`` into ``graph``, its inputs read from ``value`` (by body id)."""
+    args = [value[i.id] for i in node.inputs]
+    if node.op == "constant":
+        out = as_tensor(np.asarray(node.attrs["value"]), node.dtype, graph=graph)
+    elif node.op == SCAN:
+        out = _replay_scan(graph, body, node, args)
+    elif node.op == SCAN_OUTPUT:
+        out = scan_output(args[0].node, node.attrs["index"])
+    else:
+        out = apply(node.op, *args, name=node.name, **dict(node.attrs))
+    custom = custom_rule_of(node)
+    if custom is not None:  # keep the user's gradient rule of a custom_vjp call
+        mark_custom_call(CustomCall(custom.name, tuple(value[x.node.id] for x in
+                                                       custom.inputs), out, custom.rule))
+    return out
 
 
 def _replay_scan(graph: Graph, body: ScanBody, node: Node, args: Sequence[Tensor]) -> Tensor:

@@ -104,7 +104,14 @@ def scan(
     init_nodes = [_leaf(graph, v, source, "init") for v in init_leaves]
     x_nodes = [_leaf(graph, v, source, "xs") for v in x_leaves]
     trip = trip_count(graph, x_nodes, length, source)
+    from graphcomp.loops.batching import batch_carry_free  # it imports graphcomp.autodiff
+
     body = trace_body(fn, graph, init_nodes, carry_tree, x_nodes, x_tree, source)
+    batched = batch_carry_free(body, graph, x_nodes)
+    if batched is not None:  # carry-free work moved before the loop (loops/batching.py)
+        x_nodes, step = batched
+        body = trace_body(step, graph, init_nodes, carry_tree, x_nodes,
+                          flatten(list(x_nodes))[1], source)
     invariants = list(body.graph.captures)  # ids of the enclosing graph's nodes, in order
     inputs = init_nodes + x_nodes + [graph.node(i) for i in invariants]
     node = make_scan_node(graph, body, inputs, trip, reverse, source)

@@ -92,10 +92,12 @@ def test_rnn_gradients_equal_the_unrolled_loop_on_numba():
 def test_the_source_lists_each_stage_and_each_body_loop_once(rnn: tuple):
     compiled = rnn[1]
     heads = [line for line in compiled.source.splitlines() if line.startswith("# ---- stage")]
-    assert len(heads) == 4  # forward scan, the ops between, the backward scan, the last ops
-    first_reversed = "reverse=True" in heads[0]
-    assert f"scan, reverse={not first_reversed}" in heads[2]
-    assert "a Python loop over the body's step" in heads[0]
+    # x @ U + b for every step (loops/batching.py), the forward scan, the ops between, the
+    # backward scan, the last ops
+    assert len(heads) == 5 and "the ops between scans" in heads[0]
+    first_reversed = "reverse=True" in heads[1]
+    assert f"scan, reverse={not first_reversed}" in heads[3]
+    assert "a Python loop over the body's step" in heads[1]
     assert "def scan_loop(" not in compiled.source
     listing = gc.kernel_listing(compiled)
     assert listing.count("# loop: %") == 2 and "    k0(" in listing and "tanh" in listing
