@@ -517,7 +517,9 @@ def compile_generated(program: Program, lp: LoweredProgram, memory: MemoryPlan,
     """Compile (or load from the cache) a generated module and wrap it as the executable."""
     from numba.core.compiler_lock import global_compiler_lock
 
-    # A child forked while another thread compiles would wait on numba's lock for ever.
+    # A child forked while another thread loads or compiles would wait on these locks for
+    # ever. The fork takes them in this order, the order a loading thread takes them.
+    hold_during_fork(_LOAD_LOCK)
     hold_during_fork(global_compiler_lock)
     # One module load at a time: a background compile's thread and the caller (or another
     # such thread) may load the same library module, which runs in sys.modules half-made.
