@@ -90,3 +90,13 @@ def test_device_array_arguments_are_checked_not_converted() -> None:
         check_inputs(nodes, [_Described((4, 3), "<f8")], dims, device_arrays=True)
     with pytest.raises(gc.InputError, match="axis 1 must be 3"):
         check_inputs(nodes, [_Described((4, 2), "<f4")], dims, device_arrays=True)
+
+
+def test_device_outputs_need_a_backend_with_a_device() -> None:
+    with gc.Graph():
+        x = gc.placeholder((3,), "float64", name="x")
+        for backend in ("numpy", "numba"):
+            with pytest.raises(gc.CompileError, match=rf"copy_outputs='device'.*{backend!r}"):
+                gc.compile([x], gc.exp(x), backend=backend, copy_outputs="device")
+        with pytest.raises(gc.CompileError, match="True, False or 'device'"):
+            gc.compile([x], gc.exp(x), backend="numpy", copy_outputs="host")
