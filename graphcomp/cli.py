@@ -1,6 +1,6 @@
 """The ``graphcomp`` command: train a built-in example, inspect a model file, manage the cache.
 
-    graphcomp train mlp-digits [--epochs N] [--backend numba|numpy] [--plot PNG] [--save NPZ]
+    graphcomp train mlp-digits [--epochs N] [--backend numba|numpy|cuda] [--plot PNG] [--save NPZ]
     graphcomp train autoencoder-digits --noise 0.3
     graphcomp inspect MODEL.py [--grad] [--format text|dot|svg] [-o FILE]
     graphcomp cache info|clear
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("example", metavar="EXAMPLE", help=" | ".join(EXAMPLES))
     train.add_argument("--epochs", type=int, default=None, help="number of epochs")
     train.add_argument("--backend", default=None,
-                       help="numba or numpy (default: graphcomp's default backend)")
+                       help="numba, numpy or cuda (default: graphcomp's default backend)")
     train.add_argument("--seed", type=int, default=0, help="data split, init and shuffle seed")
     train.add_argument("--plot", metavar="PNG", help="write loss/accuracy curves (matplotlib)")
     train.add_argument("--save", metavar="NPZ", help="write a checkpoint of the trained model")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -18,6 +18,10 @@ from graphcomp.runtime.program import Program, build_program
 
 DEFAULT_BACKEND = "numba"
 COMPILE_MODES = ("eager", "background")
+DEVICE_BACKENDS = ("cuda",)  # backends whose outputs can stay on a device
+
+# True: fresh numpy arrays; False: read-only views of host buffers; "device": device arrays
+CopyOutputs = bool | Literal["device"]
 
 Updates = Sequence[tuple[Parameter, Tensor]] | Mapping[Parameter, Tensor] | None
 
@@ -37,7 +41,7 @@ class Function:
     """
 
     def __init__(self, program: Program, executable: Any, backend: str, single_output: bool,
-                 compile_seconds: float, copy_outputs: bool = True) -> None:
+                 compile_seconds: float, copy_outputs: CopyOutputs = True) -> None:
         self.program = program
         self.backend = backend
         self._executable = executable
@@ -128,7 +132,8 @@ class Function:
             self._switch_if_done()
             if self._pending is not None:
                 self.interpreted_calls += 1
-        key = _fast_key(args) if not kwargs else None
+        on_device = isinstance(self._copy_outputs, str)  # "device"
+        key = _fast_key(args) if not kwargs and not on_device else None
         fast = self._fast.get(key) if key is not None else None
         if fast is not None:
             outputs = fast(args)
@@ -138,7 +143,13 @@ class Function:
                 results = [_read_only_view(o) for o in outputs]
             return results[0] if self._single_output else results
         values = match_arguments(self.program.inputs, args, kwargs)
-        arrays, binding = check_inputs(self.program.inputs, values, self.program.dims)
+        # A backend with a device reads device-array arguments in place (no host copy).
+        executable: Any = self._executable
+        arrays, binding = check_inputs(self.program.inputs, values, self.program.dims,
+                                       device_arrays=hasattr(executable, "run_on_device"))
+        if on_device:  # device arrays out; new parameter values stay on the device
+            results = executable.run_on_device(arrays, binding)
+            return results[0] if self._single_output else results
         if (key is not None and len(self._fast) < 64
                 and all(a is b for a, b in zip(args, arrays, strict=True))):
             runner = getattr(self._executable, "runner", None)
@@ -151,7 +162,7 @@ class Function:
     def _outputs_are_fresh(self, fast: Any) -> bool:
         """A runner's outputs may be copied directly only when none of them shares memory
         with a parameter (the update lands there) or outputs are copied anyway."""
-        return self._copy_outputs or not getattr(fast, "outputs_share_parameters", True)
+        return bool(self._copy_outputs) or not getattr(fast, "outputs_share_parameters", True)
 
     def _finish(self, outputs: list[np.ndarray], new_values: list[np.ndarray]) -> Any:
         # Outputs are copied before any update lands: one may be a view of a parameter.
@@ -209,7 +220,7 @@ def compile(
     outputs: Tensor | Sequence[Tensor],
     updates: Updates = None,
     backend: str = DEFAULT_BACKEND,
-    copy_outputs: bool = True,
+    copy_outputs: CopyOutputs = True,
     compile_mode: str = "eager",
     implicit_updates: bool = True,
     **options: Any,
@@ -220,7 +231,10 @@ def compile(
     ``updates`` are ``(parameter, new_value)`` pairs applied after all outputs are computed.
     Outputs are fresh arrays; with ``copy_outputs=False`` they are read-only views of the
     function's own buffers instead (no copy), valid until the next call of a function of the
-    same graph.
+    same graph. With ``copy_outputs="device"`` (the cuda backend) they are device arrays
+    (views of the function's device buffers, valid until its next call) and new parameter
+    values stay on the device until read. The cuda backend reads arguments that are device
+    arrays (``__cuda_array_interface__``) in place, whatever ``copy_outputs`` says.
 
     State that layers keep (batch norm's running statistics) is updated without being listed:
     every output or update that needs such a layer's result makes the function apply the
@@ -246,6 +260,7 @@ def compile(
     if compile_mode not in COMPILE_MODES:
         raise CompileError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}, "
                            f"not {compile_mode!r}")
+    _check_copy_outputs(copy_outputs, backend)
     start = time.perf_counter()
     program = build_program(input_list, output_list, updates, implicit_updates)
     pending: Any = None
@@ -263,3 +278,14 @@ def compile(
         function._pending = pending
         function._in_use = "numpy"
     return function
+
+
+def _check_copy_outputs(copy_outputs: Any, backend: str) -> None:
+    if isinstance(copy_outputs, str) and copy_outputs != "device":
+        raise CompileError(f"copy_outputs must be True, False or 'device', not "
+                           f"{copy_outputs!r}")
+    if isinstance(copy_outputs, str) and backend not in DEVICE_BACKENDS:
+        raise CompileError(
+            f"copy_outputs='device' needs a backend that runs on a device "
+            f"({', '.join(repr(b) for b in DEVICE_BACKENDS)}); backend {backend!r} has "
+            "none: use copy_outputs=True (fresh numpy arrays) or False (read-only views)")

@@ -90,3 +90,25 @@ def test_device_array_arguments_are_checked_not_converted() -> None:
         check_inputs(nodes, [_Described((4, 3), "<f8")], dims, device_arrays=True)
     with pytest.raises(gc.InputError, match="axis 1 must be 3"):
         check_inputs(nodes, [_Described((4, 2), "<f4")], dims, device_arrays=True)
+
+
+def test_device_outputs_need_a_backend_with_a_device() -> None:
+    with gc.Graph():
+        x = gc.placeholder((3,), "float64", name="x")
+        for backend in ("numpy", "numba"):
+            with pytest.raises(gc.CompileError, match=rf"copy_outputs='device'.*{backend!r}"):
+                gc.compile([x], gc.exp(x), backend=backend, copy_outputs="device")
+        with pytest.raises(gc.CompileError, match="True, False or 'device'"):
+            gc.compile([x], gc.exp(x), backend="numpy", copy_outputs="host")
+
+
+def test_the_train_command_without_numba_cuda_says_so_in_one_line(monkeypatch, capsys) -> None:
+    from graphcomp import cli
+
+    monkeypatch.setattr(device, "numba_cuda_installed", lambda: False)
+    status = cli.main(["train", "mlp-digits", "--backend", "cuda", "--epochs", "1",
+                       "--no-progress"])
+    error = capsys.readouterr().err
+    assert status == 1 and "Traceback" not in error and len(error.strip().splitlines()) == 1
+    assert "numba-cuda package, which is not installed" in error
+    assert "NUMBA_ENABLE_CUDASIM=1" in error

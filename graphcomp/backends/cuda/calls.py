@@ -1,11 +1,11 @@
 """``device_call``: a ``backend="cuda"`` function called with device arrays in and out.
 
-A ``Function`` (the runtime's call path, shared by every backend) returns numpy arrays and
-copies device-array inputs to the host first. ``device_call(step)`` is the same step without
-those host copies: inputs are numpy arrays or device arrays (``__cuda_array_interface__``:
-numba-cuda, CuPy, PyTorch...; on the simulator, numba-cuda's simulated arrays), read on the
-device; outputs are device arrays (views of the function's device buffers, valid until its
-next call) or, with ``outputs="numpy"``, fresh host arrays.
+A ``Function`` of this backend reads device-array inputs in place too, and returns device
+arrays when compiled with ``copy_outputs="device"``. ``device_call(step)`` gives the same
+for a function compiled otherwise: inputs are numpy arrays or device arrays
+(``__cuda_array_interface__``: numba-cuda, CuPy, PyTorch...; on the simulator, numba-cuda's
+simulated arrays), read on the device; outputs are device arrays (views of the function's
+device buffers, valid until its next call) or, with ``outputs="numpy"``, fresh host arrays.
 """
 
 from __future__ import annotations
