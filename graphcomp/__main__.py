@@ -1,7 +1,5 @@
 """``python -m graphcomp``: the same as the ``graphcomp`` command."""
 
-import sys
+from graphcomp.cli import run
 
-from graphcomp.cli import main
-
-sys.exit(main())
+run()

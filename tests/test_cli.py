@@ -32,7 +32,7 @@ def run(*args):
 
 def test_console_script_is_declared():
     scripts = entry_points(group="console_scripts")
-    assert any(ep.name == "graphcomp" and ep.value == "graphcomp.cli:main" for ep in scripts)
+    assert any(ep.name == "graphcomp" and ep.value == "graphcomp.cli:run" for ep in scripts)
 
 
 def test_train_prints_a_summary_and_writes_files(tmp_path):

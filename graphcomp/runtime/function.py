@@ -263,14 +263,16 @@ def compile(
     _check_copy_outputs(copy_outputs, backend)
     start = time.perf_counter()
     program = build_program(input_list, output_list, updates, implicit_updates)
+    executable: Any = None
     pending: Any = None
     if compile_mode == "background" and backend == "numba":
         from graphcomp.backends.numba.background import start_compile
 
-        pending = start_compile(program, options)  # None: compile here (with a warning)
+        # (executable, None): a warm cache, loaded here; (None, None): compile here
+        executable, pending = start_compile(program, options)
     if pending is not None:
         executable = get_backend("numpy")(program)
-    else:
+    elif executable is None:
         executable = get_backend(backend)(program, **options)
     seconds = time.perf_counter() - start
     function = Function(program, executable, backend, single, seconds, copy_outputs)

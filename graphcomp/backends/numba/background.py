@@ -12,7 +12,7 @@ thread never waits for numba's import, the passes or a module's load; the thread
 its share of the interpreter lock. The process is not waited for at exit: a script that ends
 first leaves it to fill the cache for the next run.
 
->>> # pending = start_compile(program, {}); ...; pending.done() and pending.finish()
+>>> # executable, pending = start_compile(program, {}); ...; pending.done() and pending.finish()
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from graphcomp.backends.numba.cache import cache_dir, writable_cache
-from graphcomp.errors import CompileError, CompileWarning
+from graphcomp.errors import CompileError, CompileWarning, GraphcompError
 from graphcomp.passes.convolution import CONV_CHOICES
 from graphcomp.runtime.program import Program
 
@@ -42,16 +42,40 @@ _exiting = threading.Event()  # set at exit: a thread still planning starts no p
 atexit.register(_exiting.set)
 
 
-def start_compile(program: Program, options: dict[str, Any]) -> BackgroundCompile | None:
-    """The compile of ``program`` started in a thread of its own, or None where it cannot
-    hand its kernels over (no writable cache: the caller compiles eagerly, warned here)."""
+def start_compile(program: Program, options: dict[str, Any]
+                  ) -> tuple[Any, BackgroundCompile | None]:
+    """``(None, pending)``: the compile of ``program`` started in a thread of its own. Or
+    ``(executable, None)`` when the cache holds every module already (a warm start: loading
+    them here, ~0.7 s for mlp-digits, beats stepping on numpy while a thread loads them,
+    measured in docs/performance.md); ``(None, None)`` where it cannot hand its kernels over
+    (no writable cache: the caller compiles eagerly, warned here)."""
     check_options(options)
     if not writable_cache():
         warnings.warn(CompileWarning(
             f"the kernel cache {cache_dir()} is not writable, so a background compile could "
             "not hand its kernels over: compiling in this process instead"), stacklevel=3)
-        return None
-    return BackgroundCompile.start(program, options)
+        return None, None
+    started = time.perf_counter()
+    from graphcomp.backends.numba.backend import plan_modules
+
+    try:
+        planned = plan_modules(program, **options)  # numba-free: ~0.1 s for mlp-digits
+    except GraphcompError:
+        return None, BackgroundCompile.start(program, options)  # the thread reports it
+    if all(_all_compiled(module) for module in planned[1]):
+        return _load(program, options, planned[0], started), None
+    return None, BackgroundCompile.start(program, options, planned)
+
+
+def _load(program: Program, options: dict[str, Any], generated: Any, started: float) -> Any:
+    """The compiled function from the cache (``generated``: ``generate_module``'s result, or
+    None for a program with scans, whose stages load through ``compile_numba``)."""
+    from graphcomp.backends.numba.backend import compile_generated, compile_numba
+
+    if generated is None:
+        return compile_numba(program, **options)
+    lp, memory, module = generated
+    return compile_generated(program, lp, memory, module, started)
 
 
 def check_options(options: dict[str, Any]) -> None:
@@ -80,9 +104,10 @@ def _all_compiled(module: Any) -> bool:
 class BackgroundCompile:
     """One program being compiled by a thread of this process (and the process it starts)."""
 
-    def __init__(self, program: Program, options: dict[str, Any]) -> None:
+    def __init__(self, program: Program, options: dict[str, Any], planned: Any = None) -> None:
         self._program = program
         self._options = dict(options)
+        self._planned = planned  # plan_modules' result when the caller planned already
         self._process: subprocess.Popen | None = None
         self._folder: Path | None = None
         self._result: Any = None
@@ -93,9 +118,11 @@ class BackgroundCompile:
         self.used_process = False  # whether another process compiled (else: a warm cache)
 
     @staticmethod
-    def start(program: Program, options: dict[str, Any]) -> BackgroundCompile:
-        """Start the thread that compiles ``program``."""
-        pending = BackgroundCompile(program, options)
+    def start(program: Program, options: dict[str, Any], planned: Any = None
+              ) -> BackgroundCompile:
+        """Start the thread that compiles ``program`` (``planned``: its modules, when the
+        caller has planned them)."""
+        pending = BackgroundCompile(program, options, planned)
         threading.Thread(target=pending._run, name="graphcomp-background-compile",
                          daemon=True).start()
         return pending
@@ -135,9 +162,10 @@ class BackgroundCompile:
             self._done.set()
 
     def _compile(self) -> Any:
-        from graphcomp.backends.numba.backend import compile_generated, compile_numba, plan_modules
+        from graphcomp.backends.numba.backend import plan_modules
 
-        generated, modules = plan_modules(self._program, **self._options)
+        planned = self._planned or plan_modules(self._program, **self._options)
+        generated, modules = planned
         missing = [m for m in modules if not _all_compiled(m)]
         if missing and not _exiting.is_set():
             self._start_process(missing)
@@ -147,10 +175,7 @@ class BackgroundCompile:
             if code != 0:
                 how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
                 raise CompileError(f"the background compile {how}{self._errors()}")
-        if generated is None:  # a program with scans: its stages load from the cache
-            return compile_numba(self._program, **self._options)
-        lp, memory, module = generated
-        return compile_generated(self._program, lp, memory, module, self.started)
+        return _load(self._program, self._options, generated, self.started)
 
     def _start_process(self, modules: list[Any]) -> None:
         """Write one job per module and start the process that compiles them."""
