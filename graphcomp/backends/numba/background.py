@@ -1,16 +1,16 @@
 """A Numba compile off the caller's path, while the numpy backend serves the calls.
 
-``gc.compile(..., compile_mode="background")`` only checks the options and the cache folder
-on the calling thread, then returns: a daemon thread of this process (``BackgroundCompile``)
-runs the passes and the code generator (importing numba: the generator's modules need it),
-writes one ``CompileJob`` per generated module (several for a program with scans: its
-segments and scan bodies) and starts ``python -m graphcomp.backends.numba.compile_job
-JOB...``, which compiles them into the shared kernel cache. Once that process has ended, the
-thread loads the compiled modules from the cache (a warm start) and the function switches to
-them at its next call; a cache that holds every module already skips the process. The calling
-thread never waits for numba's import, the passes or a module's load; the thread only takes
-its share of the interpreter lock. The process is not waited for at exit: a script that ends
-first leaves it to fill the cache for the next run.
+``gc.compile(..., compile_mode="background")`` checks the options and the cache folder and
+plans the modules on the calling thread (the passes and the code generator, which import no
+numba), then returns; a cache holding every module is loaded there and then (a warm start).
+Otherwise a daemon thread of this process (``BackgroundCompile``) writes one ``CompileJob``
+per generated module (several for a program with scans: its segments and scan bodies) and
+starts ``python -m graphcomp.backends.numba.compile_job JOB...``, which compiles them into the
+shared kernel cache. Once that process has ended, the thread loads the compiled modules from
+the cache and the function switches to them at its next call. The calling thread never waits
+for numba's import or a module's load; the thread only takes its share of the interpreter
+lock. The process is not waited for at exit: a script that ends first leaves it to fill the
+cache for the next run.
 
 >>> # executable, pending = start_compile(program, {}); ...; pending.done() and pending.finish()
 """
