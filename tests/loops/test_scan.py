@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from scan_bodies import lstm_step
 
 import graphcomp as gc
 
@@ -56,16 +57,6 @@ def test_tanh_rnn_forward_and_gradients_equal_the_unrolled_loop(rnn_values: dict
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-14)
 
 
-def _lstm_step(p: dict) -> Callable:
-    def step(carry: dict, x: gc.Tensor) -> tuple:
-        z = x @ p["Wx"] + carry["h"] @ p["Wh"] + p["b"]
-        i, f, o, g = (gc.sigmoid(z[:, k * H:(k + 1) * H]) for k in range(4))
-        c = f * carry["c"] + i * gc.tanh(g)
-        h = o * gc.tanh(c)
-        return {"h": h, "c": c}, {"h": h, "norm": gc.sum(c * c, axis=1)}
-    return step
-
-
 def test_lstm_with_a_dict_carry_matches_the_unrolled_loop():
     rng = np.random.default_rng(2)
     values = {"Wx": rng.normal(size=(H, 4 * H)) * 0.4, "Wh": rng.normal(size=(H, 4 * H)) * 0.4,
@@ -77,7 +68,7 @@ def test_lstm_with_a_dict_carry_matches_the_unrolled_loop():
             xs = gc.placeholder((T, B, H), "float64", name="xs")
             p = {k: gc.parameter(v, name=k) for k, v in values.items()}
             init = {"h": gc.constant(np.zeros((B, H))), "c": gc.constant(np.ones((B, H)))}
-            step = _lstm_step(p)
+            step = lstm_step(p)
             if use_scan:
                 last, ys = gc.scan(step, init, xs)
                 hs, norms = ys["h"], ys["norm"]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scan_bodies import apply_body, bodies
 
 import graphcomp as gc
 
@@ -69,23 +70,8 @@ def test_format_lists_the_body_beneath_the_scan_and_residual_bytes_per_step():
     assert "scan" in gc.to_dot(hs) and "body: carry" in gc.to_dot(hs)
 
 
-@st.composite
-def bodies(draw: st.DrawFn) -> list[tuple[str, int]]:
-    ops = st.sampled_from(["tanh", "mul_w", "add_x", "sin", "square_x"])
-    return draw(st.lists(st.tuples(ops, st.integers(0, 1)), min_size=1, max_size=4))
-
-
-def _apply(steps: list, c: gc.Tensor, x: gc.Tensor, w: gc.Tensor) -> gc.Tensor:
-    for op, k in steps:
-        other = x if k else c
-        c = {"tanh": lambda: gc.tanh(c + other), "mul_w": lambda: c * w,
-             "add_x": lambda: c + x, "sin": lambda: gc.sin(other) * c,
-             "square_x": lambda: c + 0.1 * x * x}[op]()
-    return c
-
-
 @settings(max_examples=15, deadline=None)
-@given(bodies(), st.integers(0, 3), st.booleans())
+@given(bodies(4), st.integers(0, 3), st.booleans())
 def test_generated_bodies_agree_with_unrolled_loops(steps: list, length: int, reverse: bool):
     rng = np.random.default_rng(length)
     x_value, w_value = rng.normal(size=(length, 2)), rng.normal(size=2)
@@ -94,7 +80,7 @@ def test_generated_bodies_agree_with_unrolled_loops(steps: list, length: int, re
         with gc.Graph():
             xs = gc.placeholder((length, 2), "float64", name="xs")
             w = gc.parameter(w_value, name="w")
-            body = lambda c, x: (_apply(steps, c, x, w), c * x)  # noqa: E731
+            body = lambda c, x: (apply_body(steps, c, x, w), c * x)  # noqa: E731
             if use_scan:
                 c, ys = gc.scan(body, gc.constant(np.ones(2)), xs, reverse=reverse)
             else:

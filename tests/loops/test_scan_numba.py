@@ -7,12 +7,11 @@ the module: Numba's compile time dominates.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scan_bodies import apply_body, bodies, lstm_step
 
 import graphcomp as gc
 
@@ -120,16 +119,6 @@ def test_njit_drivers_run_the_loop_natively():
         _assert_close(compiled(feed), reference(feed))
 
 
-def _lstm_step(p: dict) -> Callable:
-    def step(carry: dict, x: gc.Tensor) -> tuple:
-        z = x @ p["Wx"] + carry["h"] @ p["Wh"] + p["b"]
-        i, f, o, g = (gc.sigmoid(z[:, k * H:(k + 1) * H]) for k in range(4))
-        c = f * carry["c"] + i * gc.tanh(g)
-        h = o * gc.tanh(c)
-        return {"h": h, "c": c}, {"h": h, "norm": gc.sum(c * c, axis=1)}
-    return step
-
-
 def test_lstm_with_a_dict_carry_values_and_gradients_match_numpy():
     rng = np.random.default_rng(2)
     with gc.Graph():
@@ -137,7 +126,7 @@ def test_lstm_with_a_dict_carry_values_and_gradients_match_numpy():
         p = {k: gc.parameter(rng.normal(size=s) * 0.4, name=k)
              for k, s in (("Wx", (H, 4 * H)), ("Wh", (H, 4 * H)), ("b", (4 * H,)))}
         init = {"h": gc.constant(np.zeros((B, H))), "c": gc.constant(np.ones((B, H)))}
-        carry, ys = gc.scan(_lstm_step(p), init, xs)
+        carry, ys = gc.scan(lstm_step(p), init, xs)
         loss = gc.sum(ys["h"] * ys["h"]) + gc.sum(ys["norm"]) + gc.sum(carry["c"])
         grads = gc.grad(loss, [*p.values(), xs])
         reference, compiled = _both([xs], [loss, carry["h"], ys["norm"], *grads])
@@ -206,29 +195,14 @@ def test_nested_scans_match_numpy():
     _assert_close(compiled(feed), reference(feed))
 
 
-@st.composite
-def bodies(draw: st.DrawFn) -> list[tuple[str, int]]:
-    ops = st.sampled_from(["tanh", "mul_w", "add_x", "sin", "square_x"])
-    return draw(st.lists(st.tuples(ops, st.integers(0, 1)), min_size=1, max_size=3))
-
-
-def _apply(steps: list, c: gc.Tensor, x: gc.Tensor, w: gc.Tensor) -> gc.Tensor:
-    for op, k in steps:
-        other = x if k else c
-        c = {"tanh": lambda: gc.tanh(c + other), "mul_w": lambda: c * w,
-             "add_x": lambda: c + x, "sin": lambda: gc.sin(other) * c,
-             "square_x": lambda: c + 0.1 * x * x}[op]()
-    return c
-
-
 @settings(max_examples=4, deadline=None)  # each example compiles new kernels
-@given(bodies(), st.booleans())
+@given(bodies(3), st.booleans())
 def test_generated_bodies_agree_across_backends(steps: list, reverse: bool):
     rng = np.random.default_rng(len(steps))
     with gc.Graph():
         xs = gc.placeholder((None, 2), "float64", name="xs")
         w = gc.parameter(rng.normal(size=2), name="w")
-        body = lambda c, x: (_apply(steps, c, x, w), c * x)  # noqa: E731
+        body = lambda c, x: (apply_body(steps, c, x, w), c * x)  # noqa: E731
         c, ys = gc.scan(body, gc.constant(np.ones(2)), xs, reverse=reverse)
         loss = gc.sum(c * c) + gc.sum(ys)
         reference, compiled = _both([xs], [c, ys, *gc.grad(loss, [w, xs])])
