@@ -86,8 +86,9 @@ class ScanLoop:
     def run(self, env: dict[int, np.ndarray], binding: dict[str, int]) -> None:
         """Run every step; store the scan's outputs in ``env``."""
         # The loop is compiled for writeable C-ordered arrays, as the drivers are.
-        arrays = [a if isinstance(a, RecomputedStack) or (a.flags.writeable and a.flags.c_contiguous)
-                  else np.array(a, order="C") for a in (env[i] for i in self.inputs)]
+        arrays = [a if isinstance(a, RecomputedStack)  # read step by step (loops/checkpoint.py)
+                  or (a.flags.writeable and a.flags.c_contiguous) else np.array(a, order="C")
+                  for a in (env[i] for i in self.inputs)]
         n_carry, n_xs = len(self.body.carry_in), len(self.body.x_in)
         carry, xs = arrays[:n_carry], arrays[n_carry:n_carry + n_xs]
         invariants = arrays[n_carry + n_xs:]
