@@ -55,7 +55,7 @@ def scan_residual_bytes(scan: Node) -> tuple[ByteCount, ByteCount]:
         per_step.update(stacked_bytes_per_step(scan, index))
     k = scan.attrs.get("checkpoint")
     if k is not None:  # checkpoints and one recomputed segment (loops/checkpoint.py)
-        total = checkpoint_bytes(scan) if indices else Counter()
+        total = Counter(checkpoint_bytes(scan) if indices else {})
         total.update(_times(per_step, _segment_length(scan)))
         return dict(per_step), {s: v for s, v in total.items() if v}
     return dict(per_step), _times(per_step, graph.dims.resolve(scan.shape[0]))

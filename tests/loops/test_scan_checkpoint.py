@@ -186,6 +186,16 @@ def test_the_residual_memory_is_what_the_report_prints(values: dict, backend: st
         assert _bytes_at(per_step, binding) == 48 * batch
     plain = 2 * 7 * 2 * H * 8  # what the scan without a checkpoint stacks for T = 7, B = 2
     assert plain / _bytes_at(total, {"T": 7, "B": 2}) > 1.5
+    with gc.Graph():  # static shapes: the report is an int
+        xs = gc.placeholder((7, 2, H), "float64", name="xs")
+        W, u = gc.parameter(values["W"], name="W"), gc.parameter(values["u"], name="u")
+        h, _ = gc.scan(lambda h, x: (gc.tanh(h @ W + x) * u, None), np.ones((2, H)), xs,
+                       checkpoint=3)
+        f = gc.compile([xs], gc.grad(gc.sum(h * h), [W, u]), backend=backend)
+    held.clear()
+    f(np.ones((7, 2, H)))
+    assert format_bytes(scan_residual_bytes(h.node.inputs[0])[1]) == held[0].nbytes == (
+        3 * 2 * H * 8 + 3 * 2 * 2 * H * 8)  # 3 checkpoints, a segment of 3 steps of 2 stacks
 
 
 def test_numba_stores_nothing_of_length_T_in_the_forward_loop(values: dict, numba_rnn: dict):
