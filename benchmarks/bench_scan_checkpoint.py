@@ -6,7 +6,9 @@ gradient (``scan_residual_bytes``, which tests/loops/test_scan_checkpoint.py che
 the arrays held) and the step time: median [range] over BLOCKS blocks of each block's median
 of STEPS steps, the variants alternating block by block, and the ratio to k = None per block.
 
-    PYTHONPATH=$PWD python benchmarks/bench_scan_checkpoint.py rnn_scan lstm
+    PYTHONPATH=$PWD python benchmarks/bench_scan_checkpoint.py rnn_scan lstm rnn_scan:128
+
+(``name:T`` sets the number of steps.)
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import graphcomp as gc
 from graphcomp.inspect.bytes import format_bytes, scan_residual_bytes
 
 BLOCKS, STEPS = 10, 10
-KS = (None, 2, 4, 8)
+KS = (None, 2, 4, 8, 16)
 
 
 def _rnn_build(k: int | None):
@@ -49,7 +51,8 @@ def _lstm_build(k: int | None, hidden: int, batch: int):
 
 def _variant(workloads, name: str, k: int | None) -> tuple:
     """(compiled step, problem, residual bytes of the forward scan) of one variant."""
-    problem = workloads.make(name)
+    base, _, steps = name.partition(":")
+    problem = workloads.make(base, **({"steps": int(steps)} if steps else {}))
     if name.startswith("rnn_scan"):
         build = _rnn_build(k)
     else:
