@@ -11,7 +11,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from scan_bodies import lstm_step
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scan_bodies import apply_body, bodies, lstm_step
 
 import graphcomp as gc
 from graphcomp.errors import CompileError, GraphError
@@ -268,4 +270,24 @@ def test_only_scans_read_recomputed_stacks_on_numba(values: dict):
             if k is not None:
                 with pytest.raises(CompileError, match=r"checkpoint=3.*backend='numpy'"):
                     gc.compile([xs], [stacked], backend="numba")
+    _close(*results)
+
+
+@settings(max_examples=15, deadline=None)
+@given(bodies(4), st.integers(0, 7), st.integers(1, 8), st.booleans())
+def test_generated_bodies_agree_with_the_plain_scan(steps: list, length: int, k: int,
+                                                    reverse: bool):
+    rng = np.random.default_rng(length)
+    x_value, w_value = rng.normal(size=(length, 2)), rng.normal(size=2)
+    results = []
+    for checkpoint in (k, None):
+        with gc.Graph():
+            xs = gc.placeholder(("T", 2), "float64", name="xs")
+            w = gc.parameter(w_value, name="w")
+            body = lambda c, x: (apply_body(steps, c, x, w), c * x)  # noqa: E731
+            c, ys = gc.scan(body, gc.constant(np.ones(2)), xs, reverse=reverse,
+                            checkpoint=checkpoint)
+            loss = gc.sum(c * c) + gc.sum(ys * ys)
+            results.append(gc.compile([xs], [c, ys, *gc.grad(loss, [w, xs])],
+                                      backend="numpy")(x_value))
     _close(*results)
