@@ -125,6 +125,23 @@ def test_an_lstm_with_a_dict_carry(backend: str):
         _close(f(xs), plain(xs))
 
 
+@pytest.mark.parametrize("layer", ["lstm", "gru"])
+def test_the_recurrent_layers_pass_the_checkpoint_on(layer: str):
+    x_value = np.random.default_rng(5).normal(size=(5, B, 2))
+    results = []
+    for k in (2, None):
+        with gc.Graph():
+            x = gc.placeholder(("T", B, 2), "float64", name="x")
+            hs, _ = getattr(gc.nn, layer)(x, H, checkpoint=k, seed=0)
+            params = [p for p in x.graph.nodes() if p.op == "parameter"]
+            assert all(n.attrs.get("checkpoint") == k for n in x.graph.nodes() if n.op == "scan"
+                       and n.role != "adjoint")
+            loss = gc.sum(hs * hs)
+            grads = gc.grad(loss, [gc.Tensor(p) for p in params] + [x])
+            results.append(gc.compile([x], [loss, *grads], backend="numpy")(x_value))
+    _close(*results)
+
+
 def test_check_grads_passes():
     rng = np.random.default_rng(0)
     with gc.Graph():
