@@ -65,14 +65,18 @@ class Checkpoints:
 
     def _recompute(self, s: int) -> None:
         carry = [np.array(c[s]) for c in self.carries]
+        spare = [np.empty_like(c) for c in carry]  # the step may reuse its output buffers
+        invariants = list(self.invariants)
         start = s * self.k
         for j in range(min(self.k, self.trip - start)):
             i = start + j
             t = self.trip - 1 - i if self.reverse else i
-            new, values = self.step(carry, [x[t] for x in self.xs], list(self.invariants))
+            new, values = self.step(carry, [x[t] for x in self.xs], invariants)
             for buffer, (kind, index) in zip(self.segment, self.stacked, strict=True):
                 buffer[j] = carry[index] if kind == "carry" else values[index]
-            carry = [np.array(c) for c in new]  # the step may reuse its output buffers
+            for buffer, value in zip(spare, new, strict=True):
+                np.copyto(buffer, value)
+            carry, spare = spare, carry
         self.current = s
 
 
