@@ -9,7 +9,7 @@ import pytest
 import graphcomp as gc
 from graphcomp.backends.numba.backend import prepare
 from graphcomp.backends.numba.kernels import PREFETCH_AHEAD
-from graphcomp.backends.numba.placement import known_work
+from graphcomp.backends.numba.placement import choose_driver, known_work
 from graphcomp.ops import apply
 from graphcomp.runtime.program import build_program
 
@@ -154,7 +154,7 @@ def test_numba_step_allocates_nothing_of_the_tables_size():
     assert in_place_ops.count("sparse_adam_step") == 2
 
 
-def _work_of_embedding_step(vocab):
+def _embedding_step(vocab):
     with gc.Graph():
         ids = gc.placeholder((64,), "int64", name="ids")
         table = gc.parameter(np.zeros((vocab, 4), "float32"), name="table")
@@ -163,6 +163,11 @@ def _work_of_embedding_step(vocab):
         program = build_program([ids], [loss], updates)
     lp, plan, memory = prepare(program)
     assert "sparse_sgd" in [lp.ops[v].op for v in memory.in_place]
+    return lp, plan, memory
+
+
+def _work_of_embedding_step(vocab):
+    lp, plan, memory = _embedding_step(vocab)
     return known_work(lp, plan, memory.in_place), known_work(lp, plan)
 
 
@@ -172,6 +177,13 @@ def test_the_step_driver_does_not_depend_on_the_tables_size():
     small, large = _work_of_embedding_step(50), _work_of_embedding_step(50_000)
     assert small[0] == large[0] < 64 * 4 * 10
     assert large[1] >= 50_000 * 4 > small[1]  # counting the table (not in place) would
+
+
+def test_a_step_with_row_updates_gets_a_python_driver():
+    # Its update kernels are long to compile, and an njit driver would compile them again.
+    lp, plan, memory = _embedding_step(50)
+    assert choose_driver(lp, plan, None, memory.in_place) is False
+    assert choose_driver(lp, plan, True, memory.in_place) is True  # unless asked for
 
 
 # Wide rows (a cache line or more: the kernels hint rows ahead) and many ids: hash-table
