@@ -2,7 +2,7 @@
 
 * ``choose_driver``: a short step gets an njit driver (one native call per step), a long one
   a Python driver (an njit driver links and re-optimises every kernel it calls), and so
-  does a step with row-wise updates (embedding tables).
+  does a step with lazy Adam's row-wise updates.
 * ``wants_lanes``: whether products are split between two threads (``lanes.py``).
 * ``place_statements``: for a Python driver, which buffers ``bind()`` makes once per binding
   of the dims, which views of them the calls need (made once too), what each step runs, and
@@ -33,12 +33,15 @@ JIT_DRIVER_MAX_KERNELS = 32
 # step is short. Steps with more known work than this (matmul flops plus elements written,
 # symbols counted as 1) get a Python driver: ~30 us of calls is then 1-2 % of the step.
 JIT_DRIVER_MAX_WORK = 20_000_000
-# A step with row-wise updates (ops/sparse_updates.py: embedding tables) gets a Python
-# driver whatever its work: each update kernel groups its ids with a hash table and is long
-# to compile, and an njit driver compiles it again (word2vec's LazyAdam step: 5.9-6.3 s of
-# CPU with a Python driver against 9.9-10.6 s with an njit one, 19 kernels); the step pays
-# the dispatch of its ~20-30 calls, which is small beside its row traffic
-# (docs/performance.md, "word2vec: compile and step against the vocabulary").
+# A step with lazy Adam's row-wise updates (ops/sparse_updates.py) gets a Python driver
+# whatever its work: its three update kernels per table (two moments and the step) each
+# group their ids with a hash table and are long to compile, and an njit driver compiles
+# them again. The word2vec example's step: 5.9-6.3 s of CPU to compile with a Python driver
+# against 9.9-10.6 s with an njit one, for 0.80 against 0.69 ms a step. A step with SGD's
+# row updates (one kernel per table) keeps the usual choice: the word2vec workload's step
+# took 0.82 ms with a Python driver against 0.60 ms with its njit one (docs/performance.md,
+# "word2vec: compile and step, lazy Adam's driver").
+ROW_UPDATE_OPS_FOR_PYTHON_DRIVER = ("sparse_adam_step",)
 
 
 def choose_driver(lp: LoweredProgram, plan: FusionPlan, driver_jit: bool | None,
@@ -47,7 +50,7 @@ def choose_driver(lp: LoweredProgram, plan: FusionPlan, driver_jit: bool | None,
     the values written into their parameter's storage, as ``MemoryPlan.in_place``)."""
     if driver_jit is not None:
         return driver_jit
-    if any(kernel.kind in SPARSE_UPDATE_OPS for kernel in plan.kernels):
+    if any(kernel.kind in ROW_UPDATE_OPS_FOR_PYTHON_DRIVER for kernel in plan.kernels):
         return False
     return (len(plan.kernels) <= JIT_DRIVER_MAX_KERNELS
             and known_work(lp, plan, in_place) <= JIT_DRIVER_MAX_WORK)
