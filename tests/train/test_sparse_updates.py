@@ -154,7 +154,7 @@ def test_numba_step_allocates_nothing_of_the_tables_size():
     assert in_place_ops.count("sparse_adam_step") == 2
 
 
-def _embedding_step(vocab, optimizer=None):
+def _planned_embedding_step(vocab, optimizer=None):
     with gc.Graph():
         ids = gc.placeholder((64,), "int64", name="ids")
         table = gc.parameter(np.zeros((vocab, 4), "float32"), name="table")
@@ -167,7 +167,7 @@ def _embedding_step(vocab, optimizer=None):
 
 
 def _work_of_embedding_step(vocab):
-    lp, plan, memory = _embedding_step(vocab)
+    lp, plan, memory = _planned_embedding_step(vocab)
     return known_work(lp, plan, memory.in_place), known_work(lp, plan)
 
 
@@ -182,10 +182,10 @@ def test_the_step_driver_does_not_depend_on_the_tables_size():
 def test_a_step_with_lazy_adam_row_updates_gets_a_python_driver():
     # Its three update kernels per table are long to compile, and an njit driver would
     # compile them again; a short step with SGD's row updates keeps its njit driver.
-    lp, plan, memory = _embedding_step(50, gc.optim.LazyAdam(lr=0.1))
+    lp, plan, memory = _planned_embedding_step(50, gc.optim.LazyAdam(lr=0.1))
     assert choose_driver(lp, plan, None, memory.in_place) is False
     assert choose_driver(lp, plan, True, memory.in_place) is True  # unless asked for
-    lp, plan, memory = _embedding_step(50)
+    lp, plan, memory = _planned_embedding_step(50)
     assert choose_driver(lp, plan, None, memory.in_place) is True
 
 
