@@ -174,8 +174,9 @@ def main() -> None:
     print(f"load average {os.getloadavg()}")
     columns = ["step", "step_cpu", "eval", "eval_cpu",
                *(["warm_step", "warm_eval"] if args.warm else [])]
-    print("\n| function | tree | step cold (s) | step cold, CPU (s) | eval cold, after the step (s) "
-          "| eval cold, CPU (s) |" + (" step warm (s) | eval warm (s) |" if args.warm else ""))
+    print("\n| function | tree | step cold (s) | step cold, CPU (s) "
+          "| eval cold, after the step (s) | eval cold, CPU (s) |"
+          + (" step warm (s) | eval warm (s) |" if args.warm else ""))
     print("|---|---|---|---|---|---|" + ("---|---|" if args.warm else ""))
     for (target, tree), runs in results.items():
         cells = [_summary([r[c] for r in runs if r.get(c) is not None]) for c in columns]
