@@ -94,6 +94,18 @@ def test_lazy_adam_matches_numpy_reference(backend):
     np.testing.assert_allclose(result, reference_lazy_adam(0.05), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_numba_fuses_lazy_adam_and_equals_numpy_bit_for_bit(dtype):
+    # One kernel per table groups the ids once and writes both moments and the table
+    # (sparse_kernels.fuse_lazy_adam), with the roundings of the three separate updates.
+    step, _, _ = _embedding_step(gc.optim.LazyAdam(lr=0.05), "numba", dtype)
+    fused = [line for line in step.source.splitlines() if re.search(
+        r"k\d+\(.*# %\d+ sparse_moment, %\d+ sparse_moment, %\d+ sparse_adam_step$", line)]
+    assert len(fused) == 1, step.source
+    results = [_train(gc.optim.LazyAdam(lr=0.05), backend, dtype)[0] for backend in BACKENDS]
+    np.testing.assert_array_equal(*results)
+
+
 def test_lazy_adam_equals_adam_when_every_row_is_touched():
     ids = np.arange(VOCAB).reshape(-1, 2)
     results = []
