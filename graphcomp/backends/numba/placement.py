@@ -34,13 +34,14 @@ JIT_DRIVER_MAX_KERNELS = 32
 # symbols counted as 1) get a Python driver: ~30 us of calls is then 1-2 % of the step.
 JIT_DRIVER_MAX_WORK = 20_000_000
 # A step with lazy Adam's row-wise updates (ops/sparse_updates.py) gets a Python driver
-# whatever its work: its three update kernels per table (two moments and the step) each
-# group their ids with a hash table and are long to compile, and an njit driver compiles
-# them again. The word2vec example's step: 6.4-6.7 s of CPU to compile with a Python driver
-# against 9.3-9.9 s with an njit one, for 0.79-0.88 against 0.69-0.77 ms a step. A step with
-# SGD's row updates (one kernel per table) keeps the usual choice: the word2vec workload's
-# step took 0.76-0.82 ms with a Python driver against 0.55-0.60 ms with its njit one
-# (docs/performance.md, "word2vec: compile and step, lazy Adam's driver").
+# whatever its work: its update kernels (sparse_kernels.py: the ids grouped in a hash table,
+# then the rows) are long to compile, and an njit driver compiles them and every other
+# kernel again. The word2vec example's step: 6.8-6.9 s of CPU to compile against 11.2-11.5 s
+# with main's njit driver and three kernels per table (load 8), for 0.46 against 0.35 ms a
+# step with an njit driver over the same fused kernel. A step with SGD's row updates keeps
+# the usual choice: the word2vec workload's step took 0.76-0.82 ms with a Python driver
+# against 0.55-0.60 ms with its njit one (docs/performance.md, "word2vec: compile and step,
+# lazy Adam's driver").
 ROW_UPDATE_OPS_FOR_PYTHON_DRIVER = ("sparse_adam_step",)
 
 

@@ -14,6 +14,11 @@ written in place (``memory._in_place_updates``), a step touches the same number 
 Written elsewhere, the kernel first copies the whole table (the value of every untouched
 row). The rows are written in the order their ids first come; each row's new value depends
 only on its own group, so the order does not change the result.
+
+Lazy Adam's three updates of a table (both moments, then the step that reads them) run as
+one kernel where all three are written in place (``fuse_lazy_adam``, ``lazy_adam_kernel``):
+the ids are grouped once and each touched row of the table and its moments is visited once,
+with the same formulas and roundings as the three kernels.
 """
 
 from __future__ import annotations
