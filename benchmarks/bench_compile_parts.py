@@ -3,7 +3,8 @@
 For every built-in example (``graphcomp/train/examples``) and every benchmark workload
 (``benchmarks/workloads.py``), a fresh process with an empty ``GRAPHCOMP_CACHE_DIR`` compiles
 the training step, then the evaluation function (the same outputs, no updates), eagerly, and
-reports each one's ``compile_seconds`` (passes, code generation, Numba). Median [range] over
+reports each one's ``compile_seconds`` (passes, code generation, Numba) and the CPU seconds
+of the process and its compile helper over the same span (``*_cpu``). Median [range] over
 ``--processes`` rounds. ``--trees A B`` alternates source trees (``PYTHONPATH``) in each
 round, so two commits are measured on the same load::
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,31 +37,47 @@ WORKLOADS = ["tiny_mlp", "mlp", "ewise", "rnn", "logreg", "cnn", "vae"]
 HERE = Path(__file__).resolve().parent
 
 
-Compile = tuple[str, float, bool, int, int]
+Compile = tuple[str, float, bool, int, int, float]
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its children waited for (the compile helper)."""
+    own, children = (resource.getrusage(w) for w in (resource.RUSAGE_SELF,
+                                                       resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _record_compiles() -> list[Compile]:
     """Patch the numba backend so that each compile appends (kind, seconds, cache hit,
-    modules, new modules): the first compile is the training step, the second the evaluation
-    function (which may have updates of its own: batch norm's statistics, the random state);
-    then how many modules it loads (its libraries and its driver's module) and how many of
-    them no compile before it loaded."""
+    modules, new modules, CPU seconds): the first compile is the training step, the second
+    the evaluation function (which may have updates of its own: batch norm's statistics, the
+    random state); then how many modules it loads (its libraries and its driver's module),
+    how many of them no compile before it loaded, and the CPU time of this process and its
+    helper from ``gc.compile``'s program build to the loaded module."""
     from graphcomp.backends.numba import backend
+    from graphcomp.runtime import function
 
     seen: list[Compile] = []
     loaded: set[str] = set()
     original = backend.compile_generated
+    build = function.build_program
+    cpu_start = [0.0]
+
+    def build_program(*args, **kwargs):  # type: ignore[no-untyped-def]
+        cpu_start[0] = _cpu_seconds()
+        return build(*args, **kwargs)
 
     def compile_generated(program, lp, memory, module, start):  # type: ignore[no-untyped-def]
         executable = original(program, lp, memory, module, start)
         kind = ("step", "eval")[len(seen)] if len(seen) < 2 else "other"
         modules = {*getattr(module, "libraries", ()), module.source}
         seen.append((kind, executable.compile_seconds, executable.cache_hit, len(modules),
-                     len(modules - loaded)))
+                     len(modules - loaded), _cpu_seconds() - cpu_start[0]))
         loaded.update(modules)
         return executable
 
     backend.compile_generated = compile_generated
+    function.build_program = build_program
     return seen
 
 
@@ -111,9 +129,11 @@ def _child(target: str, env: dict) -> dict:
         return {"error": done.stderr[-800:]}
     compiles = json.loads(done.stdout.strip().splitlines()[-1])
     first = {}
-    for kind, seconds, hit, *_ in compiles:
-        first.setdefault(kind, (seconds, hit))
-    return {"step": first.get("step", (None, None))[0], "eval": first.get("eval", (None, None))[0],
+    for kind, seconds, hit, *_, cpu in compiles:
+        first.setdefault(kind, (seconds, hit, cpu))
+    none = (None, None, None)
+    return {"step": first.get("step", none)[0], "eval": first.get("eval", none)[0],
+            "step_cpu": first.get("step", none)[2], "eval_cpu": first.get("eval", none)[2],
             "compiles": compiles}
 
 
@@ -152,10 +172,12 @@ def main() -> None:
                     print(f"round {round_number} {target} {label}: {json.dumps(got)}",
                           flush=True)
     print(f"load average {os.getloadavg()}")
-    columns = ["step", "eval", *(["warm_step", "warm_eval"] if args.warm else [])]
-    print("\n| function | tree | step cold (s) | eval cold, after the step (s) |"
+    columns = ["step", "step_cpu", "eval", "eval_cpu",
+               *(["warm_step", "warm_eval"] if args.warm else [])]
+    print("\n| function | tree | step cold (s) | step cold, CPU (s) "
+          "| eval cold, after the step (s) | eval cold, CPU (s) |"
           + (" step warm (s) | eval warm (s) |" if args.warm else ""))
-    print("|---|---|---|---|" + ("---|---|" if args.warm else ""))
+    print("|---|---|---|---|---|---|" + ("---|---|" if args.warm else ""))
     for (target, tree), runs in results.items():
         cells = [_summary([r[c] for r in runs if r.get(c) is not None]) for c in columns]
         print(f"| {target} | {tree} | {' | '.join(cells)} |")

@@ -9,7 +9,7 @@ import pytest
 import graphcomp as gc
 from graphcomp.backends.numba.backend import prepare
 from graphcomp.backends.numba.kernels import PREFETCH_AHEAD
-from graphcomp.backends.numba.placement import known_work
+from graphcomp.backends.numba.placement import choose_driver, known_work
 from graphcomp.ops import apply
 from graphcomp.runtime.program import build_program
 
@@ -94,6 +94,18 @@ def test_lazy_adam_matches_numpy_reference(backend):
     np.testing.assert_allclose(result, reference_lazy_adam(0.05), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_numba_fuses_lazy_adam_and_equals_numpy_bit_for_bit(dtype):
+    # One kernel per table groups the ids once and writes both moments and the table
+    # (sparse_kernels.fuse_lazy_adam), with the roundings of the three separate updates.
+    step, _, _ = _embedding_step(gc.optim.LazyAdam(lr=0.05), "numba", dtype)
+    fused = [line for line in step.source.splitlines() if re.search(
+        r"k\d+\(.*# %\d+ sparse_moment, %\d+ sparse_moment, %\d+ sparse_adam_step$", line)]
+    assert len(fused) == 1, step.source
+    results = [_train(gc.optim.LazyAdam(lr=0.05), backend, dtype)[0] for backend in BACKENDS]
+    np.testing.assert_array_equal(*results)
+
+
 def test_lazy_adam_equals_adam_when_every_row_is_touched():
     ids = np.arange(VOCAB).reshape(-1, 2)
     results = []
@@ -154,15 +166,20 @@ def test_numba_step_allocates_nothing_of_the_tables_size():
     assert in_place_ops.count("sparse_adam_step") == 2
 
 
-def _work_of_embedding_step(vocab):
+def _planned_embedding_step(vocab, optimizer=None):
     with gc.Graph():
         ids = gc.placeholder((64,), "int64", name="ids")
         table = gc.parameter(np.zeros((vocab, 4), "float32"), name="table")
         loss = gc.sum(gc.tanh(gc.take(table, ids, axis=0)))
-        updates = gc.optim.SGD(lr=0.1).updates(loss, [table])
+        updates = (optimizer or gc.optim.SGD(lr=0.1)).updates(loss, [table])
         program = build_program([ids], [loss], updates)
     lp, plan, memory = prepare(program)
-    assert "sparse_sgd" in [lp.ops[v].op for v in memory.in_place]
+    assert {"sparse_sgd", "sparse_adam_step"} & {lp.ops[v].op for v in memory.in_place}
+    return lp, plan, memory
+
+
+def _work_of_embedding_step(vocab):
+    lp, plan, memory = _planned_embedding_step(vocab)
     return known_work(lp, plan, memory.in_place), known_work(lp, plan)
 
 
@@ -172,6 +189,16 @@ def test_the_step_driver_does_not_depend_on_the_tables_size():
     small, large = _work_of_embedding_step(50), _work_of_embedding_step(50_000)
     assert small[0] == large[0] < 64 * 4 * 10
     assert large[1] >= 50_000 * 4 > small[1]  # counting the table (not in place) would
+
+
+def test_a_step_with_lazy_adam_row_updates_gets_a_python_driver():
+    # Its three update kernels per table are long to compile, and an njit driver would
+    # compile them again; a short step with SGD's row updates keeps its njit driver.
+    lp, plan, memory = _planned_embedding_step(50, gc.optim.LazyAdam(lr=0.1))
+    assert choose_driver(lp, plan, None, memory.in_place) is False
+    assert choose_driver(lp, plan, True, memory.in_place) is True  # unless asked for
+    lp, plan, memory = _planned_embedding_step(50)
+    assert choose_driver(lp, plan, None, memory.in_place) is True
 
 
 # Wide rows (a cache line or more: the kernels hint rows ahead) and many ids: hash-table

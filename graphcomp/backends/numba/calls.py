@@ -33,7 +33,7 @@ from graphcomp.backends.numba.program import (
     ValueType,
 )
 from graphcomp.backends.numba.random_kernels import random_kernel
-from graphcomp.backends.numba.sparse_kernels import sparse_update_kernel
+from graphcomp.backends.numba.sparse_kernels import lazy_adam_kernel, sparse_update_kernel
 from graphcomp.errors import CompileError
 from graphcomp.ops.sparse_updates import SPARSE_UPDATE_OPS
 from graphcomp.passes.fusion import FusionPlan, Kernel, loop_shape
@@ -223,6 +223,8 @@ def _kernel_text(ctx: CallContext, kernel: Kernel) -> K.KernelText:
         return K.loop_kernel(ctx.lp, kernel, ctx.memory.in_place)
     if kernel.kind == "matmul":
         return K.batched_matmul_kernel(ctx.lp, kernel, gemm_name(ctx, op.dtype))
+    if kernel.kind == "sparse_adam_step" and kernel.inlined:  # sparse_kernels.fuse_lazy_adam
+        return lazy_adam_kernel(ctx.lp, kernel)
     if kernel.kind in SPARSE_UPDATE_OPS:
         return sparse_update_kernel(ctx.lp, kernel, kernel.root in ctx.memory.in_place)
     writer = _WRITERS.get(kernel.kind)

@@ -34,6 +34,7 @@ from graphcomp.backends.numba.placement import (
 )
 from graphcomp.backends.numba.program import Buffer, Call, DriverArgument, StepProgram, ValueType
 from graphcomp.backends.numba.render import render_modules
+from graphcomp.backends.numba.sparse_kernels import fuse_lazy_adam
 from graphcomp.passes.fusion import FusionPlan
 from graphcomp.passes.lowered import LoweredProgram
 from graphcomp.passes.memory import MemoryPlan
@@ -73,6 +74,7 @@ def generate(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan, *,
 
     >>> # module = generate(lp, plan_kernels(lp), plan_memory(lp, plan))
     """
+    plan = fuse_lazy_adam(lp, plan, memory)
     names = Names(lp, reserved=_RESERVED)
     blas = numpy_blas()
     njit_driver = choose_driver(lp, plan, driver_jit, memory.in_place)

@@ -1,7 +1,8 @@
 """Stage 3 of code generation: the driver's form, the lanes, and where each statement runs.
 
 * ``choose_driver``: a short step gets an njit driver (one native call per step), a long one
-  a Python driver (an njit driver links and re-optimises every kernel it calls).
+  a Python driver (an njit driver links and re-optimises every kernel it calls), and so
+  does a step with lazy Adam's row-wise updates.
 * ``wants_lanes``: whether products are split between two threads (``lanes.py``).
 * ``place_statements``: for a Python driver, which buffers ``bind()`` makes once per binding
   of the dims, which views of them the calls need (made once too), what each step runs, and
@@ -32,6 +33,16 @@ JIT_DRIVER_MAX_KERNELS = 32
 # step is short. Steps with more known work than this (matmul flops plus elements written,
 # symbols counted as 1) get a Python driver: ~30 us of calls is then 1-2 % of the step.
 JIT_DRIVER_MAX_WORK = 20_000_000
+# A step with lazy Adam's row-wise updates (ops/sparse_updates.py) gets a Python driver
+# whatever its work: its update kernels (sparse_kernels.py: the ids grouped in a hash table,
+# then the rows) are long to compile, and an njit driver compiles them and every other
+# kernel again. The word2vec example's step: 6.8-6.9 s of CPU to compile against 11.2-11.5 s
+# with main's njit driver and three kernels per table (load 8), for 0.46 against 0.35 ms a
+# step with an njit driver over the same fused kernel. A step with SGD's row updates keeps
+# the usual choice: the word2vec workload's step took 0.76-0.82 ms with a Python driver
+# against 0.55-0.60 ms with its njit one (docs/performance.md, "word2vec: compile and step,
+# lazy Adam's driver").
+ROW_UPDATE_OPS_FOR_PYTHON_DRIVER = ("sparse_adam_step",)
 
 
 def choose_driver(lp: LoweredProgram, plan: FusionPlan, driver_jit: bool | None,
@@ -40,6 +51,8 @@ def choose_driver(lp: LoweredProgram, plan: FusionPlan, driver_jit: bool | None,
     the values written into their parameter's storage, as ``MemoryPlan.in_place``)."""
     if driver_jit is not None:
         return driver_jit
+    if any(kernel.kind in ROW_UPDATE_OPS_FOR_PYTHON_DRIVER for kernel in plan.kernels):
+        return False
     return (len(plan.kernels) <= JIT_DRIVER_MAX_KERNELS
             and known_work(lp, plan, in_place) <= JIT_DRIVER_MAX_WORK)
 

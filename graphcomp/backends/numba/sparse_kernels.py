@@ -14,14 +14,22 @@ written in place (``memory._in_place_updates``), a step touches the same number 
 Written elsewhere, the kernel first copies the whole table (the value of every untouched
 row). The rows are written in the order their ids first come; each row's new value depends
 only on its own group, so the order does not change the result.
+
+Lazy Adam's three updates of a table (both moments, then the step that reads them) run as
+one kernel where all three are written in place (``fuse_lazy_adam``, ``lazy_adam_kernel``):
+the ids are grouped once and each touched row of the table and its moments is visited once,
+with the same formulas and roundings as the three kernels.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from graphcomp.backends.numba.expressions import literal
 from graphcomp.backends.numba.kernels import CACHE_LINE_BYTES, PREFETCH_AHEAD, KernelText
-from graphcomp.passes.fusion import Kernel
+from graphcomp.passes.fusion import FusionPlan, Kernel
 from graphcomp.passes.lowered import LoweredProgram
+from graphcomp.passes.memory import MemoryPlan
 
 # Where each op reads its table, ids and (for the sums) rows.
 _OPERANDS = {"sparse_sgd": (0, 1, 2), "sparse_moment": (0, 1, 2), "sparse_adam_step": (0, 3, None)}
@@ -149,3 +157,106 @@ def _row_update(op_name: str, attrs: dict, dt: str) -> str:
         return f"np.{dt}({beta!r}) * table[r, c] + np.{dt}({1.0 - beta!r}) * {term}"
     eps = float(attrs["eps"])
     return f"table[r, c] - lr * ((m[r, c] / c1) / (np.sqrt(v[r, c] / c2) + np.{dt}({eps!r})))"
+
+
+def fuse_lazy_adam(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan) -> FusionPlan:
+    """``plan`` with each lazy Adam update of a table (two ``sparse_moment`` kernels and the
+    ``sparse_adam_step`` that reads them) as one kernel at the step's place: the ids are
+    grouped once and each touched row of the table and its moments is visited once
+    (``lazy_adam_kernel``). Only where all three are written in place, nothing else reads the
+    new moments, and no kernel between the moments and the step writes into the buffers of
+    the moments' ids and rows (their slots may be reused once the moments are done)."""
+    index = {k.root: i for i, k in enumerate(plan.kernels)}
+    readers: dict[int, int] = {}
+    for op in lp.ops.values():
+        for value in op.inputs:
+            readers[value] = readers.get(value, 0) + 1
+    fused: dict[int, Kernel] = {}
+    dropped: set[int] = set()
+    for position, kernel in enumerate(plan.kernels):
+        moments = _lazy_adam_moments(lp, plan, memory, kernel, index, readers)
+        if moments is None:
+            continue
+        first = min(index[m] for m in moments)
+        between = plan.kernels[first + 1:position]
+        ids, rows = lp.ops[moments[0]].inputs[1:3]
+        slots = {memory.slot_of.get(memory.base(v)) for v in (ids, rows)} - {None}
+        if any(memory.slot_of.get(memory.base(r)) in slots for k in between for r in k.results):
+            continue
+        fused[position] = replace(kernel, inlined=[*kernel.inlined, *moments])
+        dropped.update(index[m] for m in moments)
+    if not fused:
+        return plan
+    kernels = [fused.get(i, k) for i, k in enumerate(plan.kernels) if i not in dropped]
+    return replace(plan, kernels=kernels)
+
+
+def _lazy_adam_moments(lp: LoweredProgram, plan: FusionPlan, memory: MemoryPlan,
+                       kernel: Kernel, index: dict[int, int], readers: dict[int, int]
+                       ) -> tuple[int, int] | None:
+    """The (first, second) moment values a lazy Adam step kernel can take in, or None."""
+    if kernel.kind != "sparse_adam_step" or kernel.root not in memory.in_place:
+        return None
+    op = lp.ops[kernel.root]
+    new_m, new_v, ids = op.inputs[1:4]
+    for value, power in ((new_m, 1), (new_v, 2)):
+        moment = lp.ops[value]
+        if (moment.op != "sparse_moment" or moment.attrs["power"] != power
+                or value not in index or plan.kernels[index[value]].inlined
+                or value not in memory.in_place or readers.get(value, 0) != 1
+                or moment.inputs[1] != ids or value in lp.outputs):
+            return None
+    if lp.ops[new_m].inputs[2] != lp.ops[new_v].inputs[2]:
+        return None
+    return new_m, new_v
+
+
+def lazy_adam_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
+    """The kernel of a lazy Adam update taken in by ``fuse_lazy_adam``: per touched row, the
+    rows summed, both moments, then the step from the moments just written (the formulas and
+    roundings of the three separate kernels). Table, moments: updated in place."""
+    op = lp.ops[kernel.root]
+    new_m, new_v, ids = op.inputs[1:4]
+    m_op, v_op = lp.ops[new_m], lp.ops[new_v]
+    dt = op.dtype.name
+    reads = [op.inputs[0], m_op.inputs[0], v_op.inputs[0], ids, m_op.inputs[2]]
+    scalars = []
+    for k, name in _SCALARS["sparse_adam_step"].items():
+        value = lp.ops[op.inputs[k]]
+        if value.op == "constant" and value.attrs["value"].size == 1:
+            scalars.append((f"{name} = {literal(value.attrs['value'].item(), op.dtype)}", ""))
+        else:
+            scalars.append((f"{name} = a{len(reads)}[()]", ""))
+            reads.append(op.inputs[k])
+    body = [
+        ("size = a0.shape[0]", ""),
+        (f"inner = {' * '.join(['1', *[f'a0.shape[{k}]' for k in range(1, op.ndim)]])}", ""),
+        ("n = a3.size", ""),
+        ("table = a0.reshape((size, inner))", ""),
+        ("m = a1.reshape((size, inner))", ""),
+        ("v = a2.reshape((size, inner))", ""),
+        *_grouped_positions("a3", "sparse_adam_step"),
+        ("rows = a4.reshape((n, inner))", ""),
+        (f"acc = np.empty(inner, dtype=np.{dt})", ""),
+        *scalars,
+        *[(f"hint{k} = {name}.reshape({name}.size)", "") for k, name in
+          enumerate(("a0", "a1", "a2"))],
+        ("for g in range(groups):", ""), ("    q = heads[g]", ""), ("    r = keys[q]", ""),
+        *_prefetch_group(3, op.dtype.itemsize),
+        ("    for c in range(inner):", ""),
+        (f"        acc[c] = np.{dt}(0.0) + rows[q, c]", "0 + first row, as scatter_add"),
+        ("    q = following[q]", ""),
+        ("    while q >= 0:", ""),
+        ("        for c in range(inner):", ""),
+        ("            acc[c] += rows[q, c]", "repeated ids add up in order"),
+        ("        q = following[q]", ""),
+        ("    for c in range(inner):", ""),
+        (f"        m[r, c] = {_row_update('sparse_moment', m_op.attrs, dt).replace('table', 'm')}",
+         m_op.describe()),
+        (f"        v[r, c] = {_row_update('sparse_moment', v_op.attrs, dt).replace('table', 'v')}",
+         v_op.describe()),
+        (f"        table[r, c] = {_row_update('sparse_adam_step', op.attrs, dt)}",
+         op.describe()),
+    ]
+    return KernelText([f"a{k}" for k in range(len(reads))], body, reads,
+                      flat_args=(3, 4), functions={"prefetch"}, writes=[])
