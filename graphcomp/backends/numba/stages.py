@@ -115,7 +115,9 @@ class ScanLoop:
         stacks = [np.empty((trip if i in self.stacked else 0, *c.shape), c.dtype)
                   for i, c in enumerate(carry)]
         carries = [[np.empty_like(c) for c in carry] for _ in range(2)]
+        shared = _share_stacks(self, ys, stacks, trip)
         bound = _BoundLoop(self._step(binding), carries, ys, stacks, self.stack_carries)
+        bound.shared = shared
         if self.native:
             views, tail = self.executable.bound_buffers(binding)
             if all(isinstance(v, np.ndarray) for v in views):  # else: an input passes through
@@ -143,29 +145,111 @@ class _BoundLoop:
     stacks: list[np.ndarray]  # of length 0 when nothing reads them
     stack_carries: bool
     native: tuple | None = None  # scan_loop and the body's output views and driver tail
+    shared: dict[int, int] = field(default_factory=dict)  # carry -> y: one buffer (_share_stacks)
+    _plan: _LoopPlan | None = None
+    _cached: tuple | None = None  # the last call's xs and invariants, each step's arguments
 
     def loop(self, init: list[np.ndarray], xs: list[np.ndarray], invariants: list[np.ndarray],
              trip: int, reverse: bool) -> list[np.ndarray]:
-        carry, spare = self.carries
-        for buffer, value in zip(carry, init, strict=True):
-            np.copyto(buffer, value)
         if self.native is not None:
+            carry, spare = self.carries
+            for buffer, value in zip(carry, init, strict=True):
+                np.copyto(buffer, value)
             function, buffers = self.native
             function(trip, reverse, self.stack_carries, *carry, *spare, *xs, *invariants,
                      *self.ys, *self.stacks, *buffers)
             return [*(carry if trip % 2 == 0 else spare), *self.ys, *self.stacks]
-        step, ys, n_carry = self.step, self.ys, len(carry)
-        stacking = [(self.stacks[i], i) for i in range(n_carry) if len(self.stacks[i])]
-        for t in range(trip - 1, -1, -1) if reverse else range(trip):
-            for stack, i in stacking:
-                stack[t] = carry[i]
-            outputs = step([*carry, *[x[t, ...] for x in xs], *invariants])  # views, 0-d too
-            for y, value in zip(ys, outputs[n_carry:], strict=True):
-                y[t] = value
-            for buffer, value in zip(spare, outputs[:n_carry], strict=True):
-                np.copyto(buffer, value)
-            carry, spare = spare, carry
-        return [*carry, *ys, *self.stacks]
+        plan = self._plan or self._make_plan(trip, reverse)
+        for buffer, value in zip(plan.first, init, strict=True):
+            buffer[...] = value
+        step = self.step
+        for arguments, copies in zip(self._arguments(plan, xs, invariants), plan.copies,
+                                     strict=True):
+            outputs = step(arguments)
+            for buffer, k in copies:
+                buffer[...] = outputs[k]
+        return plan.results
+
+    def _make_plan(self, trip: int, reverse: bool) -> _LoopPlan:
+        """Where each step reads its carry and writes its results (see _LoopPlan)."""
+        order = list(range(trip - 1, -1, -1) if reverse else range(trip))
+        n_carry = len(self.carries[0])
+        reads: list[list[np.ndarray]] = [[] for _ in order]
+        copies: list[list[tuple[np.ndarray, int]]] = [[] for _ in order]
+        first, final = [], []
+        for i in range(n_carry):
+            stack = self.stacks[i]
+            if len(stack) != trip or trip == 0:  # not stacked: two buffers that swap
+                buffers = [self.carries[0][i], self.carries[1][i]]
+                for s in range(trip):
+                    reads[s].append(buffers[s % 2])
+                    copies[s].append((buffers[(s + 1) % 2], i))
+                first.append(buffers[0])
+                final.append(buffers[trip % 2])
+                continue
+            # Stacked: step t reads its carry from stack[t], where the previous step wrote it.
+            shared = self.shared.get(i)  # stack[next t] is ys[shared][t]: written as a y
+            for s, t in enumerate(order):
+                reads[s].append(stack[t, ...])
+                last = s == trip - 1
+                if shared is None:
+                    target = self.carries[0][i] if last else stack[order[s + 1], ...]
+                    copies[s].append((target, i))
+            first.append(stack[order[0], ...])
+            final.append(self.carries[0][i] if shared is None else
+                         self.ys[shared][order[-1], ...])
+        for j, y in enumerate(self.ys):
+            for s, t in enumerate(order):
+                copies[s].append((y[t, ...], n_carry + j))
+        self._plan = _LoopPlan(order, reads, copies, first, [*final, *self.ys, *self.stacks])
+        return self._plan
+
+    def _arguments(self, plan: _LoopPlan, xs: list[np.ndarray], invariants: list[np.ndarray]
+                   ) -> list[list[np.ndarray]]:
+        """Each step's arguments: its carry, the views x[t] and the invariants; kept while the
+        same arrays come back (a segment's outputs are the same views at every call)."""
+        given = (*xs, *invariants)
+        cached = self._cached
+        if cached is not None and len(cached[0]) == len(given) and all(
+                a is b for a, b in zip(cached[0], given, strict=True)):
+            return cached[1]
+        arguments = [[*reads, *[x[t, ...] for x in xs], *invariants]
+                     for t, reads in zip(plan.order, plan.reads, strict=True)]
+        self._cached = (given, arguments)
+        return arguments
+
+
+@dataclass
+class _LoopPlan:
+    """One binding's Python loop: per step (in the order run) the carry views it reads and the
+    (buffer, output index) copies after it; the buffers init goes to; the loop's results."""
+
+    order: list[int]
+    reads: list[list[np.ndarray]]
+    copies: list[list[tuple[np.ndarray, int]]]
+    first: list[np.ndarray]
+    results: list[np.ndarray]
+
+
+def _share_stacks(scan: ScanLoop, ys: list[np.ndarray], stacks: list[np.ndarray],
+                  trip: int) -> dict[int, int]:
+    """A stacked carry that is also a computed y (rnn: h_t is the new carry and a residual)
+    is kept once: its stack and that y's are two views of one (trip + 1)-row buffer, shifted
+    by a row (stack[t + 1] is ys[j][t]; reversed: stack[t - 1]). Returns {carry: y}."""
+    shared: dict[int, int] = {}
+    if trip == 0:
+        return shared
+    for i in scan.stacked:
+        for j, y in enumerate(scan.y_out):
+            if y is scan.body.carry_out[i] and j not in shared.values() \
+                    and len(stacks[i]) == trip == len(ys[j]):
+                buffer = np.empty((trip + 1, *stacks[i].shape[1:]), stacks[i].dtype)
+                later, earlier = buffer[1:], buffer[:-1]
+                reverse = scan.op.attrs["reverse"]
+                stacks[i], ys[j] = (later, earlier) if reverse else (earlier, later)
+                shared[i] = j
+                break
+    return shared
 
 
 def _shape(shape: Sequence[Any], binding: dict[str, int]) -> tuple[int, ...]:
