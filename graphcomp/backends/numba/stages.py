@@ -30,6 +30,7 @@ import numpy as np
 
 from graphcomp.backends.numba.blas import blas_thread_count
 from graphcomp.backends.numba.compile_job import CompileJob, driver_signature
+from graphcomp.backends.numba.lanes import LaneWorker
 from graphcomp.errors import CompileError
 from graphcomp.ir import dim_factors, dim_value
 from graphcomp.loops import LOOP_OPS, SCAN, SCAN_OUTPUT, ScanBody
@@ -274,6 +275,8 @@ class StagedExecutable:
                             if op.op == "parameter"]
         self._constants = {i: np.array(op.attrs["value"], copy=True, order="C")
                            for i, op in sources.items() if op.op == "constant"}
+        self._splits = any(getattr(getattr(stage.executable, "module", None), "uses_lanes", False)
+                           for stage in stages if isinstance(stage, Segment))
 
     def run(self, inputs: Sequence[np.ndarray], binding: dict[str, int]
             ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -284,9 +287,26 @@ class StagedExecutable:
         last = self.stages[-1]
         assert isinstance(last, Segment)
         for stage in self.stages[:-1]:
-            stage.run(env, binding)
+            if isinstance(stage, ScanLoop) and self._splits:
+                self._loop_holding_lanes(stage, env, binding)
+            else:
+                stage.run(env, binding)
         outputs, new_values = last.executable.run([env[i] for i in last.inputs], binding)
         return outputs, new_values
+
+    def _loop_holding_lanes(self, loop: ScanLoop, env: dict[int, np.ndarray],
+                            binding: dict[str, int]) -> None:
+        """Run a scan's loop with the lanes taken (lanes/worker.py): the helper keeps spinning
+        through the loop and takes its half of the next segment's first product. Left to poll
+        every 50 µs while a loop ran, it came late to that product, which then ran on one
+        core (and its lateness made the next products run whole too)."""
+        worker = LaneWorker.shared()
+        lanes = worker.begin() if worker is not None else None
+        try:
+            loop.run(env, binding)
+        finally:
+            if lanes is not None and worker is not None:
+                worker.end()
 
     def step_calls(self) -> list[tuple[str, list[tuple[int | None, str]]]]:
         """Each stage's calls (see gc.kernel_listing); a body's calls are indented under a
