@@ -434,8 +434,7 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
 def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None,
                     conv: ConvChoice, finish: Callable[..., Any] | None = None) -> Any:
     """A program with scans: Python drivers (they compile faster; docs/loops.md), bodies
-    whose products take the lanes their loop holds (``BODY_LANES``; stages.py);
-    ``driver_jit=True``: njit drivers without lanes and ``scan_loop``.
+    without lanes (small products); ``driver_jit=True``: njit drivers and ``scan_loop``.
     ``finish`` replaces ``compile_generated`` for every module (``plan_modules``)."""
     compile_module = compile_generated if finish is None else finish
 
