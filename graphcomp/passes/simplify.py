@@ -223,3 +223,80 @@ def accumulate_products(lp: LoweredProgram) -> LoweredProgram:
         op.op, op.inputs, op.attrs = "matmul_acc", [a, b, param], {"alpha": sign * scale}
         op.labels = [*op.labels, *term.labels]
     return eliminate_dead(result)
+
+
+def join_pads(lp: LoweredProgram) -> LoweredProgram:
+    """Rewrite a sum of zero pads that tile one axis, ``pad(a) + pad(b) + ...``, as
+    ``concatenate([a, b, ...])``.
+
+    The gradient of a value read through disjoint slices (an LSTM's four gates cut from one
+    product) is such a sum: one zero-filled buffer per slice and one add over them all
+    became one copy per part.
+
+    >>> # lp = join_pads(lp)  # add(pad(a, lo=(0, 0), hi=(0, 4)), pad(b, lo=(0, 4)...))
+    """
+    result = lp.copy()
+    consumers = result.consumers()
+    roots = set(result.roots)
+    covered: set[int] = set()
+    for op in reversed(list(result.ops.values())):
+        if op.op != "add" or op.id in covered:
+            continue
+        leaves, inner = _add_leaves(result, op, consumers, roots)
+        joined = _tiling(result, op, leaves)
+        if joined is None:
+            continue
+        covered |= inner
+        axis, parts = joined
+        op.op, op.inputs, op.attrs = "concatenate", parts, {"axis": axis}
+    return eliminate_dead(result)
+
+
+def _add_leaves(lp: LoweredProgram, root: LOp, consumers: dict[int, list[int]],
+                roots: set[int]) -> tuple[list[LOp], set[int]]:
+    """The terms of the add tree under ``root`` (adds used only there are opened) and the
+    adds opened."""
+    leaves: list[LOp] = []
+    inner: set[int] = set()
+    stack = [root]
+    while stack:
+        op = stack.pop()
+        for value in op.inputs:
+            term = lp.ops[value]
+            opened = (term.op == "add" and len(consumers[value]) == 1 and value not in roots
+                      and term.shape == root.shape)
+            if opened:
+                inner.add(value)
+                stack.append(term)
+            else:
+                leaves.append(term)
+    return leaves, inner
+
+
+def _tiling(lp: LoweredProgram, root: LOp, leaves: list[LOp]) -> tuple[int, list[int]] | None:
+    """(axis, inputs in order) when ``leaves`` are zero pads of ``root``'s shape and dtype
+    that tile one axis exactly; None otherwise."""
+    if len(leaves) < 2:
+        return None
+    axes = set()
+    for pad in leaves:
+        if pad.op != "pad" or pad.shape != root.shape or pad.dtype != root.dtype:
+            return None
+        if any(pad.attrs["interior"]) or float(pad.attrs["value"]) != 0.0:
+            return None
+        axes |= {i for i, (lo, hi) in enumerate(zip(pad.attrs["lo"], pad.attrs["hi"],
+                                                     strict=True)) if lo or hi}
+    if len(axes) != 1:
+        return None
+    (axis,) = axes
+    end = 0
+    parts = []
+    for pad in sorted(leaves, key=lambda p: p.attrs["lo"][axis]):
+        if pad.attrs["lo"][axis] != end:
+            return None  # a gap or an overlap
+        size = lp.ops[pad.inputs[0]].shape[axis]
+        if not isinstance(size, int):
+            return None
+        end += size
+        parts.append(pad.inputs[0])
+    return (axis, parts) if end == root.shape[axis] else None

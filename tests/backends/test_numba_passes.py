@@ -18,6 +18,7 @@ from graphcomp.passes.simplify import (
     eliminate_common,
     eliminate_dead,
     fold_constants,
+    join_pads,
     simplify_powers,
 )
 from graphcomp.runtime.program import build_program
@@ -133,6 +134,32 @@ def test_constant_powers_become_multiplies_identities_and_square_roots():
     for a, b in zip(interpret(simplified, feeds, params, binding),
                     interpret(lp, feeds, params, binding), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def _sliced_gradient(cuts: list[tuple[int, int]]) -> tuple[LoweredProgram, list, dict]:
+    """The gradient of a loss that reads ``x * w`` through the column ranges ``cuts``."""
+    rng = np.random.default_rng(2)
+    with gc.Graph(name="slices") as graph:
+        x = gc.placeholder((None, 8), "float64", name="x")
+        w = gc.parameter(rng.random((8,)) + 0.5, name="w")
+        z = x * w
+        loss = sum(gc.sum(gc.tanh(z[:, a:b]) * (k + 1)) for k, (a, b) in enumerate(cuts))
+        (gx,) = gc.grad(loss, [x])
+    lp = eliminate_dead(fold_constants(lower(build_program([x], [loss, gx]))))
+    return lp, [rng.standard_normal((5, 8))], dict(graph.parameter_values)
+
+
+def test_pads_that_tile_an_axis_become_one_concatenate():
+    for cuts, joined in (([(3, 8), (0, 2), (2, 3)], True), ([(0, 5), (3, 8)], False),
+                         ([(0, 3), (5, 8)], False)):
+        lp, feeds, params = _sliced_gradient(cuts)
+        result = join_pads(lp)
+        ops = [op.op for op in result.ops.values()]
+        assert ("concatenate" in ops) == joined and ("pad" not in ops) == joined, (cuts, ops)
+        binding = _symbol_binding(lp)
+        for a, b in zip(interpret(result, feeds, params, binding),
+                        interpret(lp, feeds, params, binding), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
 def test_fusion_inlines_single_use_elementwise_chains():

@@ -59,6 +59,21 @@ def test_tanh_rnn_values_and_gradients_match_numpy_for_any_length(rnn: tuple, st
     assert compiled.backend == "numba"
 
 
+def test_a_carry_that_is_also_a_stacked_y_is_stored_once(rnn: tuple):
+    """h_t is the new carry and a y: its stack and the carries' stack share one buffer."""
+    from graphcomp.backends.numba.stages import ScanLoop
+
+    rng = np.random.default_rng(5)
+    feed = [rng.normal(size=(5, B, H)), rng.normal(size=(B, H))]
+    reference, compiled = rnn
+    _assert_close(compiled(*feed), reference(*feed))
+    loops = [s for s in compiled._executable.stages if isinstance(s, ScanLoop)]
+    bound = next(iter(loops[0]._bound[k] for k in loops[0]._bound if k[0] == 5))
+    (carry, y), = bound.shared.items()
+    assert np.shares_memory(bound.stacks[carry], bound.ys[y])
+    assert bound.stacks[carry].shape == bound.ys[y].shape == (5, B, H)
+
+
 def test_rnn_gradients_equal_the_unrolled_loop_on_numba():
     """The issue's check on the compiled backend itself: scan against the loop unrolled."""
     rng = np.random.default_rng(7)

@@ -48,6 +48,7 @@ from graphcomp.passes.simplify import (
     eliminate_dead,
     fold_constants,
     isolate_outputs,
+    join_pads,
     simplify_powers,
 )
 from graphcomp.runtime.binding import resolve_shape
@@ -112,7 +113,7 @@ def prepare_lowered(lp: LoweredProgram, conv: ConvChoice = "auto"
     """``prepare`` after lowering (a staged program's segments are lowered already)."""
     lp = lower_convolutions(fold_constants(lp), conv)
     lp = batch_matmuls(eliminate_common(lp))
-    lp = isolate_outputs(eliminate_dead(simplify_powers(lp)))
+    lp = isolate_outputs(eliminate_dead(join_pads(simplify_powers(lp))))
     if numpy_blas() is not None:  # BLAS accumulates alpha * a @ b into a parameter
         lp = accumulate_products(lp)
     for op in lp.ops.values():

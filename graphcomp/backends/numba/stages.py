@@ -21,6 +21,7 @@ has read the old values.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ import numpy as np
 
 from graphcomp.backends.numba.blas import blas_thread_count
 from graphcomp.backends.numba.compile_job import CompileJob, driver_signature
+from graphcomp.backends.numba.lanes import LaneWorker
+from graphcomp.backends.numba.parallel import MIN_IDLE_CORES
 from graphcomp.errors import CompileError
 from graphcomp.ir import dim_factors, dim_value
 from graphcomp.loops import LOOP_OPS, SCAN, SCAN_OUTPUT, ScanBody
@@ -125,7 +128,9 @@ class ScanLoop:
         stacks = [np.empty((full if i in self.stacked else 0, *c.shape), c.dtype)
                   for i, c in enumerate(carry)]
         carries = [[np.empty_like(c) for c in carry] for _ in range(2)]
+        shared = _share_stacks(self, ys, stacks, trip)
         bound = _BoundLoop(self._step(binding), carries, ys, stacks, self.stack_carries)
+        bound.shared = shared
         if self.native and all(isinstance(x, np.ndarray) for x in xs):
             views, tail = self.executable.bound_buffers(binding)
             if all(isinstance(v, np.ndarray) for v in views):  # else: an input passes through
@@ -191,29 +196,111 @@ class _BoundLoop:
     stacks: list[np.ndarray]  # of length 0 when nothing reads them
     stack_carries: bool
     native: tuple | None = None  # scan_loop and the body's output views and driver tail
+    shared: dict[int, int] = field(default_factory=dict)  # carry -> y: one buffer (_share_stacks)
+    _plan: _LoopPlan | None = None
+    _cached: tuple | None = None  # the last call's xs and invariants, each step's arguments
 
     def loop(self, init: list[np.ndarray], xs: list[np.ndarray], invariants: list[np.ndarray],
              trip: int, reverse: bool) -> list[np.ndarray]:
-        carry, spare = self.carries
-        for buffer, value in zip(carry, init, strict=True):
-            np.copyto(buffer, value)
         if self.native is not None:
+            carry, spare = self.carries
+            for buffer, value in zip(carry, init, strict=True):
+                np.copyto(buffer, value)
             function, buffers = self.native
             function(trip, reverse, self.stack_carries, *carry, *spare, *xs, *invariants,
                      *self.ys, *self.stacks, *buffers)
             return [*(carry if trip % 2 == 0 else spare), *self.ys, *self.stacks]
-        step, ys, n_carry = self.step, self.ys, len(carry)
-        stacking = [(self.stacks[i], i) for i in range(n_carry) if len(self.stacks[i])]
-        for t in range(trip - 1, -1, -1) if reverse else range(trip):
-            for stack, i in stacking:
-                stack[t] = carry[i]
-            outputs = step([*carry, *[x[t, ...] for x in xs], *invariants])  # views, 0-d too
-            for y, value in zip(ys, outputs[n_carry:], strict=True):
-                y[t] = value
-            for buffer, value in zip(spare, outputs[:n_carry], strict=True):
-                np.copyto(buffer, value)
-            carry, spare = spare, carry
-        return [*carry, *ys, *self.stacks]
+        plan = self._plan or self._make_plan(trip, reverse)
+        for buffer, value in zip(plan.first, init, strict=True):
+            buffer[...] = value
+        step = self.step
+        for arguments, copies in zip(self._arguments(plan, xs, invariants), plan.copies,
+                                     strict=True):
+            outputs = step(arguments)
+            for buffer, k in copies:
+                buffer[...] = outputs[k]
+        return plan.results
+
+    def _make_plan(self, trip: int, reverse: bool) -> _LoopPlan:
+        """Where each step reads its carry and writes its results (see _LoopPlan)."""
+        order = list(range(trip - 1, -1, -1) if reverse else range(trip))
+        n_carry = len(self.carries[0])
+        reads: list[list[np.ndarray]] = [[] for _ in order]
+        copies: list[list[tuple[np.ndarray, int]]] = [[] for _ in order]
+        first, final = [], []
+        for i in range(n_carry):
+            stack = self.stacks[i]
+            if len(stack) != trip or trip == 0:  # not stacked: two buffers that swap
+                buffers = [self.carries[0][i], self.carries[1][i]]
+                for s in range(trip):
+                    reads[s].append(buffers[s % 2])
+                    copies[s].append((buffers[(s + 1) % 2], i))
+                first.append(buffers[0])
+                final.append(buffers[trip % 2])
+                continue
+            # Stacked: step t reads its carry from stack[t], where the previous step wrote it.
+            shared = self.shared.get(i)  # stack[next t] is ys[shared][t]: written as a y
+            for s, t in enumerate(order):
+                reads[s].append(stack[t, ...])
+                last = s == trip - 1
+                if shared is None:
+                    target = self.carries[0][i] if last else stack[order[s + 1], ...]
+                    copies[s].append((target, i))
+            first.append(stack[order[0], ...])
+            final.append(self.carries[0][i] if shared is None else
+                         self.ys[shared][order[-1], ...])
+        for j, y in enumerate(self.ys):
+            for s, t in enumerate(order):
+                copies[s].append((y[t, ...], n_carry + j))
+        self._plan = _LoopPlan(order, reads, copies, first, [*final, *self.ys, *self.stacks])
+        return self._plan
+
+    def _arguments(self, plan: _LoopPlan, xs: list[np.ndarray], invariants: list[np.ndarray]
+                   ) -> list[list[np.ndarray]]:
+        """Each step's arguments: its carry, the views x[t] and the invariants; kept while the
+        same arrays come back (a segment's outputs are the same views at every call)."""
+        given = (*xs, *invariants)
+        cached = self._cached
+        if cached is not None and len(cached[0]) == len(given) and all(
+                a is b for a, b in zip(cached[0], given, strict=True)):
+            return cached[1]
+        arguments = [[*reads, *[x[t, ...] for x in xs], *invariants]
+                     for t, reads in zip(plan.order, plan.reads, strict=True)]
+        self._cached = (given, arguments)
+        return arguments
+
+
+@dataclass
+class _LoopPlan:
+    """One binding's Python loop: per step (in the order run) the carry views it reads and the
+    (buffer, output index) copies after it; the buffers init goes to; the loop's results."""
+
+    order: list[int]
+    reads: list[list[np.ndarray]]
+    copies: list[list[tuple[np.ndarray, int]]]
+    first: list[np.ndarray]
+    results: list[np.ndarray]
+
+
+def _share_stacks(scan: ScanLoop, ys: list[np.ndarray], stacks: list[np.ndarray],
+                  trip: int) -> dict[int, int]:
+    """A stacked carry that is also a computed y (rnn: h_t is the new carry and a residual)
+    is kept once: its stack and that y's are two views of one (trip + 1)-row buffer, shifted
+    by a row (stack[t + 1] is ys[j][t]; reversed: stack[t - 1]). Returns {carry: y}."""
+    shared: dict[int, int] = {}
+    if trip == 0:
+        return shared
+    for i in scan.stacked:
+        for j, y in enumerate(scan.y_out):
+            if y is scan.body.carry_out[i] and j not in shared.values() \
+                    and len(stacks[i]) == trip == len(ys[j]):
+                buffer = np.empty((trip + 1, *stacks[i].shape[1:]), stacks[i].dtype)
+                later, earlier = buffer[1:], buffer[:-1]
+                reverse = scan.op.attrs["reverse"]
+                stacks[i], ys[j] = (later, earlier) if reverse else (earlier, later)
+                shared[i] = j
+                break
+    return shared
 
 
 def _shape(shape: Sequence[Any], binding: dict[str, int]) -> tuple[int, ...]:
@@ -238,6 +325,8 @@ class StagedExecutable:
                             if op.op == "parameter"]
         self._constants = {i: np.array(op.attrs["value"], copy=True, order="C")
                            for i, op in sources.items() if op.op == "constant"}
+        self._splits = any(getattr(getattr(stage.executable, "module", None), "uses_lanes", False)
+                           for stage in stages if isinstance(stage, Segment))
 
     def run(self, inputs: Sequence[np.ndarray], binding: dict[str, int]
             ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -248,9 +337,26 @@ class StagedExecutable:
         last = self.stages[-1]
         assert isinstance(last, Segment)
         for stage in self.stages[:-1]:
-            stage.run(env, binding)
+            if isinstance(stage, ScanLoop) and self._splits and _core_idle():
+                self._loop_holding_lanes(stage, env, binding)
+            else:
+                stage.run(env, binding)
         outputs, new_values = last.executable.run([env[i] for i in last.inputs], binding)
         return outputs, new_values
+
+    def _loop_holding_lanes(self, loop: ScanLoop, env: dict[int, np.ndarray],
+                            binding: dict[str, int]) -> None:
+        """Run a scan's loop with the lanes taken (lanes/worker.py): the helper keeps spinning
+        through the loop and takes its half of the next segment's first product. Left to poll
+        every 50 µs while a loop ran, it came late to that product, which then ran on one
+        core (and its lateness made the next products run whole too)."""
+        worker = LaneWorker.shared()
+        lanes = worker.begin() if worker is not None else None
+        try:
+            loop.run(env, binding)
+        finally:
+            if lanes is not None and worker is not None:
+                worker.end()
 
     def step_calls(self) -> list[tuple[str, list[tuple[int | None, str]]]]:
         """Each stage's calls (see gc.kernel_listing); a body's calls are indented under a
@@ -265,6 +371,18 @@ class StagedExecutable:
             for text, values in calls() if calls is not None else []:
                 listed.append((f"    {text}", [(None, description) for _, description in values]))
         return listed
+
+
+def _core_idle() -> bool:
+    """Whether the 1-minute load average leaves ``MIN_IDLE_CORES`` of this process's cores
+    idle (the compile helper's test): a helper spinning through a loop on a busy machine
+    takes time from the loop's own thread (lstm's fastest step at load 5: 28.9 ms holding the
+    lanes, 22.4 ms not)."""
+    try:
+        cores, load = len(os.sched_getaffinity(0)), os.getloadavg()[0]
+    except (AttributeError, OSError):  # not Linux: no affinity or no load average
+        return False
+    return cores - load >= MIN_IDLE_CORES
 
 
 def _stage_text(index: int, stage: Segment | ScanLoop) -> str:
