@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,10 +255,15 @@ class _BoundLoop:
         self._plan = _LoopPlan(order, reads, copies, first, [*final, *self.ys, *self.stacks])
         return self._plan
 
-    def _arguments(self, plan: _LoopPlan, xs: list[np.ndarray], invariants: list[np.ndarray]
-                   ) -> list[list[np.ndarray]]:
+    def _arguments(self, plan: _LoopPlan, xs: list[Any], invariants: list[np.ndarray]
+                   ) -> Iterable[list[Any]]:
         """Each step's arguments: its carry, the views x[t] and the invariants; kept while the
         same arrays come back (a segment's outputs are the same views at every call)."""
+        if not all(isinstance(x, np.ndarray) for x in xs):
+            # RecomputedStack (checkpoint=k): x[t] is a view of a segment that a later read
+            # recomputes in place, so each step reads its x just before it runs.
+            return ([*reads, *[x[t, ...] for x in xs], *invariants]
+                    for t, reads in zip(plan.order, plan.reads, strict=True))
         given = (*xs, *invariants)
         cached = self._cached
         if cached is not None and len(cached[0]) == len(given) and all(
