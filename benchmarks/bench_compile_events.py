@@ -22,6 +22,7 @@ CPU seconds::
     python benchmarks/bench_compile_events.py cnn-digits mlp-dropout-bn-digits
     python benchmarks/bench_compile_events.py cnn --top 40
     python benchmarks/bench_compile_events.py cnn --env NUMBA_OPT=2
+    python benchmarks/bench_compile_events.py cnn-digits --rounds 3 --trees /work/main .
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -152,10 +154,10 @@ def run_target(target: str) -> None:
         gc.compile(inputs, loss, updates=updates, backend="numba")
 
 
-def run(target: str, env_settings: list[str]) -> dict[str, Any]:
+def run(target: str, env_settings: list[str], tree: Path = HERE.parent) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-events-") as cache:
         env = {**os.environ, "GRAPHCOMP_CACHE_DIR": cache, "GRAPHCOMP_COMPILE_HELPER": "0",
-               "PYTHONPATH": f"{HERE.parent}{os.pathsep}{HERE}"}
+               "PYTHONPATH": f"{tree}{os.pathsep}{HERE}"}
         for setting in env_settings:
             name, _, value = setting.partition("=")
             env[name] = value
@@ -194,11 +196,36 @@ def report(target: str, result: dict[str, Any], top: int) -> None:
         print(f"| {name} | {sum(stages.values()):.2f} | {cells} |")
 
 
+def _summary(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
+
+
+def _stage_total(result: dict[str, Any], stage: str) -> float:
+    return sum(seconds for stages in result["functions"].values()
+               for name, seconds in stages.items() if name.split(":")[0] == stage)
+
+
+def compare(results: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+    """Median [range] per target and tree: compile seconds, CPU, functions, stages."""
+    print("\n| target | tree | compile_seconds | process CPU (s) | functions | "
+          + " | ".join(STAGES) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(STAGES))
+    for (target, tree), runs in results.items():
+        stages = [_summary([_stage_total(r, stage) for r in runs]) for stage in STAGES]
+        counts = sorted({len(r["functions"]) for r in runs})
+        print(f"| {target} | {tree} | {_summary([r['compile_seconds'] for r in runs])} | "
+              f"{_summary([r['cpu'] for r in runs])} | {'/'.join(map(str, counts))} | "
+              + " | ".join(stages) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("targets", nargs="*", default=["cnn-digits"])
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE settings")
+    parser.add_argument("--trees", nargs="+", default=[str(HERE.parent)],
+                        help="source trees to alternate (PYTHONPATH) in each round")
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--child", default=None)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -206,12 +233,23 @@ def main() -> None:
         child(args.child)
         return
     print(f"load average {os.getloadavg()}, {time.strftime('%Y-%m-%d %H:%M %Z')}", flush=True)
-    results = {}
-    for target in args.targets:
-        results[target] = run(target, args.env)
-        report(target, results[target], args.top)
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for _ in range(args.rounds):
+        for target in args.targets:
+            for tree in args.trees:
+                got = run(target, args.env, Path(tree))
+                results.setdefault((target, tree), []).append(got)
+                if args.rounds == 1 and len(args.trees) == 1:
+                    report(target, got, args.top)
+                else:
+                    print(f"{target} {tree}: compile {got['compile_seconds']:.2f} s, CPU "
+                          f"{got['cpu']:.2f} s, {len(got['functions'])} functions", flush=True)
+    print(f"load average {os.getloadavg()}")
+    if args.rounds > 1 or len(args.trees) > 1:
+        compare(results)
     if args.json:
-        Path(args.json).write_text(json.dumps(results))
+        Path(args.json).write_text(json.dumps({f"{t}|{tr}": r for (t, tr), r in
+                                               results.items()}))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ lower them with the caller's flags instead.
 import numpy as np
 from numba import njit
 
-_jit = njit(cache=False, fastmath={"contract"}, error_model="numpy", forceinline=True)
+_jit = njit(cache=False, fastmath={"contract"}, error_model="numpy", forceinline=True,
+            no_cfunc_wrapper=True)
 
 
 @_jit

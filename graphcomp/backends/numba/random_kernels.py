@@ -81,6 +81,6 @@ def philox_source() -> str:
     first = tree.body[0]
     if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
         lines = lines[first.end_lineno:]
-    jit = 'njit(cache=True, error_model="numpy", forceinline=True)'
+    jit = 'njit(cache=True, error_model="numpy", no_cfunc_wrapper=True, forceinline=True)'
     wrappers = [f"{name} = {jit}({name})" for name in sorted(PHILOX_FUNCTIONS)]
     return "\n".join(lines).strip("\n") + "\n\n" + "\n".join(wrappers)
