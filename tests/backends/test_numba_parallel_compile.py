@@ -172,3 +172,32 @@ def test_the_background_compile_process_starts_a_helper_too(tmp_path):
             os.environ["GRAPHCOMP_CACHE_DIR"] = previous
     assert compiled.cache_hit  # everything the two processes wrote is used
     np.testing.assert_allclose(compiled(X)[1], reference(X)[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize(("idle_ticks", "load", "free"), [
+    (90, 3.9, True),   # one core idle since the compile began: a stale load average ignored
+    (10, 0.0, False),  # both cores busy since the compile began, whatever the load average
+])
+def test_idle_cores_are_measured_over_the_compile_not_the_load_average(
+        monkeypatch, idle_ticks, load, free):
+    ticks = [(1000, 5000), (1000 + idle_ticks, 5200)]  # two cores, 100 ticks each
+    monkeypatch.setattr(parallel, "_cpu_ticks", lambda: ticks.pop(0) if len(ticks) > 1
+                        else ticks[0])
+    monkeypatch.setattr(parallel, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    parallel.note_compile_start()
+    monkeypatch.setattr(parallel, "_since",
+                        (parallel._since[0] - parallel.MIN_WINDOW_SECONDS, parallel._since[1]))
+    assert parallel._idle_cores() == pytest.approx(2 * idle_ticks / 200)
+    assert parallel._cores_free() is free
+
+
+def test_without_cpu_ticks_the_load_average_decides(monkeypatch):
+    monkeypatch.setattr(parallel, "_cpu_ticks", lambda: None)
+    monkeypatch.setattr(parallel, "_usable_cores", lambda: 2)
+    parallel.note_compile_start()
+    assert parallel._idle_cores() is None
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))
+    assert parallel._cores_free()
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    assert not parallel._cores_free()

@@ -23,6 +23,7 @@ from graphcomp.backends.numba.compile_job import (
     kernel_signature,
 )
 from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
+from graphcomp.backends.numba.parallel import note_compile_start
 from graphcomp.backends.numba.release import release_dropped, track
 from graphcomp.backends.numba.stages import compile_staged, has_loops
 from graphcomp.errors import CompileError, ForkedProcessError, InputError
@@ -399,6 +400,7 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
     >>> # exe = compile_numba(build_program([x], [y])); exe.run([xv], {"N": 4})
     """
     start = time.perf_counter()
+    note_compile_start()  # the compile helper measures idle cores from here (parallel.py)
     if has_loops(program):  # scans: a sequence of compiled stages (backends/numba/stages.py)
         _check_options(options, conv)
         return _compile_staged(program, fastmath, driver_jit, conv)
@@ -418,6 +420,7 @@ def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None,
         if has_loops(body):
             return _compile_staged(body, fastmath, driver_jit, conv, finish)
         began = time.perf_counter()
+        note_compile_start()
         lp, plan, memory = prepare(body, conv)
         jit = BODY_DRIVER_JIT if driver_jit is None else driver_jit
         module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=jit,
@@ -430,6 +433,7 @@ def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None,
 
     def compile_segment(segment: Program, lowered: LoweredProgram) -> NumbaExecutable:
         began = time.perf_counter()
+        note_compile_start()
         lp, plan, memory = prepare_lowered(lowered, conv)
         jit = SEGMENT_DRIVER_JIT if driver_jit is None else driver_jit
         module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=jit)

@@ -252,6 +252,8 @@ def _loop_nest(ctx: CallContext, kernel: Kernel, nodes: tuple[int, ...], comment
         types.append(("float64", 1, "C"))
     args += [Arg.size(extent) for extent in text.extents]
     types += ["int64"] * len(text.extents)
+    args += [Arg.scalar(number, np.dtype(dtype)) for number, dtype in text.scalars]
+    types += [dtype for _, dtype in text.scalars]
     if text.uses_dims:
         args.append(Arg.special("dims"))
         types.append(("int64", 1, "C"))
@@ -315,7 +317,7 @@ def _kernel_row_call(ctx: CallContext, kernel: Kernel, name: str, text: K.Kernel
     from graphcomp.backends.numba.render import row_template
 
     if (kernel.kind not in ("elementwise", "loop") or text.parallel or text.uses_scratch
-            or text.uses_dims):
+            or text.uses_dims or text.scalars):
         return None
     if kernel.kind == "elementwise" and (text.row_roles is None or None in text.row_roles):
         return None

@@ -52,8 +52,9 @@ def _tap_ranges(var: str, depth: int) -> Lines:
 
 
 def _zero(depth: int = 0) -> Lines:
-    return _indent([("flat = out.reshape(out.size)", ""), ("for k in range(flat.shape[0]):", ""),
-                    ("    flat[k] = 0", "")], depth)
+    # Not a loop over out.reshape(out.size): the same speed (150x4096 float32: 25 us either
+    # way), but numba's reshape made im2col's cold compile 0.59-0.72 s against 0.42-0.50 s.
+    return _indent([("out[:] = 0", "")], depth)
 
 
 def conv2d_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:

@@ -46,29 +46,49 @@ lower them with the caller's flags instead.
 """
 
 import numpy as np
-from numba import njit
+from numba import config as fastmath_config
+from numba import njit, types
+from numba.extending import intrinsic
 
-_jit = njit(cache=False, fastmath={"contract"}, error_model="numpy", forceinline=True)
-
-
-@_jit
-def _bits64(x):
-    return np.float64(x).view(np.int64)
-
-
-@_jit
-def _from_bits64(i):
-    return np.int64(i).view(np.float64)
+_jit = njit(cache=False, fastmath={"contract"}, error_model="numpy", forceinline=True,
+            no_cfunc_wrapper=True)
+# The helpers below are called only from this file's functions, compiled with the same flags:
+# numba inlines them into their callers' IR instead of compiling each as a function of its own
+# (in a cold process, ~0.1 s each; docs/performance.md, "Cold compile: where the seconds go").
+_inline = njit(cache=False, fastmath={"contract"}, error_model="numpy", inline="always",
+               no_cfunc_wrapper=True)
 
 
-@_jit
-def _bits32(x):
-    return np.float32(x).view(np.int32)
+def _bitcast(source, target):  # type: ignore[no-untyped-def]
+    """An intrinsic: its argument converted to ``source``, its bits read as ``target``; the
+    same as ``np.float64(x).view(np.int64)`` without compiling numba's scalar ``view``, one
+    function per pair of types (four compiles of 0.05-0.2 s in every cold process)."""
+    @intrinsic
+    def cast(typingctx, x):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            value = context.cast(builder, args[0], signature.args[0], source)
+            return builder.bitcast(value, context.get_value_type(target))
+        return target(x), codegen
+    return cast
 
 
-@_jit
-def _from_bits32(i):
-    return np.int32(i).view(np.float32)
+if fastmath_config.DISABLE_JIT:
+    def _bits64(x):
+        return np.float64(x).view(np.int64)
+
+    def _from_bits64(i):
+        return np.int64(i).view(np.float64)
+
+    def _bits32(x):
+        return np.float32(x).view(np.int32)
+
+    def _from_bits32(i):
+        return np.int32(i).view(np.float32)
+else:
+    _bits64 = _bitcast(types.float64, types.int64)
+    _from_bits64 = _bitcast(types.int64, types.float64)
+    _bits32 = _bitcast(types.float32, types.int32)
+    _from_bits32 = _bitcast(types.int32, types.float32)
 
 
 # ------------------------------------------------------------------------------------ float64
@@ -122,24 +142,24 @@ _P9 = 8.516530552763202e-05
 _P10 = -2.0637232165375465e-05
 
 
-@_jit
+@_inline
 def _q64(r):
     return _Q0 + r * (_Q1 + r * (_Q2 + r * (_Q3 + r * (_Q4 + r * (_Q5 + r * (
         _Q6 + r * (_Q7 + r * (_Q8 + r * (_Q9 + r * _Q10)))))))))
 
 
-@_jit
+@_inline
 def _t64(z):
     return _T0 + z * (_T1 + z * (_T2 + z * (_T3 + z * (_T4 + z * (_T5 + z * _T6)))))
 
 
-@_jit
+@_inline
 def _p64(z):
     return _P0 + z * (_P1 + z * (_P2 + z * (_P3 + z * (_P4 + z * (_P5 + z * (
         _P6 + z * (_P7 + z * (_P8 + z * (_P9 + z * _P10)))))))))
 
 
-@_jit
+@_inline
 def _reduce64(v):
     # v = k*ln2 + r + c, |r| <~ ln2/2, c = rounding error of r.  Adding 1.5*2**52 rounds
     # v/ln2 to an integer that then sits in the low mantissa bits.
@@ -152,7 +172,7 @@ def _reduce64(v):
     return k, r, (hi - r) - lo
 
 
-@_jit
+@_inline
 def _scale64(p, k):
     # p * 2**k for k in [-1076, 1024] as two normal powers of two: a subnormal result is
     # rounded once, and k = 1024 does not overflow before p < 1 is applied.
@@ -160,7 +180,7 @@ def _scale64(p, k):
     return p * _from_bits64((k1 + 1023) << 52) * _from_bits64((k - k1 + 1023) << 52)
 
 
-@_jit
+@_inline
 def _expm1_64(v):
     # expm1 without the -0.0 fix-up
     v = 710.0 if v > 710.0 else v
@@ -175,7 +195,7 @@ def _expm1_64(v):
     return _scale64(y, k)
 
 
-@_jit
+@_inline
 def _log64(u, kadj, c):
     # log(u) + c for positive normal u (times 2**kadj): u = 2**k * m, m in [sqrt(1/2), sqrt(2))
     ui = _bits64(u)
@@ -307,17 +327,17 @@ _P3_F = _F(0.02131609059870243)
 _P4_F = _F(-0.0066212862730026245)
 
 
-@_jit
+@_inline
 def _q32(r):
     return _Q0_F + r * (_Q1_F + r * (_Q2_F + r * (_Q3_F + r * (_Q4_F + r * _Q5_F))))
 
 
-@_jit
+@_inline
 def _t32(z):
     return _T0_F + z * (_T1_F + z * _T2_F)
 
 
-@_jit
+@_inline
 def _p32(z):
     return _P0_F + z * (_P1_F + z * (_P2_F + z * (_P3_F + z * _P4_F)))
 
@@ -326,7 +346,7 @@ def _p32(z):
 # value is known to fit, so LLVM keeps 16 lanes of int32 instead of two vectors of int64.
 
 
-@_jit
+@_inline
 def _reduce32(v):
     kf = v * _LOG2E_F + _SHIFT_F
     k = np.int32(_bits32(kf) - _SHIFT_BITS_F)
@@ -337,13 +357,13 @@ def _reduce32(v):
     return k, r, (hi - r) - lo
 
 
-@_jit
+@_inline
 def _scale32(p, k):
     k1 = k >> 1
     return p * _from_bits32((k1 + 127) << 23) * _from_bits32((k - k1 + 127) << 23)
 
 
-@_jit
+@_inline
 def _expm1_32(v):
     v = _EXP_HI_F if v > _EXP_HI_F else v
     v = _EXPM1_LO_F if v < _EXPM1_LO_F else v
@@ -355,7 +375,7 @@ def _expm1_32(v):
     return _scale32(y, k)
 
 
-@_jit
+@_inline
 def _log32(u, kadj, c):
     ui = _bits32(u)
     k = np.int32(ui - _SQRT_HALF_BITS_F) >> 23

@@ -39,7 +39,7 @@ def gemm_helpers(blas: BlasLibrary | None, dtypes: set[str]) -> list[str]:
         return []
     if blas is None:
         return ["", "\n".join([
-            '@njit(cache=True, error_model="numpy")',
+            '@njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)',
             "def matmul_2d(a, b, out):",
             '    """out = a @ b (Numba\'s np.dot: numpy\'s BLAS was not found; see blas.py)."""',
             "    np.dot(a, b, out)",
@@ -57,7 +57,7 @@ def gemm_helpers(blas: BlasLibrary | None, dtypes: set[str]) -> list[str]:
         cblas = "cblas_sgemm" if dtype == "float32" else "cblas_dgemm"
         one, zero = literal(1.0, np.dtype(dtype)), literal(0.0, np.dtype(dtype))
         lines += ["", f"{cblas} = _GEMM[{cblas!r}]", "", "", "\n".join([
-            '@njit(cache=True, error_model="numpy")',
+            '@njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)',
             f"def gemm_acc_{suffix}(a, b, out, alpha, beta):",
             f'    """out = alpha * a @ b + beta * out for 2-D {dtype} arrays, C-ordered or',
             '    transposed (F-ordered)."""',
@@ -85,7 +85,7 @@ def gemm_helpers(blas: BlasLibrary | None, dtypes: set[str]) -> list[str]:
             f"                np.{dtype}(alpha), a.ctypes, {blas_int}(lda), b.ctypes,",
             f"                {blas_int}(ldb), np.{dtype}(beta), out.ctypes, {blas_int}(n))",
         ]), "", "", "\n".join([
-            '@njit(cache=True, error_model="numpy")',
+            '@njit(cache=True, error_model="numpy", no_cfunc_wrapper=True)',
             f"def gemm_{suffix}(a, b, out):",
             '    """out = a @ b."""',
             f"    gemm_acc_{suffix}(a, b, out, {one}, {zero})",

@@ -57,6 +57,9 @@ class KernelText:
     # Loop extents to pass as n0, n1, ...: each the product of some dims (ints or symbols).
     extents: list[tuple] = field(default_factory=list)
     uses_dims: bool = False
+    # Typed scalars to pass after the extents, as (number, dtype name): constants that would
+    # otherwise make texts, and compiled kernels, differ (a random op's stream number).
+    scalars: list[tuple[float, str]] = field(default_factory=list)
     uses_scratch: bool = False
     parallel: bool = False
     functions: set[str] = field(default_factory=set)

@@ -18,8 +18,10 @@ When it pays (``HELPER_POLICY``): a new process costs ~1 s before it compiles an
 (Python, numpy, numba and graphcomp imports), and on a machine whose cores are all busy a
 second compiling process only competes with this one (cnn-digits' step at load 6-9 on 2
 cores: 22.7 s alone, 40.6 s with a helper, 2026-12-07). So the helper starts only with >= 2
-usable cores of which ``MIN_IDLE_CORES`` are idle by the 1-minute load average (which counts
-this process), a writable cache folder, and an estimated >= ``MIN_SHARE_SECONDS`` of work to
+usable cores of which ``MIN_IDLE_CORES`` were idle while this process ran the compile's passes
+and code generation (``/proc/stat``; elsewhere the 1-minute load average, which counts this
+process, and which lags: on a quiet machine just after another compile it read as busy), a
+writable cache folder, and an estimated >= ``MIN_SHARE_SECONDS`` of work to
 hand it. ``GRAPHCOMP_COMPILE_HELPER=0`` turns it off, ``=1`` starts one whenever the kernels
 form two groups.
 """
@@ -33,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +43,7 @@ from typing import Any
 
 from graphcomp.errors import CompileWarning
 
-__all__ = ["Helper", "compile_share", "start_helper"]
+__all__ = ["Helper", "compile_share", "note_compile_start", "start_helper"]
 
 ENV_VAR = "GRAPHCOMP_COMPILE_HELPER"
 PYTHON = sys.executable  # the helper's interpreter (a test may replace it)
@@ -52,8 +55,14 @@ SECONDS_PER_LINE = 0.01
 STARTUP_SECONDS = 1.0  # a helper's start: interpreter and imports, before its first compile
 MIN_SHARE_SECONDS = 1.5
 MIN_IDLE_CORES = 0.75
+# Idle cores are measured over the compile's passes and code generation (``_idle_cores``):
+# the 1-minute load average lags, so a quiet machine just after another compile read as busy.
+MIN_WINDOW_SECONDS = 0.1
+MAX_WINDOW_SECONDS = 60.0
 HELPER_TIMEOUT_SECONDS = 600.0
-HELPER_POLICY = (f">= 2 usable cores, >= {MIN_IDLE_CORES} of them idle, a writable cache, "
+HELPER_POLICY = (f">= 2 usable cores, >= {MIN_IDLE_CORES} of them idle (over the compile's "
+                 f"passes and code generation, else by the 1-minute load average), a "
+                 f"writable cache, "
                  f">= {MIN_SHARE_SECONDS} s of estimated work for the helper after its "
                  f"{STARTUP_SECONDS} s start")
 _IMPORT = re.compile(r"^from (gc_[0-9a-f]+) import ", re.MULTILINE)
@@ -139,14 +148,64 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _cores_free() -> bool:
-    """Whether >= 2 cores are usable and >= ``MIN_IDLE_CORES`` of them idle."""
-    cores = _usable_cores()
+def _cpu_ticks() -> tuple[int, int] | None:
+    """Idle and total clock ticks since boot of the cores this process may use (Linux's
+    ``/proc/stat``), or None where there is no such file."""
     try:
-        load = os.getloadavg()[0]
-    except OSError:  # no load average on this system: trust the core count
-        load = 1.0
-    return cores >= 2 and cores - load >= MIN_IDLE_CORES
+        usable = os.sched_getaffinity(0)
+        with open("/proc/stat") as handle:
+            lines = handle.read().splitlines()
+    except (AttributeError, OSError):
+        return None
+    idle = total = 0
+    for line in lines:
+        name, *fields = line.split()
+        if not name.startswith("cpu") or not name[3:].isdigit() or int(name[3:]) not in usable:
+            continue
+        ticks = [int(value) for value in fields[:8]]  # user nice system idle iowait irq ...
+        idle += ticks[3] + ticks[4]
+        total += sum(ticks)
+    return (idle, total) if total else None
+
+
+_since: tuple[float, tuple[int, int] | None] = (time.monotonic(), _cpu_ticks())
+
+
+def note_compile_start() -> None:
+    """Start the window over which ``_cores_free`` measures idle cores (a compile's passes
+    and code generation, before its kernels compile)."""
+    global _since
+    _since = (time.monotonic(), _cpu_ticks())
+
+
+def _idle_cores() -> float | None:
+    """How many usable cores were idle since ``note_compile_start`` (or this module's import),
+    from ``/proc/stat``; None if unknown or if the window is shorter than
+    ``MIN_WINDOW_SECONDS`` or older than ``MAX_WINDOW_SECONDS``."""
+    began, before = _since
+    now = _cpu_ticks()
+    if before is None or now is None or not (
+            MIN_WINDOW_SECONDS <= time.monotonic() - began <= MAX_WINDOW_SECONDS):
+        return None
+    idle, total = now[0] - before[0], now[1] - before[1]
+    if total <= 0:
+        return None
+    return _usable_cores() * idle / total
+
+
+def _cores_free() -> bool:
+    """Whether >= 2 cores are usable and >= ``MIN_IDLE_CORES`` of them idle: measured over
+    the compile's first part (``_idle_cores``), else by the 1-minute load average."""
+    cores = _usable_cores()
+    if cores < 2:
+        return False
+    idle = _idle_cores()
+    if idle is None:
+        try:
+            idle = cores - os.getloadavg()[0]
+        except OSError:  # no load average on this system: trust the core count
+            idle = cores - 1.0
+    return idle >= MIN_IDLE_CORES
 
 
 def _estimate(text: str) -> float:

@@ -51,7 +51,7 @@ def random_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
         ("call = np.uint64(a0[1])", "counter words 2, 3: the call number"),
         ("k0, k1 = seed & MASK32, seed >> SHIFT32", ""),
         ("c2, c3 = call & MASK32, call >> SHIFT32", ""),
-        (f"stream = np.uint64({int(op.attrs['stream'])})", "counter word 1"),
+        ("stream = s0", "counter word 1: the op's stream, passed (one kernel for all)"),
         ("n = out.shape[0]", ""),
         (f"full = n // {per_block}", ""),
     ]
@@ -69,8 +69,8 @@ def random_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
              (f"        out[{per_block} * j + t] = last[t]", "")]
     functions = {"philox4x32_10"} | {f for f in PHILOX_FUNCTIONS | {"log_f64"}
                                      if any(f + "(" in line for line, _ in body)}
-    return KernelText(["a0", "out"], body, [op.inputs[0]], flat=True,
-                      functions=functions)
+    return KernelText(["a0", "out", "s0"], body, [op.inputs[0]], flat=True,
+                      functions=functions, scalars=[(int(op.attrs["stream"]), "uint64")])
 
 
 def philox_source() -> str:
@@ -81,6 +81,6 @@ def philox_source() -> str:
     first = tree.body[0]
     if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
         lines = lines[first.end_lineno:]
-    jit = 'njit(cache=True, error_model="numpy", forceinline=True)'
+    jit = 'njit(cache=True, error_model="numpy", no_cfunc_wrapper=True, forceinline=True)'
     wrappers = [f"{name} = {jit}({name})" for name in sorted(PHILOX_FUNCTIONS)]
     return "\n".join(lines).strip("\n") + "\n\n" + "\n".join(wrappers)

@@ -256,11 +256,15 @@ def call_text(program: StepProgram, names: Names, call: Call) -> str:
 
 
 def kernel_decorator(fastmath: bool) -> str:
-    """The kernels' decorator, with a ``{parallel}`` field."""
+    """The kernels' decorator, with a ``{parallel}`` field. ``no_cfunc_wrapper``: numba
+    otherwise lowers, optimises and emits a C-callable wrapper beside every function, used
+    only where a jitted function is passed as a first-class function value, which generated
+    code never does (docs/performance.md, "Cold compile: where the seconds go")."""
     if fastmath:
         flags = ", ".join(f'"{f}"' for f in FASTMATH_FLAGS)
-        return '@njit(cache=True, error_model="numpy", fastmath={{' + flags + "}}{parallel})"
-    return '@njit(cache=True, error_model="numpy"{parallel})'
+        return ('@njit(cache=True, error_model="numpy", no_cfunc_wrapper=True, fastmath={{'
+                + flags + "}}{parallel})")
+    return '@njit(cache=True, error_model="numpy", no_cfunc_wrapper=True{parallel})'
 
 
 def render_kernel(kernel: KernelDef, decorator: str) -> str:
@@ -421,7 +425,7 @@ class _Writer:
         params = self.parameters([a.kind for a in self.program.arguments])
         return [
             # nogil: the lane helper (lanes.py) needs the GIL for a moment when it wakes up.
-            '@njit(cache=True, error_model="numpy", nogil=True)',
+            '@njit(cache=True, error_model="numpy", no_cfunc_wrapper=True, nogil=True)',
             f"def step({', '.join(params)}):",
             '    """One call runs the whole program; outputs stay in the arenas."""',
             *["    " + line for line in [*body, "return 0"]],

@@ -557,7 +557,7 @@ def loop_text(body: ScanBody, y_out: list[Any], tail: int, stacked: Sequence[int
     step_args = ", ".join([*carry, *[f"{x}[t]" for x in xs], *inv, *rest])
     lines = [
         "", "", "# ---- the scan's loop (graphcomp/backends/numba/stages.py)", "", "",
-        "@njit(cache=True, nogil=True, error_model=\"numpy\")",
+        "@njit(cache=True, nogil=True, error_model=\"numpy\", no_cfunc_wrapper=True)",
         f"def scan_loop({args}):",
         "    for i in range(trip):",
         "        t = trip - 1 - i if reverse else i",
