@@ -22,6 +22,7 @@ from graphcomp.errors import InputError
 from graphcomp.loops import SCAN, SCAN_OUTPUT, ScanBody, is_residual
 from graphcomp.ops import get_op
 from graphcomp.ops.indexing import INDEX_OPERAND, index_error_message
+from graphcomp.ops.sparse_updates import IN_PLACE_IMPLS
 from graphcomp.runtime.binding import check_inputs, resolve_shape
 from graphcomp.runtime.program import Program
 
@@ -100,6 +101,9 @@ def evaluate(
 
 Plan = list[tuple[Any, Any, tuple[int, ...]]]
 
+# ops whose implementation may raise for the call's data or shapes (bad ids, an empty max)
+RAISING = frozenset({*INDEX_OPERAND, *IN_PLACE_IMPLS, SCAN, "permute", "reduce_max", "argmax"})
+
 
 class Steps:
     """``evaluate`` of one program under one binding, prepared: a step per computed node
@@ -129,7 +133,83 @@ class Steps:
         self.steps = [(node.id, impl, ids, node.attrs, shapes[node.id], node.dtype,
                        node.op == SCAN, tuple(drop))
                       for (node, impl, ids), drop in zip(computed, drops, strict=True)]
+        self.later_ids: dict[int, list[tuple[int, int]]] = {}
+        self.in_place = self._in_place_candidates()
         self.checked = False
+
+    def _check(self, k: int, result: np.ndarray, shape: tuple[int, ...],
+               values: dict[int, Any], fresh: set[int]) -> None:
+        """The first run's checks of step ``k``'s result: its shape against the shape rule,
+        and whether it is a view of a parameter that may be updated in place."""
+        if result.shape != shape:
+            raise AssertionError(f"numpy backend: {self.nodes[k].describe()} produced shape "
+                                 f"{result.shape}, its shape rule says {shape}")
+        if k not in self.in_place:
+            for param in [p for p in fresh if p in self.steps[k][2]]:
+                if np.may_share_memory(result, values[param]):
+                    fresh.discard(param)
+
+    def _in_place_candidates(self) -> dict[int, int]:
+        """{step index: parameter id} of the sparse updates that may write into their own
+        parameter: the parameter is no output, and every other node that reads it comes
+        before the update (the first run also checks that none of their results is a view
+        of it)."""
+        position = {node.id: k for k, node in enumerate(self.nodes)}
+        readers: dict[int, list[int]] = {}
+        for k, (_, _, ids, *_rest) in enumerate(self.steps):
+            for i in ids:
+                readers.setdefault(i, []).append(k)
+        candidates = {}
+        for param, value in self.program.updates:
+            k = position.get(value.id)
+            if (k is None or value.op not in IN_PLACE_IMPLS or value.inputs[0].id != param.id
+                    or param.id in self.outputs):
+                continue
+            if (all(r < k for r in readers[param.id] if r != k)
+                    and readers[param.id].count(k) == 1):
+                later = self._later_ids(k)
+                if later is not None:
+                    candidates[k] = param.id
+                    self.later_ids[k] = later
+        return candidates
+
+    def _later_ids(self, k: int) -> list[tuple[int, int]] | None:
+        """The (ids node, rows) of the sparse updates after step ``k``, which may refuse the
+        call's ids after ``k`` wrote (a call that fails leaves the parameters as they were);
+        None when a later step may refuse data otherwise. ``run`` writes in place only when
+        earlier steps accepted those ids for as many rows."""
+        pairs = []
+        for j in range(k + 1, len(self.nodes)):
+            later = self.nodes[j]
+            if later.op in IN_PLACE_IMPLS:
+                pairs.append((later.inputs[1].id, self.steps[j][4][0]))
+            elif later.op in RAISING:
+                return None
+        return pairs
+
+    def _in_place_now(self, k: int, fresh: set[int], accepted: set[tuple[int, int]]) -> bool:
+        """In the first run, at step ``k``: whether it may write into its parameter (its
+        earlier readers, all run, gave no view of it, and the later sparse updates' ids were
+        accepted already, or are its own)."""
+        if self.in_place.get(k) not in fresh:
+            return False
+        own = (self.nodes[k].inputs[1].id, self.steps[k][4][0])
+        return all(pair in accepted or pair == own for pair in self.later_ids[k])
+
+    def _accepted(self, k: int, values: dict[int, Any], accepted: set[tuple[int, int]]
+                  ) -> None:
+        node = self.nodes[k]
+        if node.op == "take":
+            table, ids = node.inputs
+            accepted.add((ids.id, values[table.id].shape[node.attrs["axis"]]))
+
+    def _use_in_place(self, k: int) -> Any:
+        """Step ``k`` updates its parameter in place from now on (its earlier readers, run
+        already, gave no view of it); its in-place implementation."""
+        node_id, _, *rest = self.steps[k]
+        impl = IN_PLACE_IMPLS[self.nodes[k].op]
+        self.steps[k] = (node_id, impl, *rest)
+        return impl
 
     def run(self, inputs: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """(outputs, new parameter values) of the program for ``inputs``."""
@@ -139,17 +219,23 @@ class Steps:
             values[i] = storage[i]
         values.update(self.constants)
         k = 0
+        checking = not self.checked
+        fresh = set(self.in_place.values())  # parameters no earlier result is a view of
+        accepted: set[tuple[int, int]] = set()  # (ids node, rows) that steps have accepted
         try:
             with np.errstate(all="ignore"):
                 for k, (node_id, impl, ids, attrs, shape, dtype, scan, drop) in enumerate(
                         self.steps):
+                    if checking and self._in_place_now(k, fresh, accepted):
+                        impl = self._use_in_place(k)
                     result = impl([values[i] for i in ids], dict(attrs), shape)
                     if not scan:
                         result = np.asarray(result, dtype=dtype)
-                        if not self.checked and result.shape != shape:
-                            raise AssertionError(
-                                f"numpy backend: {self.nodes[k].describe()} produced shape "
-                                f"{result.shape}, its shape rule says {shape}")
+                        if checking:
+                            self._check(k, result, shape, values, fresh)
+                            self._accepted(k, values, accepted)
+                    elif checking:  # a scan's outputs may pass an invariant through
+                        fresh.difference_update(ids)
                     values[node_id] = result
                     for i in drop:
                         del values[i]

@@ -76,3 +76,63 @@ def test_a_bad_index_names_its_node_in_the_step_list() -> None:
     f(np.zeros((4, 2)), np.array([0, 1, 3]))
     with pytest.raises(gc.InputError, match="ids"):
         f(np.zeros((4, 2)), np.array([0, 1, 7]))
+
+
+def _two_tables(extra_output: bool = False):
+    """Two embedding tables, each gathered by its own ids and updated by sparse SGD."""
+    rng = np.random.default_rng(3)
+    with gc.Graph():
+        ids = gc.placeholder((None, 2), "int64", name="ids")
+        table = gc.parameter(rng.standard_normal((9, 3)), name="table")
+        context = gc.parameter(rng.standard_normal((7, 3)), name="context")
+        first, second = gc.take(table, ids[:, 0], axis=0), gc.take(context, ids[:, 1], axis=0)
+        loss = gc.sum(gc.tanh(first * second))
+        updates = gc.optim.SGD(lr=0.5).updates(loss, [table, context])
+        outputs = [loss, gc.reshape(table, (27,))] if extra_output else [loss]
+        step = gc.compile([ids], outputs, updates=updates, backend="numpy")
+    return step, (table, context)
+
+
+def _steps_of(step) -> Steps:
+    return next(iter(step._executable._steps.values()))
+
+
+def _run_against_evaluate(step, ids: np.ndarray) -> list[np.ndarray]:
+    """One run of ``step``'s step list, checked bit for bit against ``evaluate``; its new
+    parameter values."""
+    program = step.program
+    arrays, binding = check_inputs(program.inputs, [ids], program.dims)
+    values = evaluate(program, arrays, binding)
+    outputs, new_values = step._executable.run(arrays, binding)
+    _same(outputs + new_values, [values[n.id] for n in program.outputs]
+          + [values[v.id] for _, v in program.updates])
+    return new_values
+
+
+def test_sparse_updates_write_into_their_parameters_and_equal_evaluate() -> None:
+    step, params = _two_tables()
+    assert [v.op for _, v in step.program.updates][:2] == ["sparse_sgd", "sparse_sgd"]
+    storage = [step.program.graph.parameter_values[p.node.id] for p in params]
+    for ids in (np.array([[0, 6], [8, 0], [0, 1]]), np.array([[3, 3], [3, -1]])):
+        new_values = _run_against_evaluate(step, ids)
+        assert all(new is own for new, own in zip(new_values, storage, strict=False))
+
+
+def test_a_refused_id_leaves_both_tables_as_they_were() -> None:
+    step, params = _two_tables()
+    step(np.array([[0, 6], [8, 0]]))
+    before = [p.value for p in params]
+    with pytest.raises(gc.InputError, match="out of range"):
+        step(np.array([[0, 6], [8, 7]]))  # context has 7 rows: its id 7 is refused
+    for p, old in zip(params, before, strict=True):
+        np.testing.assert_array_equal(p.value, old)
+
+
+def test_a_table_read_after_its_update_is_copied_not_written() -> None:
+    step, params = _two_tables(extra_output=True)
+    table = step.program.graph.parameter_values[params[0].node.id]
+    for _ in range(2):
+        new_values = _run_against_evaluate(step, np.array([[0, 6], [8, 0], [0, 1]]))
+        assert new_values[0] is not table  # the output reads the table before the update
+        step(np.array([[0, 6], [8, 0], [0, 1]]))
+    assert len(_steps_of(step).in_place) == 1  # the context table only
