@@ -156,13 +156,13 @@ class Steps:
         of it)."""
         position = {node.id: k for k, node in enumerate(self.nodes)}
         readers: dict[int, list[int]] = {}
-        for k, (_, _, ids, *_rest) in enumerate(self.steps):
+        for step, (_, _, ids, *_rest) in enumerate(self.steps):
             for i in ids:
-                readers.setdefault(i, []).append(k)
+                readers.setdefault(i, []).append(step)
         candidates = {}
         for param, value in self.program.updates:
-            k = position.get(value.id)
-            if (k is None or value.op not in IN_PLACE_IMPLS or value.inputs[0].id != param.id
+            k = position.get(value.id, -1)
+            if (k < 0 or value.op not in IN_PLACE_IMPLS or value.inputs[0].id != param.id
                     or param.id in self.outputs):
                 continue
             if (all(r < k for r in readers[param.id] if r != k)
