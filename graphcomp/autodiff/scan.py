@@ -150,4 +150,5 @@ def _replay_scan(graph: Graph, body: ScanBody, node: Node, args: Sequence[Tensor
     length = None if xs else body.dims.resolve(node.shape[0])
     trip = trip_count(graph, xs, length, node.source)
     return Tensor(make_scan_node(graph, inner, [t.node for t in args], trip,
-                                 node.attrs["reverse"], node.source))
+                                 node.attrs["reverse"], node.source,
+                                 node.attrs.get("checkpoint")))

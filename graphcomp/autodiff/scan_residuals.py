@@ -68,6 +68,9 @@ def residual_vjp(node: Node, cotangents: Mapping[int, Tensor]) -> list[Tensor | 
               "g_res": [r for r in range(len(body.residuals)) if first_res + r in cotangents]}
     adj = _body_adjoint(body, float_carry, float_xs, float_inv, wanted)
     hoisted, kept = _split_invariant_terms(adj)
+    if node.attrs.get("checkpoint") is not None:  # residuals are recomputed streams, read
+        kept = [list(_terms(g)) for g in adj.g_inv]  # step by step: nothing is hoisted
+        hoisted = [[] for _ in adj.g_inv]
     operands = [n for terms in hoisted for term in terms for n in term[1:] if isinstance(n, Node)]
     accumulated = [t for terms in kept for t in terms]
     order, residuals = _needed(adj, [*adj.g_carry, *adj.g_xs, *accumulated, *operands])
@@ -223,7 +226,8 @@ class _Outside:
                 self.source[ph] = ("tensor", cotangents[first[kind] + index])
         for r in residuals:
             body_node = adj.forward[r.id]
-            if any(body_node is y for y in body.y_out):
+            if (any(body_node is y for y in body.y_out)
+                    and node.attrs.get("checkpoint") is None):
                 k = next(k for k, y in enumerate(body.y_out) if y is body_node)
                 self.source[r.id] = ("output", n_carry + k)
             else:

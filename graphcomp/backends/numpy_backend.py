@@ -20,6 +20,7 @@ import numpy as np
 
 from graphcomp.errors import InputError
 from graphcomp.loops import SCAN, SCAN_OUTPUT, ScanBody, is_residual
+from graphcomp.loops.checkpoint import Checkpoints, RecomputedStack, materialize, segment_count
 from graphcomp.ops import get_op
 from graphcomp.ops.indexing import INDEX_OPERAND, index_error_message
 from graphcomp.ops.sparse_updates import IN_PLACE_IMPLS
@@ -83,6 +84,8 @@ def evaluate(
                 if node.op == SCAN:  # its value is the tuple of its outputs
                     values[node.id] = impl(args, dict(node.attrs), shape)
                     continue
+                if node.op != SCAN_OUTPUT:  # a recomputed stack, read whole (grad of grad)
+                    args = [materialize(a) for a in args]
                 try:
                     result = impl(args, dict(node.attrs), shape)
                 except InputError as exc:  # bad data: say which node (and placeholder) met it
@@ -291,9 +294,13 @@ def run_scan(arrays: Sequence[np.ndarray], attrs: dict[str, Any], shape: tuple[i
         schedule = tuple(body.graph.schedule([*body.outputs, *residuals]))
     program = Program(body.graph, list(body.inputs), list(body.outputs), [],
                       list(schedule), body.dims)
-    one_step = [x[0] if trip else np.empty(x.shape[1:], x.dtype) for x in xs]
+    one_step = [x[0] if trip and isinstance(x, np.ndarray) else np.empty(x.shape[1:], x.dtype)
+                for x in xs]
     _, binding = check_inputs(body.inputs, carry + one_step + invariants, body.dims)
     shapes, plan = node_shapes(program, binding), make_plan(program)
+    if attrs.get("checkpoint") is not None:
+        return _run_checkpointed(program, carry, xs, invariants, trip, attrs, binding,
+                                 (shapes, plan), stacked)
     ys = [np.empty((trip, *resolve_shape(y, binding, body.dims)), y.dtype) for y in body.y_out]
     first = n_carry + n_ys  # output index of the first stacked carry
     leaves = [*body.carry_in, *residuals]
@@ -313,6 +320,49 @@ def run_scan(arrays: Sequence[np.ndarray], attrs: dict[str, Any], shape: tuple[i
         for stack, node_id in residual_stacks:
             stack[t] = values[node_id]
     return tuple(carry + ys + stacks)
+
+
+def _run_checkpointed(program: Program, carry: list[np.ndarray], xs: Sequence[Any],
+                      invariants: list[np.ndarray], trip: int, attrs: dict[str, Any],
+                      binding: dict[str, int], prepared: tuple, stacked: frozenset[int]
+                      ) -> tuple[Any, ...]:
+    """``run_scan`` of a checkpointed scan: the carry kept every ``k`` steps; the stacked
+    outputs in ``stacked`` are ``RecomputedStack`` (loops/checkpoint.py)."""
+    body: ScanBody = attrs["body"]
+    k, reverse = attrs["checkpoint"], attrs["reverse"]
+    shapes, plan = prepared
+    n_carry = len(body.carry_in)
+    first = n_carry + len(body.y_out)
+    leaves = [*body.carry_in, *body.residuals]
+    read = [i for i in range(len(leaves)) if first + i in stacked]
+    values_read = [leaves[i] for i in read if i >= n_carry]
+
+    def step(c: list[np.ndarray], x: list[np.ndarray], v: list[np.ndarray]) -> tuple:
+        values = evaluate(program, c + x + v, binding, shapes, plan)
+        return ([values[n.id] for n in body.carry_out],
+                [values[n.id] for n in (*body.y_out, *values_read)])
+
+    keep = segment_count(trip, k) if read else 0
+    carries = [np.empty((keep, *c.shape), c.dtype) for c in carry]
+    ys = [np.empty((trip, *resolve_shape(y, binding, body.dims)), y.dtype) for y in body.y_out]
+    for i in range(trip):
+        t = trip - 1 - i if reverse else i
+        if keep and i % k == 0:
+            for stack, c in zip(carries, carry, strict=True):
+                stack[i // k] = c
+        carry, outs = step(carry, [x[t] for x in xs], invariants)
+        for y, value in zip(ys, outs, strict=False):  # outs: the ys, then values_read
+            y[t] = value
+    n_ys = len(ys)
+    kinds = [("carry", i) if i < n_carry else ("value", n_ys + values_read.index(leaves[i]))
+             for i in read]
+    described = [(kind, index, resolve_shape(leaves[i], binding, body.dims), leaves[i].dtype)
+                 for (kind, index), i in zip(kinds, read, strict=True)]
+    checkpoints = Checkpoints(step, carries, xs, invariants, trip, k, reverse, described)
+    outputs: list[Any] = [np.empty((0,), leaf.dtype) for leaf in leaves]
+    for which, i in enumerate(read):
+        outputs[i] = RecomputedStack(checkpoints, which)
+    return tuple(carry + ys + outputs)
 
 
 def compile_numpy(program: Program, **options: object) -> NumpyExecutable:

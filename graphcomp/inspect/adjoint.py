@@ -10,9 +10,16 @@ import networkx as nx
 
 from graphcomp import dtypes
 from graphcomp.autodiff import grad
-from graphcomp.inspect.bytes import ByteCount, byte_count, format_bytes, stacked_bytes_per_step
+from graphcomp.inspect.bytes import (
+    ByteCount,
+    byte_count,
+    checkpoint_bytes,
+    format_bytes,
+    recomputed_bytes,
+    stacked_bytes_per_step,
+)
 from graphcomp.ir import Node
-from graphcomp.loops import is_residual
+from graphcomp.loops import is_recomputed, is_residual
 from graphcomp.ops import Tensor
 
 # A node of the adjoint graph: built by the adjoint pass, or a forward value it reads.
@@ -30,7 +37,8 @@ def adjoint_graph(loss: Tensor, wrt: Tensor | Sequence[Tensor]) -> nx.DiGraph:
     per unit of the symbolic dim N); what a scan stacks for the gradient (``scan_output``
     residuals: carries, body values) also ``bytes_per_step``. Graph attributes:
     ``gradients`` and ``wrt`` (node ids) and ``residual_bytes`` (the residuals' total, same
-    form).
+    form). A stacked residual of a scan with ``checkpoint=k`` counts one segment of
+    ``min(T, k)`` steps, and the carries it keeps (``ceil(T/k)`` of each leaf) join the total.
 
     >>> import graphcomp as gc, numpy as np
     >>> with gc.Graph():
@@ -56,11 +64,15 @@ def adjoint_graph(loss: Tensor, wrt: Tensor | Sequence[Tensor]) -> nx.DiGraph:
         wrt=[t.node.id for t in targets],
     )
     total: ByteCount = Counter()
+    checkpointed = {graph.node(i).inputs[0].id for i in residuals
+                    if is_recomputed(graph.node(i))}
+    for scan in sorted(checkpointed):  # the carries kept every k steps
+        total.update(checkpoint_bytes(graph.node(scan)))
     for node_id in sorted(built | residuals):
         node = graph.node(node_id)
         attrs = _node_attrs(node, "adjoint" if node_id in built else "residual")
         if node_id in residuals:
-            count = byte_count(node)
+            count = recomputed_bytes(node) if is_recomputed(node) else byte_count(node)
             total.update(count)
             attrs["bytes"] = format_bytes(count)
             if is_residual(node):

@@ -53,14 +53,46 @@ def scan_residual_bytes(scan: Node) -> tuple[ByteCount, ByteCount]:
     per_step: ByteCount = Counter()
     for index in sorted(indices):
         per_step.update(stacked_bytes_per_step(scan, index))
-    trip = graph.dims.resolve(scan.shape[0])
+    k = scan.attrs.get("checkpoint")
+    if k is not None:  # checkpoints and one recomputed segment (loops/checkpoint.py)
+        total = Counter(checkpoint_bytes(scan) if indices else {})
+        total.update(_times(per_step, _segment_length(scan)))
+        return dict(per_step), {s: v for s, v in total.items() if v}
+    return dict(per_step), _times(per_step, graph.dims.resolve(scan.shape[0]))
+
+
+def checkpoint_bytes(scan: Node) -> ByteCount:
+    """Bytes of the carries a scan with ``checkpoint=k`` keeps: every carry leaf at every
+    ``k``-th step, ``ceil(T/k)`` of them (``"ceil(T/k)"`` stands for that count when ``T``
+    is symbolic)."""
+    count: ByteCount = Counter()
+    for leaf in scan.attrs["body"].carry_in:
+        count.update(byte_count(leaf))
+    trip, k = scan.graph.dims.resolve(scan.shape[0]), scan.attrs["checkpoint"]
+    return _times(count, -(-trip // k) if isinstance(trip, int) else f"ceil({trip}/{k})")
+
+
+def recomputed_bytes(node: Node) -> ByteCount:
+    """Bytes a stacked residual of a checkpointed scan holds: one segment of ``min(T, k)``
+    steps (``"min(T,k)"`` when ``T`` is symbolic)."""
+    per_step = stacked_bytes_per_step(node.inputs[0], node.attrs["index"])
+    return _times(per_step, _segment_length(node.inputs[0]))
+
+
+def _segment_length(scan: Node) -> int | str:
+    trip, k = scan.graph.dims.resolve(scan.shape[0]), scan.attrs["checkpoint"]
+    return min(trip, k) if isinstance(trip, int) else f"min({trip},{k})"
+
+
+def _times(count: ByteCount, factor: int | str) -> ByteCount:
+    """``count`` times ``factor``, an int or a symbol."""
     total: ByteCount = Counter()
-    for symbols, value in per_step.items():
-        if isinstance(trip, int):
-            total[symbols] += value * trip
+    for symbols, value in count.items():
+        if isinstance(factor, int):
+            total[symbols] += value * factor
         else:
-            total[tuple(sorted((*symbols, trip)))] += value
-    return dict(per_step), dict(total)
+            total[tuple(sorted((*symbols, factor)))] += value
+    return dict(total)
 
 
 def stacked_bytes_per_step(scan: Node, index: int) -> ByteCount:

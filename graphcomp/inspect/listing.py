@@ -70,6 +70,9 @@ def _residual_note(node: Node) -> str:
     carries, ys = output_count(scan)
     what = ("the carry each step started from" if index < 2 * carries + ys
             else f"body %{stacked_leaf(scan, index).id} of each step")
+    if scan.attrs.get("checkpoint") is not None:
+        return (f"residual: {what} ({per_step} bytes per step, recomputed from the carry "
+                f"kept every {scan.attrs['checkpoint']} steps)")
     return f"residual: {what} ({per_step} bytes per step)"
 
 
@@ -82,6 +85,8 @@ def _scan_line(node: Node) -> str:
         types.append(dtypes.short_name(dtype) + shape_str(node.graph.dims.resolve_shape(shape)))
     trip = node.graph.dims.resolve(node.shape[0])
     head = f"scan[reverse={node.attrs['reverse']}, T={trip}]"
+    if node.attrs.get("checkpoint") is not None:
+        head = f"{head[:-1]}, checkpoint={node.attrs['checkpoint']}]"
     line = f"%{node.id} = {' '.join([head] + [f'%{i.id}' for i in node.inputs])}"
     line += f" : ({', '.join(types)})"
     if node.role == "adjoint":

@@ -75,7 +75,7 @@ class ScanBody:
 
 def scan(
     fn: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
-    length: int | None = None, reverse: bool = False,
+    length: int | None = None, reverse: bool = False, checkpoint: int | None = None,
 ) -> tuple[Any, Any]:
     """Loop ``carry, y = fn(carry, x)`` over the leading axis of ``xs``; return the final
     carry and the stacked ``y``.
@@ -84,7 +84,9 @@ def scan(
     ``length`` gives the number of steps when there are no ``xs``; ``reverse=True`` runs from
     the last step to the first (``ys`` keep the order of ``xs``). ``fn`` is traced once; the
     tensors of the enclosing graph it uses are loop invariants. The leading axis may be
-    symbolic, and of length 0 (the result is ``init`` and empty ``ys``).
+    symbolic, and of length 0 (the result is ``init`` and empty ``ys``). ``checkpoint=k``
+    keeps, for the gradient, the carry every ``k`` steps instead of every step's residuals,
+    and the backward pass recomputes the steps between (docs/loops.md, "Checkpointing").
 
     >>> import graphcomp as gc, numpy as np
     >>> with gc.Graph():
@@ -97,6 +99,7 @@ def scan(
            [3., 3.]])
     """
     source = user_source_line()
+    checkpoint = _checkpoint(checkpoint, source)
     init_leaves, carry_tree = flatten(init)
     x_leaves, x_tree = flatten(xs)
     given = [v for v in init_leaves + x_leaves if isinstance(v, Tensor)]
@@ -107,17 +110,29 @@ def scan(
     from graphcomp.loops.batching import batch_carry_free  # it imports graphcomp.autodiff
 
     body = trace_body(fn, graph, init_nodes, carry_tree, x_nodes, x_tree, source)
-    batched = batch_carry_free(body, graph, x_nodes)
+    # a recomputed stream is read step by step: nothing reading it moves out of the loop
+    recomputed = any(is_recomputed(x) for x in x_nodes)
+    batched = None if recomputed else batch_carry_free(body, graph, x_nodes)
     if batched is not None:  # carry-free work moved before the loop (loops/batching.py)
         x_nodes, step = batched
         body = trace_body(step, graph, init_nodes, carry_tree, x_nodes,
                           flatten(list(x_nodes))[1], source)
     invariants = list(body.graph.captures)  # ids of the enclosing graph's nodes, in order
     inputs = init_nodes + x_nodes + [graph.node(i) for i in invariants]
-    node = make_scan_node(graph, body, inputs, trip, reverse, source)
+    node = make_scan_node(graph, body, inputs, trip, reverse, source, checkpoint)
     outputs = [scan_output(node, i) for i in range(len(body.outputs))]
     count = len(body.carry_out)
     return unflatten(carry_tree, outputs[:count]), unflatten(body.y_tree, outputs[count:])
+
+
+def _checkpoint(k: Any, source: str) -> int | None:
+    """``checkpoint`` as an int > 1, or None (1 and None: every step's residuals stored)."""
+    if k is None:
+        return None
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise GraphError(f"scan at {source}: checkpoint must be an int >= 1 (store the carry "
+                         f"every k steps) or None, got {k!r}")
+    return int(k) if k > 1 else None
 
 
 def _leaf(graph: Graph, value: Any, source: str, what: str) -> Node:
@@ -248,10 +263,13 @@ def _tie_enclosing_dims(body: Graph, parent: Graph, source: str) -> None:
 
 def make_scan_node(
     graph: Graph, body: ScanBody, inputs: Sequence[Node], trip: Dim, reverse: bool, source: str,
+    checkpoint: int | None = None,
 ) -> Node:
     """The ``scan`` node: inputs ``init + xs + invariants``, shape ``(trip,)``."""
-    return graph.add_node(SCAN, inputs, {"body": body, "reverse": bool(reverse)}, (trip,),
-                          np.dtype(bool), source=source)
+    attrs: dict[str, Any] = {"body": body, "reverse": bool(reverse)}
+    if checkpoint is not None:
+        attrs["checkpoint"] = checkpoint
+    return graph.add_node(SCAN, inputs, attrs, (trip,), np.dtype(bool), source=source)
 
 
 def output_count(node: Node) -> tuple[int, int]:
@@ -310,3 +328,9 @@ def is_residual(node: Node) -> bool:
     if node.op != SCAN_OUTPUT:
         return False
     return node.attrs["index"] >= sum(output_count(node.inputs[0]))
+
+
+def is_recomputed(node: Node) -> bool:
+    """Whether ``node`` is a stacked residual of a checkpointed scan: a stream the backends
+    recompute one segment at a time (``loops/checkpoint.py``), read only by scans."""
+    return is_residual(node) and node.inputs[0].attrs.get("checkpoint") is not None

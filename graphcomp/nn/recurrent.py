@@ -194,13 +194,13 @@ def _sequence(x: Any, time_major: bool, layer: str) -> Tensor:
 def lstm(x: Any, hidden: int, initial: LSTMCarry | None = None, time_major: bool = True,
          name: str | None = None, init: Initializer = "glorot_uniform",
          recurrent_init: Initializer = "orthogonal", forget_bias: float = 1.0,
-         seed: int | None = None) -> tuple[Tensor, LSTMCarry]:
+         seed: int | None = None, checkpoint: int | None = None) -> tuple[Tensor, LSTMCarry]:
     """Run an LSTM over a sequence: ``hs, (h, c) = gc.nn.lstm(x, 128)``.
 
     ``x`` is ``(T, B, features)`` (``time_major=True``, the layout ``gc.scan`` slices) or
     ``(B, T, features)``; ``hs`` has the same layout with ``hidden`` features, and ``(h, c)`` is
     the final carry. ``initial`` defaults to zeros. Parameters as in ``lstm_cell``, in a scope
-    named ``name`` or ``lstm``, ``lstm_1``...
+    named ``name`` or ``lstm``, ``lstm_1``... ``checkpoint=k``: as for ``gc.scan``.
 
     >>> # hs, (h, c) = gc.nn.lstm(gc.placeholder((None, 8, 8), "float32"), 64, time_major=False)
     """
@@ -208,19 +208,20 @@ def lstm(x: Any, hidden: int, initial: LSTMCarry | None = None, time_major: bool
     cell = _lstm_cell("lstm", int(xs.shape[-1]), hidden, xs.dtype, name, init, recurrent_init,
                       forget_bias, seed)
     carry = cell.zero_carry(xs.shape[1]) if initial is None else initial
-    final, hs = scan(cell.recur, carry, cell.project(xs))
+    final, hs = scan(cell.recur, carry, cell.project(xs), checkpoint=checkpoint)
     return (hs if time_major else F.transpose(hs, (1, 0, 2))), final
 
 
 def gru(x: Any, hidden: int, initial: Tensor | None = None, time_major: bool = True,
         name: str | None = None, init: Initializer = "glorot_uniform",
         recurrent_init: Initializer = "orthogonal",
-        seed: int | None = None) -> tuple[Tensor, Tensor]:
+        seed: int | None = None, checkpoint: int | None = None) -> tuple[Tensor, Tensor]:
     """Run a GRU over a sequence: ``hs, h = gc.nn.gru(x, 128)``.
 
     Layouts as for ``lstm``: ``x`` and ``hs`` are ``(T, B, ...)`` with ``time_major=True``, else
     ``(B, T, ...)``; ``h`` is the final state, ``initial`` defaults to zeros. Parameters as in
-    ``gru_cell``, in a scope named ``name`` or ``gru``, ``gru_1``...
+    ``gru_cell``, in a scope named ``name`` or ``gru``, ``gru_1``... ``checkpoint=k``: as for
+    ``gc.scan``.
 
     >>> # hs, h = gc.nn.gru(gc.placeholder(("T", None, 8), "float32"), 32)
     """
@@ -228,5 +229,5 @@ def gru(x: Any, hidden: int, initial: Tensor | None = None, time_major: bool = T
     cell = _gru_cell("gru", int(xs.shape[-1]), hidden, xs.dtype, name, init, recurrent_init,
                      seed)
     carry = cell.zero_carry(xs.shape[1]) if initial is None else initial
-    final, hs = scan(cell.recur, carry, cell.project(xs))
+    final, hs = scan(cell.recur, carry, cell.project(xs), checkpoint=checkpoint)
     return (hs if time_major else F.transpose(hs, (1, 0, 2))), final

@@ -33,6 +33,7 @@ from graphcomp.backends.numba.compile_job import CompileJob, driver_signature
 from graphcomp.errors import CompileError
 from graphcomp.ir import dim_factors, dim_value
 from graphcomp.loops import LOOP_OPS, SCAN, SCAN_OUTPUT, ScanBody
+from graphcomp.loops.checkpoint import Checkpoints, RecomputedStack, segment_count
 from graphcomp.passes.lowered import LOp, LoweredProgram
 from graphcomp.passes.lowering import lower
 from graphcomp.runtime.binding import check_inputs
@@ -78,12 +79,15 @@ class ScanLoop:
     stack_carries: bool
     native: bool  # the body's module holds ``scan_loop`` (loop_text)
     stacked: tuple[int, ...] = ()  # the carry leaves whose stacks something reads
+    checkpoint: int | None = None  # gc.scan(..., checkpoint=k): stacks are recomputed
+    real_ys: int = 0  # with a checkpoint: how many of y_out are ys (the rest: residuals)
     _bound: dict[tuple, _BoundLoop] = field(default_factory=dict)
 
     def run(self, env: dict[int, np.ndarray], binding: dict[str, int]) -> None:
         """Run every step; store the scan's outputs in ``env``."""
         # The loop is compiled for writeable C-ordered arrays, as the drivers are.
-        arrays = [a if a.flags.writeable and a.flags.c_contiguous else np.array(a, order="C")
+        arrays = [a if isinstance(a, RecomputedStack)  # read step by step (loops/checkpoint.py)
+                  or (a.flags.writeable and a.flags.c_contiguous) else np.array(a, order="C")
                   for a in (env[i] for i in self.inputs)]
         n_carry, n_xs = len(self.body.carry_in), len(self.body.x_in)
         carry, xs = arrays[:n_carry], arrays[n_carry:n_carry + n_xs]
@@ -99,7 +103,10 @@ class ScanLoop:
         if threads > 1 and counts is not None:
             counts[1](1)
         try:
-            results = bound.loop(carry, xs, invariants, trip, self.op.attrs["reverse"])
+            if self.checkpoint is not None:
+                results = self._checkpointed(bound, carry, xs, invariants, trip)
+            else:
+                results = bound.loop(carry, xs, invariants, trip, self.op.attrs["reverse"])
         finally:
             if threads > 1 and counts is not None:
                 counts[1](threads)
@@ -109,19 +116,60 @@ class ScanLoop:
     def _bind(self, key: tuple, carry: list[np.ndarray], xs: list[np.ndarray],
               invariants: list[np.ndarray], trip: int) -> _BoundLoop:
         body = self.body
-        one_step = [x[0] if trip else np.empty(x.shape[1:], x.dtype) for x in xs]
+        one_step = [x[0] if trip and isinstance(x, np.ndarray) else np.empty(x.shape[1:], x.dtype)
+                    for x in xs]
         _, binding = check_inputs(body.inputs, carry + one_step + invariants, body.dims)
-        ys = [np.empty((trip, *_shape(y.shape, binding)), y.dtype) for y in self.y_out]
-        stacks = [np.empty((trip if i in self.stacked else 0, *c.shape), c.dtype)
+        full = trip if self.checkpoint is None else 0  # checkpointed: recomputed stacks
+        ys = [np.empty((trip if j < self.real_ys else full, *_shape(y.shape, binding)), y.dtype)
+              for j, y in enumerate(self.y_out)]
+        stacks = [np.empty((full if i in self.stacked else 0, *c.shape), c.dtype)
                   for i, c in enumerate(carry)]
         carries = [[np.empty_like(c) for c in carry] for _ in range(2)]
         bound = _BoundLoop(self._step(binding), carries, ys, stacks, self.stack_carries)
-        if self.native:
+        if self.native and all(isinstance(x, np.ndarray) for x in xs):
             views, tail = self.executable.bound_buffers(binding)
             if all(isinstance(v, np.ndarray) for v in views):  # else: an input passes through
                 bound.native = (self.executable.module_function("scan_loop"), (*views, *tail))
         self._bound[key] = bound
         return bound
+
+    def _checkpointed(self, bound: _BoundLoop, init: list[np.ndarray], xs: list[Any],
+                      invariants: list[np.ndarray], trip: int) -> list[Any]:
+        """The loop of a checkpointed scan: the ys and the carry every ``k`` steps; the stacks
+        something reads are ``RecomputedStack`` (loops/checkpoint.py)."""
+        k, reverse = self.checkpoint or 1, self.op.attrs["reverse"]
+        n_carry, n_ys = len(init), self.real_ys
+        residuals = self.y_out[n_ys:]
+        keep = segment_count(trip, k) if self.stacked or residuals else 0
+        carries = [np.empty((keep, *c.shape), c.dtype) for c in init]
+        carry, spare = bound.carries
+        for buffer, value in zip(carry, init, strict=True):
+            np.copyto(buffer, value)
+        for i in range(trip):
+            t = trip - 1 - i if reverse else i
+            if keep and i % k == 0:
+                for stack, c in zip(carries, carry, strict=True):
+                    stack[i // k] = c
+            outputs = bound.step([*carry, *[x[t, ...] for x in xs], *invariants])
+            for y, value in zip(bound.ys[:n_ys], outputs[n_carry:], strict=False):
+                y[t] = value
+            for buffer, value in zip(spare, outputs[:n_carry], strict=True):
+                np.copyto(buffer, value)
+            carry, spare = spare, carry
+
+        def step(c: list[np.ndarray], x: list[np.ndarray], v: list[np.ndarray]) -> tuple:
+            outputs = bound.step([*c, *x, *v])
+            return outputs[:n_carry], outputs[n_carry + n_ys:]
+
+        described = [("carry", i, init[i].shape, init[i].dtype) for i in self.stacked]
+        described += [("value", j, bound.ys[n_ys + j].shape[1:], r.dtype)
+                      for j, r in enumerate(residuals)]
+        saved = Checkpoints(step, carries, xs, invariants, trip, k, reverse, described)
+        lazy = [RecomputedStack(saved, which) for which in range(len(described))]
+        stacks: list[Any] = list(bound.stacks)
+        for which, i in enumerate(self.stacked):
+            stacks[i] = lazy[which]
+        return [*carry, *bound.ys[:n_ys], *lazy[len(self.stacked):], *stacks]
 
     def _step(self, binding: dict[str, int]) -> Callable[[Sequence[np.ndarray]], list]:
         """One call of the body from Python: its runner, or its general run."""
@@ -255,6 +303,7 @@ def compile_staged(program: Program, compile_body: Compile,
         last = i == len(groups) - 1
         if not group and not last:
             continue
+        _check_not_recomputed(lp, reads[i])
         outputs = list(lp.outputs) if last else sorted(set(group) & later, key=position.__getitem__)
         seg = _segment_program(program, lp, group, reads[i], outputs, position, last)
         executable = compile_segment(seg[0], seg[1])
@@ -262,6 +311,21 @@ def compile_staged(program: Program, compile_body: Compile,
         copied = [memory.base(v) not in memory.slot_of for v in outputs]
         stages.append(Segment(executable, seg[1].inputs, outputs, copied))
     return StagedExecutable(program, stages, sources, time.perf_counter() - start)
+
+
+def _check_not_recomputed(lp: LoweredProgram, values: set[int]) -> None:
+    """A checkpointed scan's stacked residuals exist one segment at a time: only scans read
+    them (a gradient of its gradient does not compile on numba)."""
+    for value in values:
+        op = lp.ops[value]
+        scan = lp.ops[op.inputs[0]] if op.op == SCAN_OUTPUT else None
+        if scan is not None and scan.attrs.get("checkpoint") is not None:
+            body: ScanBody = scan.attrs["body"]
+            if op.attrs["index"] >= len(body.carry_out) + len(body.y_out):
+                raise CompileError(
+                    f"scan at {body.source} with checkpoint={scan.attrs['checkpoint']}: its "
+                    "stacked residuals are recomputed one segment at a time and only scans can "
+                    "read them; a gradient of its gradient compiles on backend='numpy' only")
 
 
 def _split(lp: LoweredProgram) -> list[list[int] | int]:
@@ -316,7 +380,7 @@ def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: 
 
     def text(module: Any) -> str:
         native.append(NATIVE_LOOP and module.driver_jit and not module.uses_lanes
-                      and 0 not in ranks)
+                      and 0 not in ranks and op.attrs.get("checkpoint") is None)
         tail = len(module.arguments) - len(body.inputs)
         return loop_text(body, y_out, tail, carry_stacks) if native[0] else ""
 
@@ -327,7 +391,8 @@ def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: 
     if native and native[0] and not getattr(executable, "planned_only", False):
         _compile_loop(executable, body, y_out)
     return ScanLoop(op, body, y_out, executable, list(op.inputs), outputs, bool(carry_stacks),
-                    bool(native and native[0]), carry_stacks)
+                    bool(native and native[0]), carry_stacks, op.attrs.get("checkpoint"),
+                    len(kept))
 
 
 def _compile_loop(executable: Any, body: ScanBody, y_out: list[Any]) -> None:
