@@ -136,6 +136,10 @@ class Steps:
         self.steps = [(node.id, impl, ids, node.attrs, shapes[node.id], node.dtype,
                        node.op == SCAN, tuple(drop))
                       for (node, impl, ids), drop in zip(computed, drops, strict=True)]
+        # the steps that may read a checkpointed scan's recomputed stack, read whole
+        self.materialized = frozenset(
+            k for k, node in enumerate(self.nodes) if node.op not in (SCAN, SCAN_OUTPUT)
+            and any(i.op == SCAN_OUTPUT for i in node.inputs))
         self.later_ids: dict[int, list[tuple[int, int]]] = {}
         self.in_place = self._in_place_candidates()
         self.checked = False
@@ -231,7 +235,10 @@ class Steps:
                         self.steps):
                     if checking and self._in_place_now(k, fresh, accepted):
                         impl = self._use_in_place(k)
-                    result = impl([values[i] for i in ids], dict(attrs), shape)
+                    args = [values[i] for i in ids]
+                    if k in self.materialized:
+                        args = [materialize(a) for a in args]
+                    result = impl(args, dict(attrs), shape)
                     if not scan:
                         result = np.asarray(result, dtype=dtype)
                         if checking:
