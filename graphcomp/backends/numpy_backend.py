@@ -133,7 +133,7 @@ class Steps:
             if i not in kept:
                 drops[k].append(i)
         self.nodes = [node for node, _, _ in computed]
-        self.steps = [(node.id, impl, ids, node.attrs, shapes[node.id], node.dtype,
+        self.steps = [(node.id, impl, ids, dict(node.attrs), shapes[node.id], node.dtype,
                        node.op == SCAN, tuple(drop))
                       for (node, impl, ids), drop in zip(computed, drops, strict=True)]
         # the steps that may read a checkpointed scan's recomputed stack, read whole
@@ -238,7 +238,7 @@ class Steps:
                     args = [values[i] for i in ids]
                     if k in self.materialized:
                         args = [materialize(a) for a in args]
-                    result = impl(args, dict(attrs), shape)
+                    result = impl(args, attrs.copy(), shape)
                     if not scan:
                         result = np.asarray(result, dtype=dtype)
                         if checking:
