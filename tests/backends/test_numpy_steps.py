@@ -136,3 +136,19 @@ def test_a_table_read_after_its_update_is_copied_not_written() -> None:
         assert new_values[0] is not table  # the output reads the table before the update
         step(np.array([[0, 6], [8, 0], [0, 1]]))
     assert len(_steps_of(step).in_place) == 1  # the context table only
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_sigmoid_in_two_buffers_equals_the_eight_buffer_formula(dtype: str) -> None:
+    from graphcomp.ops.elementwise import _sigmoid
+
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.standard_normal(1000) * 30, [0.0, -0.0, np.inf, -np.inf, np.nan,
+                                                         1e-30, -1e-30, 88.0, -88.0, 800.0]])
+    for value in (x.astype(dtype), x.astype(dtype).reshape(10, 101), np.asarray(x[3], dtype)):
+        with np.errstate(all="ignore"):
+            e = np.exp(-np.abs(value))
+            want = np.where(value >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(value.dtype)
+            got = _sigmoid(value)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
