@@ -1,7 +1,12 @@
 """The numpy reference backend: the oracle every other backend is tested against.
 
 It walks the program's schedule and calls each op's numpy implementation. No fusion, no
-cleverness: clear enough to trust.
+cleverness: clear enough to trust. ``NumpyExecutable.run`` walks a list of steps made once per
+binding of the symbols (``Steps``): each computed node's implementation, input ids, attributes
+and shape looked up beforehand, and the intermediates dropped after their last reader, so a
+step holds about what numpy written by hand holds (ewise: 294 MB resident against 667 MB when
+every value lived to the end; docs/performance.md, "The numpy backend's step list"). It calls
+the same implementations on the same arrays as ``evaluate``, so its results are identical.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from graphcomp.loops import SCAN, SCAN_OUTPUT, ScanBody, is_residual
 from graphcomp.loops.checkpoint import Checkpoints, RecomputedStack, materialize, segment_count
 from graphcomp.ops import get_op
 from graphcomp.ops.indexing import INDEX_OPERAND, index_error_message
+from graphcomp.ops.sparse_updates import IN_PLACE_IMPLS
 from graphcomp.runtime.binding import check_inputs, resolve_shape
 from graphcomp.runtime.program import Program
 
@@ -30,25 +36,23 @@ class NumpyExecutable:
     source: str | None = None
     compile_seconds: float = 0.0
     cache_hit: bool = False
-    # every node's concrete shape, per binding of the symbols (a training loop has one or two)
-    _shapes: dict[tuple, dict[int, tuple[int, ...]]] = field(default_factory=dict, repr=False)
+    # the steps per binding of the symbols (a training loop has one or two)
+    _steps: dict[tuple, Steps] = field(default_factory=dict, repr=False)
     _plan: list = field(default_factory=list, repr=False)
 
     def run(
         self, inputs: Sequence[np.ndarray], binding: dict[str, int]
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         key = tuple(sorted(binding.items()))
-        shapes = self._shapes.get(key)
-        if shapes is None:
-            if len(self._shapes) >= 64:
-                self._shapes.clear()
-            shapes = self._shapes[key] = node_shapes(self.program, binding)
-        if not self._plan:
-            self._plan = make_plan(self.program)
-        values = evaluate(self.program, inputs, binding, shapes, self._plan)
-        outputs = [values[n.id] for n in self.program.outputs]
-        updates = [values[v.id] for _, v in self.program.updates]
-        return outputs, updates
+        steps = self._steps.get(key)
+        if steps is None:
+            if len(self._steps) >= 64:
+                self._steps.clear()
+            if not self._plan:
+                self._plan = make_plan(self.program)
+            steps = self._steps[key] = Steps(self.program, self._plan,
+                                             node_shapes(self.program, binding))
+        return steps.run(inputs)
 
 
 def node_shapes(program: Program, binding: dict[str, int]) -> dict[int, tuple[int, ...]]:
@@ -99,6 +103,161 @@ def evaluate(
 
 
 Plan = list[tuple[Any, Any, tuple[int, ...]]]
+
+# ops whose implementation may raise for the call's data or shapes (bad ids, an empty max)
+RAISING = frozenset({*INDEX_OPERAND, *IN_PLACE_IMPLS, SCAN, "permute", "reduce_max", "argmax"})
+
+
+class Steps:
+    """``evaluate`` of one program under one binding, prepared: a step per computed node
+    (id, implementation, input ids, attributes, shape, the ids read for the last time). The
+    first run checks each result's shape against its rule, as ``evaluate`` does every time."""
+
+    def __init__(self, program: Program, plan: Plan, shapes: Mapping[int, tuple[int, ...]]
+                 ) -> None:
+        self.program = program
+        self.inputs = [n.id for n in program.inputs]
+        self.parameters = [n.id for n, _, _ in plan if n.op == "parameter"]
+        self.constants = [(n.id, n.attrs["value"]) for n, _, _ in plan if n.op == "constant"]
+        self.outputs = [n.id for n in program.outputs]
+        self.updates = [v.id for _, v in program.updates]
+        kept = {*self.outputs, *self.updates}
+        computed = [(node, impl, ids) for node, impl, ids in plan
+                    if node.op not in ("parameter", "constant", "placeholder")]
+        last_read: dict[int, int] = {}
+        for k, (_, _, ids) in enumerate(computed):
+            for i in ids:
+                last_read[i] = k
+        drops: list[list[int]] = [[] for _ in computed]
+        for i, k in last_read.items():
+            if i not in kept:
+                drops[k].append(i)
+        self.nodes = [node for node, _, _ in computed]
+        self.steps = [(node.id, impl, ids, dict(node.attrs), shapes[node.id], node.dtype,
+                       node.op == SCAN, tuple(drop))
+                      for (node, impl, ids), drop in zip(computed, drops, strict=True)]
+        # the steps that may read a checkpointed scan's recomputed stack, read whole
+        self.materialized = frozenset(
+            k for k, node in enumerate(self.nodes) if node.op not in (SCAN, SCAN_OUTPUT)
+            and any(i.op == SCAN_OUTPUT for i in node.inputs))
+        self.later_ids: dict[int, list[tuple[int, int]]] = {}
+        self.in_place = self._in_place_candidates()
+        self.checked = False
+
+    def _check(self, k: int, result: np.ndarray, shape: tuple[int, ...],
+               values: dict[int, Any], fresh: set[int]) -> None:
+        """The first run's checks of step ``k``'s result: its shape against the shape rule,
+        and whether it is a view of a parameter that may be updated in place."""
+        if result.shape != shape:
+            raise AssertionError(f"numpy backend: {self.nodes[k].describe()} produced shape "
+                                 f"{result.shape}, its shape rule says {shape}")
+        if k not in self.in_place:
+            for param in [p for p in fresh if p in self.steps[k][2]]:
+                if np.may_share_memory(result, values[param]):
+                    fresh.discard(param)
+
+    def _in_place_candidates(self) -> dict[int, int]:
+        """{step index: parameter id} of the sparse updates that may write into their own
+        parameter: the parameter is no output, and every other node that reads it comes
+        before the update (the first run also checks that none of their results is a view
+        of it)."""
+        position = {node.id: k for k, node in enumerate(self.nodes)}
+        readers: dict[int, list[int]] = {}
+        for step, (_, _, ids, *_rest) in enumerate(self.steps):
+            for i in ids:
+                readers.setdefault(i, []).append(step)
+        candidates = {}
+        for param, value in self.program.updates:
+            k = position.get(value.id, -1)
+            if (k < 0 or value.op not in IN_PLACE_IMPLS or value.inputs[0].id != param.id
+                    or param.id in self.outputs):
+                continue
+            if (all(r < k for r in readers[param.id] if r != k)
+                    and readers[param.id].count(k) == 1):
+                later = self._later_ids(k)
+                if later is not None:
+                    candidates[k] = param.id
+                    self.later_ids[k] = later
+        return candidates
+
+    def _later_ids(self, k: int) -> list[tuple[int, int]] | None:
+        """The (ids node, rows) of the sparse updates after step ``k``, which may refuse the
+        call's ids after ``k`` wrote (a call that fails leaves the parameters as they were);
+        None when a later step may refuse data otherwise. ``run`` writes in place only when
+        earlier steps accepted those ids for as many rows."""
+        pairs = []
+        for j in range(k + 1, len(self.nodes)):
+            later = self.nodes[j]
+            if later.op in IN_PLACE_IMPLS:
+                pairs.append((later.inputs[1].id, self.steps[j][4][0]))
+            elif later.op in RAISING:
+                return None
+        return pairs
+
+    def _in_place_now(self, k: int, fresh: set[int], accepted: set[tuple[int, int]]) -> bool:
+        """In the first run, at step ``k``: whether it may write into its parameter (its
+        earlier readers, all run, gave no view of it, and the later sparse updates' ids were
+        accepted already, or are its own)."""
+        if self.in_place.get(k) not in fresh:
+            return False
+        own = (self.nodes[k].inputs[1].id, self.steps[k][4][0])
+        return all(pair in accepted or pair == own for pair in self.later_ids[k])
+
+    def _accepted(self, k: int, values: dict[int, Any], accepted: set[tuple[int, int]]
+                  ) -> None:
+        node = self.nodes[k]
+        if node.op == "take":
+            table, ids = node.inputs
+            accepted.add((ids.id, values[table.id].shape[node.attrs["axis"]]))
+
+    def _use_in_place(self, k: int) -> Any:
+        """Step ``k`` updates its parameter in place from now on (its earlier readers, run
+        already, gave no view of it); its in-place implementation."""
+        node_id, _, *rest = self.steps[k]
+        impl = IN_PLACE_IMPLS[self.nodes[k].op]
+        self.steps[k] = (node_id, impl, *rest)
+        return impl
+
+    def run(self, inputs: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(outputs, new parameter values) of the program for ``inputs``."""
+        values: dict[int, Any] = dict(zip(self.inputs, inputs, strict=True))
+        storage = self.program.graph.parameter_values
+        for i in self.parameters:
+            values[i] = storage[i]
+        values.update(self.constants)
+        k = 0
+        checking = not self.checked
+        fresh = set(self.in_place.values())  # parameters no earlier result is a view of
+        accepted: set[tuple[int, int]] = set()  # (ids node, rows) that steps have accepted
+        try:
+            with np.errstate(all="ignore"):
+                for k, (node_id, impl, ids, attrs, shape, dtype, scan, drop) in enumerate(
+                        self.steps):
+                    if checking and self._in_place_now(k, fresh, accepted):
+                        impl = self._use_in_place(k)
+                    args = [values[i] for i in ids]
+                    if k in self.materialized:
+                        args = [materialize(a) for a in args]
+                    result = impl(args, attrs.copy(), shape)
+                    if not scan:
+                        result = np.asarray(result, dtype=dtype)
+                        if checking:
+                            self._check(k, result, shape, values, fresh)
+                            self._accepted(k, values, accepted)
+                    elif checking:  # a scan's outputs may pass an invariant through
+                        fresh.difference_update(ids)
+                    values[node_id] = result
+                    for i in drop:
+                        del values[i]
+        except InputError as exc:  # bad data: say which node (and placeholder) met it
+            node = self.nodes[k]
+            if node.op == SCAN:  # its body's node said it already
+                raise
+            message = (index_error_message(node, str(exc)) if node.op in INDEX_OPERAND
+                       else f"{node.describe()}: {exc}")
+            raise InputError(message) from None
+        self.checked = True
+        return [values[i] for i in self.outputs], [values[i] for i in self.updates]
 
 
 def make_plan(program: Program) -> Plan:

@@ -23,7 +23,8 @@ Ids follow ``take``'s rule (negative ids count from the end; out of range is an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -117,17 +118,19 @@ def touched_rows(ids: np.ndarray, rows: np.ndarray | None, size: int, op: str
     return unique, sums
 
 
-def _sgd_impl(xs: Sequence[np.ndarray], attrs: dict, shape: tuple) -> np.ndarray:
+def _sgd_impl(xs: Sequence[np.ndarray], attrs: dict, shape: tuple,
+              in_place: bool = False) -> np.ndarray:
     table, ids, rows, lr = xs
-    out = np.array(table, copy=True)
+    out = table if in_place else np.array(table, copy=True)
     touched, sums = touched_rows(ids, rows, table.shape[0], "sparse_sgd")
     out[touched] = table[touched] - lr * sums
     return out
 
 
-def _moment_impl(xs: Sequence[np.ndarray], attrs: dict, shape: tuple) -> np.ndarray:
+def _moment_impl(xs: Sequence[np.ndarray], attrs: dict, shape: tuple,
+                 in_place: bool = False) -> np.ndarray:
     state, ids, rows = xs
-    out = np.array(state, copy=True)
+    out = state if in_place else np.array(state, copy=True)
     touched, sums = touched_rows(ids, rows, state.shape[0], "sparse_moment")
     assert sums is not None
     beta = state.dtype.type(attrs["beta"])
@@ -137,14 +140,25 @@ def _moment_impl(xs: Sequence[np.ndarray], attrs: dict, shape: tuple) -> np.ndar
     return out
 
 
-def _adam_impl(xs: Sequence[np.ndarray], attrs: dict, shape: tuple) -> np.ndarray:
+def _adam_impl(xs: Sequence[np.ndarray], attrs: dict, shape: tuple,
+               in_place: bool = False) -> np.ndarray:
     table, m, v, ids, lr, c1, c2 = xs
-    out = np.array(table, copy=True)
+    out = table if in_place else np.array(table, copy=True)
     touched, _ = touched_rows(ids, None, table.shape[0], "sparse_adam_step")
     eps = table.dtype.type(attrs["eps"])
     direction = (m[touched] / c1) / (np.sqrt(v[touched] / c2) + eps)
     out[touched] = table[touched] - lr * direction
     return out
+
+
+# The same implementations writing into their first operand (the table or state), which the
+# caller gives up: the same arithmetic on the same rows, so the same values. The numpy backend
+# uses them for a parameter's own update when nothing reads the old value afterwards.
+IN_PLACE_IMPLS: dict[str, Callable[..., np.ndarray]] = {
+    "sparse_sgd": functools.partial(_sgd_impl, in_place=True),
+    "sparse_moment": functools.partial(_moment_impl, in_place=True),
+    "sparse_adam_step": functools.partial(_adam_impl, in_place=True),
+}
 
 
 def _ids() -> np.ndarray:

@@ -132,6 +132,7 @@ class Function:
             self._switch_if_done()
             if self._pending is not None:
                 self.interpreted_calls += 1
+                self._pending.serving()
         on_device = isinstance(self._copy_outputs, str)  # "device"
         key = _fast_key(args) if not kwargs and not on_device else None
         fast = self._fast.get(key) if key is not None else None

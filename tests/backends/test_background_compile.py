@@ -93,6 +93,35 @@ def test_a_killed_compile_leaves_the_function_on_numpy_with_a_warning(fresh_cach
     assert step.backend_in_use == "numpy" and np.isfinite(step(X, Y))
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_numpy_s_blas_runs_one_thread_fewer_while_the_process_compiles(fresh_cache, tmp_path,
+                                                                       monkeypatch):
+    from graphcomp.backends.numba.blas import blas_thread_count
+
+    counts = blas_thread_count()
+    if counts is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS: its thread count cannot be set")
+    slow = tmp_path / "slow-python"
+    slow.write_text("#!/bin/sh\nexec sleep 60\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(background, "PYTHON", str(slow))
+    before = counts[0]()
+    counts[1](3)
+    try:
+        step, _ = _step(width=9)
+        pid = background_process_id(step)  # waits for the process to start
+        step(X, Y)
+        assert counts[0]() == 2  # the compiling process has a core
+        os.kill(pid, signal.SIGKILL)
+        with pytest.warns(gc.CompileWarning, match="killed by signal 9"):
+            step.wait(timeout=60)
+        assert counts[0]() == 3 and step.backend_in_use == "numpy"
+        step(X, Y)
+        assert counts[0]() == 3
+    finally:
+        counts[1](before)
+
+
 def test_no_writable_cache_compiles_here_with_a_warning(fresh_cache, monkeypatch):
     monkeypatch.setattr(background, "writable_cache", lambda: False)
     with pytest.warns(gc.CompileWarning, match="not writable"):
