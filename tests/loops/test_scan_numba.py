@@ -254,3 +254,25 @@ def test_swapped_carries_a_y_that_is_x_and_a_0d_integer_carry():
     for steps in (5, 0):
         feed = [rng.normal(size=(steps, 2)), rng.normal(size=2)]
         _assert_close(compiled(*feed), reference(*feed))
+
+
+def test_a_body_with_large_products_takes_the_lanes_its_loop_holds(monkeypatch):
+    """Products of >= 2**19 multiply-adds in a body split in two lanes while the loop holds
+    them (an idle core is assumed here: the load test is the machine's)."""
+    from graphcomp.backends.numba import stages
+
+    monkeypatch.setattr(stages, "_core_idle", lambda: True)
+    rng = np.random.default_rng(3)
+    batch, hidden = 32, 128
+    with gc.Graph():
+        xs = gc.placeholder(("T", batch, hidden), "float64", name="xs")
+        h0 = gc.placeholder((batch, hidden), "float64", name="h0")
+        W = gc.parameter(rng.normal(size=(hidden, hidden)) / hidden, name="W")
+        h, _ = gc.scan(lambda h, x: (gc.tanh(h @ W + x), None), h0, xs)
+        loss = gc.sum(h * h)
+        reference, compiled = _both([xs, h0], [loss, h, *gc.grad(loss, [W, xs, h0])])
+    loops = [s for s in compiled._executable.stages if isinstance(s, stages.ScanLoop)]
+    assert loops and all(loop.executable.module.uses_lanes for loop in loops)
+    for steps in (4, 1):
+        feed = [rng.normal(size=(steps, batch, hidden)), rng.normal(size=(batch, hidden))]
+        _assert_close(compiled(*feed), reference(*feed))

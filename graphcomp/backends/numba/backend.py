@@ -63,7 +63,7 @@ _LOAD_LOCK = threading.RLock()  # compile_generated's loads (background.py runs 
 # 4.7x longer for a 7% shorter step (rnn_scan, docs/loops.md "Choosing the loop").
 SEGMENT_DRIVER_JIT = False
 BODY_DRIVER_JIT = False
-BODY_LANES = False
+BODY_LANES = True  # a body's products split in two lanes while its loop holds them
 
 # Set in a forked child whose parent had started GNU OpenMP's threads (numba's 'omp'
 # threading layer): numba kills such a child (SIGTERM) at its first parallel loop.
@@ -329,6 +329,30 @@ class NumbaExecutable:
         run.outputs_share_parameters = False  # type: ignore[attr-defined]
         return run
 
+    def lane_runner(self, binding: dict[str, int]
+                    ) -> Callable[[Sequence[np.ndarray], np.ndarray], list] | None:
+        """``runner`` for a driver that takes the lanes from its caller, which holds them (a
+        scan's loop: stages.py) and passes their array, or a disabled one; None when the
+        driver takes no lanes or ``runner`` would be None."""
+        key = tuple([binding[s] for s in self.lp.symbols])
+        state = self._states.get(key) or self._bind(key)
+        if not (self.module.uses_lanes and self._updates_in_place and state.views_only):
+            return None
+        outputs, params = state.outputs, tuple(self._storage[i] for i in self._param_ids)
+        step, tail = state.step, state.tail
+
+        def run(inputs: Sequence[np.ndarray], lanes: np.ndarray) -> list[np.ndarray]:
+            try:
+                if step is not None:
+                    step(*inputs, *params, lanes)
+                else:
+                    self._driver(*inputs, *params, lanes, *tail)
+            except InputError as exc:
+                raise self._index_error(exc, inputs, binding) from None
+            return outputs
+
+        return run
+
     def run(self, inputs: Sequence[np.ndarray], binding: dict[str, int]
             ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         if self._parallel_loops:
@@ -412,7 +436,8 @@ def compile_numba(program: Program, *, fastmath: bool = False, driver_jit: bool 
 def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None,
                     conv: ConvChoice, finish: Callable[..., Any] | None = None) -> Any:
     """A program with scans: Python drivers (they compile faster; docs/loops.md), bodies
-    without lanes (small products); ``driver_jit=True``: njit drivers and ``scan_loop``.
+    whose products take the lanes their loop holds (``BODY_LANES``; stages.py);
+    ``driver_jit=True``: njit drivers without lanes and ``scan_loop``.
     ``finish`` replaces ``compile_generated`` for every module (``plan_modules``)."""
     compile_module = compile_generated if finish is None else finish
 
@@ -424,7 +449,7 @@ def _compile_staged(program: Program, fastmath: bool, driver_jit: bool | None,
         lp, plan, memory = prepare(body, conv)
         jit = BODY_DRIVER_JIT if driver_jit is None else driver_jit
         module = generate(lp, plan, memory, fastmath=fastmath, driver_jit=jit,
-                          lanes=BODY_LANES)
+                          lanes=BODY_LANES and not jit)
         loop = loop_text(module)
         module.source += loop
         if module.display:  # f.source shows the loop with the rest of the program

@@ -31,7 +31,7 @@ import numpy as np
 
 from graphcomp.backends.numba.blas import blas_thread_count
 from graphcomp.backends.numba.compile_job import CompileJob, driver_signature
-from graphcomp.backends.numba.lanes import LaneWorker
+from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
 from graphcomp.backends.numba.parallel import MIN_IDLE_CORES
 from graphcomp.errors import CompileError
 from graphcomp.ir import dim_factors, dim_value
@@ -85,6 +85,7 @@ class ScanLoop:
     checkpoint: int | None = None  # gc.scan(..., checkpoint=k): stacks are recomputed
     real_ys: int = 0  # with a checkpoint: how many of y_out are ys (the rest: residuals)
     _bound: dict[tuple, _BoundLoop] = field(default_factory=dict)
+    lanes: np.ndarray | None = None  # the lanes, while the loop runs holding them
 
     def run(self, env: dict[int, np.ndarray], binding: dict[str, int]) -> None:
         """Run every step; store the scan's outputs in ``env``."""
@@ -179,6 +180,14 @@ class ScanLoop:
     def _step(self, binding: dict[str, int]) -> Callable[[Sequence[np.ndarray]], list]:
         """One call of the body from Python: its runner, or its general run."""
         executable = self.executable
+        lane_runner = getattr(executable, "lane_runner", None)
+        split = lane_runner(binding) if lane_runner is not None else None
+        if split is not None:  # its products take the lanes the loop holds, if it holds them
+            off = lanes_array(enabled=False)
+
+            def step_in_lanes(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+                return split(inputs, off if self.lanes is None else self.lanes)
+            return step_in_lanes
         step = executable.runner(binding) if hasattr(executable, "runner") else None
         if step is None:
             def step(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -331,7 +340,7 @@ class StagedExecutable:
         self._constants = {i: np.array(op.attrs["value"], copy=True, order="C")
                            for i, op in sources.items() if op.op == "constant"}
         self._splits = any(getattr(getattr(stage.executable, "module", None), "uses_lanes", False)
-                           for stage in stages if isinstance(stage, Segment))
+                           for stage in stages)
 
     def run(self, inputs: Sequence[np.ndarray], binding: dict[str, int]
             ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -357,9 +366,11 @@ class StagedExecutable:
         core (and its lateness made the next products run whole too)."""
         worker = LaneWorker.shared()
         lanes = worker.begin() if worker is not None else None
+        loop.lanes = lanes
         try:
             loop.run(env, binding)
         finally:
+            loop.lanes = None
             if lanes is not None and worker is not None:
                 worker.end()
 
