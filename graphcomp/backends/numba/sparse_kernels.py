@@ -77,15 +77,7 @@ def sparse_update_kernel(lp: LoweredProgram, kernel: Kernel, in_place: bool) -> 
     body += [("for g in range(groups):", ""), ("    q = heads[g]", ""), ("    r = keys[q]", "")]
     body += _prefetch_group(len(hinted), op.dtype.itemsize)
     if rows_at is not None:
-        body += [
-            ("    for c in range(inner):", ""),
-            (f"        acc[c] = np.{dt}(0.0) + rows[q, c]", "0 + first row, as scatter_add"),
-            ("    q = following[q]", ""),
-            ("    while q >= 0:", ""),
-            ("        for c in range(inner):", ""),
-            ("            acc[c] += rows[q, c]", "repeated ids add up in order"),
-            ("        q = following[q]", ""),
-        ]
+        body += _summed_rows(dt)
     body += [("    for c in range(inner):", ""),
              (f"        target[r, c] = {_row_update(op.op, op.attrs, dt)}", op.describe())]
     flat_args = tuple(arrays.index(k) for k in (ids_at, rows_at) if k is not None)
@@ -130,6 +122,19 @@ def _grouped_positions(ids: str, op_name: str) -> list[tuple[str, str]]:
         ("    else:", ""),
         ("        following[last[h]] = i", ""),
         ("    last[h] = i", ""),
+    ]
+
+
+def _summed_rows(dt: str) -> list[tuple[str, str]]:
+    """Lines adding up, into ``acc``, the rows of the group whose first position is ``q``."""
+    return [
+        ("    for c in range(inner):", ""),
+        (f"        acc[c] = np.{dt}(0.0) + rows[q, c]", "0 + first row, as scatter_add"),
+        ("    q = following[q]", ""),
+        ("    while q >= 0:", ""),
+        ("        for c in range(inner):", ""),
+        ("            acc[c] += rows[q, c]", "repeated ids add up in order"),
+        ("        q = following[q]", ""),
     ]
 
 
@@ -243,13 +248,7 @@ def lazy_adam_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
           enumerate(("a0", "a1", "a2"))],
         ("for g in range(groups):", ""), ("    q = heads[g]", ""), ("    r = keys[q]", ""),
         *_prefetch_group(3, op.dtype.itemsize),
-        ("    for c in range(inner):", ""),
-        (f"        acc[c] = np.{dt}(0.0) + rows[q, c]", "0 + first row, as scatter_add"),
-        ("    q = following[q]", ""),
-        ("    while q >= 0:", ""),
-        ("        for c in range(inner):", ""),
-        ("            acc[c] += rows[q, c]", "repeated ids add up in order"),
-        ("        q = following[q]", ""),
+        *_summed_rows(dt),
         ("    for c in range(inner):", ""),
         (f"        m[r, c] = {_row_update('sparse_moment', m_op.attrs, dt).replace('table', 'm')}",
          m_op.describe()),
