@@ -201,3 +201,49 @@ def test_without_cpu_ticks_the_load_average_decides(monkeypatch):
     assert parallel._cores_free()
     monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 1.0))
     assert not parallel._cores_free()
+
+
+class _Clock:
+    """Fake monotonic and process clocks and /proc/stat ticks for ``others_busy_cores``."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.now, self.own, self.ticks = 100.0, 10.0, (0, 0)
+        monkeypatch.setattr(parallel.time, "monotonic", lambda: self.now)
+        monkeypatch.setattr(parallel.time, "process_time", lambda: self.own)
+        monkeypatch.setattr(parallel, "_cpu_ticks", lambda: self.ticks)
+        monkeypatch.setattr(parallel, "_usable_cores", lambda: 2)
+        monkeypatch.setattr(parallel, "_others_sample", None)
+        monkeypatch.setattr(parallel, "_others_value", None)
+
+    def advance(self, seconds: float, busy_cores: float, own_cores: float) -> None:
+        """``seconds`` pass with ``busy_cores`` of the 2 busy, ``own_cores`` of them ours."""
+        total = round(200 * seconds)  # 100 ticks a second per core
+        idle = round(total * (2 - busy_cores) / 2)
+        self.ticks = (self.ticks[0] + idle, self.ticks[1] + total)
+        self.now += seconds
+        self.own += own_cores * seconds
+
+
+def test_others_busy_cores_leaves_out_this_process(monkeypatch):
+    clock = _Clock(monkeypatch)
+    assert parallel.others_busy_cores() is None  # no window yet
+    clock.advance(1.0, busy_cores=2.0, own_cores=2.0)  # a loop and its lane helper, alone
+    assert parallel.others_busy_cores() == pytest.approx(0.0)
+    clock.advance(0.1, busy_cores=2.0, own_cores=0.0)  # within the window: the last value
+    assert parallel.others_busy_cores() == pytest.approx(0.0)
+    clock.advance(1.0, busy_cores=2.0, own_cores=1.0)  # another process holds a core
+    assert parallel.others_busy_cores() == pytest.approx(1.0, abs=0.1)
+    clock.advance(30.0, busy_cores=0.0, own_cores=0.0)  # a stale sample: a new window only
+    assert parallel.others_busy_cores() is None
+
+
+def test_a_loop_holds_the_lanes_only_when_others_leave_it_a_second_core(monkeypatch):
+    from graphcomp.backends.numba import stages
+
+    monkeypatch.setattr(stages.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(stages.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
+    for others, held in ((0.0, True), (0.2, True), (0.5, False), (1.0, False)):
+        monkeypatch.setattr(stages, "others_busy_cores", lambda others=others: others)
+        assert stages._core_idle() is held
+    monkeypatch.setattr(stages, "others_busy_cores", lambda: None)  # no window: load average
+    assert stages._core_idle() is False

@@ -178,6 +178,42 @@ def note_compile_start() -> None:
     _since = (time.monotonic(), _cpu_ticks())
 
 
+# others_busy_cores: one sample of (monotonic, /proc/stat ticks, process CPU) and its result
+OTHERS_WINDOW_SECONDS = 0.5  # the shortest window measured (resampled at most this often)
+OTHERS_STALE_SECONDS = 5.0  # an older sample only starts a new window
+_others_sample: tuple[float, tuple[int, int], float] | None = None
+_others_value: float | None = None
+
+
+def others_busy_cores() -> float | None:
+    """Cores that other processes kept busy over the last window (``/proc/stat``'s busy ticks
+    of the usable cores less this process's CPU time, all its threads included), or None
+    until a window of ``OTHERS_WINDOW_SECONDS`` to ``OTHERS_STALE_SECONDS`` exists or where
+    there is no ``/proc/stat``. Resampled at most every ``OTHERS_WINDOW_SECONDS``, so cheap
+    to call once a step. Unlike the load average it leaves out this process's own load (a
+    loop's lane helper spinning beside it) and follows changes within a second.
+
+    >>> value = others_busy_cores()  # None at first, then cores' worth of others' work
+    """
+    global _others_sample, _others_value
+    now = time.monotonic()
+    sample = _others_sample
+    if sample is not None and now - sample[0] < OTHERS_WINDOW_SECONDS:
+        return _others_value
+    ticks = _cpu_ticks()
+    if ticks is None:
+        return None
+    own = time.process_time()
+    _others_value = None
+    if sample is not None and now - sample[0] <= OTHERS_STALE_SECONDS:
+        idle, total = ticks[0] - sample[1][0], ticks[1] - sample[1][1]
+        if total > 0:
+            busy = _usable_cores() * (total - idle) / total
+            _others_value = max(0.0, busy - (own - sample[2]) / (now - sample[0]))
+    _others_sample = (now, ticks, own)
+    return _others_value
+
+
 def _idle_cores() -> float | None:
     """How many usable cores were idle since ``note_compile_start`` (or this module's import),
     from ``/proc/stat``; None if unknown or if the window is shorter than

@@ -32,7 +32,7 @@ import numpy as np
 from graphcomp.backends.numba.blas import blas_thread_count
 from graphcomp.backends.numba.compile_job import CompileJob, driver_signature
 from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
-from graphcomp.backends.numba.parallel import MIN_IDLE_CORES
+from graphcomp.backends.numba.parallel import MIN_IDLE_CORES, others_busy_cores
 from graphcomp.errors import CompileError
 from graphcomp.ir import dim_factors, dim_value
 from graphcomp.loops import LOOP_OPS, SCAN, SCAN_OUTPUT, ScanBody
@@ -390,15 +390,21 @@ class StagedExecutable:
 
 
 def _core_idle() -> bool:
-    """Whether the 1-minute load average leaves ``MIN_IDLE_CORES`` of this process's cores
-    idle (the compile helper's test): a helper spinning through a loop on a busy machine
-    takes time from the loop's own thread (lstm's fastest step at load 5: 28.9 ms holding the
-    lanes, 22.4 ms not)."""
+    """Whether a core besides the loop's own is idle: other processes leave at least
+    ``1 + MIN_IDLE_CORES`` of this process's cores free (``others_busy_cores``), or, before
+    that has a window, the 1-minute load average leaves ``MIN_IDLE_CORES`` idle. A helper
+    spinning through a loop on a busy machine takes time from the loop's own thread (lstm's
+    fastest step at load 5: 28.9 ms holding the lanes, 22.4 ms not); the load average alone
+    counted this process's own two busy threads, so a long run of loops let go of the lanes
+    on an otherwise idle machine."""
     try:
-        cores, load = len(os.sched_getaffinity(0)), os.getloadavg()[0]
+        cores = len(os.sched_getaffinity(0))
+        others = others_busy_cores()
+        if others is not None:
+            return cores - others >= 1 + MIN_IDLE_CORES
+        return cores - os.getloadavg()[0] >= MIN_IDLE_CORES
     except (AttributeError, OSError):  # not Linux: no affinity or no load average
         return False
-    return cores - load >= MIN_IDLE_CORES
 
 
 def _stage_text(index: int, stage: Segment | ScanLoop) -> str:
