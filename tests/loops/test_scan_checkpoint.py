@@ -226,6 +226,7 @@ def test_numba_stores_nothing_of_length_T_in_the_forward_loop(values: dict, numb
                if isinstance(s, ScanLoop) and s.op.attrs.get("checkpoint") == 3]
     (bound,) = [b for key, b in forward[0]._bound.items() if key[0] == 7]
     assert [len(a) for a in bound.stacks] == [0]  # h_{t-1}: recomputed
+    assert bound.shared == {}  # nor kept in tanh's stack (shared_stacks: none when recomputed)
     assert [len(y) for y in bound.ys] == [7, 0, 0]  # the ys sin(h), then tanh(...), h: recomputed
 
 
