@@ -386,7 +386,9 @@ def _run_checkpointed(program: Program, carry: list[np.ndarray], xs: Sequence[An
              for i in read]
     described = [(kind, index, resolve_shape(leaves[i], binding, body.dims), leaves[i].dtype)
                  for (kind, index), i in zip(kinds, read, strict=True)]
-    checkpoints = Checkpoints(step, carries, xs, invariants, trip, k, reverse, described)
+    pairs = [(read.index(i - first), read.index(j - first))  # a carry kept with its value
+             for i, j in shared_stacks(body, stacked, k).items()]
+    checkpoints = Checkpoints(step, carries, xs, invariants, trip, k, reverse, described, pairs)
     outputs: list[Any] = [np.empty((0,), leaf.dtype) for leaf in leaves]
     for which, i in enumerate(read):
         outputs[i] = RecomputedStack(checkpoints, which)

@@ -92,10 +92,10 @@ def adjoint_graph(loss: Tensor, wrt: Tensor | Sequence[Tensor]) -> nx.DiGraph:
 def _residual_count(node: Node) -> ByteCount:
     """The bytes a residual holds: a stacked carry kept in the buffer of another stack read
     (``shared_carry_stacks``) adds one row to it."""
-    if is_recomputed(node):
-        return recomputed_bytes(node)
     if _shares(node):
         return stacked_bytes_per_step(node.inputs[0], node.attrs["index"])
+    if is_recomputed(node):
+        return recomputed_bytes(node)
     return byte_count(node)
 
 

@@ -56,20 +56,21 @@ def scan_residual_bytes(scan: Node) -> tuple[ByteCount, ByteCount]:
     for index in sorted(indices - shared):
         per_step.update(stacked_bytes_per_step(scan, index))
     k = scan.attrs.get("checkpoint")
+    total: ByteCount = Counter()
     if k is not None:  # checkpoints and one recomputed segment (loops/checkpoint.py)
-        total = Counter(checkpoint_bytes(scan) if indices else {})
+        total.update(checkpoint_bytes(scan) if indices else {})
         total.update(_times(per_step, _segment_length(scan)))
-        return dict(per_step), {s: v for s, v in total.items() if v}
-    total = Counter(_times(per_step, graph.dims.resolve(scan.shape[0])))
-    for index in shared:  # one row more in the buffer the stack shares
+    else:
+        total.update(_times(per_step, graph.dims.resolve(scan.shape[0])))
+    for index in shared:  # one row more in the buffer (or segment) the stack shares
         total.update(stacked_bytes_per_step(scan, index))
-    return dict(per_step), dict(total)
+    return dict(per_step), {s: v for s, v in total.items() if v}
 
 
 def shared_carry_stacks(scan: Node) -> set[int]:
     """Output indices of ``scan``'s stacked carries kept in the buffer of another stack read
-    (``shared_stacks``: rnn's ``h_{t-1}`` in the buffer of ``h_t``, one row longer): each
-    adds one row in all and nothing per step."""
+    (``shared_stacks``: rnn's ``h_{t-1}`` in the buffer of ``h_t``, one row longer; with
+    ``checkpoint=k``, in its recomputed segment): each adds one row in all, none per step."""
     graph = scan.graph
     read = {graph.node(i).attrs["index"] for i in graph.nx.successors(scan.id)
             if graph.node(i).op == SCAN_OUTPUT}

@@ -337,8 +337,9 @@ def shared_stacks(body: ScanBody, read: Collection[int], checkpoint: int | None 
     (indices) are read. A carry leaf that is also a computed per-step value (rnn: ``h_t`` is
     the new carry and tanh's output) has both stacks in one buffer of ``T + 1`` rows, two
     views shifted by a row; both backends store them so and the byte report counts them so.
-    Each carry pairs with the first such stack read (the ys, then the residuals); a
-    checkpointed scan recomputes its stacks and shares none.
+    Each carry pairs with the first such stack read (the ys, then the residuals). A scan with
+    ``checkpoint=k`` pairs only with residuals: its stacked carries and residuals are
+    recomputed a segment at a time (loops/checkpoint.py), its ys are not.
 
     >>> import graphcomp as gc
     >>> with gc.Graph():
@@ -347,11 +348,10 @@ def shared_stacks(body: ScanBody, read: Collection[int], checkpoint: int | None 
     >>> shared_stacks(h.node.inputs[0].attrs["body"], {1, 2})  # hs, and the carries' stack
     {2: 1}
     """
-    if checkpoint is not None:
-        return {}
     n_carry, n_ys = len(body.carry_out), len(body.y_out)
     first = n_carry + n_ys  # the first stacked carry
-    partners = [(n_carry + k, y) for k, y in enumerate(body.y_out) if n_carry + k in read]
+    partners = [(n_carry + k, y) for k, y in enumerate(body.y_out)
+                if n_carry + k in read and checkpoint is None]
     partners += [(first + n_carry + r, node) for r, node in enumerate(body.residuals)
                  if first + n_carry + r in read]
     shared: dict[int, int] = {}

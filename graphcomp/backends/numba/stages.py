@@ -171,7 +171,10 @@ class ScanLoop:
         described = [("carry", i, init[i].shape, init[i].dtype) for i in self.stacked]
         described += [("value", j, bound.ys[n_ys + j].shape[1:], r.dtype)
                       for j, r in enumerate(residuals)]
-        saved = Checkpoints(step, carries, xs, invariants, trip, k, reverse, described)
+        # a carry kept with the value it is made from: (carry, value) positions in described
+        pairs = [(self.stacked.index(i), len(self.stacked) + j - n_ys)
+                 for i, j in self.shares.items()]
+        saved = Checkpoints(step, carries, xs, invariants, trip, k, reverse, described, pairs)
         lazy = [RecomputedStack(saved, which) for which in range(len(described))]
         stacks: list[Any] = list(bound.stacks)
         for which, i in enumerate(self.stacked):
@@ -302,7 +305,10 @@ def _share_stacks(scan: ScanLoop, ys: list[np.ndarray], stacks: list[np.ndarray]
     """A stacked carry that is also a computed y (rnn: h_t is the new carry and a residual)
     is kept once (``shared_stacks``): its stack and that y's are two views of one
     (trip + 1)-row buffer, shifted by a row (stack[t + 1] is ys[j][t]; reversed:
-    stack[t - 1]). Returns {carry: y}."""
+    stack[t - 1]). Returns {carry: y}. A checkpointed scan's pairs share their recomputed
+    segments instead (Checkpoints)."""
+    if scan.checkpoint is not None:
+        return {}
     for i, j in scan.shares.items():
         buffer = np.empty((trip + 1, *stacks[i].shape[1:]), stacks[i].dtype)
         later, earlier = buffer[1:], buffer[:-1]
