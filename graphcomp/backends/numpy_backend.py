@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from graphcomp.errors import InputError
-from graphcomp.loops import SCAN, SCAN_OUTPUT, ScanBody, is_residual
+from graphcomp.loops import SCAN, SCAN_OUTPUT, ScanBody, shared_stacks
 from graphcomp.loops.checkpoint import Checkpoints, RecomputedStack, materialize, segment_count
 from graphcomp.ops import get_op
 from graphcomp.ops.indexing import INDEX_OPERAND, index_error_message
@@ -262,10 +262,11 @@ class Steps:
 
 def make_plan(program: Program) -> Plan:
     """(node, numpy implementation, input ids) of each scheduled node, looked up once."""
-    # A scan stacks its carries and residuals only when a gradient reads them.
+    # A scan stacks its carries and residuals only when a gradient reads them (and keeps a
+    # stacked carry in the buffer of a stack read that holds the same values: shared_stacks).
     stacking: dict[int, set[int]] = {}
     for n in program.schedule:
-        if is_residual(n):
+        if n.op == SCAN_OUTPUT:
             stacking.setdefault(n.inputs[0].id, set()).add(n.attrs["index"])
     plan: Plan = []
     for node in program.schedule:
@@ -288,7 +289,9 @@ def run_scan(arrays: Sequence[np.ndarray], attrs: dict[str, Any], shape: tuple[i
              stacked: frozenset[int] = frozenset()) -> tuple[np.ndarray, ...]:
     """A scan node's outputs: final carry leaves, stacked ys, then the stacked carries (the
     carry each step started from) and the stacked residuals; of those last two, only the
-    outputs in ``stacked`` are filled, the others are empty. ``shape`` is ``(T,)``."""
+    outputs in ``stacked`` (the outputs read) are filled, the others are empty; a stacked
+    carry that ``shared_stacks`` pairs with another read stack is a view of its buffer (one
+    row longer). ``shape`` is ``(T,)``."""
     body: ScanBody = attrs["body"]
     trip = shape[0]
     n_carry, n_xs, n_ys = len(body.carry_in), len(body.x_in), len(body.y_out)
@@ -314,6 +317,10 @@ def run_scan(arrays: Sequence[np.ndarray], attrs: dict[str, Any], shape: tuple[i
     stacks = [np.empty((trip if first + i in stacked else 0,
                         *resolve_shape(leaf, binding, body.dims)), leaf.dtype)
               for i, leaf in enumerate(leaves)]
+    stacked_outputs = [*ys, *stacks]
+    _share_buffers(shared_stacks(body, stacked), stacked_outputs, n_carry, trip,
+                   attrs["reverse"])
+    ys, stacks = stacked_outputs[:n_ys], stacked_outputs[n_ys:]
     carry_stacks = [(stacks[i], i) for i in range(n_carry) if first + i in stacked]
     residual_stacks = [(stacks[n_carry + r], node.id) for r, node in enumerate(residuals)
                        if first + n_carry + r in stacked]
@@ -327,6 +334,20 @@ def run_scan(arrays: Sequence[np.ndarray], attrs: dict[str, Any], shape: tuple[i
         for stack, node_id in residual_stacks:
             stack[t] = values[node_id]
     return tuple(carry + ys + stacks)
+
+
+def _share_buffers(shared: dict[int, int], outputs: list[np.ndarray], n_carry: int,
+                   trip: int, reverse: bool) -> None:
+    """Each stacked carry of ``shared`` and the stack it pairs with become two views of one
+    buffer of ``trip + 1`` rows, shifted by a row: ``carries[t + 1]`` is ``other[t]`` (the
+    carry step ``t + 1`` starts from is the value step ``t`` made; reversed: ``t - 1``).
+    ``outputs`` are the scan's outputs after its final carries."""
+    for carry_index, other_index in shared.items():
+        i, j = carry_index - n_carry, other_index - n_carry
+        stack = outputs[i]
+        buffer = np.empty((trip + 1, *stack.shape[1:]), stack.dtype)
+        earlier, later = buffer[:-1], buffer[1:]
+        outputs[i], outputs[j] = (later, earlier) if reverse else (earlier, later)
 
 
 def _run_checkpointed(program: Program, carry: list[np.ndarray], xs: Sequence[Any],
@@ -365,7 +386,9 @@ def _run_checkpointed(program: Program, carry: list[np.ndarray], xs: Sequence[An
              for i in read]
     described = [(kind, index, resolve_shape(leaves[i], binding, body.dims), leaves[i].dtype)
                  for (kind, index), i in zip(kinds, read, strict=True)]
-    checkpoints = Checkpoints(step, carries, xs, invariants, trip, k, reverse, described)
+    pairs = [(read.index(i - first), read.index(j - first))  # a carry kept with its value
+             for i, j in shared_stacks(body, stacked, k).items()]
+    checkpoints = Checkpoints(step, carries, xs, invariants, trip, k, reverse, described, pairs)
     outputs: list[Any] = [np.empty((0,), leaf.dtype) for leaf in leaves]
     for which, i in enumerate(read):
         outputs[i] = RecomputedStack(checkpoints, which)

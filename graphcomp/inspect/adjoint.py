@@ -16,6 +16,7 @@ from graphcomp.inspect.bytes import (
     checkpoint_bytes,
     format_bytes,
     recomputed_bytes,
+    shared_carry_stacks,
     stacked_bytes_per_step,
 )
 from graphcomp.ir import Node
@@ -39,6 +40,8 @@ def adjoint_graph(loss: Tensor, wrt: Tensor | Sequence[Tensor]) -> nx.DiGraph:
     ``gradients`` and ``wrt`` (node ids) and ``residual_bytes`` (the residuals' total, same
     form). A stacked residual of a scan with ``checkpoint=k`` counts one segment of
     ``min(T, k)`` steps, and the carries it keeps (``ceil(T/k)`` of each leaf) join the total.
+    A stacked carry kept in the buffer of another stack (``graphcomp.loops.shared_stacks``: rnn's
+    ``h_{t-1}`` and ``h_t``) counts the one row it adds to that buffer, none per step.
 
     >>> import graphcomp as gc, numpy as np
     >>> with gc.Graph():
@@ -72,18 +75,32 @@ def adjoint_graph(loss: Tensor, wrt: Tensor | Sequence[Tensor]) -> nx.DiGraph:
         node = graph.node(node_id)
         attrs = _node_attrs(node, "adjoint" if node_id in built else "residual")
         if node_id in residuals:
-            count = recomputed_bytes(node) if is_recomputed(node) else byte_count(node)
+            count = _residual_count(node)
             total.update(count)
             attrs["bytes"] = format_bytes(count)
             if is_residual(node):
                 per_step = stacked_bytes_per_step(node.inputs[0], node.attrs["index"])
-                attrs["bytes_per_step"] = format_bytes(per_step)
+                attrs["bytes_per_step"] = format_bytes({} if _shares(node) else per_step)
         out.add_node(node_id, **attrs)
     for a, b, data in graph.nx.subgraph(built | residuals).edges(data=True):
         if b in built:
             out.add_edge(a, b, slots=data["slots"], residual=a in residuals)
     out.graph["residual_bytes"] = format_bytes(total)
     return out
+
+
+def _residual_count(node: Node) -> ByteCount:
+    """The bytes a residual holds: a stacked carry kept in the buffer of another stack read
+    (``shared_carry_stacks``) adds one row to it."""
+    if _shares(node):
+        return stacked_bytes_per_step(node.inputs[0], node.attrs["index"])
+    if is_recomputed(node):
+        return recomputed_bytes(node)
+    return byte_count(node)
+
+
+def _shares(node: Node) -> bool:
+    return is_residual(node) and node.attrs["index"] in shared_carry_stacks(node.inputs[0])
 
 
 def _node_attrs(node: Node, role: AdjointGraphRole) -> dict:

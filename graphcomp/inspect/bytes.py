@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from graphcomp.ir import Node
-from graphcomp.loops import is_residual, stacked_leaf
+from graphcomp.loops import SCAN_OUTPUT, output_count, shared_stacks, stacked_leaf
 
 # A byte count: {symbols: coefficient}; () is the static part. {(): 64, ("N",): 32} = 64 + 32*N.
 ByteCount = dict[tuple[str, ...], int]
@@ -48,17 +48,33 @@ def scan_residual_bytes(scan: Node) -> tuple[ByteCount, ByteCount]:
     ['32*B', '32*B*T']
     """
     graph = scan.graph
-    indices = {graph.node(i).attrs["index"] for i in graph.nx.successors(scan.id)
-               if is_residual(graph.node(i))}
+    read = {graph.node(i).attrs["index"] for i in graph.nx.successors(scan.id)
+            if graph.node(i).op == SCAN_OUTPUT}
+    indices = {i for i in read if i >= sum(output_count(scan))}  # the residuals
+    shared = shared_carry_stacks(scan)
     per_step: ByteCount = Counter()
-    for index in sorted(indices):
+    for index in sorted(indices - shared):
         per_step.update(stacked_bytes_per_step(scan, index))
     k = scan.attrs.get("checkpoint")
+    total: ByteCount = Counter()
     if k is not None:  # checkpoints and one recomputed segment (loops/checkpoint.py)
-        total = Counter(checkpoint_bytes(scan) if indices else {})
+        total.update(checkpoint_bytes(scan) if indices else {})
         total.update(_times(per_step, _segment_length(scan)))
-        return dict(per_step), {s: v for s, v in total.items() if v}
-    return dict(per_step), _times(per_step, graph.dims.resolve(scan.shape[0]))
+    else:
+        total.update(_times(per_step, graph.dims.resolve(scan.shape[0])))
+    for index in shared:  # one row more in the buffer (or segment) the stack shares
+        total.update(stacked_bytes_per_step(scan, index))
+    return dict(per_step), {s: v for s, v in total.items() if v}
+
+
+def shared_carry_stacks(scan: Node) -> set[int]:
+    """Output indices of ``scan``'s stacked carries kept in the buffer of another stack read
+    (``shared_stacks``: rnn's ``h_{t-1}`` in the buffer of ``h_t``, one row longer; with
+    ``checkpoint=k``, in its recomputed segment): each adds one row in all, none per step."""
+    graph = scan.graph
+    read = {graph.node(i).attrs["index"] for i in graph.nx.successors(scan.id)
+            if graph.node(i).op == SCAN_OUTPUT}
+    return set(shared_stacks(scan.attrs["body"], read, scan.attrs.get("checkpoint")))
 
 
 def checkpoint_bytes(scan: Node) -> ByteCount:

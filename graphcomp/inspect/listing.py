@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from graphcomp import dtypes
-from graphcomp.inspect.bytes import format_bytes, stacked_bytes_per_step
+from graphcomp.inspect.bytes import format_bytes, shared_carry_stacks, stacked_bytes_per_step
 from graphcomp.ir import Node, shape_str
 from graphcomp.loops import SCAN, ScanBody, is_residual, output_count, output_type, stacked_leaf
 from graphcomp.ops import Tensor
@@ -70,6 +70,9 @@ def _residual_note(node: Node) -> str:
     carries, ys = output_count(scan)
     what = ("the carry each step started from" if index < 2 * carries + ys
             else f"body %{stacked_leaf(scan, index).id} of each step")
+    if index in shared_carry_stacks(scan):
+        return (f"residual: {what}, kept in the buffer of the stack of the values it was "
+                f"made from ({per_step} bytes in all: one row more)")
     if scan.attrs.get("checkpoint") is not None:
         return (f"residual: {what} ({per_step} bytes per step, recomputed from the carry "
                 f"kept every {scan.attrs['checkpoint']} steps)")

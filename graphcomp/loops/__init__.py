@@ -13,6 +13,7 @@ from graphcomp.loops.scan import (
     residual_output,
     scan,
     scan_output,
+    shared_stacks,
     stacked_leaf,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "residual_output",
     "scan",
     "scan_output",
+    "shared_stacks",
     "stacked_leaf",
 ]

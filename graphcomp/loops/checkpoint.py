@@ -35,23 +35,37 @@ class Checkpoints:
     ``carries``: one array ``(ceil(T/k), ...)`` per carry leaf, checkpoint ``s`` the carry at
     step index ``s*k`` (in the scan's running order). ``stacked``: which values the segment
     holds, ``("carry", i)`` for carry leaf ``i`` or ``("value", j)`` for the step's ``j``-th
-    body value, with their per-step shapes and dtypes.
+    body value, with their per-step shapes and dtypes. ``pairs``: ``(carry, value)`` positions
+    in ``stacked`` of a carry leaf and the body value it is made from (``shared_stacks``):
+    their segments are two views of one buffer of ``min(k, T) + 1`` rows, shifted by a row.
     """
 
     def __init__(self, step: Step, carries: list[np.ndarray], xs: Sequence[Any],
                  invariants: Sequence[Any], trip: int, k: int, reverse: bool,
-                 stacked: Sequence[tuple[str, int, tuple[int, ...], np.dtype]]) -> None:
+                 stacked: Sequence[tuple[str, int, tuple[int, ...], np.dtype]],
+                 pairs: Sequence[tuple[int, int]] = ()) -> None:
         self.step, self.carries, self.xs, self.invariants = step, carries, xs, invariants
         self.trip, self.k, self.reverse = trip, k, reverse
         self.stacked = [(kind, index) for kind, index, _, _ in stacked]
         length = min(k, trip)
-        self.segment = [np.empty((length, *shape), dtype) for _, _, shape, dtype in stacked]
+        paired = {which for pair in pairs for which in pair}
+        self.segment = [np.empty((0 if which in paired else length, *shape), dtype)
+                        for which, (_, _, shape, dtype) in enumerate(stacked)]
+        for carry, value in pairs:  # segment j: carry[j + 1] is value[j] (the running order)
+            _, _, shape, dtype = stacked[carry]
+            buffer = np.empty((length + 1, *shape), dtype)
+            self.segment[carry], self.segment[value] = buffer[:-1], buffer[1:]
         self.current = -1
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: the checkpoints and one segment of every stacked value."""
-        return sum(a.nbytes for a in (*self.carries, *self.segment))
+        """Bytes held: the checkpoints and one segment of every stacked value (a pair's
+        buffer once)."""
+        held = {id(a): a.nbytes for a in self.carries}
+        for a in self.segment:
+            base = a if a.base is None else a.base
+            held[id(base)] = base.nbytes
+        return sum(held.values())
 
     def read(self, which: int, t: int) -> np.ndarray:
         """Step ``t`` of stacked value ``which`` (recomputing its segment if needed)."""

@@ -16,7 +16,7 @@ numba backend compiles the body once and runs the loop natively (``backends/numb
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -328,6 +328,41 @@ def is_residual(node: Node) -> bool:
     if node.op != SCAN_OUTPUT:
         return False
     return node.attrs["index"] >= sum(output_count(node.inputs[0]))
+
+
+def shared_stacks(body: ScanBody, read: Collection[int], checkpoint: int | None = None
+                  ) -> dict[int, int]:
+    """Stacked carries kept in the buffer of a stacked y or residual: ``{output index of the
+    stacked carry: output index of the stack it shares}``, for a scan whose outputs ``read``
+    (indices) are read. A carry leaf that is also a computed per-step value (rnn: ``h_t`` is
+    the new carry and tanh's output) has both stacks in one buffer of ``T + 1`` rows, two
+    views shifted by a row; both backends store them so and the byte report counts them so.
+    Each carry pairs with the first such stack read (the ys, then the residuals). A scan with
+    ``checkpoint=k`` pairs only with residuals: its stacked carries and residuals are
+    recomputed a segment at a time (loops/checkpoint.py), its ys are not.
+
+    >>> import graphcomp as gc
+    >>> with gc.Graph():
+    ...     xs = gc.placeholder(("T", 2), "float64", name="xs")
+    ...     h, hs = gc.scan(lambda c, x: (gc.tanh(c + x),) * 2, gc.constant([0.0, 0.0]), xs)
+    >>> shared_stacks(h.node.inputs[0].attrs["body"], {1, 2})  # hs, and the carries' stack
+    {2: 1}
+    """
+    n_carry, n_ys = len(body.carry_out), len(body.y_out)
+    first = n_carry + n_ys  # the first stacked carry
+    partners = [(n_carry + k, y) for k, y in enumerate(body.y_out)
+                if n_carry + k in read and checkpoint is None]
+    partners += [(first + n_carry + r, node) for r, node in enumerate(body.residuals)
+                 if first + n_carry + r in read]
+    shared: dict[int, int] = {}
+    for i, leaf in enumerate(body.carry_out):
+        if first + i not in read:
+            continue
+        for index, node in partners:
+            if node is leaf and index not in shared.values():
+                shared[first + i] = index
+                break
+    return shared
 
 
 def is_recomputed(node: Node) -> bool:

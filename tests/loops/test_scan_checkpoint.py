@@ -226,6 +226,7 @@ def test_numba_stores_nothing_of_length_T_in_the_forward_loop(values: dict, numb
                if isinstance(s, ScanLoop) and s.op.attrs.get("checkpoint") == 3]
     (bound,) = [b for key, b in forward[0]._bound.items() if key[0] == 7]
     assert [len(a) for a in bound.stacks] == [0]  # h_{t-1}: recomputed
+    assert bound.shared == {}  # nor kept in tanh's stack (shared_stacks: none when recomputed)
     assert [len(y) for y in bound.ys] == [7, 0, 0]  # the ys sin(h), then tanh(...), h: recomputed
 
 
@@ -308,3 +309,44 @@ def test_generated_bodies_agree_with_the_plain_scan(steps: list, length: int, k:
             results.append(gc.compile([xs], [c, ys, *gc.grad(loss, [w, xs])],
                                       backend="numpy")(x_value))
     _close(*results)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_carry_and_the_value_it_is_made_from_share_one_segment(
+        values: dict, backend: str, reverse: bool, monkeypatch: pytest.MonkeyPatch):
+    """rnn's h_{t-1} and h_t (tanh's output): one recomputed buffer of min(T, k) + 1 rows,
+    counted so by the report, gradients equal to the plain scan's."""
+    held: list = []
+    made = checkpoint_module.Checkpoints.__init__
+
+    def record(self: checkpoint_module.Checkpoints, *args: object) -> None:
+        made(self, *args)
+        held.append(self)
+
+    monkeypatch.setattr(checkpoint_module.Checkpoints, "__init__", record)
+    functions = []
+    for k in (3, None):
+        with gc.Graph():
+            xs = gc.placeholder(("T", "B", H), "float64", name="xs")
+            h0 = gc.placeholder(("B", H), "float64", name="h0")
+            W = gc.parameter(values["W"], name="W")
+            h, _ = gc.scan(lambda h, x: (gc.tanh(h @ W + x), None), h0, xs, checkpoint=k,
+                           reverse=reverse)
+            loss = gc.sum(h * h)
+            A = gc.adjoint_graph(loss, [W, h0])
+            gradients = [gc.Tensor(h.graph.node(i)) for i in A.graph["gradients"]]
+            functions.append(gc.compile([xs, h0], [loss, *gradients], backend=backend))
+        if k is not None:
+            scan, report = h.node.inputs[0], A
+    per_step, total = (format_bytes(b) for b in scan_residual_bytes(scan))
+    assert (per_step, total) == ("24*B", "24*B + 24*B*ceil(T/3) + 24*B*min(T,3)")
+    for T in (7, 3, 1, 0):
+        held.clear()
+        feed = [values["xs"].get(T, np.ones((T, B, H))), values["h0"]]
+        _close(functions[0](*feed), functions[1](*feed))
+        binding = {"T": T, "B": B}
+        (checkpoints,) = held
+        assert checkpoints.nbytes == _bytes_at(total, binding)
+        others = 8 * (H * H + B * H)  # W and the final h, read by the adjoint too
+        assert _bytes_at(report.graph["residual_bytes"], binding) == checkpoints.nbytes + others

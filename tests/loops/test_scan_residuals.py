@@ -212,3 +212,76 @@ def test_numba_stacks_only_the_carries_the_gradient_reads(driver_jit: bool):
     assert forward.stacked == (0,)  # h_{t-1} for W's gradient; s is never read
     (bound,) = forward._bound.values()
     assert [len(stack) for stack in bound.stacks] == [4, 0]
+
+
+def _rnn_case(kind: str, backend: str, **options: bool) -> tuple[gc.Function, Node, dict]:
+    """rnn_scan-like bodies: h_t = tanh(h_{t-1} W + x_t), whose new carry h_t is a body
+    value the gradient reads ("last": only the final h is used), a y the loss reads
+    ("ys"), or both in a reverse scan ("reverse"). Returns the function of the gradients
+    and values, the forward scan node and the adjoint graph."""
+    v = _values(1)
+    with gc.Graph():
+        xs = gc.placeholder(("T", "B", H), "float64", name="xs")
+        h0 = gc.placeholder(("B", H), "float64", name="h0")
+        W = gc.parameter(v["W"], name="W")
+        h, hs = gc.scan(lambda c, x: (gc.tanh(c @ W + x),) * 2, h0, xs,
+                        reverse=kind == "reverse")
+        loss = gc.sum(h * h) if kind == "last" else gc.sum(hs * hs) + gc.sum(gc.sin(h))
+        A = gc.adjoint_graph(loss, [W, h0])
+        gradients = [gc.Tensor(h.graph.node(i)) for i in A.graph["gradients"]]
+        f = gc.compile([xs, h0], [loss, *gradients], backend=backend, **options)
+    return f, h.node.inputs[0], A
+
+
+def _held_beyond_outputs(read_ys: list[np.ndarray], stacks: list[np.ndarray]) -> int:
+    """Bytes of the distinct buffers under the stacks and the ys read, less the ys' own."""
+    buffers = {}
+    for array in [*read_ys, *stacks]:
+        while array.base is not None:
+            array = array.base
+        buffers[id(array)] = array.nbytes
+    return sum(buffers.values()) - sum(y.nbytes for y in read_ys)
+
+
+@pytest.fixture(scope="module", params=["last", "ys", "reverse"])
+def rnn_cases(request: pytest.FixtureRequest) -> dict:
+    return {"numpy": _rnn_case(request.param, "numpy"),
+            "numba": _rnn_case(request.param, "numba"),
+            "scan_loop": _rnn_case(request.param, "numba", driver_jit=True)}
+
+
+@pytest.mark.parametrize("steps", [5, 1, 0])
+def test_the_memory_stacks_hold_is_what_the_report_prints(rnn_cases: dict, steps: int):
+    """h_{t-1} and h_t in one buffer of T + 1 rows on both backends, and counted so."""
+    from graphcomp.backends.numba.stages import ScanLoop
+
+    rng = np.random.default_rng(steps)
+    feed = [rng.normal(size=(steps, B, H)), rng.normal(size=(B, H))]
+    binding = {"T": steps, "B": B}
+    f, scan, A = rnn_cases["numpy"]
+    n_carry, n_ys = output_count(scan)
+    read = {n.attrs["index"] for n in f.program.schedule
+            if n.op == "scan_output" and n.inputs[0] is scan}
+    arrays, _ = check_inputs(f.program.inputs, feed, f.program.dims)
+    outputs = evaluate(f.program, arrays, binding)[scan.id]
+    read_ys = [outputs[i] for i in sorted(read) if n_carry <= i < n_carry + n_ys]
+    stacks = [outputs[i] for i in sorted(read) if i >= n_carry + n_ys]
+    _, total = scan_residual_bytes(scan)
+    reported = _bytes_at(format_bytes(total), binding)
+    assert _held_beyond_outputs(read_ys, stacks) == reported
+    assert reported == 8 * B * H * (steps + 1 if len(read_ys) == 0 else 1)  # h_0 ... h_T
+    residuals = [A.nodes[n] for n in A if A.nodes[n]["role"] == "residual"]
+    assert _bytes_at(A.graph["residual_bytes"], binding) == sum(
+        _bytes_at(r["bytes"], binding) for r in residuals)
+
+    for driver in ("numba", "scan_loop"):  # a Python loop, then an njit one
+        compiled = rnn_cases[driver][0]
+        for a, b in zip(compiled(*feed), f(*feed), strict=True):
+            np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-13)
+        forward = next(s for s in compiled._executable.stages  # the first loop: the forward's
+                       if isinstance(s, ScanLoop))
+        assert forward.op.attrs["reverse"] == scan.attrs["reverse"]
+        bound = next(b for key, b in forward._bound.items() if key[0] == steps)
+        assert (bound.native is not None) == (driver == "scan_loop")
+        kept, stacked = bound.ys[:forward.real_ys], [*bound.ys[forward.real_ys:], *bound.stacks]
+        assert _held_beyond_outputs(kept, stacked) == reported

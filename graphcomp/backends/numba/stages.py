@@ -35,7 +35,7 @@ from graphcomp.backends.numba.lanes import LaneWorker, lanes_array
 from graphcomp.backends.numba.parallel import MIN_IDLE_CORES, others_busy_cores
 from graphcomp.errors import CompileError
 from graphcomp.ir import dim_factors, dim_value
-from graphcomp.loops import LOOP_OPS, SCAN, SCAN_OUTPUT, ScanBody
+from graphcomp.loops import LOOP_OPS, SCAN, SCAN_OUTPUT, ScanBody, shared_stacks
 from graphcomp.loops.checkpoint import Checkpoints, RecomputedStack, segment_count
 from graphcomp.passes.lowered import LOp, LoweredProgram
 from graphcomp.passes.lowering import lower
@@ -84,6 +84,7 @@ class ScanLoop:
     stacked: tuple[int, ...] = ()  # the carry leaves whose stacks something reads
     checkpoint: int | None = None  # gc.scan(..., checkpoint=k): stacks are recomputed
     real_ys: int = 0  # with a checkpoint: how many of y_out are ys (the rest: residuals)
+    shares: dict[int, int] = field(default_factory=dict)  # carry leaf -> y_out: shared_stacks
     _bound: dict[tuple, _BoundLoop] = field(default_factory=dict)
     lanes: np.ndarray | None = None  # the lanes, while the loop runs holding them
 
@@ -170,7 +171,10 @@ class ScanLoop:
         described = [("carry", i, init[i].shape, init[i].dtype) for i in self.stacked]
         described += [("value", j, bound.ys[n_ys + j].shape[1:], r.dtype)
                       for j, r in enumerate(residuals)]
-        saved = Checkpoints(step, carries, xs, invariants, trip, k, reverse, described)
+        # a carry kept with the value it is made from: (carry, value) positions in described
+        pairs = [(self.stacked.index(i), len(self.stacked) + j - n_ys)
+                 for i, j in self.shares.items()]
+        saved = Checkpoints(step, carries, xs, invariants, trip, k, reverse, described, pairs)
         lazy = [RecomputedStack(saved, which) for which in range(len(described))]
         stacks: list[Any] = list(bound.stacks)
         for which, i in enumerate(self.stacked):
@@ -299,22 +303,17 @@ class _LoopPlan:
 def _share_stacks(scan: ScanLoop, ys: list[np.ndarray], stacks: list[np.ndarray],
                   trip: int) -> dict[int, int]:
     """A stacked carry that is also a computed y (rnn: h_t is the new carry and a residual)
-    is kept once: its stack and that y's are two views of one (trip + 1)-row buffer, shifted
-    by a row (stack[t + 1] is ys[j][t]; reversed: stack[t - 1]). Returns {carry: y}."""
-    shared: dict[int, int] = {}
-    if trip == 0:
-        return shared
-    for i in scan.stacked:
-        for j, y in enumerate(scan.y_out):
-            if y is scan.body.carry_out[i] and j not in shared.values() \
-                    and len(stacks[i]) == trip == len(ys[j]):
-                buffer = np.empty((trip + 1, *stacks[i].shape[1:]), stacks[i].dtype)
-                later, earlier = buffer[1:], buffer[:-1]
-                reverse = scan.op.attrs["reverse"]
-                stacks[i], ys[j] = (later, earlier) if reverse else (earlier, later)
-                shared[i] = j
-                break
-    return shared
+    is kept once (``shared_stacks``): its stack and that y's are two views of one
+    (trip + 1)-row buffer, shifted by a row (stack[t + 1] is ys[j][t]; reversed:
+    stack[t - 1]). Returns {carry: y}. A checkpointed scan's pairs share their recomputed
+    segments instead (Checkpoints)."""
+    if scan.checkpoint is not None:
+        return {}
+    for i, j in scan.shares.items():
+        buffer = np.empty((trip + 1, *stacks[i].shape[1:]), stacks[i].dtype)
+        later, earlier = buffer[1:], buffer[:-1]
+        stacks[i], ys[j] = (later, earlier) if scan.op.attrs["reverse"] else (earlier, later)
+    return dict(scan.shares)
 
 
 def _shape(shape: Sequence[Any], binding: dict[str, int]) -> tuple[int, ...]:
@@ -530,9 +529,12 @@ def _scan_loop(lp: LoweredProgram, scan_id: int, later: set[int], compile_body: 
         raise CompileError(f"{op.describe()} (body traced at {body.source}): {exc}") from None
     if native and native[0] and not getattr(executable, "planned_only", False):
         _compile_loop(executable, body, y_out)
+    # position in the loop's results less n_carry: a place in y_out
+    shares = {index - n_carry - n_y: position[other] - n_carry for index, other
+              in shared_stacks(body, set(read.values()), op.attrs.get("checkpoint")).items()}
     return ScanLoop(op, body, y_out, executable, list(op.inputs), outputs, bool(carry_stacks),
                     bool(native and native[0]), carry_stacks, op.attrs.get("checkpoint"),
-                    len(kept))
+                    len(kept), shares)
 
 
 def _compile_loop(executable: Any, body: ScanBody, y_out: list[Any]) -> None:
