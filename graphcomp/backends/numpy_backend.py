@@ -20,6 +20,7 @@ import numpy as np
 
 from graphcomp.errors import InputError
 from graphcomp.loops import SCAN, SCAN_OUTPUT, ScanBody, is_residual
+from graphcomp.backends.numpy_lines import Observed, generate, shares_with_live
 from graphcomp.loops.checkpoint import Checkpoints, RecomputedStack, materialize, segment_count
 from graphcomp.ops import get_op
 from graphcomp.ops.indexing import INDEX_OPERAND, index_error_message
@@ -53,6 +54,14 @@ class NumpyExecutable:
             steps = self._steps[key] = Steps(self.program, self._plan,
                                              node_shapes(self.program, binding))
         return steps.run(inputs)
+
+    def runner(self, binding: dict[str, int]) -> Any:
+        """After a first run under ``binding``: a call that runs the step on checked inputs,
+        writes the new values into the parameters and returns the outputs (``Steps.runner``;
+        the ``Function`` calls it without checking again); None before, or where the
+        outputs or new values share a parameter's memory."""
+        steps = self._steps.get(tuple(sorted(binding.items())))
+        return steps.runner() if steps is not None else None
 
 
 def node_shapes(program: Program, binding: dict[str, int]) -> dict[int, tuple[int, ...]]:
@@ -143,6 +152,26 @@ class Steps:
         self.later_ids: dict[int, list[tuple[int, int]]] = {}
         self.in_place = self._in_place_candidates()
         self.checked = False
+        # the straight-line function (numpy_lines.py), made after the first run
+        self.ufuncs = {k: get_op(node.op).numpy_ufunc for k, node in enumerate(self.nodes)
+                       if node.op not in (SCAN, SCAN_OUTPUT) and k not in self.materialized
+                       and get_op(node.op).numpy_ufunc is not None}
+        self._op_names = [node.op for node in self.nodes]
+        self.dense_updates = self._dense_update_candidates()
+        self.written_in_place: set[int] = set()
+        self.observed: Observed | None = None
+        self.fast: Any = None
+        self._runner: Any = None
+
+    def _dense_update_candidates(self) -> dict[int, int]:
+        """{new value node id: parameter id} of the updates whose value is a ufunc step of
+        their own parameter, which the straight-line function may write in place."""
+        counts: dict[int, int] = {}
+        for _, value in self.program.updates:
+            counts[value.id] = counts.get(value.id, 0) + 1
+        return {value.id: param.id for param, value in self.program.updates
+                if counts[value.id] == 1 and value.id not in self.outputs
+                and param.id not in self.outputs and value.op not in IN_PLACE_IMPLS}
 
     def _check(self, k: int, result: np.ndarray, shape: tuple[int, ...],
                values: dict[int, Any], fresh: set[int]) -> None:
@@ -220,6 +249,8 @@ class Steps:
 
     def run(self, inputs: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """(outputs, new parameter values) of the program for ``inputs``."""
+        if self.fast is not None:
+            return self.fast(inputs)  # type: ignore[no-any-return]
         values: dict[int, Any] = dict(zip(self.inputs, inputs, strict=True))
         storage = self.program.graph.parameter_values
         for i in self.parameters:
@@ -229,6 +260,7 @@ class Steps:
         checking = not self.checked
         fresh = set(self.in_place.values())  # parameters no earlier result is a view of
         accepted: set[tuple[int, int]] = set()  # (ids node, rows) that steps have accepted
+        observed, owned = Observed(), set[int]()
         try:
             with np.errstate(all="ignore"):
                 for k, (node_id, impl, ids, attrs, shape, dtype, scan, drop) in enumerate(
@@ -238,7 +270,7 @@ class Steps:
                     args = [values[i] for i in ids]
                     if k in self.materialized:
                         args = [materialize(a) for a in args]
-                    result = impl(args, attrs.copy(), shape)
+                    raw = result = impl(args, attrs.copy(), shape)
                     if not scan:
                         result = np.asarray(result, dtype=dtype)
                         if checking:
@@ -249,15 +281,86 @@ class Steps:
                     values[node_id] = result
                     for i in drop:
                         del values[i]
+                    if checking:
+                        self._observe(k, raw, args, values, owned, observed)
         except InputError as exc:  # bad data: say which node (and placeholder) met it
-            node = self.nodes[k]
-            if node.op == SCAN:  # its body's node said it already
-                raise
-            message = (index_error_message(node, str(exc)) if node.op in INDEX_OPERAND
-                       else f"{node.describe()}: {exc}")
-            raise InputError(message) from None
-        self.checked = True
-        return [values[i] for i in self.outputs], [values[i] for i in self.updates]
+            raise self.input_error(k, exc) from None
+        outputs, news = [values[i] for i in self.outputs], [values[i] for i in self.updates]
+        if checking:
+            self.checked = True
+            self._prepare_fast(observed, outputs, news)
+        return outputs, news
+
+    def input_error(self, k: int, exc: InputError) -> InputError:
+        """The error to raise for ``exc`` met at step ``k``: it names the node (and the
+        placeholder that fed bad ids); a scan's body node named itself already."""
+        node = self.nodes[k]
+        if node.op == SCAN:
+            return exc
+        message = (index_error_message(node, str(exc)) if node.op in INDEX_OPERAND
+                   else f"{node.describe()}: {exc}")
+        return InputError(message)
+
+    def _observe(self, k: int, raw: Any, args: list[Any], values: dict[int, Any],
+                 owned: set[int], observed: Observed) -> None:
+        """The first run's facts about step ``k`` for the straight-line function: whether
+        its result is an array of its dtype already, and which buffer may take it (a dead
+        input that this step list made and nothing live shares, or the parameter that the
+        result updates)."""
+        node_id, _, ids, _, shape, dtype, scan, drop = self.steps[k]
+        if scan or not (type(raw) is np.ndarray and raw.dtype == dtype):
+            return
+        observed.exact.add(k)
+        if k not in self.ufuncs or not shape or get_op(self.nodes[k].op).kind != "elementwise":
+            if k in self.ufuncs and shape and raw.base is None:
+                owned.add(node_id)  # a fresh product
+            return
+        live = [v for i, v in values.items() if i != node_id]
+
+        def free(position: int) -> bool:
+            array = args[position]
+            return (ids[position] in drop and array.shape == shape and array.dtype == dtype
+                    and not shares_with_live(array, live))
+
+        param = self.dense_updates.get(node_id)
+        if (param is not None and param in ids and args[ids.index(param)].flags.writeable
+                and not any(later in RAISING for later in self._op_names[k + 1:])
+                and free(ids.index(param))):
+            observed.param_in_place[k] = ids.index(param)
+            return
+        for position, i in enumerate(ids):
+            if i in owned and free(position):
+                observed.out_into[k] = position
+                break
+        if raw.base is None:
+            owned.add(node_id)
+
+    def _prepare_fast(self, observed: Observed, outputs: list[Any], news: list[Any]) -> None:
+        """After the first run: the straight-line function that later runs call."""
+        storage = self.program.graph.parameter_values
+        targets = [storage[param.id] for param, _ in self.program.updates]
+        self.written_in_place = {self.steps[k][0] for k in observed.param_in_place} | {
+            self.steps[k][0] for k in self.in_place
+            if self.steps[k][1] is IN_PLACE_IMPLS[self.nodes[k].op]}
+        observed.runner_safe = all(
+            isinstance(o, np.ndarray) and not any(np.may_share_memory(o, t) for t in targets)
+            for o in outputs) and all(
+            value_id in self.written_in_place or not any(
+                np.may_share_memory(value, t) for t in targets if t is not own)
+            for value_id, value, own in zip(self.updates, news, targets, strict=True))
+        self.observed = observed
+        self.fast = generate(self, observed, runner=False)
+
+    def runner(self) -> Any:
+        """A call that runs the step, writes the new values into the parameters' storage and
+        returns the outputs (none shares a parameter's memory); None before the first run
+        or where an output or new value shares a parameter's memory."""
+        if self.observed is None or not self.observed.runner_safe:
+            return None
+        if self._runner is None:
+            self._runner = generate(self, self.observed, runner=True)
+            self._runner.outputs_share_parameters = False
+        return self._runner
 
 
 def make_plan(program: Program) -> Plan:
