@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from graphcomp.backends.numpy_lines import Observed, generate, shares_with_live
 from graphcomp.errors import InputError
 from graphcomp.loops import SCAN, SCAN_OUTPUT, ScanBody, is_residual
-from graphcomp.backends.numpy_lines import Observed, generate, shares_with_live
 from graphcomp.loops.checkpoint import Checkpoints, RecomputedStack, materialize, segment_count
 from graphcomp.ops import get_op
 from graphcomp.ops.indexing import INDEX_OPERAND, index_error_message
@@ -114,6 +114,10 @@ def evaluate(
 Plan = list[tuple[Any, Any, tuple[int, ...]]]
 
 # ops whose implementation may raise for the call's data or shapes (bad ids, an empty max)
+# ops whose results that own their memory are new arrays (not an input, nor one kept elsewhere)
+FRESH_KINDS = frozenset({"elementwise", "reduction", "linalg"})
+FOLD_BYTES = 1 << 20  # largest value of constants that the straight-line function keeps
+
 RAISING = frozenset({*INDEX_OPERAND, *IN_PLACE_IMPLS, SCAN, "permute", "reduce_max", "argmax"})
 
 
@@ -157,6 +161,9 @@ class Steps:
                        if node.op not in (SCAN, SCAN_OUTPUT) and k not in self.materialized
                        and get_op(node.op).numpy_ufunc is not None}
         self._op_names = [node.op for node in self.nodes]
+        self._kinds = [None if node.op in (SCAN, SCAN_OUTPUT) else get_op(node.op).kind
+                       for node in self.nodes]
+        self.constant_ids = {i for i, _ in self.constants}
         self.dense_updates = self._dense_update_candidates()
         self.written_in_place: set[int] = set()
         self.observed: Observed | None = None
@@ -250,7 +257,7 @@ class Steps:
     def run(self, inputs: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """(outputs, new parameter values) of the program for ``inputs``."""
         if self.fast is not None:
-            return self.fast(inputs)  # type: ignore[no-any-return]
+            return self.fast(inputs)
         values: dict[int, Any] = dict(zip(self.inputs, inputs, strict=True))
         storage = self.program.graph.parameter_values
         for i in self.parameters:
@@ -309,11 +316,18 @@ class Steps:
         result updates)."""
         node_id, _, ids, _, shape, dtype, scan, drop = self.steps[k]
         if scan or not (type(raw) is np.ndarray and raw.dtype == dtype):
+            if not scan and self._foldable(k, values[node_id]):
+                observed.folded[k] = values[node_id]
             return
         observed.exact.add(k)
-        if k not in self.ufuncs or not shape or get_op(self.nodes[k].op).kind != "elementwise":
-            if k in self.ufuncs and shape and raw.base is None:
-                owned.add(node_id)  # a fresh product
+        if self._foldable(k, raw):
+            observed.folded[k] = raw
+            return
+        kind = self._kinds[k]
+        if k not in self.ufuncs or not shape or kind != "elementwise":
+            if (shape and raw.base is None and kind in FRESH_KINDS and k not in self.in_place
+                    and k not in self.materialized and all(raw is not a for a in args)):
+                owned.add(node_id)  # a new array that only this step list holds
             return
         live = [v for i, v in values.items() if i != node_id]
 
@@ -334,6 +348,16 @@ class Steps:
                 break
         if raw.base is None:
             owned.add(node_id)
+
+    def _foldable(self, k: int, result: np.ndarray) -> bool:
+        """Whether step ``k`` computes the same small value at every call: a deterministic
+        op of constants (and of steps folded already), so later calls read the first's."""
+        node_id, _, ids, *_ = self.steps[k]
+        if (ids and all(i in self.constant_ids for i in ids) and result.nbytes <= FOLD_BYTES
+                and self._kinds[k] not in (None, "random")):
+            self.constant_ids.add(node_id)
+            return True
+        return False
 
     def _prepare_fast(self, observed: Observed, outputs: list[Any], news: list[Any]) -> None:
         """After the first run: the straight-line function that later runs call."""

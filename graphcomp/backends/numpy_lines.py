@@ -41,6 +41,7 @@ class Observed:
     exact: set[int] = field(default_factory=set)  # results already arrays of the node's dtype
     out_into: dict[int, int] = field(default_factory=dict)  # step: input position, out=
     param_in_place: dict[int, int] = field(default_factory=dict)  # step: input position
+    folded: dict[int, Any] = field(default_factory=dict)  # step: its value (of constants)
     runner_safe: bool = False  # no output shares a parameter; no new value aliases another
 
 
@@ -96,12 +97,16 @@ def generate(steps: Any, observed: Observed, runner: bool) -> Callable[..., Any]
     exec(compile(source, f"<graphcomp numpy steps {id(steps):x}>", "exec"), scope)
     function = scope["step"]
     function.source = source
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 def _step_lines(steps: Any, k: int, step: tuple, observed: Observed,
                 scope: dict[str, Any]) -> list[str]:
     node_id, impl, ids, attrs, shape, dtype, scan, drop = step
+    if k in observed.folded:  # the same value at every call, computed by the first
+        scope[f"c{node_id}"] = observed.folded[k]
+        return [f"v{node_id} = c{node_id}"] + ([f"del {', '.join(f'v{i}' for i in drop)}"]
+                                               if drop else [])
     args = [f"v{i}" for i in ids]
     ufunc = steps.ufuncs.get(k)
     lines = []
