@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from graphcomp.backends.numpy_lines import Observed, generate, shares_with_live
+from graphcomp.backends.numpy_lines import Observed, generate, shares_with_live, zero_select
 from graphcomp.errors import InputError
 from graphcomp.loops import SCAN, SCAN_OUTPUT, ScanBody, is_residual
 from graphcomp.loops.checkpoint import Checkpoints, RecomputedStack, materialize, segment_count
@@ -323,6 +323,8 @@ class Steps:
         if self._foldable(k, raw):
             observed.folded[k] = raw
             return
+        if self._op_names[k] == "where" and zero_select(args, ids[2] in self.constant_ids, shape):
+            observed.zero_select.add(k)
         kind = self._kinds[k]
         if k not in self.ufuncs or not shape or kind != "elementwise":
             if (shape and raw.base is None and kind in FRESH_KINDS and k not in self.in_place

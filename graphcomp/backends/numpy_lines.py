@@ -42,6 +42,7 @@ class Observed:
     out_into: dict[int, int] = field(default_factory=dict)  # step: input position, out=
     param_in_place: dict[int, int] = field(default_factory=dict)  # step: input position
     folded: dict[int, Any] = field(default_factory=dict)  # step: its value (of constants)
+    zero_select: set[int] = field(default_factory=set)  # where(c, a, zeros) steps
     runner_safe: bool = False  # no output shares a parameter; no new value aliases another
 
 
@@ -63,6 +64,18 @@ def shares_with_live(array: np.ndarray, live: Sequence[Any]) -> bool:
     return False
 
 
+def zero_select(args: Sequence[Any], constant: bool, shape: tuple[int, ...]) -> bool:
+    """Whether ``where(c, a, b)`` on ``args`` may run as ``a``'s bits times ``c``: ``b`` a
+    constant whose bits are all zero (relu's 0), ``c`` and ``a`` giving the result's shape.
+    The product of an unsigned integer view of ``a`` with 0 or 1 is ``a``'s bits or zero,
+    exactly ``where``'s choice, and ~10 times faster than ``where`` on a random ``c``."""
+    c, a, b = args
+    return (constant and bool(shape) and c.dtype == np.bool_ and a.dtype == b.dtype
+            and a.dtype.kind in "fiu" and a.dtype.itemsize in (1, 2, 4, 8)
+            and np.broadcast_shapes(c.shape, a.shape) == shape
+            and not np.any(b.view(f"u{a.dtype.itemsize}")))
+
+
 def generate(steps: Any, observed: Observed, runner: bool) -> Callable[..., Any]:
     """The straight-line function of ``steps`` (a checked ``Steps``): ``f(inputs)`` returns
     ``(outputs, new values)``; with ``runner``, it writes the new values into the parameters'
@@ -70,7 +83,8 @@ def generate(steps: Any, observed: Observed, runner: bool) -> Callable[..., Any]
     scope: dict[str, Any] = {"errstate": np.errstate, "asarray": np.asarray,
                              "materialize": materialize, "InputError": InputError,
                              "storage": steps.program.graph.parameter_values,
-                             "copyto": np.copyto, "fail": steps.input_error}
+                             "copyto": np.copyto, "multiply": np.multiply,
+                             "fail": steps.input_error}
     lines = ["def step(inputs):"]
     inputs = [f"v{i}" for i in steps.inputs]
     if inputs:
@@ -110,7 +124,10 @@ def _step_lines(steps: Any, k: int, step: tuple, observed: Observed,
     args = [f"v{i}" for i in ids]
     ufunc = steps.ufuncs.get(k)
     lines = []
-    if ufunc is not None:
+    if k in observed.zero_select:  # where(c, a, 0): a's bits times c (zero_select)
+        scope[f"bits{k}"], scope[f"dtype{k}"] = np.dtype(f"u{dtype.itemsize}"), dtype
+        call = f"multiply({args[1]}.view(bits{k}), {args[0]}, dtype=bits{k}).view(dtype{k})"
+    elif ufunc is not None:
         scope[f"u{k}"] = ufunc
         call = f"u{k}({', '.join(args)}"
         position = observed.out_into.get(k, observed.param_in_place.get(k))

@@ -141,3 +141,26 @@ def test_a_refused_update_after_a_dense_one_leaves_the_parameters_alone() -> Non
     with pytest.raises(gc.InputError):
         step(np.array([0, 1, 5]))
     _same([dense.value, table.value], before)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64"])
+def test_relu_as_bits_times_the_mask_equals_where_bit_for_bit(dtype: str) -> None:
+    rng = np.random.default_rng(5)
+    a = (rng.standard_normal((6, 7)) * 100).astype(dtype)
+    if a.dtype.kind == "f":
+        a.ravel()[:6] = [np.nan, -0.0, np.inf, -np.inf, -np.nan, 0.0]
+    with gc.Graph():
+        x = gc.placeholder((6, 7), dtype, name="x")
+        relu = gc.relu(x) if a.dtype.kind == "f" else gc.where(x > 3, x, gc.zeros_like(x))
+        f = gc.compile([x], [relu, gc.where(x < 1, x, gc.zeros_like(x))], backend="numpy")
+    for _ in range(3):  # the first call checks; later ones run the straight-line function
+        got = f(a)
+    steps: Steps = next(iter(f._executable._steps.values()))
+    assert steps.observed is not None and len(steps.observed.zero_select) == 2
+    arrays, binding = check_inputs(f.program.inputs, [a], f.program.dims)
+    values = evaluate(f.program, arrays, binding)
+    for g, node in zip(got, f.program.outputs, strict=True):
+        want = values[node.id]
+        assert g.dtype == want.dtype
+        bits = f"u{want.dtype.itemsize}"
+        np.testing.assert_array_equal(g.view(bits), want.view(bits))
