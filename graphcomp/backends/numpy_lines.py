@@ -64,6 +64,30 @@ def shares_with_live(array: np.ndarray, live: Sequence[Any]) -> bool:
     return False
 
 
+def _sum(x: str, k: int, attrs: dict[str, Any], shape: tuple, scope: dict[str, Any]) -> str:
+    scope[f"axes{k}"] = attrs["axes"]
+    return f"add_reduce({x}, axes{k}, keepdims={bool(attrs['keepdims'])})"
+
+
+def _transpose(x: str, k: int, attrs: dict[str, Any], shape: tuple, scope: dict[str, Any]
+               ) -> str:
+    scope[f"perm{k}"] = attrs["perm"]
+    return f"{x}.transpose(perm{k})"
+
+
+def _reshape(x: str, k: int, attrs: dict[str, Any], shape: tuple, scope: dict[str, Any]
+             ) -> str:
+    scope[f"to{k}"] = shape
+    return f"{x}.reshape(to{k})"
+
+
+# What numpy_impl calls on an array, called directly: np.sum(x, axis, keepdims=) is
+# np.add.reduce on an ndarray, np.transpose(x, perm) is x.transpose(perm), and reshape's
+# implementation is x.reshape(shape) already.
+DIRECT: dict[str, Callable[[str, int, dict[str, Any], tuple, dict[str, Any]], str]] = {
+    "reduce_sum": _sum, "transpose": _transpose, "reshape": _reshape}
+
+
 def zero_select(args: Sequence[Any], constant: bool, shape: tuple[int, ...]) -> bool:
     """Whether ``where(c, a, b)`` on ``args`` may run as ``a``'s bits times ``c``: ``b`` a
     constant whose bits are all zero (relu's 0), ``c`` and ``a`` giving the result's shape.
@@ -84,6 +108,7 @@ def generate(steps: Any, observed: Observed, runner: bool) -> Callable[..., Any]
                              "materialize": materialize, "InputError": InputError,
                              "storage": steps.program.graph.parameter_values,
                              "copyto": np.copyto, "multiply": np.multiply,
+                             "add_reduce": np.add.reduce,
                              "fail": steps.input_error}
     lines = ["def step(inputs):"]
     inputs = [f"v{i}" for i in steps.inputs]
@@ -127,6 +152,8 @@ def _step_lines(steps: Any, k: int, step: tuple, observed: Observed,
     if k in observed.zero_select:  # where(c, a, 0): a's bits times c (zero_select)
         scope[f"bits{k}"], scope[f"dtype{k}"] = np.dtype(f"u{dtype.itemsize}"), dtype
         call = f"multiply({args[1]}.view(bits{k}), {args[0]}, dtype=bits{k}).view(dtype{k})"
+    elif steps.nodes[k].op in DIRECT and k not in steps.materialized:
+        call = DIRECT[steps.nodes[k].op](args[0], k, attrs, shape, scope)
     elif ufunc is not None:
         scope[f"u{k}"] = ufunc
         call = f"u{k}({', '.join(args)}"
