@@ -121,6 +121,8 @@ def generate(steps: Any, observed: Observed, runner: bool) -> Callable[..., Any]
     lines += ["    k = -1", "    try:", "        with errstate(all='ignore'):"]
     for k, step in enumerate(steps.steps):
         lines += [" " * 12 + line for line in _step_lines(steps, k, step, observed, scope)]
+    if not steps.steps:  # outputs that are inputs, parameters or constants
+        lines.append(" " * 12 + "pass")
     lines += ["    except InputError as exc:", "        raise fail(k, exc) from None"]
     outputs = "[" + ", ".join(f"v{i}" for i in steps.outputs) + "]"
     if runner:
