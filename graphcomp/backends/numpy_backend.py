@@ -1,12 +1,18 @@
 """The numpy reference backend: the oracle every other backend is tested against.
 
-It walks the program's schedule and calls each op's numpy implementation. No fusion, no
-cleverness: clear enough to trust. ``NumpyExecutable.run`` walks a list of steps made once per
-binding of the symbols (``Steps``): each computed node's implementation, input ids, attributes
-and shape looked up beforehand, and the intermediates dropped after their last reader, so a
-step holds about what numpy written by hand holds (ewise: 294 MB resident against 667 MB when
-every value lived to the end; docs/performance.md, "The numpy backend's step list"). It calls
-the same implementations on the same arrays as ``evaluate``, so its results are identical.
+``evaluate`` walks the program's schedule and calls each op's numpy implementation. No fusion,
+no cleverness: clear enough to trust. ``NumpyExecutable.run`` walks a list of steps made once
+per binding of the symbols (``Steps``): each computed node's implementation, input ids,
+attributes and shape looked up beforehand, and the intermediates dropped after their last
+reader, so a step holds about what numpy written by hand holds (ewise: 294 MB resident against
+667 MB when every value lived to the end; docs/performance.md, "The numpy backend's step
+list"). Its first run calls the same implementations on the same arrays as ``evaluate`` and
+checks every shape; later runs call one straight-line function generated from the steps and
+what the first run saw (``numpy_lines.py``): ufuncs, ``np.add.reduce``, ``transpose`` and
+``reshape`` called directly, results written into dead buffers (``out=``) and dense updates
+into their parameters, values of constants computed once, and relu's ``where(c, x, 0)`` as
+``x``'s bits times ``c``. Every value is still bit-for-bit ``evaluate``'s
+(tests/backends/test_numpy_steps.py, tests/backends/test_numpy_lines.py).
 """
 
 from __future__ import annotations
