@@ -226,8 +226,11 @@ def _tap(i: int, j: int, stride: Pair, dilation: Pair, out_hw: Sequence[int]
 
 def _columns(xp: np.ndarray, kernel: Sequence[int], stride: Pair, dilation: Pair,
              out_hw: Sequence[int]) -> np.ndarray:
-    """im2col of a padded input: ``[N, C, kh, kw, OH, OW]``."""
-    cols = np.empty((*xp.shape[:2], *kernel, *out_hw), xp.dtype)
+    """im2col of a padded input: ``[N, C, kh, kw, OH, OW]``, a view of memory laid out as
+    ``[N, OH, OW, C, kh, kw]``: the order in which the products' ``tensordot`` reads it, which
+    then reshapes it to a matrix without a copy (the same matrix, so the same results)."""
+    n, c = xp.shape[:2]
+    cols = np.empty((n, *out_hw, c, *kernel), xp.dtype).transpose(0, 3, 4, 5, 1, 2)
     for i in range(kernel[0]):
         for j in range(kernel[1]):
             cols[:, :, i, j] = xp[(slice(None), slice(None), *_tap(i, j, stride, dilation,
