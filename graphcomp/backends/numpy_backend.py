@@ -130,7 +130,8 @@ RAISING = frozenset({*INDEX_OPERAND, *IN_PLACE_IMPLS, SCAN, "permute", "reduce_m
 class Steps:
     """``evaluate`` of one program under one binding, prepared: a step per computed node
     (id, implementation, input ids, attributes, shape, the ids read for the last time). The
-    first run checks each result's shape against its rule, as ``evaluate`` does every time."""
+    first run checks each result's shape against its rule, as ``evaluate`` does every time,
+    and records what the straight-line function of later runs relies on (``Observed``)."""
 
     def __init__(self, program: Program, plan: Plan, shapes: Mapping[int, tuple[int, ...]]
                  ) -> None:
