@@ -174,3 +174,23 @@ def test_a_function_that_computes_nothing_returns_its_inputs() -> None:
     for k in range(3):
         got = f(np.full(2, float(k)))
         _same(got, [np.full(2, float(k)), np.ones(2)])
+
+
+def test_every_numpy_ufunc_entry_is_what_the_implementation_computes() -> None:
+    from graphcomp.ops.registry import REGISTRY
+
+    rng = np.random.default_rng(11)
+    checked = 0
+    for op in REGISTRY.values():
+        if op.numpy_ufunc is None:
+            continue
+        assert op.samples is not None, op.name
+        for dtype in ("float32", "float64"):
+            for sample in op.samples(rng, np.dtype(dtype)):
+                with np.errstate(all="ignore"):
+                    want = np.asarray(op.numpy_impl(list(sample.args), dict(sample.attrs), ()))
+                    got = np.asarray(op.numpy_ufunc(*sample.args))
+                assert got.dtype == want.dtype and got.shape == want.shape, op.name
+                np.testing.assert_array_equal(got, want, err_msg=op.name)
+                checked += 1
+    assert checked > 40
