@@ -194,3 +194,42 @@ def test_every_numpy_ufunc_entry_is_what_the_implementation_computes() -> None:
                 np.testing.assert_array_equal(got, want, err_msg=op.name)
                 checked += 1
     assert checked > 40
+
+
+def _checkpointed_rnn() -> tuple[list[gc.Tensor], gc.Tensor, list]:
+    rng = np.random.default_rng(2)
+    with gc.Graph():
+        xs = gc.placeholder((6, 3, 4), "float64", name="xs")
+        w = gc.parameter(rng.standard_normal((4, 4)) * 0.5, name="w")
+        u = gc.parameter(rng.standard_normal(4), name="u")
+
+        def step(h: gc.Tensor, x: gc.Tensor) -> tuple:
+            h = gc.tanh(h @ w + x) * u
+            return h, gc.sin(h)
+
+        h, ys = gc.scan(step, xs[0], xs, checkpoint=2)
+        loss = gc.sum(ys * ys) + gc.sum(h * h)
+        grads = gc.grad(loss, [w, u])
+        updates = [(p, p - 0.1 * g) for p, g in zip([w, u], grads, strict=True)]
+    return [xs], loss, updates
+
+
+def test_a_checkpointed_scan_trains_as_evaluate_does() -> None:
+    data = np.random.default_rng(4).standard_normal((6, 3, 4))
+    inputs, loss, updates = _checkpointed_rnn()
+    step = gc.compile(inputs, loss, updates=updates, backend="numpy")
+    losses = [step(data) for _ in range(STEPS)]
+    got = [p.value for p, _ in updates]
+    assert any(n.attrs.get("checkpoint") == 2 for n in step.program.schedule if n.op == "scan")
+    inputs, loss, updates = _checkpointed_rnn()
+    program = build_program(inputs, [loss], updates)
+    storage, want_losses = program.graph.parameter_values, []
+    for _ in range(STEPS):
+        arrays, binding = check_inputs(program.inputs, [data], program.dims)
+        values = evaluate(program, arrays, binding)
+        want_losses.append(values[loss.node.id].copy())
+        news = [values[v.id].copy() for _, v in program.updates]
+        for (param, _), new in zip(program.updates, news, strict=True):
+            storage[param.id][...] = new
+    _same(losses, want_losses)
+    _same(got, [storage[p.node.id] for p, _ in updates])
