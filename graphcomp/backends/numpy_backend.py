@@ -1,12 +1,18 @@
 """The numpy reference backend: the oracle every other backend is tested against.
 
-It walks the program's schedule and calls each op's numpy implementation. No fusion, no
-cleverness: clear enough to trust. ``NumpyExecutable.run`` walks a list of steps made once per
-binding of the symbols (``Steps``): each computed node's implementation, input ids, attributes
-and shape looked up beforehand, and the intermediates dropped after their last reader, so a
-step holds about what numpy written by hand holds (ewise: 294 MB resident against 667 MB when
-every value lived to the end; docs/performance.md, "The numpy backend's step list"). It calls
-the same implementations on the same arrays as ``evaluate``, so its results are identical.
+``evaluate`` walks the program's schedule and calls each op's numpy implementation. No fusion,
+no cleverness: clear enough to trust. ``NumpyExecutable.run`` walks a list of steps made once
+per binding of the symbols (``Steps``): each computed node's implementation, input ids,
+attributes and shape looked up beforehand, and the intermediates dropped after their last
+reader, so a step holds about what numpy written by hand holds (ewise: 294 MB resident against
+667 MB when every value lived to the end; docs/performance.md, "The numpy backend's step
+list"). Its first run calls the same implementations on the same arrays as ``evaluate`` and
+checks every shape; later runs call one straight-line function generated from the steps and
+what the first run saw (``numpy_lines.py``): ufuncs, ``np.add.reduce``, ``transpose`` and
+``reshape`` called directly, results written into dead buffers (``out=``) and dense updates
+into their parameters, values of constants computed once, and relu's ``where(c, x, 0)`` as
+``x``'s bits times ``c``. Every value is still bit-for-bit ``evaluate``'s
+(tests/backends/test_numpy_steps.py, tests/backends/test_numpy_lines.py).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from graphcomp.backends.numpy_lines import Observed, generate, shares_with_live, zero_select
 from graphcomp.errors import InputError
 from graphcomp.loops import SCAN, SCAN_OUTPUT, ScanBody, shared_stacks
 from graphcomp.loops.checkpoint import Checkpoints, RecomputedStack, materialize, segment_count
@@ -53,6 +60,14 @@ class NumpyExecutable:
             steps = self._steps[key] = Steps(self.program, self._plan,
                                              node_shapes(self.program, binding))
         return steps.run(inputs)
+
+    def runner(self, binding: dict[str, int]) -> Any:
+        """After a first run under ``binding``: a call that runs the step on checked inputs,
+        writes the new values into the parameters and returns the outputs (``Steps.runner``;
+        the ``Function`` calls it without checking again); None before, or where the
+        outputs or new values share a parameter's memory."""
+        steps = self._steps.get(tuple(sorted(binding.items())))
+        return steps.runner() if steps is not None else None
 
 
 def node_shapes(program: Program, binding: dict[str, int]) -> dict[int, tuple[int, ...]]:
@@ -105,13 +120,18 @@ def evaluate(
 Plan = list[tuple[Any, Any, tuple[int, ...]]]
 
 # ops whose implementation may raise for the call's data or shapes (bad ids, an empty max)
+# ops whose results that own their memory are new arrays (not an input, nor one kept elsewhere)
+FRESH_KINDS = frozenset({"elementwise", "reduction", "linalg"})
+FOLD_BYTES = 1 << 20  # largest value of constants that the straight-line function keeps
+
 RAISING = frozenset({*INDEX_OPERAND, *IN_PLACE_IMPLS, SCAN, "permute", "reduce_max", "argmax"})
 
 
 class Steps:
     """``evaluate`` of one program under one binding, prepared: a step per computed node
     (id, implementation, input ids, attributes, shape, the ids read for the last time). The
-    first run checks each result's shape against its rule, as ``evaluate`` does every time."""
+    first run checks each result's shape against its rule, as ``evaluate`` does every time,
+    and records what the straight-line function of later runs relies on (``Observed``)."""
 
     def __init__(self, program: Program, plan: Plan, shapes: Mapping[int, tuple[int, ...]]
                  ) -> None:
@@ -143,6 +163,29 @@ class Steps:
         self.later_ids: dict[int, list[tuple[int, int]]] = {}
         self.in_place = self._in_place_candidates()
         self.checked = False
+        # the straight-line function (numpy_lines.py), made after the first run
+        self.ufuncs = {k: get_op(node.op).numpy_ufunc for k, node in enumerate(self.nodes)
+                       if node.op not in (SCAN, SCAN_OUTPUT) and k not in self.materialized
+                       and get_op(node.op).numpy_ufunc is not None}
+        self._op_names = [node.op for node in self.nodes]
+        self._kinds = [None if node.op in (SCAN, SCAN_OUTPUT) else get_op(node.op).kind
+                       for node in self.nodes]
+        self.constant_ids = {i for i, _ in self.constants}
+        self.dense_updates = self._dense_update_candidates()
+        self.written_in_place: set[int] = set()
+        self.observed: Observed | None = None
+        self.fast: Any = None
+        self._runner: Any = None
+
+    def _dense_update_candidates(self) -> dict[int, int]:
+        """{new value node id: parameter id} of the updates whose value is a ufunc step of
+        their own parameter, which the straight-line function may write in place."""
+        counts: dict[int, int] = {}
+        for _, value in self.program.updates:
+            counts[value.id] = counts.get(value.id, 0) + 1
+        return {value.id: param.id for param, value in self.program.updates
+                if counts[value.id] == 1 and value.id not in self.outputs
+                and param.id not in self.outputs and value.op not in IN_PLACE_IMPLS}
 
     def _check(self, k: int, result: np.ndarray, shape: tuple[int, ...],
                values: dict[int, Any], fresh: set[int]) -> None:
@@ -220,6 +263,8 @@ class Steps:
 
     def run(self, inputs: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """(outputs, new parameter values) of the program for ``inputs``."""
+        if self.fast is not None:
+            return self.fast(inputs)
         values: dict[int, Any] = dict(zip(self.inputs, inputs, strict=True))
         storage = self.program.graph.parameter_values
         for i in self.parameters:
@@ -229,6 +274,7 @@ class Steps:
         checking = not self.checked
         fresh = set(self.in_place.values())  # parameters no earlier result is a view of
         accepted: set[tuple[int, int]] = set()  # (ids node, rows) that steps have accepted
+        observed, owned = Observed(), set[int]()
         try:
             with np.errstate(all="ignore"):
                 for k, (node_id, impl, ids, attrs, shape, dtype, scan, drop) in enumerate(
@@ -238,7 +284,7 @@ class Steps:
                     args = [values[i] for i in ids]
                     if k in self.materialized:
                         args = [materialize(a) for a in args]
-                    result = impl(args, attrs.copy(), shape)
+                    raw = result = impl(args, attrs.copy(), shape)
                     if not scan:
                         result = np.asarray(result, dtype=dtype)
                         if checking:
@@ -249,15 +295,105 @@ class Steps:
                     values[node_id] = result
                     for i in drop:
                         del values[i]
+                    if checking:
+                        self._observe(k, raw, args, values, owned, observed)
         except InputError as exc:  # bad data: say which node (and placeholder) met it
-            node = self.nodes[k]
-            if node.op == SCAN:  # its body's node said it already
-                raise
-            message = (index_error_message(node, str(exc)) if node.op in INDEX_OPERAND
-                       else f"{node.describe()}: {exc}")
-            raise InputError(message) from None
-        self.checked = True
-        return [values[i] for i in self.outputs], [values[i] for i in self.updates]
+            raise self.input_error(k, exc) from None
+        outputs, news = [values[i] for i in self.outputs], [values[i] for i in self.updates]
+        if checking:
+            self.checked = True
+            self._prepare_fast(observed, outputs, news)
+        return outputs, news
+
+    def input_error(self, k: int, exc: InputError) -> InputError:
+        """The error to raise for ``exc`` met at step ``k``: it names the node (and the
+        placeholder that fed bad ids); a scan's body node named itself already."""
+        node = self.nodes[k]
+        if node.op == SCAN:
+            return exc
+        message = (index_error_message(node, str(exc)) if node.op in INDEX_OPERAND
+                   else f"{node.describe()}: {exc}")
+        return InputError(message)
+
+    def _observe(self, k: int, raw: Any, args: list[Any], values: dict[int, Any],
+                 owned: set[int], observed: Observed) -> None:
+        """The first run's facts about step ``k`` for the straight-line function: whether
+        its result is an array of its dtype already, and which buffer may take it (a dead
+        input that this step list made and nothing live shares, or the parameter that the
+        result updates)."""
+        node_id, _, ids, _, shape, dtype, scan, drop = self.steps[k]
+        if scan or not (type(raw) is np.ndarray and raw.dtype == dtype):
+            if not scan and self._foldable(k, values[node_id]):
+                observed.folded[k] = values[node_id]
+            return
+        observed.exact.add(k)
+        if self._foldable(k, raw):
+            observed.folded[k] = raw
+            return
+        if self._op_names[k] == "where" and zero_select(args, ids[2] in self.constant_ids, shape):
+            observed.zero_select.add(k)
+        kind = self._kinds[k]
+        if k not in self.ufuncs or not shape or kind != "elementwise":
+            if (shape and raw.base is None and kind in FRESH_KINDS and k not in self.in_place
+                    and k not in self.materialized and all(raw is not a for a in args)):
+                owned.add(node_id)  # a new array that only this step list holds
+            return
+        live = [v for i, v in values.items() if i != node_id]
+
+        def free(position: int) -> bool:
+            array = args[position]
+            return (ids[position] in drop and array.shape == shape and array.dtype == dtype
+                    and not shares_with_live(array, live))
+
+        param = self.dense_updates.get(node_id)
+        if (param is not None and param in ids and args[ids.index(param)].flags.writeable
+                and not any(later in RAISING for later in self._op_names[k + 1:])
+                and free(ids.index(param))):
+            observed.param_in_place[k] = ids.index(param)
+            return
+        for position, i in enumerate(ids):
+            if i in owned and free(position):
+                observed.out_into[k] = position
+                break
+        if raw.base is None:
+            owned.add(node_id)
+
+    def _foldable(self, k: int, result: np.ndarray) -> bool:
+        """Whether step ``k`` computes the same small value at every call: a deterministic
+        op of constants (and of steps folded already), so later calls read the first's."""
+        node_id, _, ids, *_ = self.steps[k]
+        if (ids and all(i in self.constant_ids for i in ids) and result.nbytes <= FOLD_BYTES
+                and self._kinds[k] not in (None, "random")):
+            self.constant_ids.add(node_id)
+            return True
+        return False
+
+    def _prepare_fast(self, observed: Observed, outputs: list[Any], news: list[Any]) -> None:
+        """After the first run: the straight-line function that later runs call."""
+        storage = self.program.graph.parameter_values
+        targets = [storage[param.id] for param, _ in self.program.updates]
+        self.written_in_place = {self.steps[k][0] for k in observed.param_in_place} | {
+            self.steps[k][0] for k in self.in_place
+            if self.steps[k][1] is IN_PLACE_IMPLS[self.nodes[k].op]}
+        observed.runner_safe = all(
+            isinstance(o, np.ndarray) and not any(np.may_share_memory(o, t) for t in targets)
+            for o in outputs) and all(
+            value_id in self.written_in_place or not any(
+                np.may_share_memory(value, t) for t in targets if t is not own)
+            for value_id, value, own in zip(self.updates, news, targets, strict=True))
+        self.observed = observed
+        self.fast = generate(self, observed, runner=False)
+
+    def runner(self) -> Any:
+        """A call that runs the step, writes the new values into the parameters' storage and
+        returns the outputs (none shares a parameter's memory); None before the first run
+        or where an output or new value shares a parameter's memory."""
+        if self.observed is None or not self.observed.runner_safe:
+            return None
+        if self._runner is None:
+            self._runner = generate(self, self.observed, runner=True)
+            self._runner.outputs_share_parameters = False
+        return self._runner
 
 
 def make_plan(program: Program) -> Plan:

@@ -225,9 +225,16 @@ def _tap(i: int, j: int, stride: Pair, dilation: Pair, out_hw: Sequence[int]
 
 
 def _columns(xp: np.ndarray, kernel: Sequence[int], stride: Pair, dilation: Pair,
-             out_hw: Sequence[int]) -> np.ndarray:
-    """im2col of a padded input: ``[N, C, kh, kw, OH, OW]``."""
-    cols = np.empty((*xp.shape[:2], *kernel, *out_hw), xp.dtype)
+             out_hw: Sequence[int], for_products: bool = False) -> np.ndarray:
+    """im2col of a padded input: ``[N, C, kh, kw, OH, OW]``. ``for_products``: a view of
+    memory laid out as ``[N, OH, OW, C, kh, kw]``, the order in which the convolutions'
+    ``tensordot`` reads it, which then reshapes it to a matrix without a copy (the same
+    matrix, so the same results); pooling reduces over the window in the plain layout."""
+    n, c = xp.shape[:2]
+    if for_products:
+        cols = np.empty((n, *out_hw, c, *kernel), xp.dtype).transpose(0, 3, 4, 5, 1, 2)
+    else:
+        cols = np.empty((n, c, *kernel, *out_hw), xp.dtype)
     for i in range(kernel[0]):
         for j in range(kernel[1]):
             cols[:, :, i, j] = xp[(slice(None), slice(None), *_tap(i, j, stride, dilation,
@@ -257,7 +264,7 @@ def _geometry(attrs: dict) -> tuple[Pair, Padding, Pair, int]:
 def _conv2d_impl(xs: Sequence[np.ndarray], attrs: dict, shape: tuple) -> np.ndarray:
     x, w = xs
     stride, padding, dilation, groups = _geometry(attrs)
-    cols = _columns(_pad(x, padding, 0), w.shape[2:], stride, dilation, shape[2:])
+    cols = _columns(_pad(x, padding, 0), w.shape[2:], stride, dilation, shape[2:], True)
     per_in, per_out = x.shape[1] // groups, w.shape[0] // groups
     parts = []
     for k in range(groups):
@@ -286,7 +293,7 @@ def _conv2d_filter_grad_impl(xs: Sequence[np.ndarray], attrs: dict, shape: tuple
     # output position cancels badly (seen: 2.6664e-3 against 2.6666e-3 for 60 terms).
     x, g = (a.astype(np.float64) for a in xs)
     stride, padding, dilation, groups = _geometry(attrs)
-    cols = _columns(_pad(x, padding, 0), shape[2:], stride, dilation, g.shape[2:])
+    cols = _columns(_pad(x, padding, 0), shape[2:], stride, dilation, g.shape[2:], True)
     per_in, per_out = x.shape[1] // groups, g.shape[1] // groups
     parts = []
     for k in range(groups):

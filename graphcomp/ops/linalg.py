@@ -65,6 +65,7 @@ register(
         kind="linalg",
         infer=_matmul_rule,
         numpy_impl=lambda xs, attrs, shape: np.matmul(xs[0], xs[1]),
+        numpy_ufunc=np.matmul,
         vjp=_vjp_matmul,
         samples=_matmul_samples,
         doc="matrix product over the last two axes; leading axes broadcast",

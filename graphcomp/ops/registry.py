@@ -76,6 +76,9 @@ class OpDef:
     differentiable: bool = True  # False: explicitly registered as having no gradient
     samples: SampleMaker | None = None
     doc: str = ""
+    # The ufunc that ``numpy_impl`` applies to the inputs in order, where it is one: the
+    # numpy backend's step list calls it directly (with ``out=`` a dead input's buffer).
+    numpy_ufunc: np.ufunc | None = None
 
     def __post_init__(self) -> None:
         if self.differentiable and self.vjp is None and self.kind != "source":
