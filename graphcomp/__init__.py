@@ -176,7 +176,8 @@ if TYPE_CHECKING:
     from graphcomp.inspect.listing import format
     from graphcomp.random import seed
     from graphcomp.testing import check_grads
-    from graphcomp.train import History, data, fit, init, load, optim, save
+    from graphcomp.train import data, init, load, optim, save
+    from graphcomp.train.fit import History, fit
 
 # Imported at their first use, not with the package: building and running a graph needs none
 # of them, and importing them all cost ~0.1 s of every process's start (2026-12-07).
