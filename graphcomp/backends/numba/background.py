@@ -38,7 +38,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from graphcomp.backends.numba.cache import cache_dir, writable_cache
+from graphcomp.backends.numba.cache import WARM_PREFIX, cache_dir, writable_cache
 from graphcomp.errors import CompileError, CompileWarning, GraphcompError
 from graphcomp.passes.convolution import CONV_CHOICES
 from graphcomp.runtime.program import Program
@@ -96,7 +96,7 @@ def warm_hint(program: Program, options: dict[str, Any]) -> Path:
     for nodes in (program.inputs, program.outputs):
         digest.update(repr([n.id for n in nodes]).encode())
     digest.update(repr([(p.id, v.id) for p, v in program.updates]).encode())
-    return cache_dir() / f"warm-{digest.hexdigest()[:32]}"
+    return cache_dir() / f"{WARM_PREFIX}{digest.hexdigest()[:32]}"
 
 
 def note_warm(program: Program, options: dict[str, Any]) -> None:
