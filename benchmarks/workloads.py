@@ -4,6 +4,10 @@ A ``Problem`` holds initial parameter values, one batch of data, the learning ra
 that builds the loss with graphcomp, and the hand-written numpy forward + backward pass. Both
 sides start from the same values, so their gradients can be compared (tests/benchmarks).
 
+graphcomp is imported on first use (``gc`` below), not with this module: the numpy-by-hand
+step of ``bench_first_steps.py`` times a process from its launch and must not pay for
+``import graphcomp``.
+
 >>> problem = make("logreg")
 >>> step = NumpyStep(problem)
 >>> loss = step(*problem.inputs)
@@ -14,10 +18,25 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-import graphcomp as gc
+if TYPE_CHECKING:
+    import graphcomp as gc
+
+
+class _Graphcomp:
+    """``graphcomp``, imported by the first attribute read (``gc.tanh``, ``gc.Graph``, ...)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import graphcomp
+
+        return getattr(graphcomp, name)
+
+
+if not TYPE_CHECKING:
+    gc = _Graphcomp()
 
 Arrays = dict[str, np.ndarray]
 LossAndGrads = tuple[float, list[np.ndarray]]

@@ -7,12 +7,14 @@ attributes and shape looked up beforehand, and the intermediates dropped after t
 reader, so a step holds about what numpy written by hand holds (ewise: 294 MB resident against
 667 MB when every value lived to the end; docs/performance.md, "The numpy backend's step
 list"). Its first run calls the same implementations on the same arrays as ``evaluate`` and
-checks every shape; later runs call one straight-line function generated from the steps and
-what the first run saw (``numpy_lines.py``): ufuncs, ``np.add.reduce``, ``transpose`` and
-``reshape`` called directly, results written into dead buffers (``out=``) and dense updates
-into their parameters, values of constants computed once, and relu's ``where(c, x, 0)`` as
-``x``'s bits times ``c``. Every value is still bit-for-bit ``evaluate``'s
-(tests/backends/test_numpy_steps.py, tests/backends/test_numpy_lines.py).
+checks every shape (an elementwise result of ``REUSE_MIN_SIZE`` elements or more goes into the
+buffer of an input read for the last time, fewer page faults); later runs call one
+straight-line function generated from the steps and what the first run saw
+(``numpy_lines.py``): ufuncs, ``np.add.reduce``, ``transpose`` and ``reshape`` called directly,
+results written into dead buffers (``out=``) and dense updates into their parameters, values of
+constants computed once, and relu's ``where(c, x, 0)`` as ``x``'s bits times ``c``. Every value
+is still bit-for-bit ``evaluate``'s (tests/backends/test_numpy_steps.py,
+tests/backends/test_numpy_lines.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from graphcomp.errors import InputError
 from graphcomp.loops import SCAN, SCAN_OUTPUT, ScanBody, shared_stacks
 from graphcomp.loops.checkpoint import Checkpoints, RecomputedStack, materialize, segment_count
 from graphcomp.ops import get_op
+from graphcomp.ops.elementwise import UFUNCS
 from graphcomp.ops.indexing import INDEX_OPERAND, index_error_message
 from graphcomp.ops.sparse_updates import IN_PLACE_IMPLS
 from graphcomp.runtime.binding import check_inputs, resolve_shape
@@ -119,12 +122,16 @@ def evaluate(
 
 Plan = list[tuple[Any, Any, tuple[int, ...]]]
 
-# ops whose implementation may raise for the call's data or shapes (bad ids, an empty max)
 # ops whose results that own their memory are new arrays (not an input, nor one kept elsewhere)
 FRESH_KINDS = frozenset({"elementwise", "reduction", "linalg"})
 FOLD_BYTES = 1 << 20  # largest value of constants that the straight-line function keeps
 
+# ops whose implementation may raise for the call's data or shapes (bad ids, an empty max)
 RAISING = frozenset({*INDEX_OPERAND, *IN_PLACE_IMPLS, SCAN, "permute", "reduce_max", "argmax"})
+# An elementwise result of at least this many elements goes into the buffer of an input read
+# for the last time where it can (``Steps._reused_buffers``): ewise's first interpreted step
+# took 6,000-6,600 minor page faults against 7,700-9,700 (2026-12-07, docs/performance.md).
+REUSE_MIN_SIZE = 1 << 16
 
 
 class Steps:
@@ -153,6 +160,7 @@ class Steps:
             if i not in kept:
                 drops[k].append(i)
         self.nodes = [node for node, _, _ in computed]
+        self.shapes = shapes
         self.steps = [(node.id, impl, ids, dict(node.attrs), shapes[node.id], node.dtype,
                        node.op == SCAN, tuple(drop))
                       for (node, impl, ids), drop in zip(computed, drops, strict=True)]
@@ -162,6 +170,7 @@ class Steps:
             and any(i.op == SCAN_OUTPUT for i in node.inputs))
         self.later_ids: dict[int, list[tuple[int, int]]] = {}
         self.in_place = self._in_place_candidates()
+        self.reuse = self._reused_buffers()
         self.checked = False
         # the straight-line function (numpy_lines.py), made after the first run
         self.ufuncs = {k: get_op(node.op).numpy_ufunc for k, node in enumerate(self.nodes)
@@ -186,6 +195,36 @@ class Steps:
         return {value.id: param.id for param, value in self.program.updates
                 if counts[value.id] == 1 and value.id not in self.outputs
                 and param.id not in self.outputs and value.op not in IN_PLACE_IMPLS}
+
+    def _reused_buffers(self) -> dict[int, tuple[np.ufunc, int]]:
+        """{step index: (its ufunc, the input id whose buffer it writes into)}: elementwise
+        steps of ``REUSE_MIN_SIZE`` elements or more with an input of the same shape and
+        dtype that dies there, made by a ufunc step and read only by ufunc steps (so no view
+        of it exists), where the ufunc's own result dtype is the node's (no cast)."""
+        made_by_ufunc = {node.id for node in self.nodes if node.op in UFUNCS}
+        readers_ok: dict[int, bool] = {}
+        for node in self.nodes:
+            for i in node.inputs:
+                readers_ok[i.id] = readers_ok.get(i.id, True) and node.op in UFUNCS
+        reuse = {}
+        for k, (node, step) in enumerate(zip(self.nodes, self.steps, strict=True)):
+            shape, drop = step[4], step[7]
+            if (node.op not in UFUNCS or k in self.materialized
+                    or int(np.prod(shape)) < REUSE_MIN_SIZE):
+                continue
+            fn = UFUNCS[node.op]
+            try:
+                natural = fn.resolve_dtypes((*(i.dtype for i in node.inputs), None))[-1]
+            except (TypeError, ValueError):  # no loop for those dtypes: impl decides
+                continue
+            if natural != node.dtype:
+                continue
+            for i in node.inputs:
+                if (i.id in drop and i.id in made_by_ufunc and readers_ok[i.id]
+                        and i.dtype == node.dtype and self.shapes[i.id] == shape):
+                    reuse[k] = (fn, i.id)
+                    break
+        return reuse
 
     def _check(self, k: int, result: np.ndarray, shape: tuple[int, ...],
                values: dict[int, Any], fresh: set[int]) -> None:
@@ -284,7 +323,11 @@ class Steps:
                     args = [values[i] for i in ids]
                     if k in self.materialized:
                         args = [materialize(a) for a in args]
-                    raw = result = impl(args, attrs.copy(), shape)
+                    reuse = self.reuse.get(k)
+                    if reuse is not None:  # the same ufunc, into a dying input's buffer
+                        raw = result = reuse[0](*args, out=values[reuse[1]])
+                    else:
+                        raw = result = impl(args, attrs.copy(), shape)
                     if not scan:
                         result = np.asarray(result, dtype=dtype)
                         if checking:

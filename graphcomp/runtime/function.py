@@ -275,6 +275,10 @@ def compile(
         executable = get_backend("numpy")(program)
     elif executable is None:
         executable = get_backend(backend)(program, **options)
+        if backend == "numba":  # a later background compile of it loads the cache at once
+            from graphcomp.backends.numba.background import note_warm
+
+            note_warm(program, options)
     seconds = time.perf_counter() - start
     function = Function(program, executable, backend, single, seconds, copy_outputs)
     if pending is not None:

@@ -63,7 +63,8 @@ def test_a_cache_that_holds_the_module_loads_without_another_process(fresh_cache
     first, _ = _step(width=6)
     assert first.wait(timeout=300) and first.compiled_elsewhere
     again, _ = _step(width=6)
-    assert background_process_id(again) is None  # the thread found every module cached
+    assert again._pending is None  # the warm hint: gc.compile loaded the cache itself
+    assert background_process_id(again) is None
     assert again.wait(timeout=300)
     assert again.backend_in_use == "numba" and again.cache_hit and not again.compiled_elsewhere
 
@@ -219,6 +220,27 @@ _, modules = plan_modules(program)
 print(json.dumps({"modules": len(modules), "cached": [_all_compiled(m) for m in modules],
                   "numba": "numba" in sys.modules}))
 """
+
+
+PLANNING_PROBE = NUMBA_IMPORT_PROBE.replace('name == "numba"',
+                                          'name == "graphcomp.backends.numba.codegen"')
+
+
+def test_a_cold_compile_plans_in_its_thread_and_a_warm_one_on_the_caller_s(tmp_path):
+    # Cold: gc.compile returns before the code generator is even imported, so the first
+    # interpreted call does not wait for the planning. Once that program has compiled, its
+    # warm hint makes the next process plan and load on the calling thread.
+    import json
+    import subprocess
+
+    env = {**os.environ, "GRAPHCOMP_CACHE_DIR": str(tmp_path / "cache")}
+    for expected in ([False], [True]):
+        done = subprocess.run([sys.executable, "-c", PLANNING_PROBE], env=env,
+                              capture_output=True, text=True, timeout=600, check=True)
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert report["threads"] == expected, report
+        assert report["ready"] and report["in_use"] == "numba"
+    assert len(list((tmp_path / "cache").glob("warm-*"))) == 1
 
 
 def test_planning_the_modules_does_not_import_numba(tmp_path):

@@ -225,12 +225,13 @@ def test_cache_info_and_clear(cache_folder: Path) -> None:
     cache.load_generated_module("PLAIN = 1\n")
     foreign = cache_folder / "notes.txt"
     foreign.write_text("not ours")
+    (cache_folder / f"{cache.WARM_PREFIX}0123").touch()  # a background compile's warm hint
     info = cache.cache_info()
     assert info["path"] == str(cache_folder.resolve()) and info["entries"] == 2
     ours = [p for p in cache_folder.rglob("*") if p.is_file() and p != foreign]
     assert info["bytes"] == sum(p.stat().st_size for p in ours) > 0
     removed = cache.clear_cache()
-    assert removed == 2 + 3  # two entries, plus the kernel's .nbi, .nbc and manifest
+    assert removed == 2 + 3 + 1  # two entries, the kernel's .nbi, .nbc, manifest; the hint
     assert cache.cache_info()["entries"] == 0 and cache.cache_info()["bytes"] == 0
     assert foreign.read_text() == "not ours"
 

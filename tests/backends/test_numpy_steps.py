@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
+from graphcomp.backends import numpy_backend
 from graphcomp.backends.numpy_backend import Steps, evaluate, make_plan, node_shapes
 from graphcomp.runtime.binding import check_inputs
 
@@ -50,6 +51,47 @@ def test_the_step_list_equals_evaluate_on_the_workloads(name: str) -> None:
         _same(outputs, [values[n.id] for n in program.outputs])
         _same(new_values, [values[v.id] for _, v in program.updates])
         step(*problem.inputs)  # the parameters move on between the two rounds
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_results_written_into_dying_buffers_equal_evaluate(name: str, monkeypatch) -> None:
+    # Every elementwise step big enough writes into the buffer of an input read for the last
+    # time; with the bound at one element, the small workloads do it wherever it is allowed.
+    monkeypatch.setattr(numpy_backend, "REUSE_MIN_SIZE", 1)
+    test_the_step_list_equals_evaluate_on_the_workloads(name)
+
+
+def test_the_elementwise_workload_reuses_buffers_and_small_arrays_do_not() -> None:
+    def reused(size: int) -> int:
+        problem = workloads.make("ewise", size=size)
+        inputs, loss, params, grads = workloads.graphcomp_graph(problem)
+        program = gc.compile(inputs, loss, updates=workloads.graphcomp_updates(
+            problem, params, grads), backend="numpy").program
+        _, binding = check_inputs(program.inputs, list(problem.inputs), program.dims)
+        return len(Steps(program, make_plan(program), node_shapes(program, binding)).reuse)
+
+    assert reused(numpy_backend.REUSE_MIN_SIZE) >= 10 and reused(64) == 0
+
+
+def test_an_intermediate_that_a_view_reads_keeps_its_buffer(monkeypatch) -> None:
+    monkeypatch.setattr(numpy_backend, "REUSE_MIN_SIZE", 1)
+    with gc.Graph():
+        x = gc.placeholder((2, 3), "float64", name="x")
+        a = gc.exp(x)
+        view = gc.transpose(a)  # a view of a's buffer, read after a's last reader
+        b = gc.sin(a)
+        out = b + gc.transpose(view)
+        f = gc.compile([x], out, backend="numpy")
+    program = f.program
+    arrays, binding = check_inputs(program.inputs, [np.arange(6.0).reshape(2, 3)],
+                                   program.dims)
+    steps = Steps(program, make_plan(program), node_shapes(program, binding))
+    reused = {steps.nodes[k].id: i for k, (_, i) in steps.reuse.items()}
+    assert b.node.id not in reused  # a is read by a transpose: no view of it may exist
+    assert reused.get(out.node.id) == b.node.id
+    _same(steps.run(arrays)[0], [evaluate(program, arrays, binding)[out.node.id]])
+    x0 = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_allclose(f(x0), np.sin(np.exp(x0)) + np.exp(x0))
 
 
 def test_an_output_read_again_later_is_kept_and_intermediates_are_dropped() -> None:

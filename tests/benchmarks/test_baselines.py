@@ -83,3 +83,15 @@ def test_the_vae_workload_draws_its_own_noise_on_each_side() -> None:
     by_hand = workloads.NumpyStep(problem)
     for _ in range(2):  # different draws, the same distribution: close at the initial weights
         assert float(step(*problem.inputs)) == pytest.approx(by_hand(*problem.inputs), rel=0.05)
+
+
+def test_the_numpy_steps_run_without_importing_graphcomp():
+    # bench_first_steps.py times numpy by hand from the process's launch: it must not pay for
+    # import graphcomp, which workloads.py does only when a graphcomp graph is built.
+    import subprocess
+
+    probe = ("import sys; import workloads; p = workloads.make('logreg'); "
+             "workloads.numpy_step(p)(*p.inputs); print('graphcomp' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=Path(workloads.__file__).parent, timeout=300, check=True)
+    assert done.stdout.strip() == "False"

@@ -1,9 +1,10 @@
 """A Numba compile off the caller's path, while the numpy backend serves the calls.
 
-``gc.compile(..., compile_mode="background")`` checks the options and the cache folder and
-plans the modules on the calling thread (the passes and the code generator, which import no
-numba), then returns; a cache holding every module is loaded there and then (a warm start).
-Otherwise a daemon thread of this process (``BackgroundCompile``) writes one ``CompileJob``
+``gc.compile(..., compile_mode="background")`` checks the options and the cache folder, then
+returns. Where a hint in the cache (``warm_hint``) says that an identical program was compiled
+before, it first plans the modules on the calling thread (the passes and the code generator,
+which import no numba) and loads a cache holding every module there and then (a warm start).
+Otherwise a daemon thread of this process (``BackgroundCompile``) plans, writes one ``CompileJob``
 per generated module (several for a program with scans: its segments and scan bodies) and
 starts ``python -m graphcomp.backends.numba.compile_job JOB...``, which compiles them into the
 shared kernel cache. Once that process has ended, the thread loads the compiled modules from
@@ -24,6 +25,8 @@ steps while compiling"). The count is restored at the first call after the proce
 from __future__ import annotations
 
 import atexit
+import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -35,7 +38,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from graphcomp.backends.numba.cache import cache_dir, writable_cache
+from graphcomp.backends.numba.cache import WARM_PREFIX, cache_dir, writable_cache
 from graphcomp.errors import CompileError, CompileWarning, GraphcompError
 from graphcomp.passes.convolution import CONV_CHOICES
 from graphcomp.runtime.program import Program
@@ -61,6 +64,9 @@ def start_compile(program: Program, options: dict[str, Any]
             f"the kernel cache {cache_dir()} is not writable, so a background compile could "
             "not hand its kernels over: compiling in this process instead"), stacklevel=3)
         return None, None
+    hint = warm_hint(program, options)
+    if not hint.exists():  # a cold compile: the thread plans, the caller returns at once
+        return None, BackgroundCompile.start(program, options, hint=hint)
     started = time.perf_counter()
     from graphcomp.backends.numba.backend import plan_modules
 
@@ -70,7 +76,38 @@ def start_compile(program: Program, options: dict[str, Any]
         return None, BackgroundCompile.start(program, options)  # the thread reports it
     if all(_all_compiled(module) for module in planned[1]):
         return _load(program, options, planned[0], started), None
-    return None, BackgroundCompile.start(program, options, planned)
+    return None, BackgroundCompile.start(program, options, planned, hint)
+
+
+def warm_hint(program: Program, options: dict[str, Any]) -> Path:
+    """The file whose presence says that the cache held (or received) every module of a
+    program like ``program``: only then does ``start_compile`` plan on the caller's thread,
+    to load a warm cache at once. Planning (with the code generator's imports and the
+    cache key's llvmlite import) cost 0.15-0.3 s before a cold start's first result
+    (2026-12-07). The name hashes each scheduled node's op, attributes, shape, dtype and
+    inputs, and the options, in a few milliseconds; a wrong hint only costs time: a cold
+    program then plans on the caller's thread as before, a warm one loads in the thread."""
+    digest = hashlib.sha256(repr(sorted(options.items())).encode())
+    for node in program.schedule:
+        inputs = tuple(i.id for i in node.inputs)
+        text = repr((node.id, node.op, sorted(node.attrs.items()), node.shape, node.dtype,
+                     inputs))
+        digest.update(text.encode())
+    for nodes in (program.inputs, program.outputs):
+        digest.update(repr([n.id for n in nodes]).encode())
+    digest.update(repr([(p.id, v.id) for p, v in program.updates]).encode())
+    return cache_dir() / f"{WARM_PREFIX}{digest.hexdigest()[:32]}"
+
+
+def note_warm(program: Program, options: dict[str, Any]) -> None:
+    """Leave ``warm_hint``'s file for ``program``, whose modules an eager compile has just
+    put in the cache."""
+    _touch(warm_hint(program, options))
+
+
+def _touch(hint: Path) -> None:
+    with contextlib.suppress(OSError):  # only a hint: without it, a later start plans later
+        hint.touch()
 
 
 def _load(program: Program, options: dict[str, Any], generated: Any, started: float) -> Any:
@@ -110,10 +147,12 @@ def _all_compiled(module: Any) -> bool:
 class BackgroundCompile:
     """One program being compiled by a thread of this process (and the process it starts)."""
 
-    def __init__(self, program: Program, options: dict[str, Any], planned: Any = None) -> None:
+    def __init__(self, program: Program, options: dict[str, Any], planned: Any = None,
+                 hint: Path | None = None) -> None:
         self._program = program
         self._options = dict(options)
         self._planned = planned  # plan_modules' result when the caller planned already
+        self._hint = hint  # warm_hint's file, written once every module is compiled
         self._process: subprocess.Popen | None = None
         self._folder: Path | None = None
         self._result: Any = None
@@ -126,11 +165,11 @@ class BackgroundCompile:
         self._blas_threads: int | None = None  # the count before serving() lowered it
 
     @staticmethod
-    def start(program: Program, options: dict[str, Any], planned: Any = None
-              ) -> BackgroundCompile:
+    def start(program: Program, options: dict[str, Any], planned: Any = None,
+              hint: Path | None = None) -> BackgroundCompile:
         """Start the thread that compiles ``program`` (``planned``: its modules, when the
-        caller has planned them)."""
-        pending = BackgroundCompile(program, options, planned)
+        caller has planned them; ``hint``: ``warm_hint``'s file)."""
+        pending = BackgroundCompile(program, options, planned, hint)
         threading.Thread(target=pending._run, name="graphcomp-background-compile",
                          daemon=True).start()
         return pending
@@ -157,7 +196,9 @@ class BackgroundCompile:
             if self._blas_threads is not None:
                 _set_blas_threads(self._blas_threads)
                 self._blas_threads = None
-        elif self._blas_threads is None and self._process is not None:
+        elif self._blas_threads is None and (self._process is not None
+                                             or not self._process_known.is_set()):
+            # also while the thread plans: it keeps a core busy before the process does
             self._blas_threads = _lower_blas_threads()
 
     def finish(self) -> Any:
@@ -195,7 +236,10 @@ class BackgroundCompile:
             if code != 0:
                 how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
                 raise CompileError(f"the background compile {how}{self._errors()}")
-        return _load(self._program, self._options, generated, self.started)
+        result = _load(self._program, self._options, generated, self.started)
+        if self._hint is not None:
+            _touch(self._hint)
+        return result
 
     def _start_process(self, modules: list[Any]) -> None:
         """Write one job per module and start the process that compiles them."""

@@ -73,6 +73,7 @@ __all__ = [
 
 ENV_VAR = "GRAPHCOMP_CACHE_DIR"
 PREFIX = "gc_"
+WARM_PREFIX = "warm-"  # a background compile's hint that a program's modules are all here
 _ARTEFACT_SUFFIXES = (".nbi", ".nbc")
 _MANIFEST_SUFFIX = ".manifest.json"
 _QUARANTINED = ".quarantined-"
@@ -673,6 +674,7 @@ def _entry_files(folder: Path) -> list[Path]:
         return []
     files = [p for p in folder.glob(f"{PREFIX}*.py") if p.is_file()]
     files += [p for p in folder.glob(f".{PREFIX}*.tmp") if p.is_file()]
+    files += [p for p in folder.glob(f"{WARM_PREFIX}*") if p.is_file()]
     for entry in folder.glob(f"{PREFIX}*.py"):
         numba_folder = _numba_cache_path(entry)
         if numba_folder.is_dir():
