@@ -324,9 +324,13 @@ class Steps:
                     if k in self.materialized:
                         args = [materialize(a) for a in args]
                     reuse = self.reuse.get(k)
-                    if reuse is not None:  # the same ufunc, into a dying input's buffer
+                    if (reuse is not None and reuse[1] not in self.constant_ids
+                            and node_id not in self.dense_updates):
+                        # the same ufunc, into a dying input's buffer (not a folded value's;
+                        # a dense update goes into its parameter later instead)
                         raw = result = reuse[0](*args, out=values[reuse[1]])
                     else:
+                        reuse = None
                         raw = result = impl(args, attrs.copy(), shape)
                     if not scan:
                         result = np.asarray(result, dtype=dtype)
@@ -339,7 +343,7 @@ class Steps:
                     for i in drop:
                         del values[i]
                     if checking:
-                        self._observe(k, raw, args, values, owned, observed)
+                        self._observe(k, raw, args, values, owned, observed, reuse)
         except InputError as exc:  # bad data: say which node (and placeholder) met it
             raise self.input_error(k, exc) from None
         outputs, news = [values[i] for i in self.outputs], [values[i] for i in self.updates]
@@ -359,12 +363,19 @@ class Steps:
         return InputError(message)
 
     def _observe(self, k: int, raw: Any, args: list[Any], values: dict[int, Any],
-                 owned: set[int], observed: Observed) -> None:
+                 owned: set[int], observed: Observed, reuse: tuple | None = None) -> None:
         """The first run's facts about step ``k`` for the straight-line function: whether
         its result is an array of its dtype already, and which buffer may take it (a dead
         input that this step list made and nothing live shares, or the parameter that the
-        result updates)."""
+        result updates). A step that wrote into a dying input's buffer (``reuse``) does so
+        in the straight-line function too: called without ``out=``, its ufunc may return
+        another dtype than the node's."""
         node_id, _, ids, _, shape, dtype, scan, drop = self.steps[k]
+        if reuse is not None:
+            observed.exact.add(k)
+            observed.out_into[k] = ids.index(reuse[1])
+            owned.add(node_id)
+            return
         if scan or not (type(raw) is np.ndarray and raw.dtype == dtype):
             if not scan and self._foldable(k, values[node_id]):
                 observed.folded[k] = values[node_id]

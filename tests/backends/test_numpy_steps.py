@@ -61,6 +61,27 @@ def test_results_written_into_dying_buffers_equal_evaluate(name: str, monkeypatc
     test_the_step_list_equals_evaluate_on_the_workloads(name)
 
 
+def test_reused_buffers_leave_dense_updates_in_their_parameters(monkeypatch) -> None:
+    # With every elementwise step eligible, the straight-line function still writes each
+    # dense SGD update into its parameter (not into the gradient's dying buffer), and three
+    # runs equal evaluate (a step that wrote into a buffer keeps its out= in later runs).
+    monkeypatch.setattr(numpy_backend, "REUSE_MIN_SIZE", 1)
+    problem = workloads.make("vae", **SMALL["vae"])
+    inputs, loss, params, grads = workloads.graphcomp_graph(problem)
+    step = gc.compile(inputs, loss, updates=workloads.graphcomp_updates(
+        problem, params, grads), backend="numpy")
+    program = step.program
+    for _ in range(3):
+        arrays, binding = check_inputs(program.inputs, list(problem.inputs), program.dims)
+        values = evaluate(program, arrays, binding)
+        _, new_values = step._executable.run(arrays, binding)
+        _same(new_values, [values[v.id] for _, v in program.updates])
+        step(*problem.inputs)
+    (steps,) = step._executable._steps.values()
+    assert steps.observed is not None
+    assert len(steps.observed.param_in_place) == len(program.updates)
+
+
 def test_the_elementwise_workload_reuses_buffers_and_small_arrays_do_not() -> None:
     def reused(size: int) -> int:
         problem = workloads.make("ewise", size=size)
