@@ -36,7 +36,7 @@ PRODUCTS = frozenset({"matmul", "matmul_acc"})  # BLAS calls: read a transposed 
 MAX_KERNEL_READS = 8  # buffers one fused kernel may read (see _limit_reads)
 MAX_LOOP_MEMBERS = 24  # kernels one merged loop may hold
 MAX_LOOP_SUMS = 4  # full sums one merged loop may compute (each needs a scratch row)
-MAX_NEST_READS = 10  # buffers one nest may read
+MAX_NEST_READS = 16  # buffers one nest may read
 # Elementwise ops cheap enough to recompute in every consumer (on source operands only).
 CHEAP_OPS = frozenset({"add", "subtract", "multiply", "negative", "abs", "cast", "maximum",
                        "minimum", "stop_gradient"})  # the value of the input, unchanged
@@ -138,6 +138,9 @@ def plan_kernels(lp: LoweredProgram) -> FusionPlan:
                     and len(consumers[consumer_id]) == 1)
         return False
 
+    def sliced(users: list[int]) -> bool:
+        return all(lp.ops[u].op == "slice" for u in users)
+
     # Reverse schedule order: a value's consumers are decided before the value itself.
     for op in reversed(list(lp.ops.values())):
         if op.is_source or op.id in roots:
@@ -161,9 +164,11 @@ def plan_kernels(lp: LoweredProgram) -> FusionPlan:
             if len(users) == 1 and fuses_into(op.id, users[0]):
                 inlined.add(op.id)
             elif (op.op in CHEAP_OPS and users and all(fuses_into(op.id, u) for u in users)
-                  and all(lp.ops[i].is_source or lp.ops[i].op in PRODUCTS for i in op.inputs)):
-                # Recomputing x * w in each consumer costs less than storing and reloading it
-                # (an LSTM's x_t Wx + h Wh, read by four gates as column slices).
+                  and all(lp.ops[i].is_source or (lp.ops[i].op in PRODUCTS and sliced(users))
+                          for i in op.inputs)):
+                # Recomputing x * w in each consumer costs less than storing and reloading it;
+                # so does x_t + h @ W read by an LSTM's four gates as column slices (a product
+                # read elsewhere at its own index is left to a flat loop, see merge_loops).
                 inlined.add(op.id)
     _limit_reads(lp, inlined, transposed)
     # A transposed view whose source got inlined cannot be a ``.T`` of a buffer.
@@ -308,7 +313,9 @@ def merge_loops(lp: LoweredProgram, kernels: list[Kernel], transposed: set[int])
 def _nest_members(lp: LoweredProgram, kernel: Kernel, updated: set[int]) -> list[Kernel] | None:
     """The elementwise kernels a nest would take from ``kernel``: itself, a merged loop's
     members (a loop with sums cannot join), or None (it cannot join a nest)."""
-    if kernel.kind == "elementwise" and lp.ops[kernel.root].ndim >= 1:
+    if lp.ops[kernel.root].ndim == 0:
+        return None  # one element: nothing to gain
+    if kernel.kind == "elementwise":
         members = [kernel]
     elif kernel.kind == "loop" and all(m.kind == "elementwise" for m in kernel.members):
         members = list(kernel.members)
