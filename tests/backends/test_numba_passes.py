@@ -271,3 +271,30 @@ def test_a_transposed_copy_runs_in_tiles_and_matches_numpy():
         function = gc.compile(xs, outputs, backend="numba")
     for got, x in zip(function(*feeds), feeds, strict=True):
         np.testing.assert_allclose(got, x @ w_value.T, rtol=1e-12)
+
+
+def _relu_layers_step(backend: str):
+    """Two relu layers with biases (a nest each: bias add, mask and relu), their gradients and
+    SGD updates, in a graph of its own; returns the step and the placeholder's feed."""
+    rng = np.random.default_rng(7)
+    with gc.Graph(name="relu-layers"):
+        x = gc.placeholder((5, 7), "float64", name="x")
+        w0, b0 = gc.parameter(rng.standard_normal((7, 6)), name="w0"), gc.parameter(
+            rng.standard_normal(6), name="b0")
+        w1, b1 = gc.parameter(rng.standard_normal((6, 3)), name="w1"), gc.parameter(
+            rng.standard_normal(3), name="b1")
+        out = gc.relu(gc.relu(x @ w0 + b0) @ w1 + b1)
+        loss = gc.sum(out * out)
+        params = [w0, b0, w1, b1]
+        grads = gc.grad(loss, params)
+        step = gc.compile([x], [loss, *grads], backend=backend,
+                          updates=[(p, p - 0.01 * g) for p, g in zip(params, grads, strict=True)])
+    return step, rng.standard_normal((5, 7))
+
+
+def test_relu_layers_their_gradients_and_updates_match_numpy_over_steps():
+    numba_step, feed = _relu_layers_step("numba")
+    numpy_step, _ = _relu_layers_step("numpy")
+    for _ in range(3):  # later steps read the parameters the earlier ones updated
+        for got, expected in zip(numba_step(feed), numpy_step(feed), strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
