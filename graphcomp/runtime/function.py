@@ -85,7 +85,11 @@ class Function:
 
     def _switch_if_done(self) -> None:
         pending = self._pending
-        if pending is None or not pending.done():
+        if pending is None:
+            return
+        if pending.compiled():  # wait for the load rather than share the interpreter lock
+            pending.wait()      # with it, which made it take seconds (docs/performance.md)
+        if not pending.done():
             return
         self._pending = None
         try:

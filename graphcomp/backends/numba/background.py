@@ -43,6 +43,9 @@ from graphcomp.runtime.program import Program
 ERROR_TAIL = 2000  # characters of the process's error output a failure quotes
 PYTHON = sys.executable  # the interpreter that runs the compile (a test may replace it)
 OPTIONS = ("fastmath", "driver_jit", "conv")  # compile_numba's keyword options
+# The thread imports numba this long after starting the process (``_warm_up``), so a short
+# run (the main job's 860 steps take ~0.3 s) does not share the interpreter lock with it.
+WARM_UP_AFTER_SECONDS = 1.5
 
 _exiting = threading.Event()  # set at exit: a thread still planning starts no process
 atexit.register(_exiting.set)
@@ -124,6 +127,9 @@ class BackgroundCompile:
         self.used_process = False  # whether another process compiled (else: a warm cache)
         self._process_ended = threading.Event()
         self._blas_threads: int | None = None  # the count before serving() lowered it
+        # seconds from ``started`` to the process's end and to the loaded code (benchmarks)
+        self.process_seconds: float | None = None
+        self.ready_seconds: float | None = None
 
     @staticmethod
     def start(program: Program, options: dict[str, Any], planned: Any = None
@@ -141,6 +147,10 @@ class BackgroundCompile:
         failed before starting it); waits until the thread has decided."""
         self._process_known.wait()
         return None if self._process is None else self._process.pid
+
+    def compiled(self) -> bool:
+        """Whether the compiling process has ended (the thread then loads its modules)."""
+        return self._process_ended.is_set()
 
     def done(self) -> bool:
         """Whether the compiled function is ready (or the compile has failed)."""
@@ -178,6 +188,7 @@ class BackgroundCompile:
             self._process_known.set()
             if self._folder is not None:
                 shutil.rmtree(self._folder, ignore_errors=True)
+            self.ready_seconds = time.perf_counter() - self.started
             self._done.set()
 
     def _compile(self) -> Any:
@@ -190,7 +201,13 @@ class BackgroundCompile:
             self._start_process(missing)
         self._process_known.set()
         if self._process is not None:
-            code = self._process.wait()
+            try:
+                code = self._process.wait(timeout=WARM_UP_AFTER_SECONDS)
+            except subprocess.TimeoutExpired:
+                if not _exiting.is_set():
+                    _warm_up()  # while the process compiles: the load after it is short
+                code = self._process.wait()
+            self.process_seconds = time.perf_counter() - self.started
             self._process_ended.set()
             if code != 0:
                 how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
@@ -222,6 +239,17 @@ class BackgroundCompile:
         except OSError:
             return ""
         return f":\n{text[-ERROR_TAIL:]}" if text else ""
+
+
+def _warm_up() -> None:
+    """Import numba, the backend and numba's lowering registries (~0.5 s, most of a warm
+    load: docs/performance.md, "Background mode at 10,000 steps"), so that loading the
+    compiled modules once the process has ended takes little more than reading them."""
+    from numba.core.registry import cpu_target
+
+    import graphcomp.backends.numba.backend  # noqa: F401
+
+    cpu_target.target_context.refresh()
 
 
 def _lower_blas_threads() -> int | None:
