@@ -76,8 +76,9 @@ def child(workload: str, mode: str, steps: int, budget: float, launched: float) 
     counts = blas_thread_count()
     result = {
         "steps": done,
-        "compile": compiled if pending is None else pending.process_seconds,
-        "ready": None if pending is None else pending.ready_seconds,
+        # (a checkout before these were recorded: None)
+        "compile": compiled if pending is None else getattr(pending, "process_seconds", None),
+        "ready": getattr(pending, "ready_seconds", None),
         "switch": function.switch_seconds,
         "interpreted": interpreted,
         "before_ms": float(np.median(before)) if len(before) else None,
