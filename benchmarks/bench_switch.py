@@ -45,9 +45,9 @@ SETTLE_STEPS = 50  # native steps after the switch left out of its median (warm-
 def child(workload: str, mode: str, steps: int, budget: float, launched: float) -> None:
     """Train ``workload`` in ``mode``; print one JSON line of measurements."""
     sys.path.insert(0, str(HERE))
-    import graphcomp as gc
     from workloads import graphcomp_graph, graphcomp_updates, make
 
+    import graphcomp as gc
     from graphcomp.backends.numba.blas import blas_thread_count
 
     problem = make(workload)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -22,6 +23,10 @@ DEVICE_BACKENDS = ("cuda",)  # backends whose outputs can stay on a device
 
 # True: fresh numpy arrays; False: read-only views of host buffers; "device": device arrays
 CopyOutputs = bool | Literal["device"]
+
+# (thread, BLAS thread count): counts that a background compile dropped on another thread
+# lowered, restored at that thread's next call (background.restore_blas_threads)
+BLAS_RESTORES: list[tuple[int, int]] = []
 
 Updates = Sequence[tuple[Parameter, Tensor]] | Mapping[Parameter, Tensor] | None
 
@@ -125,6 +130,10 @@ class Function:
         # and every function of a graph reads and updates the same parameters.
         if locks.forking:  # wait outside the lock, which the fork is about to take
             locks.wait_for_fork()
+        if BLAS_RESTORES:  # a function dropped while compiling had lowered them
+            from graphcomp.backends.numba.background import restore_blas_threads
+
+            restore_blas_threads()
         with self._lock:
             return self._call(args, kwargs)
 
@@ -284,6 +293,7 @@ def compile(
     if pending is not None:
         function._pending = pending
         function._in_use = "numpy"
+        weakref.finalize(function, pending.drop)
     return function
 
 

@@ -122,6 +122,77 @@ def test_numpy_s_blas_runs_one_thread_fewer_while_the_process_compiles(fresh_cac
         counts[1](before)
 
 
+def _openblas_counts():
+    from graphcomp.backends.numba.blas import blas_thread_count
+
+    counts = blas_thread_count()
+    if counts is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS: its thread count cannot be set")
+    return counts
+
+
+def _sleeping_compiler(tmp_path, monkeypatch) -> None:
+    slow = tmp_path / "slow-python"
+    slow.write_text("#!/bin/sh\nexec sleep 60\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(background, "PYTHON", str(slow))
+
+
+def test_blas_threads_are_restored_at_the_switch(fresh_cache):
+    counts = _openblas_counts()
+    before = counts[0]()
+    counts[1](3)
+    try:
+        step, _ = _step(width=10)
+        step(X, Y)
+        assert counts[0]() == 2 or not step.ready()  # lowered unless it finished already
+        assert step.wait(timeout=300)
+        step(X, Y)
+        assert step.backend_in_use == "numba" and counts[0]() == 3
+    finally:
+        counts[1](before)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_blas_threads_are_restored_when_the_function_is_dropped(fresh_cache, tmp_path,
+                                                                monkeypatch):
+    import gc as collector
+    import threading
+
+    counts = _openblas_counts()
+    _sleeping_compiler(tmp_path, monkeypatch)
+    before = counts[0]()
+    counts[1](3)
+    pids = []
+    try:
+        step, _ = _step(width=11)
+        pids.append(background_process_id(step))
+        step(X, Y)
+        assert counts[0]() == 2
+        del step
+        collector.collect()
+        assert counts[0]() == 3  # dropped on this thread: restored at once
+
+        step, _ = _step(width=12)
+        pids.append(background_process_id(step))
+        step(X, Y)
+        assert counts[0]() == 2
+        holder = [step]
+        del step
+        dropper = threading.Thread(target=holder.clear)  # the last reference goes there
+        dropper.start()
+        dropper.join()
+        collector.collect()
+        assert counts[0]() == 2  # not changed from another thread
+        other, _ = _step(backend="numpy", compile_mode="eager")
+        other(X, Y)  # this thread's next call restores it
+        assert counts[0]() == 3
+    finally:
+        counts[1](before)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_no_writable_cache_compiles_here_with_a_warning(fresh_cache, monkeypatch):
     monkeypatch.setattr(background, "writable_cache", lambda: False)
     with pytest.warns(gc.CompileWarning, match="not writable"):

@@ -38,6 +38,7 @@ from typing import Any
 from graphcomp.backends.numba.cache import cache_dir, writable_cache
 from graphcomp.errors import CompileError, CompileWarning, GraphcompError
 from graphcomp.passes.convolution import CONV_CHOICES
+from graphcomp.runtime.function import BLAS_RESTORES
 from graphcomp.runtime.program import Program
 
 ERROR_TAIL = 2000  # characters of the process's error output a failure quotes
@@ -127,6 +128,8 @@ class BackgroundCompile:
         self.used_process = False  # whether another process compiled (else: a warm cache)
         self._process_ended = threading.Event()
         self._blas_threads: int | None = None  # the count before serving() lowered it
+        self._serving_thread = 0  # the thread that lowered it (the calls' thread)
+        self._dropped = False  # the function is gone: nothing to load
         # seconds from ``started`` to the process's end and to the loaded code (benchmarks)
         self.process_seconds: float | None = None
         self.ready_seconds: float | None = None
@@ -169,6 +172,21 @@ class BackgroundCompile:
                 self._blas_threads = None
         elif self._blas_threads is None and self._process is not None:
             self._blas_threads = _lower_blas_threads()
+            self._serving_thread = threading.get_ident()
+
+    def drop(self) -> None:
+        """The function is gone (a finalizer): nothing to load, and the BLAS thread count goes
+        back now on the thread that lowered it, or else at that thread's next graphcomp call
+        (``restore_blas_threads``): OpenBLAS's count is not changed under a running GEMM."""
+        self._dropped = True
+        threads, self._blas_threads = self._blas_threads, None
+        if threads is None:
+            return
+        if threading.get_ident() == self._serving_thread:
+            _set_blas_threads(threads)
+        else:
+            with _restore_lock:
+                BLAS_RESTORES.append((self._serving_thread, threads))
 
     def finish(self) -> Any:
         """The compiled function (loaded by the thread); ``CompileError`` saying what went
@@ -212,6 +230,8 @@ class BackgroundCompile:
             if code != 0:
                 how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
                 raise CompileError(f"the background compile {how}{self._errors()}")
+        if self._dropped:
+            return None
         return _load(self._program, self._options, generated, self.started)
 
     def _start_process(self, modules: list[Any]) -> None:
@@ -239,6 +259,20 @@ class BackgroundCompile:
         except OSError:
             return ""
         return f":\n{text[-ERROR_TAIL:]}" if text else ""
+
+
+_restore_lock = threading.Lock()  # guards function.BLAS_RESTORES
+
+
+def restore_blas_threads() -> None:
+    """Give back the BLAS threads of dropped functions that this thread lowered (called at
+    the start of a call of any function; cheap when there is nothing to do)."""
+    me = threading.get_ident()
+    with _restore_lock:
+        mine = [threads for thread, threads in BLAS_RESTORES if thread == me]
+        BLAS_RESTORES[:] = [(t, n) for t, n in BLAS_RESTORES if t != me]
+    for threads in mine:
+        _set_blas_threads(threads)
 
 
 def _warm_up() -> None:
