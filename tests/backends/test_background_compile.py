@@ -193,6 +193,21 @@ def test_blas_threads_are_restored_when_the_function_is_dropped(fresh_cache, tmp
             os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+def test_the_compiling_process_runs_at_a_lower_priority(fresh_cache, tmp_path, monkeypatch):
+    _sleeping_compiler(tmp_path, monkeypatch)
+    step, _ = _step(width=13)
+    pid = background_process_id(step)
+    try:
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(own + background.COMPILE_NICE, 19)
+        assert background.COMPILE_NICE > 0
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    with pytest.warns(gc.CompileWarning, match="killed by signal 9"):
+        step.wait(timeout=60)
+
+
 def test_no_writable_cache_compiles_here_with_a_warning(fresh_cache, monkeypatch):
     monkeypatch.setattr(background, "writable_cache", lambda: False)
     with pytest.warns(gc.CompileWarning, match="not writable"):

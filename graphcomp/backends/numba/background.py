@@ -47,6 +47,9 @@ OPTIONS = ("fastmath", "driver_jit", "conv")  # compile_numba's keyword options
 # The thread imports numba this long after starting the process (``_warm_up``), so a short
 # run (the main job's 860 steps take ~0.3 s) does not share the interpreter lock with it.
 WARM_UP_AFTER_SECONDS = 1.5
+# Added to this process's niceness for the compiling process (and its compile helper): where
+# the cores are short, the calls on numpy keep theirs and the compile takes what is left.
+COMPILE_NICE = 5
 
 _exiting = threading.Event()  # set at exit: a thread still planning starts no process
 atexit.register(_exiting.set)
@@ -250,6 +253,7 @@ class BackgroundCompile:
             self._process = subprocess.Popen(
                 [PYTHON, "-m", "graphcomp.backends.numba.compile_job", *jobs],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+        _lower_priority(self._process.pid)
         self.used_process = True
 
     def _errors(self) -> str:
@@ -273,6 +277,15 @@ def restore_blas_threads() -> None:
         BLAS_RESTORES[:] = [(t, n) for t, n in BLAS_RESTORES if t != me]
     for threads in mine:
         _set_blas_threads(threads)
+
+
+def _lower_priority(pid: int) -> None:
+    """Raise process ``pid``'s niceness by ``COMPILE_NICE`` (where the system allows)."""
+    try:
+        nice = os.getpriority(os.PRIO_PROCESS, 0) + COMPILE_NICE
+        os.setpriority(os.PRIO_PROCESS, pid, min(nice, 19))
+    except (AttributeError, OSError):  # not POSIX, or the process has ended already
+        pass
 
 
 def _warm_up() -> None:
