@@ -92,8 +92,7 @@ class Function:
         pending = self._pending
         if pending is None:
             return
-        if pending.compiled():  # wait for the load rather than share the interpreter lock
-            pending.wait()      # with it, which made it take seconds (docs/performance.md)
+        pending.await_load()
         if not pending.done():
             return
         self._pending = None

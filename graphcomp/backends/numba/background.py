@@ -5,18 +5,20 @@ plans the modules on the calling thread (the passes and the code generator, whic
 numba), then returns; a cache holding every module is loaded there and then (a warm start).
 Otherwise a daemon thread of this process (``BackgroundCompile``) writes one ``CompileJob``
 per generated module (several for a program with scans: its segments and scan bodies) and
-starts ``python -m graphcomp.backends.numba.compile_job JOB...``, which compiles them into the
-shared kernel cache. Once that process has ended, the thread loads the compiled modules from
-the cache and the function switches to them at its next call. The calling thread never waits
-for numba's import or a module's load; the thread only takes its share of the interpreter
-lock. The process is not waited for at exit: a script that ends first leaves it to fill the
-cache for the next run.
+starts ``python -m graphcomp.backends.numba.compile_job JOB...`` (``COMPILE_NICE`` lower in
+priority than the caller), which compiles them into the shared kernel cache. If the process
+still runs after ``WARM_UP_AFTER_SECONDS``, the thread imports numba meanwhile. Once the
+process has ended, the thread loads the compiled modules from the cache; the caller's next
+call waits for that load (``await_load``, ~0.1-0.5 s) and runs the compiled code. The calling
+thread never waits for numba's import or for the compile. The process is not waited for at
+exit: a script that ends first leaves it to fill the cache for the next run.
 
 While the process compiles, the calls on numpy run numpy's OpenBLAS with one thread fewer
 (``BackgroundCompile.serving``, on the caller's thread): the process keeps a core busy, and a
 BLAS thread that waits for a descheduled partner made each GEMM several times slower (mlp,
 2 cores: 100 interpreted steps 2.99 s against numpy's 0.55 s; docs/performance.md, "Interpreted
-steps while compiling"). The count is restored at the first call after the process has ended.
+steps while compiling"). The count is restored at the first call after the process has ended,
+or when the function is dropped (``drop``).
 
 >>> # executable, pending = start_compile(program, {}); ...; pending.done() and pending.finish()
 """
@@ -50,6 +52,9 @@ WARM_UP_AFTER_SECONDS = 1.5
 # Added to this process's niceness for the compiling process (and its compile helper): where
 # the cores are short, the calls on numpy keep theirs and the compile takes what is left.
 COMPILE_NICE = 5
+# How long the caller waits for the load once the process has ended (a load that compiles,
+# as a scan's native loop with driver_jit=True does, leaves the calls on numpy meanwhile).
+LOAD_WAIT_SECONDS = 2.0
 
 _exiting = threading.Event()  # set at exit: a thread still planning starts no process
 atexit.register(_exiting.set)
@@ -133,6 +138,7 @@ class BackgroundCompile:
         self._blas_threads: int | None = None  # the count before serving() lowered it
         self._serving_thread = 0  # the thread that lowered it (the calls' thread)
         self._dropped = False  # the function is gone: nothing to load
+        self._load_awaited = False
         # seconds from ``started`` to the process's end and to the loaded code (benchmarks)
         self.process_seconds: float | None = None
         self.ready_seconds: float | None = None
@@ -154,9 +160,15 @@ class BackgroundCompile:
         self._process_known.wait()
         return None if self._process is None else self._process.pid
 
-    def compiled(self) -> bool:
-        """Whether the compiling process has ended (the thread then loads its modules)."""
-        return self._process_ended.is_set()
+    def await_load(self) -> None:
+        """Called on the caller's thread before each call on numpy: once the process has
+        ended, wait (the first time only, at most ``LOAD_WAIT_SECONDS``) for the thread to load
+        its modules. Waiting leaves the thread the interpreter lock: beside a numpy step loop
+        it held it in turns, and mlp's load of ~0.4 s took 3-6 s (docs/performance.md,
+        "Background mode at 10,000 steps")."""
+        if self._process_ended.is_set() and not self._load_awaited:
+            self._load_awaited = True
+            self._done.wait(LOAD_WAIT_SECONDS)
 
     def done(self) -> bool:
         """Whether the compiled function is ready (or the compile has failed)."""
