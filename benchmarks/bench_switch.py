@@ -16,7 +16,8 @@ round) builds the workload's training step, compiles it with ``compile_mode="eag
   the 50th after the switch on), and over the last 1,000 steps;
 - the process's own CPU seconds and the compiling processes' (``RUSAGE_CHILDREN``, read after
   the last step, so only children that had ended by then count);
-- the total wall time of the steps and of the whole process (from launch).
+- the steps run (fewer than ``--steps`` when ``--budget`` seconds of steps ended first) and
+  the total wall time of the steps and of the whole process (from launch).
 
 So a background run that ends later than eager is attributed to a later switch, slower
 interpreted steps, a slower native step, or CPU taken by the compiling processes.
@@ -111,7 +112,7 @@ def run_child(workload: str, mode: str, args: argparse.Namespace, tree: str | No
     return json.loads(done.stdout.strip().splitlines()[0])
 
 
-FIELDS = ("compile", "ready", "switch", "interpreted", "before_ms", "after_ms", "last_ms",
+FIELDS = ("steps", "compile", "ready", "switch", "interpreted", "before_ms", "after_ms", "last_ms",
           "cpu_self", "cpu_children", "steps_s", "total_s", "blas_threads")
 
 
@@ -142,9 +143,9 @@ def main() -> None:
         return
     trees: list[tuple[str, str | None]] = [
         (t.split("=", 1)[0], t.split("=", 1)[1]) for t in args.trees] or [("", None)]
-    header = ["workload", "mode", "compile (s)", "ready (s)", "switch (s)", "interpreted",
-              "step before (ms)", "step after (ms)", "last 1000 (ms)", "CPU self (s)",
-              "CPU compile (s)", "steps (s)", "total (s)", "BLAS threads"]
+    header = ["workload", "mode", "steps run", "compile (s)", "ready (s)", "switch (s)",
+              "interpreted", "step before (ms)", "step after (ms)", "last 1000 (ms)",
+              "CPU self (s)", "CPU compile (s)", "steps (s)", "total (s)", "BLAS threads"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for workload in args.workloads:
