@@ -348,3 +348,32 @@ def test_importing_graphcomp_imports_no_numba():
         [sys.executable, "-c", "import sys, graphcomp; print('numba' in sys.modules)"],
         capture_output=True, text=True, timeout=300, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_compiling_process_compiles_the_lanes_helper_thread_too(fresh_cache):
+    # Else the caller's lane worker compiles it while loading the modules (~1.4 s of CPU).
+    import subprocess
+
+    from graphcomp.backends.numba.backend import plan_modules
+    from graphcomp.backends.numba.blas import numpy_blas
+    from graphcomp.backends.numba.cache import cache_dir
+    from graphcomp.backends.numba.compile_job import CompileJob
+    from graphcomp.backends.numba.lanes.worker import SUPPORTED
+    from graphcomp.runtime.program import build_program
+
+    if numpy_blas() is None or not SUPPORTED:
+        pytest.skip("no lanes without numpy's BLAS and a POSIX libc")
+    with gc.Graph():
+        a = gc.placeholder((128, 256), "float32", name="a")
+        w = gc.parameter(np.ones((256, 128), dtype=np.float32), name="w")
+        program = build_program([a], [gc.sum(a @ w)], None, True)
+    _, modules = plan_modules(program)
+    assert [m.uses_lanes for m in modules] == [True]
+    job = CompileJob.of(modules[0])
+    assert job.uses_lanes and CompileJob.from_json(job.to_json()) == job
+    path = cache_dir() / "job.json"
+    path.write_text(job.to_json())
+    subprocess.run([sys.executable, "-m", "graphcomp.backends.numba.compile_job", str(path)],
+                   env={**os.environ, "GRAPHCOMP_CACHE_DIR": str(cache_dir())}, check=True,
+                   timeout=600)
+    assert [p.name for p in cache_dir().rglob("*serve*.nbi")], "serve was not compiled"
