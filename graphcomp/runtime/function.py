@@ -72,7 +72,8 @@ class Function:
 
     def ready(self) -> bool:
         """Whether the function runs on the backend asked for (switching to it first if its
-        background compile has just finished)."""
+        background compile has just finished; once the compiling process has ended, this
+        waits for its modules' load, ~0.1-0.5 s, at most 2 s)."""
         with self._lock:
             self._switch_if_done()
         return self._in_use == self.backend
