@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -22,6 +23,10 @@ DEVICE_BACKENDS = ("cuda",)  # backends whose outputs can stay on a device
 
 # True: fresh numpy arrays; False: read-only views of host buffers; "device": device arrays
 CopyOutputs = bool | Literal["device"]
+
+# (thread, BLAS thread count): counts that a background compile dropped on another thread
+# lowered, restored at that thread's next call (background.restore_blas_threads)
+BLAS_RESTORES: list[tuple[int, int]] = []
 
 Updates = Sequence[tuple[Parameter, Tensor]] | Mapping[Parameter, Tensor] | None
 
@@ -67,7 +72,8 @@ class Function:
 
     def ready(self) -> bool:
         """Whether the function runs on the backend asked for (switching to it first if its
-        background compile has just finished)."""
+        background compile has just finished; once the compiling process has ended, this
+        waits for its modules' load, ~0.1-0.5 s, at most 2 s)."""
         with self._lock:
             self._switch_if_done()
         return self._in_use == self.backend
@@ -85,7 +91,10 @@ class Function:
 
     def _switch_if_done(self) -> None:
         pending = self._pending
-        if pending is None or not pending.done():
+        if pending is None:
+            return
+        pending.await_load()
+        if not pending.done():
             return
         self._pending = None
         try:
@@ -121,6 +130,10 @@ class Function:
         # and every function of a graph reads and updates the same parameters.
         if locks.forking:  # wait outside the lock, which the fork is about to take
             locks.wait_for_fork()
+        if BLAS_RESTORES:  # a function dropped while compiling had lowered them
+            from graphcomp.backends.numba.background import restore_blas_threads
+
+            restore_blas_threads()
         with self._lock:
             return self._call(args, kwargs)
 
@@ -284,6 +297,7 @@ def compile(
     if pending is not None:
         function._pending = pending
         function._in_use = "numpy"
+        weakref.finalize(function, pending.drop)
     return function
 
 

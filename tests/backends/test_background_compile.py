@@ -123,6 +123,92 @@ def test_numpy_s_blas_runs_one_thread_fewer_while_the_process_compiles(fresh_cac
         counts[1](before)
 
 
+def _openblas_counts():
+    from graphcomp.backends.numba.blas import blas_thread_count
+
+    counts = blas_thread_count()
+    if counts is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS: its thread count cannot be set")
+    return counts
+
+
+def _sleeping_compiler(tmp_path, monkeypatch) -> None:
+    slow = tmp_path / "slow-python"
+    slow.write_text("#!/bin/sh\nexec sleep 60\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(background, "PYTHON", str(slow))
+
+
+def test_blas_threads_are_restored_at_the_switch(fresh_cache):
+    counts = _openblas_counts()
+    before = counts[0]()
+    counts[1](3)
+    try:
+        step, _ = _step(width=10)
+        step(X, Y)
+        assert counts[0]() == 2 or not step.ready()  # lowered unless it finished already
+        assert step.wait(timeout=300)
+        step(X, Y)
+        assert step.backend_in_use == "numba" and counts[0]() == 3
+    finally:
+        counts[1](before)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_blas_threads_are_restored_when_the_function_is_dropped(fresh_cache, tmp_path,
+                                                                monkeypatch):
+    import gc as collector
+    import threading
+
+    counts = _openblas_counts()
+    _sleeping_compiler(tmp_path, monkeypatch)
+    before = counts[0]()
+    counts[1](3)
+    pids = []
+    try:
+        step, _ = _step(width=11)
+        pids.append(background_process_id(step))
+        step(X, Y)
+        assert counts[0]() == 2
+        del step
+        collector.collect()
+        assert counts[0]() == 3  # dropped on this thread: restored at once
+
+        step, _ = _step(width=12)
+        pids.append(background_process_id(step))
+        step(X, Y)
+        assert counts[0]() == 2
+        holder = [step]
+        del step
+        dropper = threading.Thread(target=holder.clear)  # the last reference goes there
+        dropper.start()
+        dropper.join()
+        collector.collect()
+        assert counts[0]() == 2  # not changed from another thread
+        other, _ = _step(backend="numpy", compile_mode="eager")
+        other(X, Y)  # this thread's next call restores it
+        assert counts[0]() == 3
+    finally:
+        counts[1](before)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+def test_the_compiling_process_runs_at_a_lower_priority(fresh_cache, tmp_path, monkeypatch):
+    _sleeping_compiler(tmp_path, monkeypatch)
+    step, _ = _step(width=13)
+    pid = background_process_id(step)
+    try:
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(own + background.COMPILE_NICE, 19)
+        assert background.COMPILE_NICE > 0
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    with pytest.warns(gc.CompileWarning, match="killed by signal 9"):
+        step.wait(timeout=60)
+
+
 def test_no_writable_cache_compiles_here_with_a_warning(fresh_cache, monkeypatch):
     monkeypatch.setattr(background, "writable_cache", lambda: False)
     with pytest.warns(gc.CompileWarning, match="not writable"):
@@ -284,3 +370,32 @@ def test_importing_graphcomp_imports_no_numba():
         [sys.executable, "-c", "import sys, graphcomp; print('numba' in sys.modules)"],
         capture_output=True, text=True, timeout=300, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_compiling_process_compiles_the_lanes_helper_thread_too(fresh_cache):
+    # Else the caller's lane worker compiles it while loading the modules (~1.4 s of CPU).
+    import subprocess
+
+    from graphcomp.backends.numba.backend import plan_modules
+    from graphcomp.backends.numba.blas import numpy_blas
+    from graphcomp.backends.numba.cache import cache_dir
+    from graphcomp.backends.numba.compile_job import CompileJob
+    from graphcomp.backends.numba.lanes.worker import SUPPORTED
+    from graphcomp.runtime.program import build_program
+
+    if numpy_blas() is None or not SUPPORTED:
+        pytest.skip("no lanes without numpy's BLAS and a POSIX libc")
+    with gc.Graph():
+        a = gc.placeholder((128, 256), "float32", name="a")
+        w = gc.parameter(np.ones((256, 128), dtype=np.float32), name="w")
+        program = build_program([a], [gc.sum(a @ w)], None, True)
+    _, modules = plan_modules(program)
+    assert [m.uses_lanes for m in modules] == [True]
+    job = CompileJob.of(modules[0])
+    assert job.uses_lanes and CompileJob.from_json(job.to_json()) == job
+    path = cache_dir() / "job.json"
+    path.write_text(job.to_json())
+    subprocess.run([sys.executable, "-m", "graphcomp.backends.numba.compile_job", str(path)],
+                   env={**os.environ, "GRAPHCOMP_CACHE_DIR": str(cache_dir())}, check=True,
+                   timeout=600)
+    assert [p.name for p in cache_dir().rglob("*serve*.nbi")], "serve was not compiled"

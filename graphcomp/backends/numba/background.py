@@ -6,18 +6,20 @@ before, it first plans the modules on the calling thread (the passes and the cod
 which import no numba) and loads a cache holding every module there and then (a warm start).
 Otherwise a daemon thread of this process (``BackgroundCompile``) plans, writes one ``CompileJob``
 per generated module (several for a program with scans: its segments and scan bodies) and
-starts ``python -m graphcomp.backends.numba.compile_job JOB...``, which compiles them into the
-shared kernel cache. Once that process has ended, the thread loads the compiled modules from
-the cache and the function switches to them at its next call. The calling thread never waits
-for numba's import or a module's load; the thread only takes its share of the interpreter
-lock. The process is not waited for at exit: a script that ends first leaves it to fill the
-cache for the next run.
+starts ``python -m graphcomp.backends.numba.compile_job JOB...`` (``COMPILE_NICE`` lower in
+priority than the caller), which compiles them into the shared kernel cache. If the process
+still runs after ``WARM_UP_AFTER_SECONDS``, the thread imports numba meanwhile. Once the
+process has ended, the thread loads the compiled modules from the cache; the caller's next
+call waits for that load (``await_load``, ~0.1-0.5 s) and runs the compiled code. The calling
+thread never waits for numba's import or for the compile. The process is not waited for at
+exit: a script that ends first leaves it to fill the cache for the next run.
 
 While the process compiles, the calls on numpy run numpy's OpenBLAS with one thread fewer
 (``BackgroundCompile.serving``, on the caller's thread): the process keeps a core busy, and a
 BLAS thread that waits for a descheduled partner made each GEMM several times slower (mlp,
 2 cores: 100 interpreted steps 2.99 s against numpy's 0.55 s; docs/performance.md, "Interpreted
-steps while compiling"). The count is restored at the first call after the process has ended.
+steps while compiling"). The count is restored at the first call after the process has ended,
+or when the function is dropped (``drop``).
 
 >>> # executable, pending = start_compile(program, {}); ...; pending.done() and pending.finish()
 """
@@ -41,11 +43,21 @@ from typing import Any
 from graphcomp.backends.numba.cache import WARM_PREFIX, cache_dir, writable_cache
 from graphcomp.errors import CompileError, CompileWarning, GraphcompError
 from graphcomp.passes.convolution import CONV_CHOICES
+from graphcomp.runtime.function import BLAS_RESTORES
 from graphcomp.runtime.program import Program
 
 ERROR_TAIL = 2000  # characters of the process's error output a failure quotes
 PYTHON = sys.executable  # the interpreter that runs the compile (a test may replace it)
 OPTIONS = ("fastmath", "driver_jit", "conv")  # compile_numba's keyword options
+# The thread imports numba this long after starting the process (``_warm_up``), so a short
+# run (the main job's 860 steps take ~0.3 s) does not share the interpreter lock with it.
+WARM_UP_AFTER_SECONDS = 1.5
+# Added to this process's niceness for the compiling process (and its compile helper): where
+# the cores are short, the calls on numpy keep theirs and the compile takes what is left.
+COMPILE_NICE = 5
+# How long the caller waits for the load once the process has ended (a load that compiles,
+# as a scan's native loop with driver_jit=True does, leaves the calls on numpy meanwhile).
+LOAD_WAIT_SECONDS = 2.0
 
 _exiting = threading.Event()  # set at exit: a thread still planning starts no process
 atexit.register(_exiting.set)
@@ -163,6 +175,12 @@ class BackgroundCompile:
         self.used_process = False  # whether another process compiled (else: a warm cache)
         self._process_ended = threading.Event()
         self._blas_threads: int | None = None  # the count before serving() lowered it
+        self._serving_thread = 0  # the thread that lowered it (the calls' thread)
+        self._dropped = False  # the function is gone: nothing to load
+        self._load_awaited = False
+        # seconds from ``started`` to the process's end and to the loaded code (benchmarks)
+        self.process_seconds: float | None = None
+        self.ready_seconds: float | None = None
 
     @staticmethod
     def start(program: Program, options: dict[str, Any], planned: Any = None,
@@ -180,6 +198,16 @@ class BackgroundCompile:
         failed before starting it); waits until the thread has decided."""
         self._process_known.wait()
         return None if self._process is None else self._process.pid
+
+    def await_load(self) -> None:
+        """Called on the caller's thread before each call on numpy: once the process has
+        ended, wait (the first time only, at most ``LOAD_WAIT_SECONDS``) for the thread to load
+        its modules. Waiting leaves the thread the interpreter lock: beside a numpy step loop
+        it held it in turns, and mlp's load of ~0.4 s took 3-6 s (docs/performance.md,
+        "Background mode at 10,000 steps")."""
+        if self._process_ended.is_set() and not self._load_awaited:
+            self._load_awaited = True
+            self._done.wait(LOAD_WAIT_SECONDS)
 
     def done(self) -> bool:
         """Whether the compiled function is ready (or the compile has failed)."""
@@ -200,6 +228,21 @@ class BackgroundCompile:
                                              or not self._process_known.is_set()):
             # also while the thread plans: it keeps a core busy before the process does
             self._blas_threads = _lower_blas_threads()
+            self._serving_thread = threading.get_ident()
+
+    def drop(self) -> None:
+        """The function is gone (a finalizer): nothing to load, and the BLAS thread count goes
+        back now on the thread that lowered it, or else at that thread's next graphcomp call
+        (``restore_blas_threads``): OpenBLAS's count is not changed under a running GEMM."""
+        self._dropped = True
+        threads, self._blas_threads = self._blas_threads, None
+        if threads is None:
+            return
+        if threading.get_ident() == self._serving_thread:
+            _set_blas_threads(threads)
+        else:
+            with _restore_lock:
+                BLAS_RESTORES.append((self._serving_thread, threads))
 
     def finish(self) -> Any:
         """The compiled function (loaded by the thread); ``CompileError`` saying what went
@@ -219,6 +262,7 @@ class BackgroundCompile:
             self._process_known.set()
             if self._folder is not None:
                 shutil.rmtree(self._folder, ignore_errors=True)
+            self.ready_seconds = time.perf_counter() - self.started
             self._done.set()
 
     def _compile(self) -> Any:
@@ -231,11 +275,19 @@ class BackgroundCompile:
             self._start_process(missing)
         self._process_known.set()
         if self._process is not None:
-            code = self._process.wait()
+            try:
+                code = self._process.wait(timeout=WARM_UP_AFTER_SECONDS)
+            except subprocess.TimeoutExpired:
+                if not _exiting.is_set():
+                    _warm_up()  # while the process compiles: the load after it is short
+                code = self._process.wait()
+            self.process_seconds = time.perf_counter() - self.started
             self._process_ended.set()
             if code != 0:
                 how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
                 raise CompileError(f"the background compile {how}{self._errors()}")
+        if self._dropped:
+            return None
         result = _load(self._program, self._options, generated, self.started)
         if self._hint is not None:
             _touch(self._hint)
@@ -257,6 +309,7 @@ class BackgroundCompile:
             self._process = subprocess.Popen(
                 [PYTHON, "-m", "graphcomp.backends.numba.compile_job", *jobs],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+        _lower_priority(self._process.pid)
         self.used_process = True
 
     def _errors(self) -> str:
@@ -266,6 +319,40 @@ class BackgroundCompile:
         except OSError:
             return ""
         return f":\n{text[-ERROR_TAIL:]}" if text else ""
+
+
+_restore_lock = threading.Lock()  # guards function.BLAS_RESTORES
+
+
+def restore_blas_threads() -> None:
+    """Give back the BLAS threads of dropped functions that this thread lowered (called at
+    the start of a call of any function; cheap when there is nothing to do)."""
+    me = threading.get_ident()
+    with _restore_lock:
+        mine = [threads for thread, threads in BLAS_RESTORES if thread == me]
+        BLAS_RESTORES[:] = [(t, n) for t, n in BLAS_RESTORES if t != me]
+    for threads in mine:
+        _set_blas_threads(threads)
+
+
+def _lower_priority(pid: int) -> None:
+    """Raise process ``pid``'s niceness by ``COMPILE_NICE`` (where the system allows)."""
+    try:
+        nice = os.getpriority(os.PRIO_PROCESS, 0) + COMPILE_NICE
+        os.setpriority(os.PRIO_PROCESS, pid, min(nice, 19))
+    except (AttributeError, OSError):  # not POSIX, or the process has ended already
+        pass
+
+
+def _warm_up() -> None:
+    """Import numba, the backend and numba's lowering registries (~0.5 s, most of a warm
+    load: docs/performance.md, "Background mode at 10,000 steps"), so that loading the
+    compiled modules once the process has ended takes little more than reading them."""
+    from numba.core.registry import cpu_target
+
+    import graphcomp.backends.numba.backend  # noqa: F401
+
+    cpu_target.target_context.refresh()
 
 
 def _lower_blas_threads() -> int | None:

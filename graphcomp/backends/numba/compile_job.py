@@ -43,6 +43,7 @@ class CompileJob:
     kernel_signatures: dict[str, list[tuple[ValueType, ...]]] = field(default_factory=dict)
     # The modules ``source`` imports, each after every module it imports (codegen).
     libraries: list[str] = field(default_factory=list)
+    uses_lanes: bool = False  # the driver takes the lanes (their helper thread's code)
 
     @staticmethod
     def of(module: Any) -> CompileJob:
@@ -51,13 +52,13 @@ class CompileJob:
                    for name, signatures in sorted(module.kernel_signatures.items())}
         return CompileJob(module.source, module.driver_jit,
                           [(np.dtype(a.dtype).name, a.ndim) for a in module.arguments], kernels,
-                          list(module.libraries))
+                          list(module.libraries), bool(module.uses_lanes))
 
     def to_json(self) -> str:
         return json.dumps({"source": self.source, "driver_jit": self.driver_jit,
                            "driver_arguments": self.driver_arguments,
                            "kernel_signatures": self.kernel_signatures,
-                           "libraries": self.libraries})
+                           "libraries": self.libraries, "uses_lanes": self.uses_lanes})
 
     @staticmethod
     def from_json(text: str) -> CompileJob:
@@ -71,7 +72,7 @@ class CompileJob:
             [(str(d), int(n)) for d, n in data["driver_arguments"]],
             {name: [tuple(value_type(t) for t in types) for types in signatures]
              for name, signatures in data["kernel_signatures"].items()},
-            [str(text) for text in data.get("libraries", [])])
+            [str(text) for text in data.get("libraries", [])], bool(data.get("uses_lanes")))
 
 
 def driver_signature(arguments: list[ArraySpec]) -> tuple:
@@ -205,7 +206,21 @@ def main(argv: list[str]) -> int:
         path.unlink(missing_ok=True)  # read: the folder may go once the caller has stopped
     for job in jobs:
         compile_job(job)
+    if any(job.uses_lanes for job in jobs):
+        _compile_lane_helper()
     return 0
+
+
+def _compile_lane_helper() -> None:
+    """Compile the lanes' helper thread into the cache (the background compile's process):
+    the caller's lane worker would otherwise compile it while loading the modules, ~1.4 s of
+    CPU for mlp (docs/performance.md, "Background mode at 10,000 steps")."""
+    from graphcomp.backends.numba.blas import numpy_blas
+    from graphcomp.backends.numba.lanes.worker import SUPPORTED, compile_serve
+
+    library = numpy_blas()
+    if library is not None and SUPPORTED and not _jit_disabled():
+        compile_serve(library)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,19 @@ def lanes_array(enabled: bool = False) -> np.ndarray:
     return lanes
 
 
+def compile_serve(library: BlasLibrary) -> Any:
+    """The helper thread's ``serve``, compiled (or loaded from the kernel cache). A
+    background compile's process calls it too, so that loading its modules compiles nothing."""
+    from numba import types
+
+    from graphcomp.backends.numba.cache import load_generated_module, record_compiled
+
+    module, path = load_generated_module(helper_text(library))
+    module.serve.compile((types.Array(types.int64, 2, "C"), types.int64, types.int64))
+    record_compiled(path)
+    return module.serve
+
+
 class LaneWorker:
     """The process's helper thread and the lanes array it serves (one per process).
 
@@ -58,10 +72,6 @@ class LaneWorker:
     _shared_lock = threading.Lock()
 
     def __init__(self, library: BlasLibrary) -> None:
-        from numba import types
-
-        from graphcomp.backends.numba.cache import load_generated_module, record_compiled
-
         self.lanes = lanes_array(enabled=True)
         self._owner = threading.Lock()
         self._wake = threading.Event()
@@ -69,10 +79,7 @@ class LaneWorker:
         self._threads = blas_thread_count()
         self._blas_threads = 0
         self._pid = os.getpid()
-        module, path = load_generated_module(helper_text(library))
-        self._serve = module.serve
-        self._serve.compile((types.Array(types.int64, 2, "C"), types.int64, types.int64))
-        record_compiled(path)
+        self._serve = compile_serve(library)
         self.lanes[HEADER, PARKED] = 1
         self._thread = threading.Thread(target=self._run, name="graphcomp-lanes", daemon=True)
         self._thread.start()
