@@ -10,9 +10,9 @@ source of a difference (a few ulp of float64) between the two backends.
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
+from graphcomp.backends.numba.inlined import source_without_docstring
 from graphcomp.backends.numba.kernels import KernelText
 from graphcomp.ops import philox
 from graphcomp.passes.fusion import Kernel
@@ -75,12 +75,6 @@ def random_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
 
 def philox_source() -> str:
     """``ops/philox.py``'s text without its docstring, its functions compiled inline."""
-    text = PHILOX_FILE.read_text()
-    tree = ast.parse(text)
-    lines = text.splitlines()
-    first = tree.body[0]
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-        lines = lines[first.end_lineno:]
     jit = 'njit(cache=True, error_model="numpy", no_cfunc_wrapper=True, forceinline=True)'
     wrappers = [f"{name} = {jit}({name})" for name in sorted(PHILOX_FUNCTIONS)]
-    return "\n".join(lines).strip("\n") + "\n\n" + "\n".join(wrappers)
+    return source_without_docstring(PHILOX_FILE) + "\n\n" + "\n".join(wrappers)

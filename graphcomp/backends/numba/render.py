@@ -15,7 +15,6 @@ driver, and the fast-math library last (so it opens with the program itself).
 
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
 import re
@@ -30,6 +29,7 @@ from graphcomp.backends.numba import lanes as L
 from graphcomp.backends.numba.blas import BlasLibrary
 from graphcomp.backends.numba.cache import module_name
 from graphcomp.backends.numba.expressions import DTYPE_SUFFIX, literal
+from graphcomp.backends.numba.inlined import source_without_docstring
 from graphcomp.backends.numba.names import Names
 from graphcomp.backends.numba.program import Arg, Buffer, Call, KernelDef, Segment, StepProgram
 from graphcomp.backends.numba.random_kernels import (
@@ -280,22 +280,12 @@ def render_kernel(kernel: KernelDef, decorator: str) -> str:
 
 def fastmath_source() -> str:
     """fastmath.py's text without its docstring, made cacheable, for inlining."""
-    return _without_docstring(FASTMATH_FILE).replace("cache=False", "cache=True")
+    return source_without_docstring(FASTMATH_FILE).replace("cache=False", "cache=True")
 
 
 def prefetch_source() -> str:
     """prefetch.py's text without its docstring, for inlining."""
-    return _without_docstring(PREFETCH_FILE)
-
-
-def _without_docstring(path: Path) -> str:
-    text = path.read_text()
-    tree = ast.parse(text)
-    lines = text.splitlines()
-    first = tree.body[0] if tree.body else None
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-        lines = lines[first.end_lineno:]
-    return "\n".join(lines).strip("\n")
+    return source_without_docstring(PREFETCH_FILE)
 
 
 def _docstring(program: StepProgram) -> list[str]:
