@@ -395,7 +395,11 @@ def test_the_compiling_process_compiles_the_lanes_helper_thread_too(fresh_cache)
     assert job.uses_lanes and CompileJob.from_json(job.to_json()) == job
     path = cache_dir() / "job.json"
     path.write_text(job.to_json())
-    subprocess.run([sys.executable, "-m", "graphcomp.backends.numba.compile_job", str(path)],
+    hint = cache_dir() / "warm-test"
+    subprocess.run([sys.executable, "-m", "graphcomp.backends.numba.compile_job", "--hint",
+                    str(hint), str(path)],
                    env={**os.environ, "GRAPHCOMP_CACHE_DIR": str(cache_dir())}, check=True,
                    timeout=600)
     assert [p.name for p in cache_dir().rglob("*serve*.nbi")], "serve was not compiled"
+    # the process leaves the program's warm hint itself (its caller may have ended)
+    assert hint.exists()

@@ -305,9 +305,11 @@ class BackgroundCompile:
             jobs.append(str(job))
         atexit.register(_remove_if_read, folder)
         env = {**os.environ, "GRAPHCOMP_CACHE_DIR": str(cache_dir())}
+        # the process leaves the warm hint itself: the caller may end before it loads
+        hint = ["--hint", str(self._hint)] if self._hint is not None else []
         with open(folder / "errors.txt", "wb") as errors:
             self._process = subprocess.Popen(
-                [PYTHON, "-m", "graphcomp.backends.numba.compile_job", *jobs],
+                [PYTHON, "-m", "graphcomp.backends.numba.compile_job", *hint, *jobs],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
         _lower_priority(self._process.pid)
         self.used_process = True

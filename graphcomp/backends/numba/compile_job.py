@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -196,9 +197,14 @@ def _compile_names(loaded: Any, job: CompileJob, names: list[str]) -> list[int]:
 def main(argv: list[str]) -> int:
     """Compile the jobs in the files ``argv``, in order (the background compile's process:
     a program with scans is several modules), or with ``--share FILE``, a helper's share of
-    another process's job."""
+    another process's job. ``--hint FILE`` first: touch that file (the program's warm hint,
+    background.py's ``warm_hint``) once every job has compiled, so that the next start loads
+    the warm cache on its calling thread even when the caller ended before this process."""
     if argv[:1] == ["--share"]:
         return compile_share(Path(argv[1]))
+    hint = None
+    if argv[:1] == ["--hint"]:
+        hint, argv = Path(argv[1]), argv[2:]
     jobs = []
     for name in argv:
         path = Path(name)
@@ -208,6 +214,9 @@ def main(argv: list[str]) -> int:
         compile_job(job)
     if any(job.uses_lanes for job in jobs):
         _compile_lane_helper()
+    if hint is not None:
+        with contextlib.suppress(OSError):  # only a hint: without it, a start plans later
+            hint.touch()
     return 0
 
 
