@@ -11,12 +11,6 @@ reading every buffer at their own index, and full float sums) are merged into on
 kernel when nothing outside needs a member's result before the last member runs. The merged
 loop reads each input once and keeps intermediate results in registers: a training step's
 forward values, gradients and parameter updates of an elementwise model become one pass.
-
-Then *nests*: elementwise kernels (and merged loops without sums) whose results have the same
-n-d shape but read through views (an LSTM's four gates, each a column slice of one
-pre-activation, and the cell update that reads them) are merged into one ``nest`` kernel: one
-loop nest computing every member at each index and writing the results something outside
-reads. A member reads an earlier member's result only at its own index (a register).
 """
 
 from __future__ import annotations
@@ -36,7 +30,6 @@ PRODUCTS = frozenset({"matmul", "matmul_acc"})  # BLAS calls: read a transposed 
 MAX_KERNEL_READS = 8  # buffers one fused kernel may read (see _limit_reads)
 MAX_LOOP_MEMBERS = 24  # kernels one merged loop may hold
 MAX_LOOP_SUMS = 4  # full sums one merged loop may compute (each needs a scratch row)
-MAX_NEST_READS = 16  # buffers one nest may read
 # Elementwise ops cheap enough to recompute in every consumer (on source operands only).
 CHEAP_OPS = frozenset({"add", "subtract", "multiply", "negative", "abs", "cast", "maximum",
                        "minimum", "stop_gradient"})  # the value of the input, unchanged
@@ -54,7 +47,7 @@ SoloKernelOp = Literal[
 SOLO_KERNEL_OPS: frozenset[str] = frozenset(get_args(SoloKernelOp))
 # A fused elementwise chain, a fused reduction, a view of another buffer (no code), merged
 # flat loops, or one of the solo ops.
-KernelKind = Literal["elementwise", "reduction", "alias", "loop", "nest", SoloKernelOp]
+KernelKind = Literal["elementwise", "reduction", "alias", "loop", SoloKernelOp]
 # How a flat kernel joins a merged loop: element by element, or as a full sum.
 LoopRole = Literal["map", "sum"]
 
@@ -63,9 +56,8 @@ LoopRole = Literal["map", "sum"]
 class Kernel:
     """One materialised value and the values computed inline while producing it.
 
-    A ``loop`` kernel merges flat kernels (``members``) into one loop, a ``nest`` kernel
-    elementwise kernels of one shape into one loop nest: ``outputs`` are the members' results
-    that get a buffer, ``inlined`` every other value it computes.
+    A ``loop`` kernel merges flat kernels (``members``) into one loop: ``outputs`` are the
+    members' results that get a buffer, ``inlined`` every other value it computes.
     """
 
     root: int
@@ -77,12 +69,12 @@ class Kernel:
     @property
     def results(self) -> list[int]:
         """Values this kernel writes to buffers."""
-        return self.outputs if self.kind in ("loop", "nest") else [self.root]
+        return self.outputs if self.kind == "loop" else [self.root]
 
     @property
     def computed(self) -> list[int]:
         """Every value this kernel computes (written or not)."""
-        if self.kind in ("loop", "nest"):
+        if self.kind == "loop":
             return [*self.inlined, *[m.root for m in self.members]]
         return [*self.inlined, self.root]
 
@@ -138,9 +130,6 @@ def plan_kernels(lp: LoweredProgram) -> FusionPlan:
                     and len(consumers[consumer_id]) == 1)
         return False
 
-    def sliced(users: list[int]) -> bool:
-        return all(lp.ops[u].op == "slice" for u in users)
-
     # Reverse schedule order: a value's consumers are decided before the value itself.
     for op in reversed(list(lp.ops.values())):
         if op.is_source or op.id in roots:
@@ -164,11 +153,8 @@ def plan_kernels(lp: LoweredProgram) -> FusionPlan:
             if len(users) == 1 and fuses_into(op.id, users[0]):
                 inlined.add(op.id)
             elif (op.op in CHEAP_OPS and users and all(fuses_into(op.id, u) for u in users)
-                  and all(lp.ops[i].is_source or (lp.ops[i].op in PRODUCTS and sliced(users))
-                          for i in op.inputs)):
-                # Recomputing x * w in each consumer costs less than storing and reloading it;
-                # so does x_t + h @ W read by an LSTM's four gates as column slices (a product
-                # read elsewhere at its own index is left to a flat loop, see merge_loops).
+                  and all(lp.ops[i].is_source for i in op.inputs)):
+                # Recomputing x * w in each consumer costs less than storing and reloading it.
                 inlined.add(op.id)
     _limit_reads(lp, inlined, transposed)
     # A transposed view whose source got inlined cannot be a ``.T`` of a buffer.
@@ -191,7 +177,7 @@ def plan_kernels(lp: LoweredProgram) -> FusionPlan:
         elif op.op == "slice" and op.inputs[0] not in inlined and contiguous_slice(lp, op.id):
             kind = "alias"  # a contiguous block of the input's buffer
         kernels.append(Kernel(op.id, kind, _members(lp, op.id, inlined) if kind != "alias" else []))
-    kernels = merge_nests(lp, merge_loops(lp, kernels, transposed), transposed)
+    kernels = merge_loops(lp, kernels, transposed)
     for kernel in kernels:
         for value in kernel.computed:
             if value not in kernel.results:
@@ -308,100 +294,6 @@ def merge_loops(lp: LoweredProgram, kernels: list[Kernel], transposed: set[int])
         merged.append(Kernel(item.kernels[-1].root, "loop", [v for v in lp.ops if v in inner],
                              outputs, list(item.kernels)))
     return merged
-
-
-def _nest_members(lp: LoweredProgram, kernel: Kernel, updated: set[int]) -> list[Kernel] | None:
-    """The elementwise kernels a nest would take from ``kernel``: itself, a merged loop's
-    members (a loop with sums cannot join), or None (it cannot join a nest)."""
-    if lp.ops[kernel.root].ndim == 0:
-        return None  # one element: nothing to gain
-    if kernel.kind == "elementwise":
-        members = [kernel]
-    elif kernel.kind == "loop" and all(m.kind == "elementwise" for m in kernel.members):
-        members = list(kernel.members)
-    else:
-        return None
-    if any(m.root in updated for m in members):
-        return None  # a new parameter value: a flat loop may write it in place (memory.py)
-    return members
-
-
-def _reads_own_index(lp: LoweredProgram, members: list[Kernel], earlier: set[int]) -> bool:
-    """True when the members read the values in ``earlier`` (results of a nest's earlier
-    members) only at the index they compute, never through a view or a broadcast."""
-    for member in members:
-        inlined = set(member.inlined)
-        stack = [(member.root, True)]
-        while stack:
-            value, direct = stack.pop()
-            op = lp.ops[value]
-            for source in op.inputs:
-                same = (direct and op.op not in VIEW_OPS
-                        and lp.ops[source].shape == op.shape)
-                if source in earlier and not same:
-                    return False
-                if source in inlined:
-                    stack.append((source, same))
-    return True
-
-
-@dataclass
-class _OpenNest:
-    shape: tuple
-    members: list[Kernel] = field(default_factory=list)
-    merged: list[Kernel] = field(default_factory=list)  # the kernels it took, in order
-    roots: set[int] = field(default_factory=set)
-    reads: set[int] = field(default_factory=set)  # values from outside the nest
-
-
-def merge_nests(lp: LoweredProgram, kernels: list[Kernel], transposed: set[int]
-                ) -> list[Kernel]:
-    """Merge elementwise kernels of one n-d shape into ``nest`` kernels (see the module
-    docstring). Like ``merge_loops``, a nest runs where its last member stood, so it stays
-    open only until a kernel outside it reads one of its results."""
-    updated = {value for _, value in lp.updates}
-    order: list[Kernel | _OpenNest] = []
-    open_nests: list[_OpenNest] = []
-    for kernel in kernels:
-        reads = set(reads_of(lp, kernel, transposed))
-        members = _nest_members(lp, kernel, updated)
-        target = None
-        if members is not None:
-            shape = lp.ops[kernel.root].shape
-            target = next((n for n in reversed(open_nests) if n.shape == shape
-                           and len((n.reads | reads) - n.roots) <= MAX_NEST_READS
-                           and len(n.members) + len(members) <= MAX_LOOP_MEMBERS
-                           and _reads_own_index(lp, members, n.roots)), None)
-        for nest in [n for n in open_nests if n is not target and reads & n.roots]:
-            open_nests.remove(nest)  # its results are needed now: it runs before this kernel
-        if members is None:
-            order.append(kernel)
-            continue
-        if target is None:
-            target = _OpenNest(lp.ops[kernel.root].shape)
-            open_nests.append(target)
-        else:
-            order.remove(target)
-        target.members += members
-        target.merged.append(kernel)
-        target.roots |= {m.root for m in members}
-        target.reads = (target.reads | reads) - target.roots
-        order.append(target)
-    return [item if isinstance(item, Kernel) else _nest_kernel(lp, item) for item in order]
-
-
-def _nest_kernel(lp: LoweredProgram, nest: _OpenNest) -> Kernel:
-    """A nest of one kernel stays that kernel; else one ``nest`` kernel."""
-    if len(nest.merged) == 1:
-        return nest.merged[0]
-    consumers = lp.consumers()
-    roots = set(lp.roots)
-    inner = {v for m in nest.members for v in m.inlined}
-    computed = inner | nest.roots
-    outputs = [m.root for m in nest.members
-               if m.root in roots or any(c not in computed for c in consumers[m.root])]
-    return Kernel(nest.members[-1].root, "nest", [v for v in lp.ops if v in inner], outputs,
-                  list(nest.members))
 
 
 def _limit_reads(lp: LoweredProgram, inlined: set[int], transposed: set[int]) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 import graphcomp as gc
-from graphcomp.backends.numba.kernels import elementwise_kernel
 from graphcomp.ops import get_op
 from graphcomp.passes.fusion import plan_kernels
 from graphcomp.passes.lowered import LoweredProgram, concrete_size, size_key
@@ -208,93 +207,3 @@ def test_memory_plan_never_shares_a_slot_between_live_values():
                 assert slot.size == size_key(lp.ops[a].shape) == size_key(lp.ops[b].shape)
     assert len(memory.slots) < len(owners), "a dead buffer should have been reused"
     assert concrete_size(memory.slots[0].size, {"N": 3}) > 0
-
-
-def _lstm_step_program():
-    """One LSTM cell step: four gates read as column slices of one pre-activation ``z + h @
-    w``, then the cell update, all of shape (batch, hidden); outputs h', c', the gates (a
-    scan keeps them for its gradient) and the gradients of a loss."""
-    rng = np.random.default_rng(3)
-    n = 3
-    with gc.Graph(name="nest") as graph:
-        h = gc.placeholder((4, n), "float64", name="h")
-        c = gc.placeholder((4, n), "float64", name="c")
-        z = gc.placeholder((4, 4 * n), "float64", name="z")
-        w = gc.parameter(rng.standard_normal((n, 4 * n)), name="w")
-        a = z + h @ w
-        i, f, o = (gc.sigmoid(a[:, k * n:(k + 1) * n]) for k in (0, 1, 3))
-        g = gc.tanh(a[:, 2 * n:3 * n])
-        c_new = f * c + i * g
-        h_new = o * gc.tanh(c_new)
-        loss = gc.sum(h_new * c_new)
-        grads = gc.grad(loss, [w, h, c])
-    feeds = [rng.standard_normal((4, n)), rng.standard_normal((4, n)),
-             rng.standard_normal((4, 4 * n))]
-    return graph, [h, c, z], [h_new, c_new, i, f, g, o], [loss, *grads], feeds
-
-
-def test_gates_read_through_slices_and_the_cell_update_run_as_one_nest():
-    graph, inputs, forward, backward, feeds = _lstm_step_program()
-    lp = eliminate_dead(eliminate_common(fold_constants(lower(build_program(inputs, forward,
-                                                                            [])))))
-    plan = plan_kernels(lp)
-    # The product, then one loop nest over (batch, hidden) for the gates and the cell update:
-    # z + h @ w is recomputed in each gate instead of getting a buffer.
-    assert [k.kind for k in plan.kernels] == ["matmul", "nest"]
-    nest = plan.kernels[1]
-    assert set(nest.outputs) == set(lp.roots)
-    assert not (plan.materialised & plan.inlined)
-    assert plan.materialised | plan.inlined == set(lp.ops)
-    outputs = forward + backward
-    with graph:
-        expected = gc.compile(inputs, outputs, backend="numpy")(*feeds)
-        got = gc.compile(inputs, outputs, backend="numba")(*feeds)
-    for a, b in zip(got, expected, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
-
-
-def test_a_transposed_copy_runs_in_tiles_and_matches_numpy():
-    """A transposed matrix read by four products is copied once (fusion's
-    COPY_TRANSPOSE_MIN_USES) by a tiled loop; sides that are not multiples of the tile."""
-    rng = np.random.default_rng(5)
-    w_value = rng.standard_normal((37, 21))
-    with gc.Graph(name="tiles") as graph:
-        w = gc.parameter(w_value, name="w")
-        xs = [gc.placeholder((3, 21), "float64", name=f"x{k}") for k in range(4)]
-        outputs = [x @ gc.transpose(w) for x in xs]
-    feeds = [rng.standard_normal((3, 21)) for _ in xs]
-    lp = eliminate_dead(eliminate_common(fold_constants(lower(build_program(xs, outputs, [])))))
-    plan = plan_kernels(lp)
-    (copy,) = [k for k in plan.kernels if lp.ops[k.root].op == "transpose"]
-    assert any("range(0, n0, 16)" in line for line, _ in elementwise_kernel(lp, copy).body)
-    with graph:
-        function = gc.compile(xs, outputs, backend="numba")
-    for got, x in zip(function(*feeds), feeds, strict=True):
-        np.testing.assert_allclose(got, x @ w_value.T, rtol=1e-12)
-
-
-def _relu_layers_step(backend: str):
-    """Two relu layers with biases (a nest each: bias add, mask and relu), their gradients and
-    SGD updates, in a graph of its own; returns the step and the placeholder's feed."""
-    rng = np.random.default_rng(7)
-    with gc.Graph(name="relu-layers"):
-        x = gc.placeholder((5, 7), "float64", name="x")
-        w0, b0 = gc.parameter(rng.standard_normal((7, 6)), name="w0"), gc.parameter(
-            rng.standard_normal(6), name="b0")
-        w1, b1 = gc.parameter(rng.standard_normal((6, 3)), name="w1"), gc.parameter(
-            rng.standard_normal(3), name="b1")
-        out = gc.relu(gc.relu(x @ w0 + b0) @ w1 + b1)
-        loss = gc.sum(out * out)
-        params = [w0, b0, w1, b1]
-        grads = gc.grad(loss, params)
-        step = gc.compile([x], [loss, *grads], backend=backend,
-                          updates=[(p, p - 0.01 * g) for p, g in zip(params, grads, strict=True)])
-    return step, rng.standard_normal((5, 7))
-
-
-def test_relu_layers_their_gradients_and_updates_match_numpy_over_steps():
-    numba_step, feed = _relu_layers_step("numba")
-    numpy_step, _ = _relu_layers_step("numpy")
-    for _ in range(3):  # later steps read the parameters the earlier ones updated
-        for got, expected in zip(numba_step(feed), numpy_step(feed), strict=True):
-            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)

@@ -59,12 +59,12 @@ class DeviceProgram:
 
 
 def split_loops(plan: FusionPlan) -> FusionPlan:
-    """The plan with every merged ``loop`` or ``nest`` kernel replaced by its members, each
-    writing a buffer of its own."""
+    """The plan with every merged ``loop`` kernel replaced by its members, each writing a
+    buffer of its own."""
     kernels: list[Kernel] = []
     materialised, inlined = set(plan.materialised), set(plan.inlined)
     for kernel in plan.kernels:
-        if kernel.kind not in ("loop", "nest"):
+        if kernel.kind != "loop":
             kernels.append(kernel)
             continue
         for member in kernel.members:

@@ -221,8 +221,6 @@ def _kernel_text(ctx: CallContext, kernel: Kernel) -> K.KernelText:
     op = ctx.lp.ops[kernel.root]
     if kernel.kind == "loop":
         return K.loop_kernel(ctx.lp, kernel, ctx.memory.in_place)
-    if kernel.kind == "nest":
-        return K.nest_kernel(ctx.lp, kernel)
     if kernel.kind == "matmul":
         return K.batched_matmul_kernel(ctx.lp, kernel, gemm_name(ctx, op.dtype))
     if kernel.kind == "sparse_adam_step" and kernel.inlined:  # sparse_kernels.fuse_lazy_adam

@@ -31,7 +31,6 @@ REDUCE_CHUNK = 1024  # elements per scratch chunk in a vectorised full reduction
 # The block count depends only on the size, never on the thread count, so sums add up in the
 # same order on every machine. Loops over symbolic shapes stay serial.
 LOOP_PARALLEL_MIN_ELEMENTS = 1 << 19
-TRANSPOSE_TILE = 16  # elements per side of a transposed copy's tiles (one 64-byte line of f32)
 LOOP_BLOCK_MIN_ELEMENTS = LOOP_PARALLEL_MIN_ELEMENTS // 2  # so a parallel loop has >= 2 blocks
 LOOP_MAX_BLOCKS = 16
 # The scratch vector the runtime passes: per block and per sum a chunk, then one partial sum
@@ -121,15 +120,10 @@ def elementwise_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     extents = [f"n{k}" for k in range(root.ndim)]
     head = [(f"{', '.join(extents)}{',' if root.ndim == 1 else ''} = out.shape", "")
             ] if root.ndim else []
-    depth = root.ndim
-    if root.op == "transpose" and root.ndim == 2 and not parallel:
-        head += _tiles(TRANSPOSE_TILE)  # a matrix copied transposed
-        depth += 2
-    else:
-        for d, (var, extent) in enumerate(zip(index, extents, strict=True)):
-            kind = loop if d == 0 else "range"
-            head.append(("    " * d + f"for {var} in {kind}({extent}):", ""))
-    indent = "    " * depth
+    for depth, (var, extent) in enumerate(zip(index, extents, strict=True)):
+        kind = loop if depth == 0 else "range"
+        head.append(("    " * depth + f"for {var} in {kind}({extent}):", ""))
+    indent = "    " * root.ndim
     store = f"out[{', '.join(index)}] = {result}" if index else f"out[()] = {result}"
     body = head + [(indent + line, comment) for line, comment in writer.lines]
     body.append((indent + store, ""))
@@ -139,44 +133,6 @@ def elementwise_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
     return KernelText(params, body, reads.order, uses_dims=writer.uses_dims,
                       parallel=parallel and root.ndim > 0, functions=functions,
                       row_roles=[_row_role(reads.indices[v], root.ndim) for v in reads.order])
-
-
-def nest_kernel(lp: LoweredProgram, kernel: Kernel) -> KernelText:
-    """One loop nest computing every member of a ``nest`` kernel at each index (fusion.py):
-    operands are read through their index maps, as in ``elementwise_kernel``, and each
-    result is stored at the end of the iteration, after every read."""
-    shape = lp.ops[kernel.root].shape
-    members = [m.root for m in kernel.members]
-    reads = _Reads(False)
-    functions: set[str] = set()
-    writer = ExpressionWriter(lp, set(kernel.inlined) | set(members), reads, functions)
-    parallel = _parallel(lp, kernel.root)
-    index = _loop_vars(len(shape))
-    results = {v: writer.value_at(v, index, force=True) for v in members}
-    extents = [f"n{k}" for k in range(len(shape))]
-    head = [(f"{', '.join(extents)}{',' if len(shape) == 1 else ''} = o0.shape", "")]
-    for depth, (var, extent) in enumerate(zip(index, extents, strict=True)):
-        kind = "prange" if parallel and depth == 0 else "range"
-        head.append(("    " * depth + f"for {var} in {kind}({extent}):", ""))
-    indent = "    " * len(shape)
-    stores = [(f"{indent}o{k}[{', '.join(index)}] = {results[v]}", lp.ops[v].describe())
-              for k, v in enumerate(kernel.outputs)]
-    body = head + [(indent + line, comment) for line, comment in writer.lines] + stores
-    params = [f"a{k}" for k in range(len(reads.order))]
-    params += [f"o{k}" for k in range(len(kernel.outputs))]
-    if writer.uses_dims:
-        params.append("dims")
-    return KernelText(params, body, reads.order, uses_dims=writer.uses_dims,
-                      parallel=parallel, functions=functions, writes=list(kernel.outputs))
-
-
-def _tiles(tile: int) -> list[tuple[str, str]]:
-    """Loops over ``(n0, n1)`` in square tiles: a transposed copy then reads and writes whole
-    cache lines (128x512 float32: 52 us against 147 us row by row)."""
-    return [(f"for b0 in range(0, n0, {tile}):", ""),
-            (f"    for b1 in range(0, n1, {tile}):", ""),
-            (f"        for i0 in range(b0, min(b0 + {tile}, n0)):", ""),
-            (f"            for i1 in range(b1, min(b1 + {tile}, n1)):", "")]
 
 
 def _row_role(indices: set[Index], ndim: int) -> str | None:
