@@ -173,9 +173,8 @@ def _bytes_at(formula: int | str, binding: dict[str, int]) -> int:
     return total
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
-def test_the_residual_memory_is_what_the_report_prints(values: dict, backend: str,
-                                                       monkeypatch: pytest.MonkeyPatch):
+def _record_checkpoints(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The list that every ``Checkpoints`` made from now on (in this test) is appended to."""
     held: list = []
     made = checkpoint_module.Checkpoints.__init__
 
@@ -184,6 +183,13 @@ def test_the_residual_memory_is_what_the_report_prints(values: dict, backend: st
         held.append(self)
 
     monkeypatch.setattr(checkpoint_module.Checkpoints, "__init__", record)
+    return held
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_the_residual_memory_is_what_the_report_prints(values: dict, backend: str,
+                                                       monkeypatch: pytest.MonkeyPatch):
+    held = _record_checkpoints(monkeypatch)
     with gc.Graph():
         xs = gc.placeholder(("T", "B", H), "float64", name="xs")
         h0 = gc.placeholder(("B", H), "float64", name="h0")
@@ -317,14 +323,7 @@ def test_a_carry_and_the_value_it_is_made_from_share_one_segment(
         values: dict, backend: str, reverse: bool, monkeypatch: pytest.MonkeyPatch):
     """rnn's h_{t-1} and h_t (tanh's output): one recomputed buffer of min(T, k) + 1 rows,
     counted so by the report, gradients equal to the plain scan's."""
-    held: list = []
-    made = checkpoint_module.Checkpoints.__init__
-
-    def record(self: checkpoint_module.Checkpoints, *args: object) -> None:
-        made(self, *args)
-        held.append(self)
-
-    monkeypatch.setattr(checkpoint_module.Checkpoints, "__init__", record)
+    held = _record_checkpoints(monkeypatch)
     functions = []
     for k in (3, None):
         with gc.Graph():
