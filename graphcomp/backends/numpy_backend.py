@@ -31,7 +31,6 @@ from graphcomp.errors import InputError
 from graphcomp.loops import SCAN, SCAN_OUTPUT, ScanBody, shared_stacks
 from graphcomp.loops.checkpoint import Checkpoints, RecomputedStack, materialize, segment_count
 from graphcomp.ops import get_op
-from graphcomp.ops.elementwise import UFUNCS
 from graphcomp.ops.indexing import INDEX_OPERAND, index_error_message
 from graphcomp.ops.sparse_updates import IN_PLACE_IMPLS
 from graphcomp.runtime.binding import check_inputs, resolve_shape
@@ -134,6 +133,15 @@ RAISING = frozenset({*INDEX_OPERAND, *IN_PLACE_IMPLS, SCAN, "permute", "reduce_m
 REUSE_MIN_SIZE = 1 << 16
 
 
+def _elementwise_ufunc(op: str) -> np.ufunc | None:
+    """The ufunc that an elementwise op's numpy implementation applies (its registry entry's
+    ``numpy_ufunc``), else None."""
+    if op in (SCAN, SCAN_OUTPUT):
+        return None
+    definition = get_op(op)
+    return definition.numpy_ufunc if definition.kind == "elementwise" else None
+
+
 class Steps:
     """``evaluate`` of one program under one binding, prepared: a step per computed node
     (id, implementation, input ids, attributes, shape, the ids read for the last time). The
@@ -201,18 +209,16 @@ class Steps:
         steps of ``REUSE_MIN_SIZE`` elements or more with an input of the same shape and
         dtype that dies there, made by a ufunc step and read only by ufunc steps (so no view
         of it exists), where the ufunc's own result dtype is the node's (no cast)."""
-        made_by_ufunc = {node.id for node in self.nodes if node.op in UFUNCS}
+        ufuncs = {node.id: _elementwise_ufunc(node.op) for node in self.nodes}
         readers_ok: dict[int, bool] = {}
         for node in self.nodes:
             for i in node.inputs:
-                readers_ok[i.id] = readers_ok.get(i.id, True) and node.op in UFUNCS
+                readers_ok[i.id] = readers_ok.get(i.id, True) and ufuncs[node.id] is not None
         reuse = {}
         for k, (node, step) in enumerate(zip(self.nodes, self.steps, strict=True)):
-            shape, drop = step[4], step[7]
-            if (node.op not in UFUNCS or k in self.materialized
-                    or int(np.prod(shape)) < REUSE_MIN_SIZE):
+            shape, drop, fn = step[4], step[7], ufuncs[node.id]
+            if fn is None or k in self.materialized or int(np.prod(shape)) < REUSE_MIN_SIZE:
                 continue
-            fn = UFUNCS[node.op]
             try:
                 natural = fn.resolve_dtypes((*(i.dtype for i in node.inputs), None))[-1]
             except (TypeError, ValueError):  # no loop for those dtypes: impl decides
@@ -220,7 +226,7 @@ class Steps:
             if natural != node.dtype:
                 continue
             for i in node.inputs:
-                if (i.id in drop and i.id in made_by_ufunc and readers_ok[i.id]
+                if (i.id in drop and ufuncs.get(i.id) is not None and readers_ok[i.id]
                         and i.dtype == node.dtype and self.shapes[i.id] == shape):
                     reuse[k] = (fn, i.id)
                     break

@@ -274,13 +274,6 @@ for _name, _fn, _rule, _vjp, _samples in _BINARY:
         )
     )
 
-# The ops whose numpy implementation is this ufunc applied to the inputs: the numpy backend
-# may hand it an ``out`` buffer (an intermediate of the same shape and dtype read for the last
-# time), which gives the same values without touching new memory.
-UFUNCS: dict[str, np.ufunc] = {
-    **{name: fn for name, fn, *_ in _UNARY if isinstance(fn, np.ufunc)},
-    **{name: fn for name, fn, *_ in _BINARY if isinstance(fn, np.ufunc)}}
-
 _COMPARISONS = {
     "less": np.less,
     "less_equal": np.less_equal,
