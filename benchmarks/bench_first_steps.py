@@ -126,6 +126,12 @@ def report(workload: str, results: dict[str, list[dict]], steps: list[int]) -> l
     return ["| " + " | ".join(row) + " |" for row in rows]
 
 
+def parse_trees(specs: list[str]) -> list[tuple[str, str | None]]:
+    """``--trees NAME=PATH ...`` as (name, path) pairs; one unnamed tree (the graphcomp on
+    the current PYTHONPATH) when none is given."""
+    return [(t.split("=", 1)[0], t.split("=", 1)[1]) for t in specs] or [("", None)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "MODE"))
@@ -143,8 +149,7 @@ def main() -> None:
     if args.child:
         child(*args.child, steps=args.steps, budget=args.budget, launched=args.launched)
         return
-    trees: list[tuple[str, str | None]] = [
-        (t.split("=", 1)[0], t.split("=", 1)[1]) for t in args.trees] or [("", None)]
+    trees = parse_trees(args.trees)
     bytecode = tempfile.TemporaryDirectory(prefix="bench-first-steps-pyc-")
     args.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     args.env["PYTHONPYCACHEPREFIX"] = bytecode.name

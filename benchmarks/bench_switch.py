@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_first_steps import parse_trees
 
 HERE = Path(__file__).resolve().parent
 MODES = ("eager", "background")
@@ -141,8 +142,7 @@ def main() -> None:
     if args.child:
         child(*args.child, steps=args.steps, budget=args.budget, launched=args.launched)
         return
-    trees: list[tuple[str, str | None]] = [
-        (t.split("=", 1)[0], t.split("=", 1)[1]) for t in args.trees] or [("", None)]
+    trees = parse_trees(args.trees)
     header = ["workload", "mode", "steps run", "compile (s)", "ready (s)", "switch (s)",
               "interpreted", "step before (ms)", "step after (ms)", "last 1000 (ms)",
               "CPU self (s)", "CPU compile (s)", "steps (s)", "total (s)", "BLAS threads"]
